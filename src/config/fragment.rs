@@ -1,0 +1,43 @@
+//! One TOML file as written: every key optional, unknown keys rejected.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fragment {
+    pub lock_root: Option<Spanned<String>>,
+    pub state_dir: Option<Spanned<String>>,
+    pub config_json: Option<Spanned<String>>,
+    /// Drop-in directories; only the main file may set them.
+    pub config_dirs: Option<Spanned<Vec<String>>>,
+    pub inhibit: Option<InhibitFragment>,
+    pub engine: Option<EngineFragment>,
+    pub target: Option<TargetFragment>,
+    pub api: Option<ApiFragment>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InhibitFragment {
+    pub what: Option<Spanned<Vec<String>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineFragment {
+    pub socket: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetFragment {
+    pub file: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiFragment {
+    pub socket: Option<Spanned<String>>,
+    pub tcp: Option<Spanned<String>>,
+}

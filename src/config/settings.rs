@@ -1,0 +1,179 @@
+//! Validated settings: types that cannot hold a bad value, plus where each
+//! value came from.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+pub const DEFAULT_MAIN: &str = "/etc/holdfast/holdfast.toml";
+pub const DEFAULT_DIRS: [&str; 3] = [
+    "/usr/lib/holdfast/config.d",
+    "/etc/holdfast/config.d",
+    "/run/holdfast/config.d",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InhibitWhat {
+    Shutdown,
+    Sleep,
+}
+
+impl InhibitWhat {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "shutdown" => Some(Self::Shutdown),
+            "sleep" => Some(Self::Sleep),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Shutdown => "shutdown",
+            Self::Sleep => "sleep",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Settings {
+    pub lock_root: PathBuf,
+    pub state_dir: PathBuf,
+    pub config_json: PathBuf,
+    pub config_dirs: Vec<PathBuf>,
+    pub inhibit_what: Vec<InhibitWhat>,
+    /// `None`: the balena-engine socket when it exists, else docker's.
+    pub engine_socket: Option<PathBuf>,
+    pub target_file: PathBuf,
+    pub api_socket: PathBuf,
+    pub api_tcp: Option<SocketAddr>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            lock_root: "/run/holdfast/locks".into(),
+            state_dir: "/var/lib/holdfast".into(),
+            config_json: "/mnt/boot/config.json".into(),
+            config_dirs: DEFAULT_DIRS.iter().map(PathBuf::from).collect(),
+            inhibit_what: vec![InhibitWhat::Shutdown],
+            engine_socket: None,
+            target_file: "/var/lib/holdfast/target.json".into(),
+            api_socket: "/run/holdfast/api.sock".into(),
+            api_tcp: None,
+        }
+    }
+}
+
+impl Settings {
+    /// logind's `what` argument, e.g. `shutdown:sleep`.
+    pub fn inhibit_what_arg(&self) -> String {
+        self.inhibit_what
+            .iter()
+            .map(|w| w.as_str())
+            .collect::<Vec<_>>()
+            .join(":")
+    }
+
+    /// The effective engine socket.
+    pub fn engine_socket(&self) -> PathBuf {
+        self.engine_socket.clone().unwrap_or_else(|| {
+            let balena = Path::new("/var/run/balena-engine.sock");
+            if balena.exists() {
+                balena.into()
+            } else {
+                "/var/run/docker.sock".into()
+            }
+        })
+    }
+}
+
+/// Where a setting's value came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Source {
+    #[serde(rename = "default")]
+    Default,
+    File(PathBuf),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// Settings with the source of every key (dotted key -> source).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sourced {
+    pub settings: Settings,
+    pub sources: BTreeMap<&'static str, Source>,
+    /// Files read, in the order applied.
+    pub files: Vec<PathBuf>,
+}
+
+impl Sourced {
+    pub fn source(&self, key: &str) -> &Source {
+        self.sources.get(key).unwrap_or(&Source::Default)
+    }
+
+    /// `key = value  # source` lines, for `holdfast config show`.
+    pub fn render(&self) -> String {
+        let s = &self.settings;
+        let path = |p: &Path| toml_str(&p.display().to_string());
+        let list = |v: Vec<String>| format!("[{}]", v.join(", "));
+        let rows: Vec<(&str, String)> = vec![
+            ("lock_root", path(&s.lock_root)),
+            ("state_dir", path(&s.state_dir)),
+            ("config_json", path(&s.config_json)),
+            (
+                "config_dirs",
+                list(s.config_dirs.iter().map(|p| path(p)).collect()),
+            ),
+            (
+                "inhibit.what",
+                list(s.inhibit_what.iter().map(|w| toml_str(w.as_str())).collect()),
+            ),
+            ("engine.socket", path(&s.engine_socket())),
+            ("target.file", path(&s.target_file)),
+            ("api.socket", path(&s.api_socket)),
+            (
+                "api.tcp",
+                s.api_tcp
+                    .map(|a| toml_str(&a.to_string()))
+                    .unwrap_or_else(|| "(off)".into()),
+            ),
+        ];
+        let width = rows.iter().map(|(k, v)| k.len() + v.len()).max().unwrap_or(0) + 3;
+        let mut out = String::new();
+        for (k, v) in rows {
+            let mut src = self.source(k).to_string();
+            if k == "engine.socket" && s.engine_socket.is_none() {
+                src = "default (auto-detected)".into();
+            }
+            let pad = width - k.len() - v.len();
+            out.push_str(&format!("{k} = {v}{:pad$}# {src}\n", ""));
+        }
+        out
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut settings = serde_json::to_value(&self.settings).expect("settings serialize");
+        settings["engine_socket"] = serde_json::json!(self.settings.engine_socket());
+        serde_json::json!({
+            "settings": settings,
+            "sources": self.sources.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
+            "files": self.files,
+        })
+    }
+}
+
+fn toml_str(s: &str) -> String {
+    toml::Value::String(s.to_owned()).to_string()
+}

@@ -1,0 +1,138 @@
+//! The core task: owns the lock table and holdfast's own locks, applies
+//! lock events, answers commands, publishes the table to subscribers.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::command::{Command, LockInfo};
+use crate::locks::own::OwnLocks;
+use crate::locks::state::{Change, LockEvent};
+use crate::locks::{holders, LockTable};
+use crate::logging::msgid;
+
+pub struct Core {
+    pub table: LockTable,
+    pub own: OwnLocks,
+    pub table_tx: watch::Sender<Arc<LockTable>>,
+    pub proc_root: PathBuf,
+}
+
+impl Core {
+    /// Runs until Shutdown or until both inputs close.
+    pub async fn run(mut self, mut events: mpsc::Receiver<LockEvent>, mut commands: mpsc::Receiver<Command>) {
+        loop {
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    Some(ev) => self.apply(ev),
+                    None => {
+                        tracing::error!("lock watcher stopped");
+                        return;
+                    }
+                },
+                cmd = commands.recv() => match cmd {
+                    Some(Command::Shutdown { reply }) => {
+                        self.release_all();
+                        let _ = reply.send(());
+                        return;
+                    }
+                    Some(cmd) => self.handle(cmd),
+                    None => return,
+                },
+            }
+        }
+    }
+
+    pub fn apply(&mut self, ev: LockEvent) {
+        let scoped = match &ev {
+            LockEvent::ServiceObserved { id, .. } | LockEvent::HoldersObserved { id, .. } => Some(id.clone()),
+            _ => None,
+        };
+        let before = scoped.as_ref().map(|id| self.table.get(id).cloned());
+        let changes = self.table.apply(ev);
+        for c in &changes {
+            log_change(c, &self.table);
+        }
+        let unchanged = changes.is_empty()
+            && matches!((&scoped, &before), (Some(id), Some(b)) if self.table.get(id) == b.as_ref());
+        if !unchanged {
+            self.table_tx.send_replace(Arc::new(self.table.clone()));
+        }
+    }
+
+    fn handle(&mut self, cmd: Command) {
+        match cmd {
+            Command::ListLocks { reply } => {
+                let _ = reply.send(self.fresh_lock_infos());
+            }
+            Command::TakeLocks { app, services, reply } => {
+                let r = self.own.take(&app, &services);
+                match &r {
+                    Ok(ids) => tracing::info!(app = %app, services = ids.len(), "holdfast took the locks of app {app}"),
+                    Err(e) => tracing::info!(app = %app, error = %e, "could not take the locks of app {app}"),
+                }
+                let _ = reply.send(r.map_err(Into::into));
+            }
+            Command::ReleaseLocks { app, reply } => {
+                let r = self.own.release(&app);
+                if let Ok(n) = &r {
+                    tracing::info!(app = %app, files = n, "holdfast released the locks of app {app}");
+                }
+                let _ = reply.send(r.map(|n| n as u32).map_err(Into::into));
+            }
+            Command::Ping { reply } => {
+                let _ = reply.send(());
+            }
+            Command::Shutdown { reply } => {
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    fn release_all(&mut self) {
+        match self.own.release_all() {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(files = n, "released holdfast's own locks before exit"),
+            Err(e) => tracing::error!(error = %e, "cannot release own locks"),
+        }
+    }
+
+    /// The table with holders read now, not as last seen.
+    fn fresh_lock_infos(&self) -> Vec<LockInfo> {
+        let keys: Vec<holders::FileKey> = self
+            .table
+            .locks()
+            .flat_map(|(_, l)| l.entries.iter().map(|e| (e.dev, e.ino)))
+            .collect();
+        let found = holders::scan(&self.proc_root, &keys);
+        self.table
+            .locks()
+            .map(|(id, l)| {
+                let mut lock = l.clone();
+                let mut hs: Vec<_> = l.entries.iter().filter_map(|e| found.get(&(e.dev, e.ino))).flatten().cloned().collect();
+                hs.sort();
+                hs.dedup_by(|a, b| a.pid == b.pid);
+                lock.holders = Some(hs);
+                LockInfo::new(id, &lock)
+            })
+            .collect()
+    }
+}
+
+fn log_change(c: &Change, table: &LockTable) {
+    match c {
+        Change::Taken { id, owner } => {
+            let kind = table.get(id).map(|l| format!("{:?}", l.kind()).to_lowercase()).unwrap_or_default();
+            tracing::info!(message_id = msgid::LOCK_TAKEN, service = %id, owner = ?owner, kind = %kind,
+                "update lock taken: {id}");
+        }
+        Change::Released { id } => {
+            tracing::info!(message_id = msgid::LOCK_RELEASED, service = %id, "update lock released: {id}");
+        }
+        Change::Stale { id } => {
+            tracing::info!(message_id = msgid::LOCK_STALE, service = %id,
+                "update lock {id} is held by no process (stale hint: it still counts as a lock)");
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! The D-Bus adapter: `org.holdfast.Supervisor1` on the system bus. Methods
+//! turn into [`Command`]s; properties read the published state. The
+//! contract is `docs/org.holdfast.Supervisor1.xml`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use zbus::object_server::SignalEmitter;
+use zbus::{fdo, interface, Connection};
+
+use crate::command::{request, Command, CommandError, LockInfo};
+use crate::inhibit::{Ended, Inhibitor, InhibitorStatus};
+use crate::locks::own::OwnLockError;
+use crate::locks::LockTable;
+use crate::names::{AppName, ServiceName};
+use crate::status::summary;
+
+pub const BUS_NAME: &str = "org.holdfast.Supervisor1";
+pub const OBJECT_PATH: &str = "/org/holdfast/Supervisor1";
+
+/// Errors as D-Bus error names; the only place they are mapped.
+#[derive(Debug, zbus::DBusError)]
+#[zbus(prefix = "org.holdfast.Supervisor1.Error")]
+pub enum BusError {
+    #[zbus(error)]
+    ZBus(zbus::Error),
+    /// A lock is held by an app.
+    Locked(String),
+    InvalidName(String),
+    NotHeld(String),
+    AccessDenied(String),
+    Failed(String),
+}
+
+impl From<CommandError> for BusError {
+    fn from(e: CommandError) -> Self {
+        let msg = e.to_string();
+        match e {
+            CommandError::OwnLock(OwnLockError::Contended { .. }) => BusError::Locked(msg),
+            CommandError::OwnLock(OwnLockError::NotHeld(_)) => BusError::NotHeld(msg),
+            CommandError::InvalidName(_) => BusError::InvalidName(msg),
+            _ => BusError::Failed(msg),
+        }
+    }
+}
+
+/// Shared state the interface reads.
+#[derive(Clone)]
+pub struct Shared {
+    pub commands: mpsc::Sender<Command>,
+    pub table: watch::Receiver<Arc<LockTable>>,
+    pub inhibitor: watch::Receiver<InhibitorStatus>,
+    pub what: watch::Receiver<String>,
+    pub inhibitor_tx: Arc<watch::Sender<InhibitorStatus>>,
+    pub lock_root: String,
+}
+
+pub struct Supervisor {
+    shared: Shared,
+}
+
+/// Only root may call methods (the bus policy says so too; this holds when
+/// a policy is missing).
+async fn require_root(conn: &Connection, hdr: &zbus::message::Header<'_>) -> Result<(), BusError> {
+    let sender = hdr
+        .sender()
+        .ok_or_else(|| BusError::AccessDenied("no sender".into()))?;
+    let uid = fdo::DBusProxy::new(conn)
+        .await?
+        .get_connection_unix_user(sender.clone().into())
+        .await
+        .map_err(|e| BusError::AccessDenied(e.to_string()))?;
+    if uid == 0 {
+        Ok(())
+    } else {
+        Err(BusError::AccessDenied(format!("uid {uid} may not call holdfast methods; only root may")))
+    }
+}
+
+#[interface(name = "org.holdfast.Supervisor1")]
+impl Supervisor {
+    /// The lock table with holders freshly read from /proc.
+    async fn list_locks(
+        &self,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<Vec<LockInfo>, BusError> {
+        require_root(conn, &hdr).await?;
+        Ok(request(&self.shared.commands, |reply| Command::ListLocks { reply }).await?)
+    }
+
+    /// Takes the locks of the listed services of `app` (all of its service
+    /// directories when the list is empty), all-or-nothing.
+    async fn take_locks(
+        &self,
+        app: String,
+        services: Vec<String>,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<Vec<String>, BusError> {
+        require_root(conn, &hdr).await?;
+        let app = AppName::new(app).map_err(CommandError::from)?;
+        let services = services
+            .into_iter()
+            .map(ServiceName::new)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(CommandError::from)?;
+        let taken = request(&self.shared.commands, |reply| Command::TakeLocks { app, services, reply })
+            .await??;
+        Ok(taken.iter().map(|id| id.to_string()).collect())
+    }
+
+    /// Releases holdfast's own locks of `app`; returns how many files went.
+    async fn release_locks(
+        &self,
+        app: String,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<u32, BusError> {
+        require_root(conn, &hdr).await?;
+        let app = AppName::new(app).map_err(CommandError::from)?;
+        Ok(request(&self.shared.commands, |reply| Command::ReleaseLocks { app, reply }).await??)
+    }
+
+    #[zbus(property)]
+    fn version(&self) -> String {
+        env!("CARGO_PKG_VERSION").to_owned()
+    }
+
+    #[zbus(property)]
+    fn locked(&self) -> bool {
+        self.shared.table.borrow().is_locked()
+    }
+
+    #[zbus(property)]
+    fn locks(&self) -> Vec<LockInfo> {
+        LockInfo::from_table(&self.shared.table.borrow())
+    }
+
+    #[zbus(property)]
+    fn inhibitor_held(&self) -> bool {
+        self.shared.inhibitor.borrow().held
+    }
+
+    #[zbus(property)]
+    fn inhibitor_why(&self) -> String {
+        self.shared.inhibitor.borrow().why.clone()
+    }
+
+    #[zbus(property)]
+    fn lock_root(&self) -> String {
+        self.shared.lock_root.clone()
+    }
+
+    #[zbus(property)]
+    fn status(&self) -> String {
+        summary(&self.shared.table.borrow(), &self.shared.inhibitor.borrow())
+    }
+
+    /// The set of locks changed.
+    #[zbus(signal, name = "LocksChanged")]
+    async fn lock_table_changed(emitter: &SignalEmitter<'_>, locks: Vec<LockInfo>) -> zbus::Result<()>;
+}
+
+/// Generated client side, used by the CLI and the tests.
+#[zbus::proxy(
+    interface = "org.holdfast.Supervisor1",
+    default_service = "org.holdfast.Supervisor1",
+    default_path = "/org/holdfast/Supervisor1"
+)]
+pub trait Supervisor1 {
+    fn list_locks(&self) -> zbus::Result<Vec<LockInfo>>;
+    fn take_locks(&self, app: &str, services: &[&str]) -> zbus::Result<Vec<String>>;
+    fn release_locks(&self, app: &str) -> zbus::Result<u32>;
+    #[zbus(property)]
+    fn version(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn locked(&self) -> zbus::Result<bool>;
+    #[zbus(property)]
+    fn locks(&self) -> zbus::Result<Vec<LockInfo>>;
+    #[zbus(property)]
+    fn inhibitor_held(&self) -> zbus::Result<bool>;
+    #[zbus(property)]
+    fn inhibitor_why(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn lock_root(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn status(&self) -> zbus::Result<String>;
+    #[zbus(signal, name = "LocksChanged")]
+    fn lock_table_changed(&self, locks: Vec<LockInfo>) -> zbus::Result<()>;
+}
+
+async fn connect(shared: &Shared) -> zbus::Result<Connection> {
+    zbus::connection::Builder::system()?
+        .serve_at(OBJECT_PATH, Supervisor { shared: shared.clone() })?
+        .name(BUS_NAME)?
+        .build()
+        .await
+}
+
+/// Emits property-change and LocksChanged signals as the state moves.
+async fn emit_changes(conn: &Connection, shared: &Shared) -> zbus::Result<()> {
+    let iface = conn
+        .object_server()
+        .interface::<_, Supervisor>(OBJECT_PATH)
+        .await?;
+    let mut table = shared.table.clone();
+    let mut inh = shared.inhibitor.clone();
+    table.mark_unchanged();
+    inh.mark_unchanged();
+    loop {
+        let emitter = iface.signal_emitter();
+        tokio::select! {
+            r = table.changed() => {
+                if r.is_err() { return Ok(()) }
+                let locks = LockInfo::from_table(&table.borrow_and_update());
+                let s = iface.get().await;
+                s.locked_changed(emitter).await?;
+                s.locks_changed(emitter).await?;
+                s.status_changed(emitter).await?;
+                Supervisor::lock_table_changed(emitter, locks).await?;
+            }
+            r = inh.changed() => {
+                if r.is_err() { return Ok(()) }
+                inh.borrow_and_update();
+                let s = iface.get().await;
+                s.inhibitor_held_changed(emitter).await?;
+                s.inhibitor_why_changed(emitter).await?;
+                s.status_changed(emitter).await?;
+            }
+        }
+    }
+}
+
+/// Owns the bus side for the daemon's lifetime: serves the interface, runs
+/// the inhibitor, and reconnects with a bounded back-off when the bus goes
+/// away. `ready` fires once the name is first owned.
+pub async fn run(shared: Shared, ready: tokio::sync::oneshot::Sender<()>) {
+    let mut ready = Some(ready);
+    let mut inhibitor = Inhibitor::new();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let conn = match connect(&shared).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64,
+                    "cannot serve {BUS_NAME} on the system bus");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(100);
+        if let Some(r) = ready.take() {
+            let _ = r.send(());
+        } else {
+            tracing::info!("reconnected to the system bus");
+        }
+        let mut table = shared.table.clone();
+        let mut what = shared.what.clone();
+        let ended = tokio::select! {
+            e = inhibitor.run(&conn, &mut table, &mut what, &shared.inhibitor_tx) => e,
+            r = emit_changes(&conn, &shared) => match r {
+                Ok(()) => Ended::Shutdown,
+                Err(_) => Ended::Disconnected,
+            },
+        };
+        match ended {
+            Ended::Shutdown => return,
+            Ended::Disconnected => tracing::warn!("lost the system bus; reconnecting"),
+        }
+    }
+}

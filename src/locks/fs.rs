@@ -1,0 +1,315 @@
+//! Reading the lock directories without ever following a symlink: every
+//! path is opened one component at a time relative to an opened directory,
+//! with `O_NOFOLLOW`.
+
+use std::ffi::{CStr, OsStr};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::dir::{Dir, Type};
+use nix::errno::Errno;
+use nix::fcntl::{openat, AtFlags, OFlag};
+use nix::sys::stat::{fstat, fstatat, mkdirat, FileStat, Mode, SFlag};
+
+use super::state::{EntryKind, LockEntry, LOCK_FILE_NAMES};
+use crate::names::{AppName, NameError, ServiceId, ServiceName};
+
+/// Content prefix of holdfast's own lock files.
+pub const OWN_TAG: &str = "holdfast-own-lock ";
+/// uid holdfast's own locks belong to (as balena's supervisor does).
+pub const NOBODY: u32 = 65534;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: Errno,
+    },
+    #[error("{path} is a symlink; lock directories are never followed")]
+    Symlink { path: PathBuf },
+    #[error("{path} is not a directory")]
+    NotADirectory { path: PathBuf },
+    #[error("{path}: bad name: {source}")]
+    BadName {
+        path: PathBuf,
+        #[source]
+        source: NameError,
+    },
+}
+
+impl FsError {
+    pub fn errno(&self) -> Option<Errno> {
+        match self {
+            FsError::Io { source, .. } => Some(*source),
+            _ => None,
+        }
+    }
+}
+
+fn io_err(path: &Path, source: Errno) -> FsError {
+    FsError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+const DIR_FLAGS: OFlag = OFlag::O_RDONLY
+    .union(OFlag::O_DIRECTORY)
+    .union(OFlag::O_NOFOLLOW)
+    .union(OFlag::O_CLOEXEC);
+
+/// Opens `name` inside `dir` as a directory, refusing symlinks and
+/// non-directories with a specific error.
+pub fn open_subdir(dir: BorrowedFd<'_>, name: &str, shown: &Path) -> Result<OwnedFd, FsError> {
+    match openat(dir, name, DIR_FLAGS, Mode::empty()) {
+        Ok(fd) => Ok(fd),
+        Err(Errno::ELOOP) => Err(FsError::Symlink {
+            path: shown.to_owned(),
+        }),
+        Err(Errno::ENOTDIR) => {
+            // O_NOFOLLOW on a symlink to a directory may also say ENOTDIR.
+            match fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(st) if file_type(&st) == SFlag::S_IFLNK => Err(FsError::Symlink {
+                    path: shown.to_owned(),
+                }),
+                _ => Err(FsError::NotADirectory {
+                    path: shown.to_owned(),
+                }),
+            }
+        }
+        Err(e) => Err(io_err(shown, e)),
+    }
+}
+
+/// Opens `name` inside `dir`, creating it (mode 0755) when missing.
+pub fn open_or_create_subdir(
+    dir: BorrowedFd<'_>,
+    name: &str,
+    shown: &Path,
+) -> Result<OwnedFd, FsError> {
+    match mkdirat(dir, name, Mode::from_bits_truncate(0o755)) {
+        Ok(()) | Err(Errno::EEXIST) => open_subdir(dir, name, shown),
+        Err(e) => Err(io_err(shown, e)),
+    }
+}
+
+/// Opens the lock root, creating it and its parents when missing. The last
+/// component must be a real directory, not a symlink.
+pub fn open_root(path: &Path) -> Result<OwnedFd, FsError> {
+    std::fs::create_dir_all(path).map_err(|e| io_err(path, errno_of(&e)))?;
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    let name = path.file_name().unwrap_or(OsStr::new("."));
+    let parent_fd = nix::fcntl::open(parent, DIR_FLAGS, Mode::empty())
+        .map_err(|e| io_err(parent, e))?;
+    match openat(&parent_fd, name, DIR_FLAGS, Mode::empty()) {
+        Ok(fd) => Ok(fd),
+        Err(Errno::ELOOP) => Err(FsError::Symlink {
+            path: path.to_owned(),
+        }),
+        Err(Errno::ENOTDIR) => Err(FsError::NotADirectory {
+            path: path.to_owned(),
+        }),
+        Err(e) => Err(io_err(path, e)),
+    }
+}
+
+fn file_type(st: &FileStat) -> SFlag {
+    SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits())
+}
+
+/// A directory entry that is not a usable lock directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+/// Names of the subdirectories of `dir` that can be app or service
+/// directories. Symlinks, files and badly named entries are returned as
+/// `Skipped` so the caller can report them.
+pub fn list_subdirs(
+    dir: BorrowedFd<'_>,
+    shown: &Path,
+) -> Result<(Vec<String>, Vec<Skipped>), FsError> {
+    let mut listing = Dir::openat(dir, ".", DIR_FLAGS, Mode::empty()).map_err(|e| io_err(shown, e))?;
+    let mut names = Vec::new();
+    let mut skipped = Vec::new();
+    for entry in listing.iter() {
+        let entry = entry.map_err(|e| io_err(shown, e))?;
+        let raw: &CStr = entry.file_name();
+        let bytes = raw.to_bytes();
+        if bytes == b"." || bytes == b".." {
+            continue;
+        }
+        let path = shown.join(OsStr::from_bytes(bytes));
+        let ty = match entry.file_type() {
+            Some(t) => t,
+            None => match fstatat(dir, raw, AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(st) => sflag_to_type(file_type(&st)),
+                Err(_) => continue, // vanished meanwhile
+            },
+        };
+        let name = match std::str::from_utf8(bytes) {
+            Ok(n) => n.to_owned(),
+            Err(_) => {
+                skipped.push(Skipped {
+                    path,
+                    reason: "name is not UTF-8".into(),
+                });
+                continue;
+            }
+        };
+        match ty {
+            Type::Directory => names.push(name),
+            Type::Symlink => skipped.push(Skipped {
+                path,
+                reason: "is a symlink (never followed)".into(),
+            }),
+            _ => skipped.push(Skipped {
+                path,
+                reason: "is not a directory".into(),
+            }),
+        }
+    }
+    names.sort();
+    Ok((names, skipped))
+}
+
+fn sflag_to_type(f: SFlag) -> Type {
+    match f {
+        SFlag::S_IFDIR => Type::Directory,
+        SFlag::S_IFLNK => Type::Symlink,
+        SFlag::S_IFREG => Type::File,
+        _ => Type::Fifo,
+    }
+}
+
+fn entry_kind(st: &FileStat) -> EntryKind {
+    match file_type(st) {
+        SFlag::S_IFREG => EntryKind::File,
+        SFlag::S_IFDIR => EntryKind::Dir,
+        SFlag::S_IFLNK => EntryKind::Symlink,
+        _ => EntryKind::Other,
+    }
+}
+
+fn mtime_usec(st: &FileStat) -> u64 {
+    (st.st_mtime.max(0) as u64) * 1_000_000 + (st.st_mtime_nsec.max(0) as u64) / 1_000
+}
+
+/// Reads the lock paths in an opened service directory.
+pub fn read_lock_entries(service_dir: BorrowedFd<'_>) -> Vec<LockEntry> {
+    LOCK_FILE_NAMES
+        .iter()
+        .filter_map(|name| {
+            let st = fstatat(service_dir, *name, AtFlags::AT_SYMLINK_NOFOLLOW).ok()?;
+            let kind = entry_kind(&st);
+            let own_tag = kind == EntryKind::File
+                && st.st_uid == NOBODY
+                && read_own_tag(service_dir, name, &st).is_some();
+            Some(LockEntry {
+                name: (*name).to_owned(),
+                kind,
+                uid: st.st_uid,
+                mtime_usec: mtime_usec(&st),
+                dev: st.st_dev,
+                ino: st.st_ino,
+                own_tag,
+            })
+        })
+        .collect()
+}
+
+/// The token in one of holdfast's own lock files, if `name` is one.
+pub fn read_own_tag(dir: BorrowedFd<'_>, name: &str, expected: &FileStat) -> Option<String> {
+    if expected.st_size > 256 {
+        return None;
+    }
+    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    let fd = openat(dir, name, flags, Mode::empty()).ok()?;
+    let st = fstat(&fd).ok()?;
+    if st.st_ino != expected.st_ino || st.st_dev != expected.st_dev {
+        return None;
+    }
+    let mut buf = [0u8; 256];
+    let n = nix::unistd::read(&fd, &mut buf).ok()?;
+    let text = std::str::from_utf8(&buf[..n]).ok()?;
+    let token = text.strip_prefix(OWN_TAG)?.trim_end();
+    Some(token.to_owned())
+}
+
+/// Opens `<root>/<app>/<service>` without following symlinks.
+pub fn open_service_dir(
+    root: BorrowedFd<'_>,
+    root_path: &Path,
+    id: &ServiceId,
+) -> Result<OwnedFd, FsError> {
+    let app_path = root_path.join(id.app.as_str());
+    let app = open_subdir(root, id.app.as_str(), &app_path)?;
+    open_subdir(
+        app.as_fd(),
+        id.service.as_str(),
+        &app_path.join(id.service.as_str()),
+    )
+}
+
+/// One service directory found by a scan.
+pub type ServiceScan = (ServiceId, Vec<LockEntry>);
+
+/// Reads the whole lock root: every service directory and its lock paths.
+pub fn scan_root(
+    root: BorrowedFd<'_>,
+    root_path: &Path,
+) -> Result<(Vec<ServiceScan>, Vec<Skipped>), FsError> {
+    let mut found = Vec::new();
+    let (apps, mut skipped) = list_subdirs(root, root_path)?;
+    for app_name in apps {
+        let app_path = root_path.join(&app_name);
+        let app = match AppName::new(app_name.as_str()) {
+            Ok(a) => a,
+            Err(e) => {
+                skipped.push(Skipped {
+                    path: app_path,
+                    reason: e.to_string(),
+                });
+                continue;
+            }
+        };
+        let Ok(app_fd) = open_subdir(root, app.as_str(), &app_path) else {
+            continue;
+        };
+        let Ok((services, more)) = list_subdirs(app_fd.as_fd(), &app_path) else {
+            continue;
+        };
+        skipped.extend(more);
+        for service_name in services {
+            let service_path = app_path.join(&service_name);
+            let service = match ServiceName::new(service_name.as_str()) {
+                Ok(s) => s,
+                Err(e) => {
+                    skipped.push(Skipped {
+                        path: service_path,
+                        reason: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            if let Ok(dir) = open_subdir(app_fd.as_fd(), service.as_str(), &service_path) {
+                found.push((
+                    ServiceId::new(app.clone(), service),
+                    read_lock_entries(dir.as_fd()),
+                ));
+            }
+        }
+    }
+    Ok((found, skipped))
+}
+
+/// Errors of std I/O as an errno, for uniform reporting.
+pub fn errno_of(e: &io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(Errno::EIO as i32))
+}

@@ -1,0 +1,180 @@
+//! Best-effort: which processes hold a lock file, from `/proc`. Used for
+//! reporting only; it never decides whether something is locked.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use nix::sys::stat::{major, minor};
+
+use super::state::{HoldKind, Holder};
+
+/// Identity of a file: (device, inode).
+pub type FileKey = (u64, u64);
+
+/// Finds, for each key, the processes that have the file open or hold a
+/// `flock`/POSIX lock on it. Our own process is left out.
+pub fn scan(proc_root: &Path, keys: &[FileKey]) -> HashMap<FileKey, Vec<Holder>> {
+    let mut found: HashMap<FileKey, BTreeSet<Holder>> =
+        keys.iter().map(|k| (*k, BTreeSet::new())).collect();
+    if keys.is_empty() {
+        return HashMap::new();
+    }
+    let me = std::process::id();
+    let mut comms: HashMap<u32, String> = HashMap::new();
+    let mut comm = |pid: u32| -> String {
+        comms
+            .entry(pid)
+            .or_insert_with(|| {
+                fs::read_to_string(proc_root.join(pid.to_string()).join("comm"))
+                    .map(|s| s.trim_end().to_owned())
+                    .unwrap_or_default()
+            })
+            .clone()
+    };
+
+    if let Ok(text) = fs::read_to_string(proc_root.join("locks")) {
+        for (pid, key) in parse_proc_locks(&text) {
+            if pid != me {
+                if let Some(set) = found.get_mut(&key) {
+                    set.insert(Holder {
+                        pid,
+                        comm: comm(pid),
+                        how: HoldKind::Flock,
+                    });
+                }
+            }
+        }
+    }
+
+    if let Ok(procs) = fs::read_dir(proc_root) {
+        for p in procs.flatten() {
+            let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            if pid == me {
+                continue;
+            }
+            let Ok(fds) = fs::read_dir(p.path().join("fd")) else {
+                continue;
+            };
+            for fd in fds.flatten() {
+                // stat() through the magic link reaches the open file even
+                // when it lives in another mount namespace (a container).
+                let Ok(md) = fs::metadata(fd.path()) else {
+                    continue;
+                };
+                if let Some(set) = found.get_mut(&(md.dev(), md.ino())) {
+                    set.insert(Holder {
+                        pid,
+                        comm: comm(pid),
+                        how: HoldKind::Open,
+                    });
+                    break;
+                }
+            }
+        }
+    }
+    found
+        .into_iter()
+        .map(|(k, set)| {
+            // One line per process: a flock implies the file is open too.
+            let mut v: Vec<Holder> = Vec::new();
+            for h in set {
+                if let Some(prev) = v.iter_mut().find(|p| p.pid == h.pid) {
+                    if h.how == HoldKind::Flock {
+                        prev.how = HoldKind::Flock;
+                    }
+                } else {
+                    v.push(h);
+                }
+            }
+            (k, v)
+        })
+        .collect()
+}
+
+/// Parses `/proc/locks` into (pid, file key) pairs of granted locks.
+/// A line: `1: FLOCK  ADVISORY  WRITE 1234 00:2a:5678 0 EOF`; waiters are
+/// marked with `->` and are not holders.
+pub fn parse_proc_locks(text: &str) -> Vec<(u32, FileKey)> {
+    text.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let _index = words.next()?;
+            let kind = words.next()?;
+            if kind == "->" {
+                return None;
+            }
+            let _mode = words.next()?;
+            let _access = words.next()?;
+            let pid: u32 = words.next()?.parse().ok()?;
+            let mut dev = words.next()?.split(':');
+            let maj = u64::from_str_radix(dev.next()?, 16).ok()?;
+            let min = u64::from_str_radix(dev.next()?, 16).ok()?;
+            let ino: u64 = dev.next()?.parse().ok()?;
+            Some((pid, (makedev(maj, min), ino)))
+        })
+        .collect()
+}
+
+fn makedev(maj: u64, min: u64) -> u64 {
+    nix::sys::stat::makedev(maj, min)
+}
+
+/// (major, minor) of a device number, for messages.
+pub fn dev_parts(dev: u64) -> (u64, u64) {
+    (major(dev), minor(dev))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_locks() {
+        let text = "1: FLOCK  ADVISORY  WRITE 1234 00:2a:5678 0 EOF\n\
+                    1: -> FLOCK  ADVISORY  WRITE 999 00:2a:5678 0 EOF\n\
+                    2: POSIX  ADVISORY  WRITE 42 fd:01:77 0 EOF\n\
+                    3: OFDLCK ADVISORY  READ  -1 00:05:9 0 EOF\n";
+        let got = parse_proc_locks(text);
+        assert_eq!(
+            got,
+            vec![(1234, (makedev(0, 0x2a), 5678)), (42, (makedev(0xfd, 1), 77))]
+        );
+    }
+
+    #[test]
+    fn finds_a_process_holding_a_file_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("updates.lock");
+        fs::write(&path, b"").unwrap();
+        let md = fs::metadata(&path).unwrap();
+        let key = (md.dev(), md.ino());
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("exec 3<\"$0\"; read _ <&0")
+            .arg(&path)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait until the shell has the file open.
+        let pid = child.id();
+        let mut holders = Vec::new();
+        for _ in 0..200 {
+            holders = scan(Path::new("/proc"), &[key]).remove(&key).unwrap();
+            if !holders.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        drop(child.stdin.take());
+        child.wait().unwrap();
+        assert_eq!(holders.len(), 1);
+        assert_eq!(holders[0].pid, pid);
+        assert_eq!(holders[0].how, HoldKind::Open);
+        let after = scan(Path::new("/proc"), &[key]).remove(&key).unwrap();
+        assert!(after.is_empty());
+    }
+}

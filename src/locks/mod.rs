@@ -1,0 +1,11 @@
+//! Update locks: the filesystem (`fs`, `holders`), the inotify watcher that
+//! turns directory changes into events (`watch`), the pure table those
+//! events reduce into (`state`), and holdfast's own locks (`own`).
+
+pub mod fs;
+pub mod holders;
+pub mod own;
+pub mod state;
+pub mod watch;
+
+pub use state::{Change, LockEvent, LockTable};

@@ -1,0 +1,57 @@
+//! The one-line human summary used for systemd's STATUS= and `holdfast status`.
+
+use crate::inhibit::InhibitorStatus;
+use crate::locks::LockTable;
+
+const MAX_NAMES: usize = 5;
+
+pub fn summary(table: &LockTable, inhibitor: &InhibitorStatus) -> String {
+    let ids = table.locked_ids();
+    let locks = match ids.len() {
+        0 => "no locks".to_owned(),
+        n => {
+            let mut names: Vec<String> = ids.iter().take(MAX_NAMES).map(|i| i.to_string()).collect();
+            if n > MAX_NAMES {
+                names.push(format!("+{} more", n - MAX_NAMES));
+            }
+            format!("{n} lock{}: {}", if n == 1 { "" } else { "s" }, names.join(", "))
+        }
+    };
+    let inh = match (&inhibitor.error, inhibitor.held) {
+        (_, true) => "inhibitor held".to_owned(),
+        (Some(e), false) => format!("inhibitor unavailable: {e}"),
+        (None, false) => "no inhibitor".to_owned(),
+    };
+    format!("{locks}; {inh}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::locks::state::{EntryKind, LockEntry, LockEvent};
+    use crate::names::ServiceId;
+
+    #[test]
+    fn reads_like_the_docs() {
+        let mut t = LockTable::default();
+        assert_eq!(summary(&t, &InhibitorStatus::default()), "no locks; no inhibitor");
+        for (i, s) in ["app1/main", "app1/worker"].iter().enumerate() {
+            t.apply(LockEvent::ServiceObserved {
+                id: ServiceId::parse(s).unwrap(),
+                entries: vec![LockEntry {
+                    name: "updates.lock".into(),
+                    kind: EntryKind::File,
+                    uid: 0,
+                    mtime_usec: 0,
+                    dev: 0,
+                    ino: i as u64,
+                    own_tag: false,
+                }],
+            });
+        }
+        let held = InhibitorStatus { held: true, ..Default::default() };
+        assert_eq!(summary(&t, &held), "2 locks: app1/main, app1/worker; inhibitor held");
+        let failed = InhibitorStatus { error: Some("no logind".into()), ..Default::default() };
+        assert_eq!(summary(&t, &failed), "2 locks: app1/main, app1/worker; inhibitor unavailable: no logind");
+    }
+}
