@@ -15,3 +15,4 @@ pub mod locks;
 pub mod logging;
 pub mod names;
 pub mod status;
+pub mod cli;

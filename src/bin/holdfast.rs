@@ -1,1 +1,210 @@
-fn main(){}
+//! holdfast: command-line client of holdfastd.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use holdfast::cli::{lock, render};
+use holdfast::config;
+use holdfast::dbus::Supervisor1Proxy;
+use holdfast::names::{AppName, ServiceId};
+
+/// Control and inspect holdfastd, the update-lock aware supervisor.
+#[derive(Parser)]
+#[command(name = "holdfast", version)]
+struct Cli {
+    /// Main config file (for `config show` and `lock`).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// One-line summary, inhibitor and locks.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The lock table: service, since, owner, holders, stale.
+    Locks {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a command while holding <app>/<service>'s update lock
+    /// (exit 75 if it is already held).
+    Lock {
+        /// `app/service`
+        service: String,
+        /// Lock root (default: lock_root from the config).
+        #[arg(long, value_name = "DIR")]
+        lock_root: Option<PathBuf>,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Have holdfastd take every lock of an app (all-or-nothing).
+    Take {
+        app: String,
+        /// Services to lock (default: every service directory of the app).
+        services: Vec<String>,
+    },
+    /// Have holdfastd release its own locks of an app.
+    Release { app: String },
+    /// Configuration.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Effective settings and where each came from.
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("holdfast: {msg}");
+    ExitCode::FAILURE
+}
+
+fn bus_error(e: zbus::Error) -> ExitCode {
+    match &e {
+        zbus::Error::MethodError(name, msg, _) => {
+            let text = msg.clone().unwrap_or_default();
+            if name.as_str() == "org.holdfast.Supervisor1.Error.Locked" {
+                eprintln!("holdfast: {text}");
+                return ExitCode::from(lock::EXIT_LOCKED);
+            }
+            if name.as_str().ends_with("ServiceUnknown") || name.as_str().ends_with("NameHasNoOwner") {
+                return fail("holdfastd is not running (no org.holdfast.Supervisor1 on the system bus)");
+            }
+            fail(format!("{text} ({name})"))
+        }
+        _ => fail(e),
+    }
+}
+
+async fn proxy() -> Result<Supervisor1Proxy<'static>, zbus::Error> {
+    let conn = zbus::Connection::system().await?;
+    Supervisor1Proxy::new(&conn).await
+}
+
+fn print_json(v: &impl serde::Serialize) {
+    println!("{}", serde_json::to_string_pretty(v).expect("serializable"));
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, zbus::Error> {
+    match cli.cmd {
+        Cmd::Status { json } => {
+            let p = proxy().await?;
+            let (status, held, why, locks, root, version) = (
+                p.status().await?,
+                p.inhibitor_held().await?,
+                p.inhibitor_why().await?,
+                p.locks().await?,
+                p.lock_root().await?,
+                p.version().await?,
+            );
+            if json {
+                print_json(&serde_json::json!({
+                    "version": version, "status": status, "lock_root": root,
+                    "inhibitor": {"held": held, "why": why}, "locks": locks,
+                }));
+            } else {
+                println!("holdfastd {version}: {status}");
+                println!("lock root: {root}");
+                if held {
+                    println!("inhibitor: held ({why})");
+                }
+                print!("{}", render::lock_table(&locks, true));
+            }
+        }
+        Cmd::Locks { json } => {
+            let p = proxy().await?;
+            // Non-root callers may not call methods: fall back to the property.
+            let (locks, fresh) = match p.list_locks().await {
+                Ok(l) => (l, true),
+                Err(zbus::Error::MethodError(n, _, _)) if n.as_str().ends_with("AccessDenied") => {
+                    (p.locks().await?, true)
+                }
+                Err(e) => return Err(e),
+            };
+            if json {
+                print_json(&locks);
+            } else {
+                print!("{}", render::lock_table(&locks, fresh));
+            }
+        }
+        Cmd::Take { app, services } => {
+            let p = proxy().await?;
+            let refs: Vec<&str> = services.iter().map(String::as_str).collect();
+            let taken = p.take_locks(&app, &refs).await?;
+            println!("locked: {}", taken.join(", "));
+        }
+        Cmd::Release { app } => {
+            let n = proxy().await?.release_locks(&app).await?;
+            println!("released {n} lock files of {app}");
+        }
+        Cmd::Lock { service, lock_root, command } => {
+            let id = match ServiceId::parse(&service) {
+                Ok(id) => id,
+                Err(e) => return Ok(fail(e)),
+            };
+            let root = match lock_root {
+                Some(r) => r,
+                None => {
+                    let (path, required) = config::main_path(cli.config);
+                    match config::load(&path, required) {
+                        Ok(s) => s.settings.lock_root,
+                        Err(e) => return Ok(fail(e)),
+                    }
+                }
+            };
+            return Ok(match lock::run(&root, &id, &command).await {
+                Ok(code) => code,
+                Err(e @ lock::LockCmdError::Held(..)) => {
+                    eprintln!("holdfast: {e}");
+                    ExitCode::from(lock::EXIT_LOCKED)
+                }
+                Err(e) => fail(e),
+            });
+        }
+        Cmd::Config { cmd: ConfigCmd::Show { json } } => {
+            let (path, required) = config::main_path(cli.config);
+            return Ok(match config::load(&path, required) {
+                Ok(s) if json => {
+                    print_json(&s.to_json());
+                    ExitCode::SUCCESS
+                }
+                Ok(s) => {
+                    print!("{}", s.render());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Cmd::Take { app, .. } | Cmd::Release { app } = &cli.cmd {
+        if let Err(e) = AppName::new(app.as_str()) {
+            return fail(e);
+        }
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(e),
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => bus_error(e),
+    }
+}

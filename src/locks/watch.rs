@@ -163,7 +163,10 @@ impl Watcher {
                     if !LOCK_FILE_NAMES.contains(&name.as_str()) {
                         continue;
                     }
-                    if appeared || vanished {
+                    // A writer closing may have just written an own-lock tag
+                    // (create, then write): read the entry again. Readers
+                    // closing (our own tag reads too) only move holders.
+                    if appeared || vanished || ev.mask.contains(AddWatchFlags::IN_CLOSE_WRITE) {
                         inspect.insert(id);
                     } else {
                         closed.insert(id);

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Private real components for one test run, sharing nothing with others:
+#   harness.sh up DIR [--docker]   dbus-daemon + systemd-logind (+ dockerd),
+#                                  tmpfs lock root at DIR/locks; writes DIR/env
+#   harness.sh restart-logind DIR  kill logind and start a new one
+#   harness.sh down DIR            stop everything, unmount
+# Needs root (mounts, logind). Source DIR/env for DBUS_SYSTEM_BUS_ADDRESS.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cmd=${1:?usage: harness.sh up|down|restart-logind DIR}
+D=${2:?DIR}
+mkdir -p "$D"
+D=$(cd "$D" && pwd)
+bus="unix:path=$D/system_bus_socket"
+
+wait_for() { # wait_for SECONDS CMD...
+  local end=$((SECONDS + $1)); shift
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $end ] || { echo "harness: timed out waiting for: $*" >&2; return 1; }
+    sleep 0.02
+  done
+}
+
+has_name() {
+  DBUS_SYSTEM_BUS_ADDRESS=$bus busctl --system call org.freedesktop.DBus /org/freedesktop/DBus \
+    org.freedesktop.DBus NameHasOwner s "$1" | grep -q true
+}
+
+start_logind() {
+  rm -f "$D/logind.pid"
+  DBUS_SYSTEM_BUS_ADDRESS=$bus setsid unshare --mount --propagation private sh -c '
+    echo $$ > "$0/logind.pid"
+    mount -t tmpfs -o mode=755 tmpfs /run/systemd 2>/dev/null || { mkdir -p /run/systemd && mount -t tmpfs -o mode=755 tmpfs /run/systemd; }
+    mkdir -p /run/systemd/logind.conf.d
+    printf "[Login]\nNAutoVTs=0\nReserveVT=0\n" > /run/systemd/logind.conf.d/t.conf
+    exec /lib/systemd/systemd-logind' "$D" </dev/null >>"$D/logind.log" 2>&1 &
+  wait_for 10 has_name org.freedesktop.login1
+}
+
+kill_pidfile() {
+  local f=$1
+  [ -s "$f" ] || return 0
+  local pid; pid=$(cat "$f")
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+  kill -9 "$pid" 2>/dev/null || true
+  rm -f "$f"
+}
+
+case $cmd in
+up)
+  cat > "$D/bus.conf" <<CONF
+<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <auth>EXTERNAL</auth>
+  <listen>$bus</listen>
+  <policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
+  </policy>
+  <policy user="root">
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Monitoring"/>
+  </policy>
+  <includedir>/usr/share/dbus-1/system.d</includedir>
+  <include>$here/systemd/org.holdfast.Supervisor1.conf</include>
+</busconfig>
+CONF
+  dbus-daemon --config-file="$D/bus.conf" --fork --print-pid=3 --nosyslog 3>"$D/dbus.pid"
+  wait_for 5 test -S "$D/system_bus_socket"
+  start_logind
+  mkdir -p "$D/locks" "$D/state"
+  mountpoint -q "$D/locks" || mount -t tmpfs -o mode=755,size=16m tmpfs "$D/locks"
+  {
+    echo "export DBUS_SYSTEM_BUS_ADDRESS=$bus"
+    echo "export HOLDFAST_TEST_DIR=$D"
+  } > "$D/env"
+  if [ "${3:-}" = "--docker" ]; then
+    mkdir -p "$D/docker"
+    setsid dockerd -H "unix://$D/docker/docker.sock" --data-root "$D/docker/data" \
+      --exec-root "$D/docker/exec" --pidfile "$D/docker/docker.pid" --bridge=none \
+      --iptables=false --ip-masq=false </dev/null >"$D/docker/dockerd.log" 2>&1 &
+    wait_for 30 docker -H "unix://$D/docker/docker.sock" version
+    echo "export DOCKER_HOST=unix://$D/docker/docker.sock" >> "$D/env"
+  fi
+  ;;
+restart-logind)
+  kill_pidfile "$D/logind.pid"
+  start_logind
+  ;;
+down)
+  if [ -S "$D/docker/docker.sock" ]; then
+    docker -H "unix://$D/docker/docker.sock" ps -aq 2>/dev/null \
+      | xargs -r docker -H "unix://$D/docker/docker.sock" rm -f >/dev/null 2>&1 || true
+  fi
+  kill_pidfile "$D/docker/docker.pid"
+  kill_pidfile "$D/logind.pid"
+  kill_pidfile "$D/dbus.pid"
+  if [ -d "$D/docker/exec" ]; then
+    grep " $D/docker" /proc/mounts | awk '{print $2}' | sort -r | xargs -r umount -l 2>/dev/null || true
+  fi
+  mountpoint -q "$D/locks" && umount -l "$D/locks" || true
+  ;;
+*) echo "harness: unknown command $cmd" >&2; exit 2 ;;
+esac
