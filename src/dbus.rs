@@ -81,6 +81,7 @@ async fn require_root(conn: &Connection, hdr: &zbus::message::Header<'_>) -> Res
 #[interface(name = "org.holdfast.Supervisor1")]
 impl Supervisor {
     /// The lock table with holders freshly read from /proc.
+    #[zbus(out_args("locks"))]
     async fn list_locks(
         &self,
         #[zbus(header)] hdr: zbus::message::Header<'_>,
@@ -92,6 +93,7 @@ impl Supervisor {
 
     /// Takes the locks of the listed services of `app` (all of its service
     /// directories when the list is empty), all-or-nothing.
+    #[zbus(out_args("taken"))]
     async fn take_locks(
         &self,
         app: String,
@@ -112,6 +114,7 @@ impl Supervisor {
     }
 
     /// Releases holdfast's own locks of `app`; returns how many files went.
+    #[zbus(out_args("removed"))]
     async fn release_locks(
         &self,
         app: String,
@@ -123,7 +126,7 @@ impl Supervisor {
         Ok(request(&self.shared.commands, |reply| Command::ReleaseLocks { app, reply }).await??)
     }
 
-    #[zbus(property)]
+    #[zbus(property(emits_changed_signal = "const"))]
     fn version(&self) -> String {
         env!("CARGO_PKG_VERSION").to_owned()
     }
@@ -148,7 +151,7 @@ impl Supervisor {
         self.shared.inhibitor.borrow().why.clone()
     }
 
-    #[zbus(property)]
+    #[zbus(property(emits_changed_signal = "const"))]
     fn lock_root(&self) -> String {
         self.shared.lock_root.clone()
     }
