@@ -224,6 +224,16 @@ pub fn read_lock_entries(service_dir: BorrowedFd<'_>) -> Vec<LockEntry> {
         .collect()
 }
 
+/// (dev, ino) of the lock paths in a service directory: stat only, never an
+/// open, so it cannot cause inotify events of its own.
+pub fn lock_file_keys(service_dir: BorrowedFd<'_>) -> Vec<(u64, u64)> {
+    LOCK_FILE_NAMES
+        .iter()
+        .filter_map(|name| fstatat(service_dir, *name, AtFlags::AT_SYMLINK_NOFOLLOW).ok())
+        .map(|st| (st.st_dev, st.st_ino))
+        .collect()
+}
+
 /// The token in one of holdfast's own lock files, if `name` is one.
 pub fn read_own_tag(dir: BorrowedFd<'_>, name: &str, expected: &FileStat) -> Option<String> {
     if expected.st_size > 256 {

@@ -224,17 +224,19 @@ impl Watcher {
         let mut files: Vec<(ServiceId, Vec<holders::FileKey>)> = Vec::new();
         for id in ids {
             if let Ok(dir) = lockfs::open_service_dir(root.as_fd(), &self.root_path, &id) {
-                let keys = lockfs::read_lock_entries(dir.as_fd())
-                    .iter()
-                    .map(|e| (e.dev, e.ino))
-                    .collect::<Vec<_>>();
+                let keys = lockfs::lock_file_keys(dir.as_fd());
                 if !keys.is_empty() {
                     files.push((id, keys));
                 }
             }
         }
         let all: Vec<holders::FileKey> = files.iter().flat_map(|(_, k)| k.clone()).collect();
-        let found = holders::scan(&self.proc_root, &all);
+        // Walking /proc takes milliseconds: off the event loop, so lock
+        // events and the inhibitor never wait behind it.
+        let proc_root = self.proc_root.clone();
+        let Ok(found) = tokio::task::spawn_blocking(move || holders::scan(&proc_root, &all)).await else {
+            return;
+        };
         for (id, keys) in files {
             let mut hs: Vec<_> = keys.iter().filter_map(|k| found.get(k)).flatten().cloned().collect();
             hs.sort();
