@@ -247,8 +247,15 @@ async fn lock_command_holds_the_lock_while_the_command_runs() {
         .args(["--config", &env.config_path().display().to_string(), "lock", "app1/main", "--", "sleep", "30"])
         .spawn()
         .unwrap();
-    let locks = env.wait_locks(&["app1/main"]).await;
-    assert!(locks[0].holders.iter().any(|h| h.comm == "holdfast"), "{locks:?}");
+    // The CLI keeps the file open while the command runs: it is the holder.
+    // (Waiting, not checking once: the table may still show the previous
+    // run's file for a moment.)
+    let held = wait_for(Duration::from_secs(10), || async {
+        let locks = env.lock_infos().await;
+        locks.len() == 1 && locks[0].holders.iter().any(|h| h.comm == "holdfast")
+    })
+    .await;
+    assert!(held.is_ok(), "{:?}", env.lock_infos().await);
     env.wait_inhibitor(Some("update lock held by app1/main")).await;
     let out = env.cli(&["lock", "app1/main", "--", "true"]);
     assert_eq!(out.status.code(), Some(75));
