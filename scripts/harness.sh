@@ -37,12 +37,15 @@ start_logind() {
   wait_for 10 has_name org.freedesktop.login1
 }
 
-kill_pidfile() {
-  local f=$1
+# A zombie counts as gone: this machine's PID 1 may reap late.
+alive() { [ -r "/proc/$1/stat" ] && ! grep -q '^[0-9]* ([^)]*) Z' "/proc/$1/stat"; }
+
+kill_pidfile() { # kill_pidfile FILE [SIGNAL]
+  local f=$1 sig=${2:-TERM}
   [ -s "$f" ] || return 0
   local pid; pid=$(cat "$f")
-  kill "$pid" 2>/dev/null || true
-  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+  kill -s "$sig" "$pid" 2>/dev/null || true
+  for _ in $(seq 100); do alive "$pid" || break; sleep 0.02; done
   kill -9 "$pid" 2>/dev/null || true
   rm -f "$f"
 }
@@ -97,7 +100,7 @@ CONF
   fi
   ;;
 restart-logind)
-  kill_pidfile "$D/logind.pid"
+  kill_pidfile "$D/logind.pid" KILL
   start_logind
   ;;
 down)
@@ -106,8 +109,9 @@ down)
       | xargs -r docker -H "unix://$D/docker/docker.sock" rm -f >/dev/null 2>&1 || true
   fi
   kill_pidfile "$D/docker/docker.pid"
-  kill_pidfile "$D/logind.pid"
-  kill_pidfile "$D/dbus.pid"
+  # logind takes ~2 s to stop gracefully; nothing here needs that.
+  kill_pidfile "$D/logind.pid" KILL
+  kill_pidfile "$D/dbus.pid" KILL
   if [ -d "$D/docker/exec" ]; then
     grep " $D/docker" /proc/mounts | awk '{print $2}' | sort -r | xargs -r umount -l 2>/dev/null || true
   fi

@@ -12,7 +12,9 @@ use crate::names::{AppName, NameError, ServiceId, ServiceName};
 #[derive(Debug)]
 pub enum Command {
     /// The lock table with holders freshly read from /proc.
-    ListLocks { reply: oneshot::Sender<Vec<LockInfo>> },
+    ListLocks {
+        reply: oneshot::Sender<Vec<LockInfo>>,
+    },
     TakeLocks {
         app: AppName,
         services: Vec<ServiceName>,

@@ -74,7 +74,9 @@ async fn require_root(conn: &Connection, hdr: &zbus::message::Header<'_>) -> Res
     if uid == 0 {
         Ok(())
     } else {
-        Err(BusError::AccessDenied(format!("uid {uid} may not call holdfast methods; only root may")))
+        Err(BusError::AccessDenied(format!(
+            "uid {uid} may not call holdfast methods; only root may"
+        )))
     }
 }
 
@@ -108,8 +110,12 @@ impl Supervisor {
             .map(ServiceName::new)
             .collect::<Result<Vec<_>, _>>()
             .map_err(CommandError::from)?;
-        let taken = request(&self.shared.commands, |reply| Command::TakeLocks { app, services, reply })
-            .await??;
+        let taken = request(&self.shared.commands, |reply| Command::TakeLocks {
+            app,
+            services,
+            reply,
+        })
+        .await??;
         Ok(taken.iter().map(|id| id.to_string()).collect())
     }
 
@@ -123,7 +129,13 @@ impl Supervisor {
     ) -> Result<u32, BusError> {
         require_root(conn, &hdr).await?;
         let app = AppName::new(app).map_err(CommandError::from)?;
-        Ok(request(&self.shared.commands, |reply| Command::ReleaseLocks { app, reply }).await??)
+        Ok(
+            request(&self.shared.commands, |reply| Command::ReleaseLocks {
+                app,
+                reply,
+            })
+            .await??,
+        )
     }
 
     #[zbus(property(emits_changed_signal = "const"))]
@@ -163,7 +175,10 @@ impl Supervisor {
 
     /// The set of locks changed.
     #[zbus(signal, name = "LocksChanged")]
-    async fn lock_table_changed(emitter: &SignalEmitter<'_>, locks: Vec<LockInfo>) -> zbus::Result<()>;
+    async fn lock_table_changed(
+        emitter: &SignalEmitter<'_>,
+        locks: Vec<LockInfo>,
+    ) -> zbus::Result<()>;
 }
 
 /// Generated client side, used by the CLI and the tests.
@@ -196,7 +211,12 @@ pub trait Supervisor1 {
 
 async fn connect(shared: &Shared) -> zbus::Result<Connection> {
     zbus::connection::Builder::system()?
-        .serve_at(OBJECT_PATH, Supervisor { shared: shared.clone() })?
+        .serve_at(
+            OBJECT_PATH,
+            Supervisor {
+                shared: shared.clone(),
+            },
+        )?
         .name(BUS_NAME)?
         .build()
         .await

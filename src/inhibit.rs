@@ -36,7 +36,11 @@ pub fn desired_why(table: &LockTable) -> Option<String> {
     if ids.is_empty() {
         return None;
     }
-    let mut names: Vec<String> = ids.iter().take(WHY_MAX_NAMES).map(|id| id.to_string()).collect();
+    let mut names: Vec<String> = ids
+        .iter()
+        .take(WHY_MAX_NAMES)
+        .map(|id| id.to_string())
+        .collect();
     if ids.len() > WHY_MAX_NAMES {
         names.push(format!("and {} more", ids.len() - WHY_MAX_NAMES));
     }
@@ -153,7 +157,10 @@ impl Inhibitor {
         force: bool,
         status: &watch::Sender<InhibitorStatus>,
     ) {
-        let current = self.held.as_ref().map(|h| (h.what.as_str(), h.why.as_str()));
+        let current = self
+            .held
+            .as_ref()
+            .map(|h| (h.what.as_str(), h.why.as_str()));
         let unchanged = match (&want, current) {
             (None, None) => true,
             (Some(why), Some((w, y))) => !force && why == y && what == w,
@@ -168,7 +175,11 @@ impl Inhibitor {
                 Ok(fd) => {
                     // New one first, then the old one goes: no gap.
                     let first = self.held.is_none();
-                    self.held = Some(Held { what: what.clone(), why: why.clone(), _fd: fd });
+                    self.held = Some(Held {
+                        what: what.clone(),
+                        why: why.clone(),
+                        _fd: fd,
+                    });
                     if first {
                         tracing::info!(message_id = msgid::INHIBITOR_TAKEN, what = %what, why = %why,
                             "logind block inhibitor taken");
@@ -186,12 +197,25 @@ impl Inhibitor {
             },
             None => {
                 self.held = None;
-                tracing::info!(message_id = msgid::INHIBITOR_RELEASED, "logind block inhibitor released");
+                tracing::info!(
+                    message_id = msgid::INHIBITOR_RELEASED,
+                    "logind block inhibitor released"
+                );
             }
         }
         let new = match &self.held {
-            Some(h) => InhibitorStatus { held: true, what: h.what.clone(), why: h.why.clone(), error },
-            None => InhibitorStatus { held: false, what, why: String::new(), error },
+            Some(h) => InhibitorStatus {
+                held: true,
+                what: h.what.clone(),
+                why: h.why.clone(),
+                error,
+            },
+            None => InhibitorStatus {
+                held: false,
+                what,
+                why: String::new(),
+                error,
+            },
         };
         status.send_replace(new);
     }

@@ -5,6 +5,7 @@
 //! sources (`config`) -> validated settings. D-Bus and CLI -> one
 //! `command::Command` handled by the daemon's core task (`daemon`).
 
+pub mod cli;
 pub mod command;
 pub mod config;
 pub mod daemon;
@@ -15,4 +16,3 @@ pub mod locks;
 pub mod logging;
 pub mod names;
 pub mod status;
-pub mod cli;

@@ -129,10 +129,22 @@ mod tests {
         assert_eq!(AppName::new(""), Err(NameError::Empty));
         assert!(matches!(AppName::new(".."), Err(NameError::LeadingDot(_))));
         assert!(matches!(AppName::new("."), Err(NameError::LeadingDot(_))));
-        assert!(matches!(AppName::new(".hidden"), Err(NameError::LeadingDot(_))));
-        assert!(matches!(AppName::new("a/b"), Err(NameError::BadChar(_, '/'))));
-        assert!(matches!(AppName::new("a\0b"), Err(NameError::BadChar(_, '\0'))));
-        assert!(matches!(AppName::new("a b"), Err(NameError::BadChar(_, ' '))));
+        assert!(matches!(
+            AppName::new(".hidden"),
+            Err(NameError::LeadingDot(_))
+        ));
+        assert!(matches!(
+            AppName::new("a/b"),
+            Err(NameError::BadChar(_, '/'))
+        ));
+        assert!(matches!(
+            AppName::new("a\0b"),
+            Err(NameError::BadChar(_, '\0'))
+        ));
+        assert!(matches!(
+            AppName::new("a b"),
+            Err(NameError::BadChar(_, ' '))
+        ));
         assert!(matches!(
             AppName::new("x".repeat(MAX_NAME_LEN + 1)),
             Err(NameError::TooLong(_))

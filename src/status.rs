@@ -10,11 +10,16 @@ pub fn summary(table: &LockTable, inhibitor: &InhibitorStatus) -> String {
     let locks = match ids.len() {
         0 => "no locks".to_owned(),
         n => {
-            let mut names: Vec<String> = ids.iter().take(MAX_NAMES).map(|i| i.to_string()).collect();
+            let mut names: Vec<String> =
+                ids.iter().take(MAX_NAMES).map(|i| i.to_string()).collect();
             if n > MAX_NAMES {
                 names.push(format!("+{} more", n - MAX_NAMES));
             }
-            format!("{n} lock{}: {}", if n == 1 { "" } else { "s" }, names.join(", "))
+            format!(
+                "{n} lock{}: {}",
+                if n == 1 { "" } else { "s" },
+                names.join(", ")
+            )
         }
     };
     let inh = match (&inhibitor.error, inhibitor.held) {
@@ -34,7 +39,10 @@ mod tests {
     #[test]
     fn reads_like_the_docs() {
         let mut t = LockTable::default();
-        assert_eq!(summary(&t, &InhibitorStatus::default()), "no locks; no inhibitor");
+        assert_eq!(
+            summary(&t, &InhibitorStatus::default()),
+            "no locks; no inhibitor"
+        );
         for (i, s) in ["app1/main", "app1/worker"].iter().enumerate() {
             t.apply(LockEvent::ServiceObserved {
                 id: ServiceId::parse(s).unwrap(),
@@ -49,9 +57,21 @@ mod tests {
                 }],
             });
         }
-        let held = InhibitorStatus { held: true, ..Default::default() };
-        assert_eq!(summary(&t, &held), "2 locks: app1/main, app1/worker; inhibitor held");
-        let failed = InhibitorStatus { error: Some("no logind".into()), ..Default::default() };
-        assert_eq!(summary(&t, &failed), "2 locks: app1/main, app1/worker; inhibitor unavailable: no logind");
+        let held = InhibitorStatus {
+            held: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            summary(&t, &held),
+            "2 locks: app1/main, app1/worker; inhibitor held"
+        );
+        let failed = InhibitorStatus {
+            error: Some("no logind".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            summary(&t, &failed),
+            "2 locks: app1/main, app1/worker; inhibitor unavailable: no logind"
+        );
     }
 }

@@ -14,9 +14,20 @@ async fn lock_taken_inside_a_container_holds_the_inhibitor() {
     let mount = |target: &str| format!("type=bind,source={},target={target}", dir.display());
     let name = format!("hf-{}", std::process::id());
     ok(&env.docker(&[
-        "run", "-d", "--name", &name, "--network", "none",
-        "--mount", &mount("/tmp/balena"), "--mount", &mount("/tmp/resin"),
-        &image, "sh", "-c", "sleep 600",
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        "none",
+        "--mount",
+        &mount("/tmp/balena"),
+        "--mount",
+        &mount("/tmp/resin"),
+        &image,
+        "sh",
+        "-c",
+        "sleep 600",
     ]));
     let exec = |script: &str| env.docker(&["exec", &name, "sh", "-c", script]);
 
@@ -26,14 +37,16 @@ async fn lock_taken_inside_a_container_holds_the_inhibitor() {
     assert!(!out.status.success(), "second exclusive create must fail");
     let locks = env.wait_locks(&["app1/main"]).await;
     assert_eq!(locks[0].owner, "app");
-    env.wait_inhibitor(Some("update lock held by app1/main")).await;
+    env.wait_inhibitor(Some("update lock held by app1/main"))
+        .await;
     ok(&exec("rm /tmp/balena/updates.lock"));
     env.wait_inhibitor(None).await;
 
     // Legacy path through the other mount of the same directory.
     ok(&exec("set -C; : > /tmp/resin/resin-updates.lock"));
     env.wait_locks(&["app1/main"]).await;
-    env.wait_inhibitor(Some("update lock held by app1/main")).await;
+    env.wait_inhibitor(Some("update lock held by app1/main"))
+        .await;
     assert!(dir.join("resin-updates.lock").exists());
 
     // holdfast's self-locking now fails on the app's lock, all-or-nothing.
@@ -45,10 +58,15 @@ async fn lock_taken_inside_a_container_holds_the_inhibitor() {
     // With holdfast holding the locks, the app's attempt fails: it knows an
     // update is coming.
     ok(&env.cli(&["take", "app1"]));
-    assert!(!exec("set -C; : > /tmp/balena/updates.lock").status.success());
-    assert!(!exec("set -C; : > /tmp/resin/resin-updates.lock").status.success());
+    assert!(!exec("set -C; : > /tmp/balena/updates.lock")
+        .status
+        .success());
+    assert!(!exec("set -C; : > /tmp/resin/resin-updates.lock")
+        .status
+        .success());
     ok(&env.cli(&["release", "app1"]));
     ok(&exec("set -C; : > /tmp/balena/updates.lock"));
-    env.wait_inhibitor(Some("update lock held by app1/main")).await;
+    env.wait_inhibitor(Some("update lock held by app1/main"))
+        .await;
     ok(&env.docker(&["rm", "-f", &name]));
 }

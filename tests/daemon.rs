@@ -20,12 +20,27 @@ async fn self_locking_is_all_or_nothing_against_a_contended_service() {
     let out = env.cli(&["take", "app1"]);
     assert_eq!(out.status.code(), Some(75));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("app1/worker is locked (updates.lock exists); no lock of app app1 was taken"), "{err}");
+    assert!(
+        err.contains("app1/worker is locked (updates.lock exists); no lock of app app1 was taken"),
+        "{err}"
+    );
     for f in ["updates.lock", "resin-updates.lock"] {
-        assert!(!env.locks().join("app1/main").join(f).exists(), "partial own lock {f} left behind");
+        assert!(
+            !env.locks().join("app1/main").join(f).exists(),
+            "partial own lock {f} left behind"
+        );
     }
-    let e = env.supervisor().await.take_locks("app1", &[]).await.unwrap_err();
-    assert!(e.to_string().contains("org.holdfast.Supervisor1.Error.Locked"), "{e}");
+    let e = env
+        .supervisor()
+        .await
+        .take_locks("app1", &[])
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("org.holdfast.Supervisor1.Error.Locked"),
+        "{e}"
+    );
 
     ok(&env.sh("rm -f $L/app1/worker/updates.lock"));
     env.wait_locks(&[]).await;
@@ -38,16 +53,25 @@ async fn self_locking_is_all_or_nothing_against_a_contended_service() {
         }
     }
     // An app trying to lock now fails: it knows an update is coming.
-    assert!(!env.sh("set -C; : > $L/app1/main/updates.lock").status.success());
+    assert!(!env
+        .sh("set -C; : > $L/app1/main/updates.lock")
+        .status
+        .success());
     let locks = env.wait_locks(&["app1/main", "app1/worker"]).await;
     assert!(locks.iter().all(|l| l.owner == "holdfast"), "{locks:?}");
-    env.wait_inhibitor(Some("update lock held by app1/main, app1/worker")).await;
+    env.wait_inhibitor(Some("update lock held by app1/main, app1/worker"))
+        .await;
 
     let out = ok(&env.cli(&["release", "app1"]));
     assert!(out.contains("released 4"), "{out}");
     env.wait_locks(&[]).await;
     env.wait_inhibitor(None).await;
-    let e = env.supervisor().await.release_locks("app1").await.unwrap_err();
+    let e = env
+        .supervisor()
+        .await
+        .release_locks("app1")
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("Error.NotHeld"), "{e}");
 }
 
@@ -64,16 +88,29 @@ async fn own_leftovers_are_removed_at_restart_app_locks_survive() {
     assert!(env.locks().join("app1/main/updates.lock").exists());
     // An app running as nobody takes its own lock meanwhile.
     ok(&env.sh("setpriv --reuid=65534 --regid=65534 --clear-groups sh -c 'set -C; : > $L/app2/web/updates.lock' || { chown 65534 $L/app2/web && setpriv --reuid=65534 --regid=65534 --clear-groups sh -c 'set -C; : > $L/app2/web/updates.lock'; }"));
-    assert_eq!(std::fs::metadata(env.locks().join("app2/web/updates.lock")).unwrap().uid(), 65534);
+    assert_eq!(
+        std::fs::metadata(env.locks().join("app2/web/updates.lock"))
+            .unwrap()
+            .uid(),
+        65534
+    );
 
     env.start_daemon().await;
     let locks = env.wait_locks(&["app2/web"]).await;
-    assert_eq!(locks[0].owner, "app", "an app running as uid 65534 is not mistaken for holdfast");
+    assert_eq!(
+        locks[0].owner, "app",
+        "an app running as uid 65534 is not mistaken for holdfast"
+    );
     assert!(!env.locks().join("app1/main/updates.lock").exists());
     assert!(!env.locks().join("app1/main/resin-updates.lock").exists());
     assert!(env.locks().join("app2/web/updates.lock").exists());
     let log = env.log();
-    assert!(log.contains("removed holdfast's own lock left over from a previous run: app1/main/updates.lock"), "{log}");
+    assert!(
+        log.contains(
+            "removed holdfast's own lock left over from a previous run: app1/main/updates.lock"
+        ),
+        "{log}"
+    );
 }
 
 #[tokio::test]
@@ -82,7 +119,8 @@ async fn clean_stop_releases_own_locks() {
     env.service_dir("app1/main");
     env.start_daemon().await;
     ok(&env.cli(&["take", "app1"]));
-    env.wait_inhibitor(Some("update lock held by app1/main")).await;
+    env.wait_inhibitor(Some("update lock held by app1/main"))
+        .await;
     let status = env.kill_daemon(Signal::SIGTERM).unwrap();
     assert!(status.success(), "{status}");
     assert!(!env.locks().join("app1/main/updates.lock").exists());
@@ -93,17 +131,27 @@ async fn clean_stop_releases_own_locks() {
 async fn bad_config_at_start_is_a_clear_error() {
     let env = Env::new();
     env.write_config("[inhibit]\nwhat = [\"shutdown\", \"reboot\"]\n");
-    let out = env.daemon_cmd().stderr(std::process::Stdio::piped()).output().unwrap();
+    let out = env
+        .daemon_cmd()
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    let want = format!("{}:5: inhibit.what: \"reboot\" is not one of", env.config_path().display());
+    let want = format!(
+        "{}:5: inhibit.what: \"reboot\" is not one of",
+        env.config_path().display()
+    );
     assert!(err.contains(&want), "{err}");
 
     env.write_config("lock_rot = \"/x\"\n");
     let out = env.cli(&["config", "show"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("holdfast.toml:4: unknown field `lock_rot`"), "{err}");
+    assert!(
+        err.contains("holdfast.toml:4: unknown field `lock_rot`"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -112,29 +160,52 @@ async fn reload_applies_good_config_and_keeps_running_on_bad() {
     env.service_dir("app1/main");
     ok(&env.sh("set -C; : > $L/app1/main/updates.lock"));
     env.start_daemon().await;
-    env.wait_inhibitor(Some("update lock held by app1/main")).await;
+    env.wait_inhibitor(Some("update lock held by app1/main"))
+        .await;
     let pid = nix::unistd::Pid::from_raw(env.daemon.as_ref().unwrap().id() as i32);
 
     // A drop-in adds sleep to the inhibitor.
     std::fs::create_dir_all(env.dir.join("config.d")).unwrap();
-    std::fs::write(env.dir.join("config.d/50-sleep.toml"), "[inhibit]\nwhat = [\"shutdown\", \"sleep\"]\n").unwrap();
+    std::fs::write(
+        env.dir.join("config.d/50-sleep.toml"),
+        "[inhibit]\nwhat = [\"shutdown\", \"sleep\"]\n",
+    )
+    .unwrap();
     let shown = ok(&env.cli(&["config", "show"]));
-    assert!(shown.contains("inhibit.what = [\"shutdown\", \"sleep\"]"), "{shown}");
+    assert!(
+        shown.contains("inhibit.what = [\"shutdown\", \"sleep\"]"),
+        "{shown}"
+    );
     assert!(shown.contains("50-sleep.toml"), "{shown}");
     nix::sys::signal::kill(pid, Signal::SIGHUP).unwrap();
     wait_for(Duration::from_secs(10), || async {
-        env.holdfast_inhibitors().await.first().map(|i| i.0 == "shutdown:sleep").unwrap_or(false)
+        env.holdfast_inhibitors()
+            .await
+            .first()
+            .map(|i| i.0 == "shutdown:sleep")
+            .unwrap_or(false)
     })
     .await
     .unwrap_or_else(|_| panic!("what never changed: {}", env.log()));
 
     // A broken drop-in: rejected, the daemon keeps running with what it had.
-    std::fs::write(env.dir.join("config.d/60-bad.toml"), "[inhibit]\nwhat = 7\n").unwrap();
+    std::fs::write(
+        env.dir.join("config.d/60-bad.toml"),
+        "[inhibit]\nwhat = 7\n",
+    )
+    .unwrap();
     nix::sys::signal::kill(pid, Signal::SIGHUP).unwrap();
-    wait_for(Duration::from_secs(10), || async { env.log().contains("configuration rejected") }).await.unwrap();
+    wait_for(Duration::from_secs(10), || async {
+        env.log().contains("configuration rejected")
+    })
+    .await
+    .unwrap();
     let log = env.log();
     assert!(log.contains("60-bad.toml:2"), "{log}");
-    assert!(env.daemon.as_mut().unwrap().try_wait().unwrap().is_none(), "daemon died");
+    assert!(
+        env.daemon.as_mut().unwrap().try_wait().unwrap().is_none(),
+        "daemon died"
+    );
     assert_eq!(env.holdfast_inhibitors().await[0].0, "shutdown:sleep");
     assert!(env.supervisor().await.locked().await.unwrap());
 }
@@ -152,27 +223,76 @@ fn setpriv_nobody(env: &Env, args: &[&str]) -> std::process::Output {
 async fn non_root_may_read_but_not_call() {
     let mut env = Env::new();
     // Let uid 65534 reach the private bus socket.
-    std::fs::set_permissions(&env.dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        &env.dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     env.service_dir("app1/main");
     env.start_daemon().await;
     let dest = ["org.holdfast.Supervisor1", "/org/holdfast/Supervisor1"];
-    let out = setpriv_nobody(&env, &["busctl", "--system", "call", dest[0], dest[1], "org.holdfast.Supervisor1", "TakeLocks", "sas", "app1", "0"]);
+    let out = setpriv_nobody(
+        &env,
+        &[
+            "busctl",
+            "--system",
+            "call",
+            dest[0],
+            dest[1],
+            "org.holdfast.Supervisor1",
+            "TakeLocks",
+            "sas",
+            "app1",
+            "0",
+        ],
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("Access denied") || err.contains("AccessDenied"), "{err}");
+    assert!(
+        err.contains("Access denied") || err.contains("AccessDenied"),
+        "{err}"
+    );
     assert!(!env.locks().join("app1/main/updates.lock").exists());
-    let out = setpriv_nobody(&env, &["busctl", "--system", "call", dest[0], dest[1], "org.holdfast.Supervisor1", "ListLocks"]);
+    let out = setpriv_nobody(
+        &env,
+        &[
+            "busctl",
+            "--system",
+            "call",
+            dest[0],
+            dest[1],
+            "org.holdfast.Supervisor1",
+            "ListLocks",
+        ],
+    );
     assert!(!out.status.success());
 
-    let out = setpriv_nobody(&env, &["busctl", "--system", "get-property", dest[0], dest[1], "org.holdfast.Supervisor1", "Status"]);
+    let out = setpriv_nobody(
+        &env,
+        &[
+            "busctl",
+            "--system",
+            "get-property",
+            dest[0],
+            dest[1],
+            "org.holdfast.Supervisor1",
+            "Status",
+        ],
+    );
     assert_eq!(ok(&out).trim(), "s \"no locks; no inhibitor\"");
-    ok(&setpriv_nobody(&env, &["busctl", "--system", "introspect", dest[0], dest[1]]));
+    ok(&setpriv_nobody(
+        &env,
+        &["busctl", "--system", "introspect", dest[0], dest[1]],
+    ));
     // The CLI falls back to properties for non-root users.
     let out = setpriv_nobody(&env, &[env!("CARGO_BIN_EXE_holdfast"), "status"]);
     assert!(ok(&out).contains("no locks; no inhibitor"));
     let out = setpriv_nobody(&env, &[env!("CARGO_BIN_EXE_holdfast"), "take", "app1"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("ccess denied") || String::from_utf8_lossy(&out.stderr).contains("AccessDenied"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ccess denied")
+            || String::from_utf8_lossy(&out.stderr).contains("AccessDenied")
+    );
 }
 
 /// Interface members as (kind name, sorted attributes of it and its args),
@@ -183,12 +303,20 @@ fn members(xml: &str, iface: &str) -> Vec<String> {
         let b = text[a..].find("-->").unwrap() + a + 3;
         text.replace_range(a..b, "");
     }
-    let start = text.find(&format!("<interface name=\"{iface}\">")).expect("interface present");
+    let start = text
+        .find(&format!("<interface name=\"{iface}\">"))
+        .expect("interface present");
     let end = text[start..].find("</interface>").unwrap() + start;
     let body = &text[start..end];
     let mut out: Vec<String> = Vec::new();
     for tag in body.split('<').skip(2) {
-        let tag = tag.split('>').next().unwrap().trim().trim_end_matches('/').trim();
+        let tag = tag
+            .split('>')
+            .next()
+            .unwrap()
+            .trim()
+            .trim_end_matches('/')
+            .trim();
         if tag.starts_with('/') || tag.is_empty() {
             continue;
         }
@@ -221,7 +349,8 @@ async fn live_interface_matches_the_documented_xml() {
         .await
         .unwrap();
     let live = proxy.introspect().await.unwrap();
-    let documented = std::fs::read_to_string(format!("{REPO}/docs/org.holdfast.Supervisor1.xml")).unwrap();
+    let documented =
+        std::fs::read_to_string(format!("{REPO}/docs/org.holdfast.Supervisor1.xml")).unwrap();
     let doc_members = members(&documented, "org.holdfast.Supervisor1");
     assert!(doc_members.len() >= 10);
     assert_eq!(members(&live, "org.holdfast.Supervisor1"), doc_members);
@@ -238,13 +367,36 @@ async fn live_interface_matches_the_documented_xml() {
 async fn lock_command_holds_the_lock_while_the_command_runs() {
     let mut env = Env::new();
     env.start_daemon().await;
-    let out = env.cli(&["lock", "app1/main", "--", "sh", "-c", "test -e \"$0\" && exit 7", &env.locks().join("app1/main/updates.lock").display().to_string()]);
-    assert_eq!(out.status.code(), Some(7), "exit code passes through: {out:?}");
+    let out = env.cli(&[
+        "lock",
+        "app1/main",
+        "--",
+        "sh",
+        "-c",
+        "test -e \"$0\" && exit 7",
+        &env.locks()
+            .join("app1/main/updates.lock")
+            .display()
+            .to_string(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "exit code passes through: {out:?}"
+    );
     assert!(!env.locks().join("app1/main/updates.lock").exists());
 
     // While one holds it, another gets 75.
     let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_holdfast"))
-        .args(["--config", &env.config_path().display().to_string(), "lock", "app1/main", "--", "sleep", "30"])
+        .args([
+            "--config",
+            &env.config_path().display().to_string(),
+            "lock",
+            "app1/main",
+            "--",
+            "sleep",
+            "30",
+        ])
         .spawn()
         .unwrap();
     // The CLI keeps the file open while the command runs: it is the holder.
@@ -256,13 +408,18 @@ async fn lock_command_holds_the_lock_while_the_command_runs() {
     })
     .await;
     assert!(held.is_ok(), "{:?}", env.lock_infos().await);
-    env.wait_inhibitor(Some("update lock held by app1/main")).await;
+    env.wait_inhibitor(Some("update lock held by app1/main"))
+        .await;
     let out = env.cli(&["lock", "app1/main", "--", "true"]);
     assert_eq!(out.status.code(), Some(75));
     assert!(String::from_utf8_lossy(&out.stderr).contains("already locked"));
 
     // A signal ends the command and the lock with it.
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(first.id() as i32), Signal::SIGTERM).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first.id() as i32),
+        Signal::SIGTERM,
+    )
+    .unwrap();
     let status = first.wait().unwrap();
     assert_eq!(status.code(), Some(128 + 15));
     assert!(!env.locks().join("app1/main/updates.lock").exists());
@@ -305,14 +462,25 @@ kill $jpid
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let entries: Vec<serde_json::Value> = stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let entries: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
     let with_id = |id: &str| entries.iter().find(|e| e["MESSAGE_ID"] == id).cloned();
     use holdfast::logging::msgid;
-    let taken = with_id(msgid::LOCK_TAKEN).unwrap_or_else(|| panic!("no lock-taken entry: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+    let taken = with_id(msgid::LOCK_TAKEN).unwrap_or_else(|| {
+        panic!(
+            "no lock-taken entry: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
     assert_eq!(taken["SERVICE"], "app1/main");
     assert_eq!(taken["MESSAGE"], "update lock taken: app1/main");
     assert!(with_id(msgid::LOCK_RELEASED).is_some());
     assert!(with_id(msgid::INHIBITOR_TAKEN).is_some());
     assert!(with_id(msgid::INHIBITOR_RELEASED).is_some());
-    assert_eq!(with_id(msgid::INHIBITOR_TAKEN).unwrap()["WHY"], "update lock held by app1/main");
+    assert_eq!(
+        with_id(msgid::INHIBITOR_TAKEN).unwrap()["WHY"],
+        "update lock held by app1/main"
+    );
 }

@@ -16,27 +16,42 @@ async fn real_clients_lock_and_the_inhibitor_follows() {
 
     // procmail's lockfile(1): O_EXCL create, closes at once.
     ok(&env.sh("lockfile -r0 $L/app1/main/updates.lock"));
-    env.wait_inhibitor(Some("update lock held by app1/main")).await;
+    env.wait_inhibitor(Some("update lock held by app1/main"))
+        .await;
     let locks = env.wait_locks(&["app1/main"]).await;
     assert_eq!(locks[0].owner, "app");
     assert_eq!(locks[0].kind, "file");
 
     // Shell noclobber on the legacy name; a second create fails like an app's would.
     ok(&env.sh("set -C; : > $L/app1/worker/resin-updates.lock"));
-    assert!(!env.sh("set -C; : > $L/app1/worker/resin-updates.lock").status.success());
-    env.wait_inhibitor(Some("update lock held by app1/main, app1/worker")).await;
+    assert!(!env
+        .sh("set -C; : > $L/app1/worker/resin-updates.lock")
+        .status
+        .success());
+    env.wait_inhibitor(Some("update lock held by app1/main, app1/worker"))
+        .await;
 
     // mkdir-style locking libraries.
     ok(&env.sh("mkdir $L/app2/web/updates.lock"));
-    let locks = env.wait_locks(&["app1/main", "app1/worker", "app2/web"]).await;
-    assert_eq!(locks.iter().find(|l| l.service == "app2/web").unwrap().kind, "dir");
-    env.wait_inhibitor(Some("update lock held by app1/main, app1/worker, app2/web")).await;
+    let locks = env
+        .wait_locks(&["app1/main", "app1/worker", "app2/web"])
+        .await;
+    assert_eq!(
+        locks.iter().find(|l| l.service == "app2/web").unwrap().kind,
+        "dir"
+    );
+    env.wait_inhibitor(Some("update lock held by app1/main, app1/worker, app2/web"))
+        .await;
 
     let status = ok(&env.cli(&["status"]));
-    assert!(status.contains("3 locks: app1/main, app1/worker, app2/web; inhibitor held"), "{status}");
+    assert!(
+        status.contains("3 locks: app1/main, app1/worker, app2/web; inhibitor held"),
+        "{status}"
+    );
 
     ok(&env.sh("rm -f $L/app1/main/updates.lock; rm -f $L/app1/worker/resin-updates.lock"));
-    env.wait_inhibitor(Some("update lock held by app2/web")).await;
+    env.wait_inhibitor(Some("update lock held by app2/web"))
+        .await;
     ok(&env.sh("rmdir $L/app2/web/updates.lock"));
     env.wait_inhibitor(None).await;
     env.wait_locks(&[]).await;
@@ -72,7 +87,8 @@ async fn flock_leftover_is_reported_stale_but_still_locks() {
     .await;
     assert!(json.is_ok(), "never stale: {}", env.log());
     assert!(env.log().contains("is held by no process"), "{}", env.log());
-    env.wait_inhibitor(Some("update lock held by app1/main")).await;
+    env.wait_inhibitor(Some("update lock held by app1/main"))
+        .await;
     let text = ok(&env.cli(&["locks"]));
     assert!(text.contains("app1/main") && text.contains("yes"), "{text}");
 }
@@ -84,7 +100,8 @@ async fn python_style_link_locks_and_dirs_created_while_running() {
     // App and service directories appear after start.
     ok(&env.sh("mkdir -p $L/late/svc && sleep 0.05 && echo x > $L/late/svc/host-123.tmp && ln $L/late/svc/host-123.tmp $L/late/svc/updates.lock"));
     env.wait_locks(&["late/svc"]).await;
-    env.wait_inhibitor(Some("update lock held by late/svc")).await;
+    env.wait_inhibitor(Some("update lock held by late/svc"))
+        .await;
     // Removing the whole app directory releases its locks.
     ok(&env.sh("rm -rf $L/late"));
     env.wait_locks(&[]).await;
@@ -95,10 +112,16 @@ async fn python_style_link_locks_and_dirs_created_while_running() {
 async fn lock_root_missing_at_start_and_removed_while_running() {
     let mut env = Env::new();
     let root = env.dir.join("fresh-root");
-    env.write_config(&format!("lock_root = \"{}\"\n", root.display()).replace("lock_root", "# lock_root"));
+    env.write_config(
+        &format!("lock_root = \"{}\"\n", root.display()).replace("lock_root", "# lock_root"),
+    );
     // Rewrite with the new root (the first line above is commented out).
     let cfg = std::fs::read_to_string(env.config_path()).unwrap();
-    let cfg = cfg.replacen(&format!("lock_root = \"{}\"", env.locks().display()), &format!("lock_root = \"{}\"", root.display()), 1);
+    let cfg = cfg.replacen(
+        &format!("lock_root = \"{}\"", env.locks().display()),
+        &format!("lock_root = \"{}\"", root.display()),
+        1,
+    );
     std::fs::write(env.config_path(), cfg).unwrap();
     assert!(!root.exists());
     env.start_daemon().await;
@@ -107,12 +130,20 @@ async fn lock_root_missing_at_start_and_removed_while_running() {
     std::fs::create_dir_all(root.join("a/s")).unwrap();
     std::fs::write(root.join("a/s/updates.lock"), b"").unwrap();
     let p = env.supervisor().await;
-    common::wait_for(std::time::Duration::from_secs(10), || async { p.locked().await.unwrap() }).await.unwrap();
+    common::wait_for(std::time::Duration::from_secs(10), || async {
+        p.locked().await.unwrap()
+    })
+    .await
+    .unwrap();
     env.wait_inhibitor(Some("update lock held by a/s")).await;
 
     std::fs::remove_dir_all(&root).unwrap();
     env.wait_inhibitor(None).await;
-    common::wait_for(std::time::Duration::from_secs(10), || async { root.is_dir() }).await.unwrap();
+    common::wait_for(std::time::Duration::from_secs(10), || async {
+        root.is_dir()
+    })
+    .await
+    .unwrap();
     // Watching resumes on the recreated root.
     std::fs::create_dir_all(root.join("b/t")).unwrap();
     std::fs::write(root.join("b/t/updates.lock"), b"").unwrap();
@@ -126,9 +157,11 @@ async fn logind_restart_while_locked_reacquires_the_inhibitor() {
     env.service_dir("app1/main");
     ok(&env.sh("set -C; : > $L/app1/main/updates.lock"));
     env.start_daemon().await;
-    env.wait_inhibitor(Some("update lock held by app1/main")).await;
+    env.wait_inhibitor(Some("update lock held by app1/main"))
+        .await;
     env.restart_logind();
-    env.wait_inhibitor(Some("update lock held by app1/main")).await;
+    env.wait_inhibitor(Some("update lock held by app1/main"))
+        .await;
     assert!(env.log().contains("logind (re)appeared"), "{}", env.log());
     assert!(env.supervisor().await.inhibitor_held().await.unwrap());
     ok(&env.sh("rm $L/app1/main/updates.lock"));
@@ -150,7 +183,10 @@ async fn symlinks_and_bad_names_are_skipped_never_followed() {
     std::fs::create_dir_all(env.locks().join("app1/bad name")).unwrap();
     std::fs::create_dir_all(env.locks().join(".hidden/svc")).unwrap();
     env.start_daemon().await;
-    assert!(env.lock_infos().await.is_empty(), "nothing outside is followed");
+    assert!(
+        env.lock_infos().await.is_empty(),
+        "nothing outside is followed"
+    );
     let log = env.log();
     assert!(log.contains("is a symlink (never followed)"), "{log}");
     assert!(log.contains("is not a directory"), "{log}");
@@ -169,8 +205,16 @@ async fn symlinks_and_bad_names_are_skipped_never_followed() {
     // Bad names are clear errors, never paths.
     let out = env.cli(&["take", "../etc"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("starts with '.'"), "{out:?}");
-    let err = env.supervisor().await.take_locks("app1", &["../../x"]).await.unwrap_err();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("starts with '.'"),
+        "{out:?}"
+    );
+    let err = env
+        .supervisor()
+        .await
+        .take_locks("app1", &["../../x"])
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("InvalidName"), "{err}");
     let out = env.cli(&["lock", "app1/../x", "--", "true"]);
     assert!(!out.status.success());

@@ -80,8 +80,12 @@ fn bus_error(e: zbus::Error) -> ExitCode {
                 eprintln!("holdfast: {text}");
                 return ExitCode::from(lock::EXIT_LOCKED);
             }
-            if name.as_str().ends_with("ServiceUnknown") || name.as_str().ends_with("NameHasNoOwner") {
-                return fail("holdfastd is not running (no org.holdfast.Supervisor1 on the system bus)");
+            if name.as_str().ends_with("ServiceUnknown")
+                || name.as_str().ends_with("NameHasNoOwner")
+            {
+                return fail(
+                    "holdfastd is not running (no org.holdfast.Supervisor1 on the system bus)",
+                );
             }
             fail(format!("{text} ({name})"))
         }
@@ -150,7 +154,11 @@ async fn run(cli: Cli) -> Result<ExitCode, zbus::Error> {
             let n = proxy().await?.release_locks(&app).await?;
             println!("released {n} lock files of {app}");
         }
-        Cmd::Lock { service, lock_root, command } => {
+        Cmd::Lock {
+            service,
+            lock_root,
+            command,
+        } => {
             let id = match ServiceId::parse(&service) {
                 Ok(id) => id,
                 Err(e) => return Ok(fail(e)),
@@ -174,7 +182,9 @@ async fn run(cli: Cli) -> Result<ExitCode, zbus::Error> {
                 Err(e) => fail(e),
             });
         }
-        Cmd::Config { cmd: ConfigCmd::Show { json } } => {
+        Cmd::Config {
+            cmd: ConfigCmd::Show { json },
+        } => {
             let (path, required) = config::main_path(cli.config);
             return Ok(match config::load(&path, required) {
                 Ok(s) if json => {
@@ -199,7 +209,10 @@ fn main() -> ExitCode {
             return fail(e);
         }
     }
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => return fail(e),
     };

@@ -17,14 +17,19 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     holdfast::logging::init();
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("holdfastd: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(holdfast::daemon::run(holdfast::daemon::Options { config: args.config })) {
+    match rt.block_on(holdfast::daemon::run(holdfast::daemon::Options {
+        config: args.config,
+    })) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

@@ -44,15 +44,29 @@ fn take(root_path: &Path, id: &ServiceId) -> Result<Held, LockCmdError> {
     let app = open_or_create_subdir(root.as_fd(), id.app.as_str(), &app_path)?;
     let dir_path = app_path.join(id.service.as_str());
     let dir = open_or_create_subdir(app.as_fd(), id.service.as_str(), &dir_path)?;
-    let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let flags =
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let file = match openat(&dir, LOCK_FILE, flags, Mode::from_bits_truncate(0o644)) {
         Ok(f) => f,
         Err(Errno::EEXIST) => return Err(LockCmdError::Held(id.clone(), dir_path.join(LOCK_FILE))),
-        Err(source) => return Err(LockCmdError::Create { path: dir_path.join(LOCK_FILE), source }),
+        Err(source) => {
+            return Err(LockCmdError::Create {
+                path: dir_path.join(LOCK_FILE),
+                source,
+            })
+        }
     };
     let _ = nix::unistd::write(&file, format!("{}\n", std::process::id()).as_bytes());
-    let st = fstat(&file).map_err(|source| LockCmdError::Create { path: dir_path.join(LOCK_FILE), source })?;
-    Ok(Held { dir, _file: file, dev: st.st_dev, ino: st.st_ino })
+    let st = fstat(&file).map_err(|source| LockCmdError::Create {
+        path: dir_path.join(LOCK_FILE),
+        source,
+    })?;
+    Ok(Held {
+        dir,
+        _file: file,
+        dev: st.st_dev,
+        ino: st.st_ino,
+    })
 }
 
 fn release(h: &Held) {
@@ -65,7 +79,11 @@ fn release(h: &Held) {
 }
 
 /// Runs `argv` while holding the lock; returns the command's exit status.
-pub async fn run(root_path: &Path, id: &ServiceId, argv: &[String]) -> Result<ExitCode, LockCmdError> {
+pub async fn run(
+    root_path: &Path,
+    id: &ServiceId,
+    argv: &[String],
+) -> Result<ExitCode, LockCmdError> {
     let held = take(root_path, id)?;
     let result = run_child(argv).await;
     release(&held);
@@ -73,15 +91,27 @@ pub async fn run(root_path: &Path, id: &ServiceId, argv: &[String]) -> Result<Ex
 }
 
 async fn run_child(argv: &[String]) -> Result<ExitCode, LockCmdError> {
-    let spawn_err = |source| LockCmdError::Spawn { cmd: argv[0].clone(), source };
+    let spawn_err = |source| LockCmdError::Spawn {
+        cmd: argv[0].clone(),
+        source,
+    };
     let mut sigs = Vec::new();
-    for kind in [SignalKind::interrupt(), SignalKind::terminate(), SignalKind::hangup()] {
+    for kind in [
+        SignalKind::interrupt(),
+        SignalKind::terminate(),
+        SignalKind::hangup(),
+    ] {
         sigs.push((kind, signal(kind).map_err(spawn_err)?));
     }
-    let mut child = tokio::process::Command::new(&argv[0]).args(&argv[1..]).spawn().map_err(spawn_err)?;
+    let mut child = tokio::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .spawn()
+        .map_err(spawn_err)?;
     let pid = child.id().map(|p| nix::unistd::Pid::from_raw(p as i32));
     loop {
-        let [(k0, s0), (k1, s1), (k2, s2)] = &mut sigs[..] else { unreachable!() };
+        let [(k0, s0), (k1, s1), (k2, s2)] = &mut sigs[..] else {
+            unreachable!()
+        };
         let forwarded = tokio::select! {
             status = child.wait() => {
                 let status = status.map_err(spawn_err)?;
@@ -94,7 +124,10 @@ async fn run_child(argv: &[String]) -> Result<ExitCode, LockCmdError> {
             _ = s2.recv() => *k2,
         };
         // Pass the signal on and keep the lock until the command is gone.
-        if let (Some(pid), Ok(sig)) = (pid, nix::sys::signal::Signal::try_from(forwarded.as_raw_value())) {
+        if let (Some(pid), Ok(sig)) = (
+            pid,
+            nix::sys::signal::Signal::try_from(forwarded.as_raw_value()),
+        ) {
             let _ = nix::sys::signal::kill(pid, sig);
         }
     }

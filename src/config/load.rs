@@ -40,7 +40,12 @@ struct Parsed {
 }
 
 impl Parsed {
-    fn error(&self, span: Option<std::ops::Range<usize>>, key: &str, reason: impl Into<String>) -> ConfigError {
+    fn error(
+        &self,
+        span: Option<std::ops::Range<usize>>,
+        key: &str,
+        reason: impl Into<String>,
+    ) -> ConfigError {
         ConfigError {
             file: self.path.clone(),
             line: span.map(|s| line_of(&self.text, s.start)),
@@ -110,7 +115,11 @@ fn dropins(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigError> {
     }
     Ok(by_name
         .into_values()
-        .filter(|p| std::fs::read_link(p).map(|t| t != Path::new("/dev/null")).unwrap_or(true))
+        .filter(|p| {
+            std::fs::read_link(p)
+                .map(|t| t != Path::new("/dev/null"))
+                .unwrap_or(true)
+        })
         .collect())
 }
 
@@ -208,7 +217,10 @@ impl Merge {
                     p.error(
                         Some(v.span()),
                         "api.tcp",
-                        format!("{:?} is not an address:port like \"127.0.0.1:48484\"", v.get_ref()),
+                        format!(
+                            "{:?} is not an address:port like \"127.0.0.1:48484\"",
+                            v.get_ref()
+                        ),
                     )
                 })?;
                 self.settings.api_tcp = Some(addr);
@@ -223,12 +235,20 @@ fn abs_path(p: &Parsed, key: &str, v: &Spanned<String>) -> Result<PathBuf, Confi
     abs(p, key, v.span(), v.get_ref())
 }
 
-fn abs(p: &Parsed, key: &str, span: std::ops::Range<usize>, s: &str) -> Result<PathBuf, ConfigError> {
+fn abs(
+    p: &Parsed,
+    key: &str,
+    span: std::ops::Range<usize>,
+    s: &str,
+) -> Result<PathBuf, ConfigError> {
     let path = Path::new(s);
     if s.is_empty() || !path.is_absolute() {
         return Err(p.error(Some(span), key, format!("{s:?} is not an absolute path")));
     }
-    if path.components().any(|c| c == std::path::Component::ParentDir) {
+    if path
+        .components()
+        .any(|c| c == std::path::Component::ParentDir)
+    {
         return Err(p.error(Some(span), key, format!("{s:?} contains '..'")));
     }
     Ok(path.to_owned())
@@ -249,7 +269,11 @@ fn inhibit_what(p: &Parsed, v: &Spanned<Vec<String>>) -> Result<Vec<InhibitWhat>
         }
     }
     if out.is_empty() {
-        return Err(p.error(Some(v.span()), "inhibit.what", "must name at least \"shutdown\""));
+        return Err(p.error(
+            Some(v.span()),
+            "inhibit.what",
+            "must name at least \"shutdown\"",
+        ));
     }
     out.sort();
     Ok(out)
@@ -272,9 +296,17 @@ mod tests {
             std::fs::create_dir_all(d).unwrap();
         }
         let main_path = t.path().join("holdfast.toml");
-        let dirs_toml = dirs.iter().map(|d| format!("{:?}", d.display().to_string())).collect::<Vec<_>>().join(", ");
+        let dirs_toml = dirs
+            .iter()
+            .map(|d| format!("{:?}", d.display().to_string()))
+            .collect::<Vec<_>>()
+            .join(", ");
         std::fs::write(&main_path, format!("config_dirs = [{dirs_toml}]\n{main}")).unwrap();
-        Tree { _t: t, main: main_path, dirs }
+        Tree {
+            _t: t,
+            main: main_path,
+            dirs,
+        }
     }
 
     #[test]
@@ -285,13 +317,20 @@ mod tests {
         assert_eq!(s.settings.inhibit_what, vec![InhibitWhat::Shutdown]);
         assert_eq!(s.source("lock_root"), &Source::Default);
         let err = load(&t.path().join("absent.toml"), true).unwrap_err();
-        assert!(err.to_string().ends_with("absent.toml: file not found"), "{err}");
+        assert!(
+            err.to_string().ends_with("absent.toml: file not found"),
+            "{err}"
+        );
     }
 
     #[test]
     fn later_dropins_win_and_dev_null_masks() {
         let t = tree("lock_root = \"/run/a\"\nstate_dir = \"/var/a\"\n");
-        std::fs::write(t.dirs[0].join("10-x.toml"), "lock_root = \"/run/b\"\n[inhibit]\nwhat = [\"sleep\", \"shutdown\"]\n").unwrap();
+        std::fs::write(
+            t.dirs[0].join("10-x.toml"),
+            "lock_root = \"/run/b\"\n[inhibit]\nwhat = [\"sleep\", \"shutdown\"]\n",
+        )
+        .unwrap();
         std::fs::write(t.dirs[0].join("20-y.toml"), "lock_root = \"/run/c\"\n").unwrap();
         // /etc's 20-y.toml replaces /usr/lib's; /run masks 30-z.
         std::fs::write(t.dirs[1].join("20-y.toml"), "state_dir = \"/var/d\"\n").unwrap();
@@ -300,10 +339,19 @@ mod tests {
         let s = load(&t.main, true).unwrap();
         assert_eq!(s.settings.lock_root, Path::new("/run/b"));
         assert_eq!(s.settings.state_dir, Path::new("/var/d"));
-        assert_eq!(s.settings.inhibit_what, vec![InhibitWhat::Shutdown, InhibitWhat::Sleep]);
+        assert_eq!(
+            s.settings.inhibit_what,
+            vec![InhibitWhat::Shutdown, InhibitWhat::Sleep]
+        );
         assert_eq!(s.settings.inhibit_what_arg(), "shutdown:sleep");
-        assert_eq!(s.source("lock_root"), &Source::File(t.dirs[0].join("10-x.toml")));
-        assert_eq!(s.source("state_dir"), &Source::File(t.dirs[1].join("20-y.toml")));
+        assert_eq!(
+            s.source("lock_root"),
+            &Source::File(t.dirs[0].join("10-x.toml"))
+        );
+        assert_eq!(
+            s.source("state_dir"),
+            &Source::File(t.dirs[1].join("20-y.toml"))
+        );
         let shown = s.render();
         assert!(shown.contains("lock_root = \"/run/b\""), "{shown}");
         assert!(shown.contains("10-x.toml"), "{shown}");
@@ -329,20 +377,34 @@ mod tests {
         let err = load(&t.main, true).unwrap_err();
         assert_eq!(err.key.as_deref(), Some("inhibit.what"));
         assert_eq!(err.line, Some(3));
-        assert!(err.to_string().contains("\"reboot\" is not one of"), "{err}");
+        assert!(
+            err.to_string().contains("\"reboot\" is not one of"),
+            "{err}"
+        );
 
         let t = tree("lock_root = \"relative/dir\"\n");
         let err = load(&t.main, true).unwrap_err();
-        assert!(err.to_string().contains(":2: lock_root: \"relative/dir\" is not an absolute path"), "{err}");
+        assert!(
+            err.to_string()
+                .contains(":2: lock_root: \"relative/dir\" is not an absolute path"),
+            "{err}"
+        );
 
         let t = tree("[api]\ntcp = \"nowhere\"\n");
-        assert_eq!(load(&t.main, true).unwrap_err().key.as_deref(), Some("api.tcp"));
+        assert_eq!(
+            load(&t.main, true).unwrap_err().key.as_deref(),
+            Some("api.tcp")
+        );
     }
 
     #[test]
     fn dropin_errors_name_the_dropin() {
         let t = tree("");
-        std::fs::write(t.dirs[1].join("50-bad.toml"), "[engine]\nsocket = \"/s\"\nspeed = 3\n").unwrap();
+        std::fs::write(
+            t.dirs[1].join("50-bad.toml"),
+            "[engine]\nsocket = \"/s\"\nspeed = 3\n",
+        )
+        .unwrap();
         let err = load(&t.main, true).unwrap_err();
         assert_eq!(err.file, t.dirs[1].join("50-bad.toml"));
         assert_eq!(err.line, Some(3));

@@ -138,7 +138,12 @@ impl Sourced {
             ),
             (
                 "inhibit.what",
-                list(s.inhibit_what.iter().map(|w| toml_str(w.as_str())).collect()),
+                list(
+                    s.inhibit_what
+                        .iter()
+                        .map(|w| toml_str(w.as_str()))
+                        .collect(),
+                ),
             ),
             ("engine.socket", path(&s.engine_socket())),
             ("target.file", path(&s.target_file)),
@@ -150,7 +155,12 @@ impl Sourced {
                     .unwrap_or_else(|| "(off)".into()),
             ),
         ];
-        let width = rows.iter().map(|(k, v)| k.len() + v.len()).max().unwrap_or(0) + 3;
+        let width = rows
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .max()
+            .unwrap_or(0)
+            + 3;
         let mut out = String::new();
         for (k, v) in rows {
             let mut src = self.source(k).to_string();

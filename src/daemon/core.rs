@@ -21,7 +21,11 @@ pub struct Core {
 
 impl Core {
     /// Runs until Shutdown or until both inputs close.
-    pub async fn run(mut self, mut events: mpsc::Receiver<LockEvent>, mut commands: mpsc::Receiver<Command>) {
+    pub async fn run(
+        mut self,
+        mut events: mpsc::Receiver<LockEvent>,
+        mut commands: mpsc::Receiver<Command>,
+    ) {
         loop {
             tokio::select! {
                 ev = events.recv() => match ev {
@@ -46,7 +50,9 @@ impl Core {
 
     pub fn apply(&mut self, ev: LockEvent) {
         let scoped = match &ev {
-            LockEvent::ServiceObserved { id, .. } | LockEvent::HoldersObserved { id, .. } => Some(id.clone()),
+            LockEvent::ServiceObserved { id, .. } | LockEvent::HoldersObserved { id, .. } => {
+                Some(id.clone())
+            }
             _ => None,
         };
         let before = scoped.as_ref().map(|id| self.table.get(id).cloned());
@@ -66,11 +72,19 @@ impl Core {
             Command::ListLocks { reply } => {
                 let _ = reply.send(self.fresh_lock_infos());
             }
-            Command::TakeLocks { app, services, reply } => {
+            Command::TakeLocks {
+                app,
+                services,
+                reply,
+            } => {
                 let r = self.own.take(&app, &services);
                 match &r {
-                    Ok(ids) => tracing::info!(app = %app, services = ids.len(), "holdfast took the locks of app {app}"),
-                    Err(e) => tracing::info!(app = %app, error = %e, "could not take the locks of app {app}"),
+                    Ok(ids) => {
+                        tracing::info!(app = %app, services = ids.len(), "holdfast took the locks of app {app}")
+                    }
+                    Err(e) => {
+                        tracing::info!(app = %app, error = %e, "could not take the locks of app {app}")
+                    }
                 }
                 let _ = reply.send(r.map_err(Into::into));
             }
@@ -110,7 +124,13 @@ impl Core {
             .locks()
             .map(|(id, l)| {
                 let mut lock = l.clone();
-                let mut hs: Vec<_> = l.entries.iter().filter_map(|e| found.get(&(e.dev, e.ino))).flatten().cloned().collect();
+                let mut hs: Vec<_> = l
+                    .entries
+                    .iter()
+                    .filter_map(|e| found.get(&(e.dev, e.ino)))
+                    .flatten()
+                    .cloned()
+                    .collect();
                 hs.sort();
                 hs.dedup_by(|a, b| a.pid == b.pid);
                 lock.holders = Some(hs);
@@ -123,7 +143,10 @@ impl Core {
 fn log_change(c: &Change, table: &LockTable) {
     match c {
         Change::Taken { id, owner } => {
-            let kind = table.get(id).map(|l| format!("{:?}", l.kind()).to_lowercase()).unwrap_or_default();
+            let kind = table
+                .get(id)
+                .map(|l| format!("{:?}", l.kind()).to_lowercase())
+                .unwrap_or_default();
             tracing::info!(message_id = msgid::LOCK_TAKEN, service = %id, owner = ?owner, kind = %kind,
                 "update lock taken: {id}");
         }

@@ -72,9 +72,18 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         table_tx,
         proc_root: PathBuf::from("/proc"),
     };
-    let initial: Vec<_> = scan.services.iter().filter(|(_, e)| !e.is_empty()).map(|(id, _)| id.clone()).collect();
+    let initial: Vec<_> = scan
+        .services
+        .iter()
+        .filter(|(_, e)| !e.is_empty())
+        .map(|(id, _)| id.clone())
+        .collect();
     core.apply(LockEvent::Resync(scan.services));
-    tracing::info!(services = core.table.service_count(), locks = core.table.lock_count(), "initial scan done");
+    tracing::info!(
+        services = core.table.service_count(),
+        locks = core.table.lock_count(),
+        "initial scan done"
+    );
 
     let (ev_tx, ev_rx) = mpsc::channel(1024);
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
@@ -96,7 +105,10 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     tokio::spawn(status_lines(table_rx, inh_rx));
     let mut watchdog_usec = 0u64;
     if sd_notify::watchdog_enabled(false, &mut watchdog_usec) {
-        tokio::spawn(watchdog(cmd_tx.clone(), Duration::from_micros(watchdog_usec)));
+        tokio::spawn(watchdog(
+            cmd_tx.clone(),
+            Duration::from_micros(watchdog_usec),
+        ));
     }
 
     let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
@@ -138,7 +150,12 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
 }
 
 /// Re-reads the config. A bad config is logged and the running one stays.
-fn reload(path: &std::path::Path, required: bool, settings: &mut Settings, what_tx: &watch::Sender<String>) {
+fn reload(
+    path: &std::path::Path,
+    required: bool,
+    settings: &mut Settings,
+    what_tx: &watch::Sender<String>,
+) {
     match config::load(path, required) {
         Ok(new) => {
             let new = new.settings;
@@ -147,7 +164,11 @@ fn reload(path: &std::path::Path, required: bool, settings: &mut Settings, what_
                 ("state_dir", &settings.state_dir, &new.state_dir),
             ] {
                 if old != now {
-                    tracing::warn!(key, "{key} changed to {}; it takes effect at the next restart", now.display());
+                    tracing::warn!(
+                        key,
+                        "{key} changed to {}; it takes effect at the next restart",
+                        now.display()
+                    );
                 }
             }
             what_tx.send_if_modified(|w| {
@@ -169,7 +190,10 @@ fn reload(path: &std::path::Path, required: bool, settings: &mut Settings, what_
 }
 
 /// Keeps systemd's STATUS= line in step with the lock table and inhibitor.
-async fn status_lines(mut table: watch::Receiver<Arc<LockTable>>, mut inh: watch::Receiver<InhibitorStatus>) {
+async fn status_lines(
+    mut table: watch::Receiver<Arc<LockTable>>,
+    mut inh: watch::Receiver<InhibitorStatus>,
+) {
     let mut last = String::new();
     loop {
         let line = summary(&table.borrow_and_update(), &inh.borrow_and_update());

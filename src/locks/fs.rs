@@ -103,8 +103,8 @@ pub fn open_root(path: &Path) -> Result<OwnedFd, FsError> {
     std::fs::create_dir_all(path).map_err(|e| io_err(path, errno_of(&e)))?;
     let parent = path.parent().unwrap_or(Path::new("/"));
     let name = path.file_name().unwrap_or(OsStr::new("."));
-    let parent_fd = nix::fcntl::open(parent, DIR_FLAGS, Mode::empty())
-        .map_err(|e| io_err(parent, e))?;
+    let parent_fd =
+        nix::fcntl::open(parent, DIR_FLAGS, Mode::empty()).map_err(|e| io_err(parent, e))?;
     match openat(&parent_fd, name, DIR_FLAGS, Mode::empty()) {
         Ok(fd) => Ok(fd),
         Err(Errno::ELOOP) => Err(FsError::Symlink {
@@ -135,7 +135,8 @@ pub fn list_subdirs(
     dir: BorrowedFd<'_>,
     shown: &Path,
 ) -> Result<(Vec<String>, Vec<Skipped>), FsError> {
-    let mut listing = Dir::openat(dir, ".", DIR_FLAGS, Mode::empty()).map_err(|e| io_err(shown, e))?;
+    let mut listing =
+        Dir::openat(dir, ".", DIR_FLAGS, Mode::empty()).map_err(|e| io_err(shown, e))?;
     let mut names = Vec::new();
     let mut skipped = Vec::new();
     for entry in listing.iter() {

@@ -141,7 +141,10 @@ mod tests {
         let got = parse_proc_locks(text);
         assert_eq!(
             got,
-            vec![(1234, (makedev(0, 0x2a), 5678)), (42, (makedev(0xfd, 1), 77))]
+            vec![
+                (1234, (makedev(0, 0x2a), 5678)),
+                (42, (makedev(0xfd, 1), 77))
+            ]
         );
     }
 

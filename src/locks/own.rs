@@ -240,8 +240,8 @@ impl OwnLocks {
             let Ok(st) = fstatat(&dir, entry.file.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW) else {
                 continue;
             };
-            let is_file = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits())
-                == SFlag::S_IFREG;
+            let is_file =
+                SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFREG;
             let ours = is_file
                 && read_own_tag(dir.as_fd(), &entry.file, &st).as_deref()
                     == Some(entry.token.as_str());
@@ -296,13 +296,16 @@ fn create_own_lock(
     token: &str,
     shown: &Path,
 ) -> Result<(u64, u64), Errno> {
-    let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let flags =
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let fd: OwnedFd = openat(dir, file, flags, Mode::from_bits_truncate(0o644))?;
     let mut f = std::fs::File::from(fd);
     let content = format!("{OWN_TAG}{token}\n");
     if let Err(e) = f.write_all(content.as_bytes()) {
         let _ = unlinkat(dir, file, UnlinkatFlags::NoRemoveDir);
-        return Err(Errno::from_raw(e.raw_os_error().unwrap_or(Errno::EIO as i32)));
+        return Err(Errno::from_raw(
+            e.raw_os_error().unwrap_or(Errno::EIO as i32),
+        ));
     }
     if let Err(e) = fchown(&f, Some(Uid::from_raw(NOBODY)), Some(Gid::from_raw(NOBODY))) {
         // Unprivileged runs (development) cannot chown; the tag still marks it.
@@ -362,7 +365,10 @@ mod tests {
         );
         assert!(!root.join("app1/main/updates.lock").exists());
         assert!(!root.join("app1/main/resin-updates.lock").exists());
-        assert!(root.join("app1/worker/updates.lock").exists(), "app lock kept");
+        assert!(
+            root.join("app1/worker/updates.lock").exists(),
+            "app lock kept"
+        );
     }
 
     #[test]
@@ -371,7 +377,7 @@ mod tests {
         let mut own = OwnLocks::new(&root, &state);
         own.take(&app("app1"), &[]).unwrap();
         drop(own); // "crash": nothing released
-        // An app replaced one of our files with its own meanwhile.
+                   // An app replaced one of our files with its own meanwhile.
         std::fs::remove_file(root.join("app1/main/updates.lock")).unwrap();
         std::fs::write(root.join("app1/main/updates.lock"), b"app").unwrap();
         let mut own = OwnLocks::new(&root, &state);
@@ -397,7 +403,10 @@ mod tests {
         let err = own
             .take(&app("app1"), &[ServiceName::new("evil").unwrap()])
             .unwrap_err();
-        assert!(matches!(err, OwnLockError::Fs(FsError::Symlink { .. })), "{err}");
+        assert!(
+            matches!(err, OwnLockError::Fs(FsError::Symlink { .. })),
+            "{err}"
+        );
         assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
     }
 
@@ -411,6 +420,9 @@ mod tests {
             own.take(&app("app1"), &[]),
             Err(OwnLockError::Contended { .. })
         ));
-        assert!(!target.exists(), "O_NOFOLLOW|O_EXCL never creates through a link");
+        assert!(
+            !target.exists(),
+            "O_NOFOLLOW|O_EXCL never creates through a link"
+        );
     }
 }

@@ -117,7 +117,10 @@ pub enum LockEvent {
         entries: Vec<LockEntry>,
     },
     /// Holder scan result for a service's current lock files.
-    HoldersObserved { id: ServiceId, holders: Vec<Holder> },
+    HoldersObserved {
+        id: ServiceId,
+        holders: Vec<Holder>,
+    },
     ServiceRemoved(ServiceId),
     AppRemoved(AppName),
     /// A full rescan: replaces the whole table (start-up, queue overflow,
@@ -327,14 +330,20 @@ mod tests {
             ],
         ));
         assert_eq!(t.get(&id("a/w")).unwrap().owner(), Owner::App);
-        assert_eq!(t.app_locked_by_app(&AppName::new("a").unwrap()), vec![&id("a/w")]);
+        assert_eq!(
+            t.app_locked_by_app(&AppName::new("a").unwrap()),
+            vec![&id("a/w")]
+        );
     }
 
     #[test]
     fn stale_when_holders_vanish() {
         let mut t = LockTable::default();
         t.apply(observed("a/main", vec![entry("updates.lock", 1, false)]));
-        assert!(!t.get(&id("a/main")).unwrap().stale(), "unknown is not stale");
+        assert!(
+            !t.get(&id("a/main")).unwrap().stale(),
+            "unknown is not stale"
+        );
         let holder = Holder {
             pid: 10,
             comm: "flock".into(),

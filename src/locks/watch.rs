@@ -99,7 +99,11 @@ impl Watcher {
     }
 
     /// Returns false when the table side has gone away.
-    async fn handle_batch(&mut self, events: Vec<InotifyEvent>, tx: &mpsc::Sender<LockEvent>) -> bool {
+    async fn handle_batch(
+        &mut self,
+        events: Vec<InotifyEvent>,
+        tx: &mpsc::Sender<LockEvent>,
+    ) -> bool {
         let mut rescan = events.is_empty();
         let mut out = Vec::new();
         let mut inspect: BTreeSet<ServiceId> = BTreeSet::new();
@@ -117,11 +121,16 @@ impl Watcher {
             let Some(node) = self.nodes.get(&ev.wd).cloned() else {
                 continue;
             };
-            let gone_self =
-                ev.mask.intersects(AddWatchFlags::IN_DELETE_SELF | AddWatchFlags::IN_MOVE_SELF);
+            let gone_self = ev
+                .mask
+                .intersects(AddWatchFlags::IN_DELETE_SELF | AddWatchFlags::IN_MOVE_SELF);
             let name = ev.name.as_ref().and_then(|n| n.to_str()).map(str::to_owned);
-            let appeared = ev.mask.intersects(AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO);
-            let vanished = ev.mask.intersects(AddWatchFlags::IN_DELETE | AddWatchFlags::IN_MOVED_FROM);
+            let appeared = ev
+                .mask
+                .intersects(AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO);
+            let vanished = ev
+                .mask
+                .intersects(AddWatchFlags::IN_DELETE | AddWatchFlags::IN_MOVED_FROM);
             match node {
                 Node::Root if gone_self => {
                     tracing::warn!(root = %self.root_path.display(), "lock root removed; recreating it");
@@ -133,8 +142,10 @@ impl Watcher {
                         self.app_appeared(&name, &mut out);
                     } else if vanished {
                         if let Ok(app) = AppName::new(name) {
-                            self.forget(|n| matches!(n, Node::App(a) if *a == app)
-                                || matches!(n, Node::Service(id) if id.app == app));
+                            self.forget(|n| {
+                                matches!(n, Node::App(a) if *a == app)
+                                    || matches!(n, Node::Service(id) if id.app == app)
+                            });
                             inspect.retain(|id| id.app != app);
                             out.push(LockEvent::AppRemoved(app));
                         }
@@ -178,7 +189,12 @@ impl Watcher {
         if rescan {
             match self.rebuild() {
                 Ok(scan) => {
-                    let ids = scan.services.iter().filter(|(_, e)| !e.is_empty()).map(|(id, _)| id.clone()).collect();
+                    let ids = scan
+                        .services
+                        .iter()
+                        .filter(|(_, e)| !e.is_empty())
+                        .map(|(id, _)| id.clone())
+                        .collect();
                     if tx.send(LockEvent::Resync(scan.services)).await.is_err() {
                         return false;
                     }
@@ -200,7 +216,10 @@ impl Watcher {
                     if !entries.is_empty() {
                         closed.insert(id.clone());
                     }
-                    out.push(LockEvent::ServiceObserved { id: id.clone(), entries });
+                    out.push(LockEvent::ServiceObserved {
+                        id: id.clone(),
+                        entries,
+                    });
                 }
                 None => out.push(LockEvent::ServiceRemoved(id.clone())),
             }
@@ -220,7 +239,9 @@ impl Watcher {
         if ids.is_empty() {
             return;
         }
-        let Some(root) = self.open_root_quiet() else { return };
+        let Some(root) = self.open_root_quiet() else {
+            return;
+        };
         let mut files: Vec<(ServiceId, Vec<holders::FileKey>)> = Vec::new();
         for id in ids {
             if let Ok(dir) = lockfs::open_service_dir(root.as_fd(), &self.root_path, &id) {
@@ -234,14 +255,24 @@ impl Watcher {
         // Walking /proc takes milliseconds: off the event loop, so lock
         // events and the inhibitor never wait behind it.
         let proc_root = self.proc_root.clone();
-        let Ok(found) = tokio::task::spawn_blocking(move || holders::scan(&proc_root, &all)).await else {
+        let Ok(found) = tokio::task::spawn_blocking(move || holders::scan(&proc_root, &all)).await
+        else {
             return;
         };
         for (id, keys) in files {
-            let mut hs: Vec<_> = keys.iter().filter_map(|k| found.get(k)).flatten().cloned().collect();
+            let mut hs: Vec<_> = keys
+                .iter()
+                .filter_map(|k| found.get(k))
+                .flatten()
+                .cloned()
+                .collect();
             hs.sort();
             hs.dedup_by(|a, b| a.pid == b.pid);
-            if tx.send(LockEvent::HoldersObserved { id, holders: hs }).await.is_err() {
+            if tx
+                .send(LockEvent::HoldersObserved { id, holders: hs })
+                .await
+                .is_err()
+            {
                 return;
             }
         }
@@ -252,8 +283,12 @@ impl Watcher {
     }
 
     fn forget(&mut self, pred: impl Fn(&Node) -> bool) {
-        let doomed: Vec<WatchDescriptor> =
-            self.nodes.iter().filter(|(_, n)| pred(n)).map(|(wd, _)| *wd).collect();
+        let doomed: Vec<WatchDescriptor> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| pred(n))
+            .map(|(wd, _)| *wd)
+            .collect();
         for wd in doomed {
             self.nodes.remove(&wd);
             // A renamed-away directory keeps its watch unless removed.
@@ -261,7 +296,12 @@ impl Watcher {
         }
     }
 
-    fn add_watch(&mut self, dir: BorrowedFd<'_>, node: Node, mask: AddWatchFlags) -> Result<(), Errno> {
+    fn add_watch(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        node: Node,
+        mask: AddWatchFlags,
+    ) -> Result<(), Errno> {
         // Watching through the opened fd: the path can't be swapped for a
         // symlink between our no-follow open and the watch.
         let path = format!("/proc/self/fd/{}", dir.as_raw_fd());
@@ -276,9 +316,15 @@ impl Watcher {
             Ok(a) => a,
             Err(e) => return report_skipped(&path, &e.to_string()),
         };
-        let Some(root) = self.open_root_quiet() else { return };
+        let Some(root) = self.open_root_quiet() else {
+            return;
+        };
         match self.watch_app(root.as_fd(), &app) {
-            Ok(found) => out.extend(found.into_iter().map(|(id, entries)| LockEvent::ServiceObserved { id, entries })),
+            Ok(found) => out.extend(
+                found
+                    .into_iter()
+                    .map(|(id, entries)| LockEvent::ServiceObserved { id, entries }),
+            ),
             Err(e) => report_fs_error(&e),
         }
     }
@@ -296,7 +342,9 @@ impl Watcher {
         let root = self.open_root_quiet()?;
         match lockfs::open_service_dir(root.as_fd(), &self.root_path, &id) {
             Ok(dir) => {
-                if let Err(e) = self.add_watch(dir.as_fd(), Node::Service(id.clone()), service_mask()) {
+                if let Err(e) =
+                    self.add_watch(dir.as_fd(), Node::Service(id.clone()), service_mask())
+                {
                     tracing::error!(service = %id, error = %e, "cannot watch service directory");
                 }
                 Some(id)
@@ -309,13 +357,22 @@ impl Watcher {
     }
 
     /// Watches an app directory and its services, then reads them.
-    fn watch_app(&mut self, root: BorrowedFd<'_>, app: &AppName) -> Result<Vec<ServiceScan>, FsError> {
+    fn watch_app(
+        &mut self,
+        root: BorrowedFd<'_>,
+        app: &AppName,
+    ) -> Result<Vec<ServiceScan>, FsError> {
         let app_path = self.root_path.join(app.as_str());
         let app_dir = lockfs::open_subdir(root, app.as_str(), &app_path)?;
         self.add_watch(app_dir.as_fd(), Node::App(app.clone()), dir_mask())
-            .map_err(|source| FsError::Io { path: app_path.clone(), source })?;
+            .map_err(|source| FsError::Io {
+                path: app_path.clone(),
+                source,
+            })?;
         let (names, skipped) = lockfs::list_subdirs(app_dir.as_fd(), &app_path)?;
-        skipped.iter().for_each(|s| report_skipped(&s.path, &s.reason));
+        skipped
+            .iter()
+            .for_each(|s| report_skipped(&s.path, &s.reason));
         let mut found = Vec::new();
         for name in names {
             let shown = app_path.join(&name);
@@ -327,9 +384,14 @@ impl Watcher {
                 }
             };
             let id = ServiceId::new(app.clone(), service);
-            let Ok(dir) = lockfs::open_subdir(app_dir.as_fd(), &name, &shown) else { continue };
+            let Ok(dir) = lockfs::open_subdir(app_dir.as_fd(), &name, &shown) else {
+                continue;
+            };
             self.add_watch(dir.as_fd(), Node::Service(id.clone()), service_mask())
-                .map_err(|source| FsError::Io { path: shown.clone(), source })?;
+                .map_err(|source| FsError::Io {
+                    path: shown.clone(),
+                    source,
+                })?;
             found.push((id, lockfs::read_lock_entries(dir.as_fd())));
         }
         Ok(found)
@@ -338,7 +400,10 @@ impl Watcher {
     fn watch_and_scan_root(&mut self) -> Result<Scan, FsError> {
         let root = lockfs::open_root(&self.root_path)?;
         self.add_watch(root.as_fd(), Node::Root, dir_mask())
-            .map_err(|source| FsError::Io { path: self.root_path.clone(), source })?;
+            .map_err(|source| FsError::Io {
+                path: self.root_path.clone(),
+                source,
+            })?;
         let (apps, mut skipped) = lockfs::list_subdirs(root.as_fd(), &self.root_path)?;
         let mut services = Vec::new();
         for name in apps {
@@ -346,12 +411,20 @@ impl Watcher {
             match AppName::new(name.as_str()) {
                 Ok(app) => match self.watch_app(root.as_fd(), &app) {
                     Ok(found) => services.extend(found),
-                    Err(e) => skipped.push(Skipped { path, reason: e.to_string() }),
+                    Err(e) => skipped.push(Skipped {
+                        path,
+                        reason: e.to_string(),
+                    }),
                 },
-                Err(e) => skipped.push(Skipped { path, reason: e.to_string() }),
+                Err(e) => skipped.push(Skipped {
+                    path,
+                    reason: e.to_string(),
+                }),
             }
         }
-        skipped.iter().for_each(|s| report_skipped(&s.path, &s.reason));
+        skipped
+            .iter()
+            .for_each(|s| report_skipped(&s.path, &s.reason));
         Ok(Scan { services, skipped })
     }
 
@@ -374,7 +447,10 @@ impl AsRawFd for InotifyFd {
 }
 
 fn new_inotify(root_path: &Path) -> Result<AsyncFd<InotifyFd>, FsError> {
-    let io = |source| FsError::Io { path: root_path.to_owned(), source };
+    let io = |source| FsError::Io {
+        path: root_path.to_owned(),
+        source,
+    };
     let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).map_err(io)?;
     // SAFETY: InotifyFd owns the inotify fd, which stays open and unchanged
     // until the AsyncFd (and with it the InotifyFd) is dropped.

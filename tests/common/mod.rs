@@ -39,7 +39,10 @@ impl Env {
 
     fn with(docker: bool) -> Env {
         require_root();
-        let tmp = tempfile::Builder::new().prefix("hf-").tempdir_in("/tmp").unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix("hf-")
+            .tempdir_in("/tmp")
+            .unwrap();
         let dir = tmp.path().to_owned();
         let mut cmd = Command::new(format!("{REPO}/scripts/harness.sh"));
         cmd.arg("up").arg(&dir);
@@ -47,10 +50,20 @@ impl Env {
             cmd.arg("--docker");
         }
         let out = cmd.output().unwrap();
-        assert!(out.status.success(), "harness up failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "harness up failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let bus = format!("unix:path={}/system_bus_socket", dir.display());
         let docker = docker.then(|| format!("unix://{}/docker/docker.sock", dir.display()));
-        let env = Env { dir, bus, docker, daemon: None, _tmp: tmp };
+        let env = Env {
+            dir,
+            bus,
+            docker,
+            daemon: None,
+            _tmp: tmp,
+        };
         env.write_config("");
         env
     }
@@ -113,7 +126,10 @@ impl Env {
         .unwrap_or_else(|_| panic!("holdfastd did not come up; log:\n{log}{}", self.log()));
     }
 
-    pub fn kill_daemon(&mut self, sig: nix::sys::signal::Signal) -> Option<std::process::ExitStatus> {
+    pub fn kill_daemon(
+        &mut self,
+        sig: nix::sys::signal::Signal,
+    ) -> Option<std::process::ExitStatus> {
         let mut child = self.daemon.take()?;
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig);
         Some(child.wait().unwrap())
@@ -145,7 +161,11 @@ impl Env {
     }
 
     pub async fn conn(&self) -> zbus::Connection {
-        zbus::connection::Builder::address(self.bus.as_str()).unwrap().build().await.unwrap()
+        zbus::connection::Builder::address(self.bus.as_str())
+            .unwrap()
+            .build()
+            .await
+            .unwrap()
     }
 
     pub async fn supervisor(&self) -> Supervisor1Proxy<'static> {
@@ -198,7 +218,10 @@ impl Env {
                 return got;
             }
             if start.elapsed() > Duration::from_secs(10) {
-                panic!("locks never became {want:?}; last {names:?}\nlog:\n{}", self.log());
+                panic!(
+                    "locks never became {want:?}; last {names:?}\nlog:\n{}",
+                    self.log()
+                );
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -210,12 +233,21 @@ impl Env {
             .arg(&self.dir)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     pub fn docker(&self, args: &[&str]) -> Output {
         let host = self.docker.as_ref().expect("env started without docker");
-        Command::new("docker").arg("-H").arg(host).args(args).output().unwrap()
+        Command::new("docker")
+            .arg("-H")
+            .arg(host)
+            .args(args)
+            .output()
+            .unwrap()
     }
 
     /// A busybox image made locally (no registry is reachable).
@@ -225,13 +257,21 @@ impl Env {
             .args([host.as_str(), "holdfast-test/busybox:1"])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         "holdfast-test/busybox:1".into()
     }
 }
 
 fn append(path: &Path) -> std::fs::File {
-    std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap()
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap()
 }
 
 impl Drop for Env {
@@ -245,10 +285,18 @@ impl Drop for Env {
 }
 
 pub async fn name_has_owner(bus: &str, name: &str) -> bool {
-    let Ok(b) = zbus::connection::Builder::address(bus) else { return false };
-    let Ok(conn) = b.build().await else { return false };
-    let Ok(dbus) = zbus::fdo::DBusProxy::new(&conn).await else { return false };
-    let Ok(name) = zbus::names::BusName::try_from(name) else { return false };
+    let Ok(b) = zbus::connection::Builder::address(bus) else {
+        return false;
+    };
+    let Ok(conn) = b.build().await else {
+        return false;
+    };
+    let Ok(dbus) = zbus::fdo::DBusProxy::new(&conn).await else {
+        return false;
+    };
+    let Ok(name) = zbus::names::BusName::try_from(name) else {
+        return false;
+    };
     dbus.name_has_owner(name).await.unwrap_or(false)
 }
 
