@@ -1,1 +1,236 @@
-fn main() {}
+//! holdfast's lock-core benchmark on real components (private dbus-daemon
+//! and systemd-logind from scripts/harness.sh). Run as root:
+//!   cargo bench --bench lockbench
+//! Env: HOLDFAST_BENCH_CYCLES (default 1000), HOLDFAST_BENCH_IDLE_SECS (60).
+//! Prints a markdown table for docs/performance.md.
+
+use std::io::Write;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use holdfast::inhibit::Login1ManagerProxy;
+
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+const DAEMON: &str = env!("CARGO_BIN_EXE_holdfastd");
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+struct Harness {
+    dir: PathBuf,
+    bus: String,
+}
+
+impl Harness {
+    fn up() -> Harness {
+        let dir = PathBuf::from(format!("/tmp/hf-bench-{}", std::process::id()));
+        let out = Command::new(format!("{REPO}/scripts/harness.sh")).arg("up").arg(&dir).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let bus = format!("unix:path={}/system_bus_socket", dir.display());
+        Harness { dir, bus }
+    }
+
+    fn config(&self, root: &Path) -> PathBuf {
+        let p = self.dir.join(format!("{}.toml", root.file_name().unwrap().to_string_lossy()));
+        std::fs::write(
+            &p,
+            format!(
+                "lock_root = \"{}\"\nstate_dir = \"{}\"\nconfig_dirs = []\n",
+                root.display(),
+                self.dir.join("state").display()
+            ),
+        )
+        .unwrap();
+        p
+    }
+
+    /// Starts holdfastd with a notify socket; returns it, the time to
+    /// READY=1, and its stderr log path.
+    fn start(&self, config: &Path, tag: &str) -> (Child, Duration, PathBuf) {
+        let sock_path = self.dir.join(format!("notify-{tag}.sock"));
+        let _ = std::fs::remove_file(&sock_path);
+        let sock = UnixDatagram::bind(&sock_path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let log = self.dir.join(format!("holdfastd-{tag}.log"));
+        let start = Instant::now();
+        let child = Command::new(DAEMON)
+            .arg("--config")
+            .arg(config)
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &self.bus)
+            .env("NOTIFY_SOCKET", &sock_path)
+            .env("HOLDFAST_LOG_TARGET", "stderr")
+            .env_remove("WATCHDOG_USEC")
+            .stdin(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = sock.recv(&mut buf).expect("READY=1 within 10 s");
+            if String::from_utf8_lossy(&buf[..n]).lines().any(|l| l == "READY=1") {
+                return (child, start.elapsed(), log);
+            }
+        }
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let _ = Command::new(format!("{REPO}/scripts/harness.sh")).arg("down").arg(&self.dir).output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn stop(mut child: Child) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+    let _ = child.wait();
+}
+
+fn make_services(root: &Path, apps: usize, per_app: usize, locked: usize) {
+    let _ = std::fs::remove_dir_all(root);
+    let mut n = 0;
+    for a in 0..apps {
+        for s in 0..per_app {
+            let d = root.join(format!("app{a}")).join(format!("svc{s}"));
+            std::fs::create_dir_all(&d).unwrap();
+            if n < locked {
+                std::fs::write(d.join("updates.lock"), b"").unwrap();
+            }
+            n += 1;
+        }
+    }
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// CPU time of all threads of a process, from schedstat (ns precision).
+fn cpu_ns(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()))
+        .sum()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+async fn holdfast_inhibitor_present(login: &Login1ManagerProxy<'_>) -> bool {
+    login.list_inhibitors().await.unwrap().iter().any(|i| i.1 == "holdfast")
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        return; // `cargo test --all-targets` runs bench binaries without --bench
+    }
+    assert!(nix::unistd::geteuid().is_root(), "lockbench needs root (logind, tmpfs)");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let h = Harness::up();
+    let mut rows: Vec<(String, String, String)> = Vec::new();
+
+    // Start-up to READY=1 with 20 services, 30 starts.
+    let root20 = h.dir.join("locks");
+    make_services(&root20, 4, 5, 0);
+    let cfg20 = h.config(&root20);
+    let mut ready: Vec<f64> = (0..30)
+        .map(|i| {
+            let (child, t, _) = h.start(&cfg20, &format!("ready{i}"));
+            stop(child);
+            ms(t)
+        })
+        .collect();
+    rows.push(("start to READY=1, 20 services (30 starts)".into(),
+        format!("p50 {:.1} ms, p99 {:.1} ms", pct(&mut ready, 0.5), pct(&mut ready, 0.99)), "<= 40 ms".into()));
+
+    // Lock -> inhibitor listed, last lock removed -> inhibitor gone.
+    let cycles = env_num("HOLDFAST_BENCH_CYCLES", 1000);
+    let (child, _, _) = h.start(&cfg20, "cycles");
+    let pid = child.id();
+    let (mut on, mut off) = rt.block_on(async {
+        let conn = zbus::connection::Builder::address(h.bus.as_str()).unwrap().build().await.unwrap();
+        let login = Login1ManagerProxy::new(&conn).await.unwrap();
+        let lock = root20.join("app0/svc0/updates.lock");
+        let (mut on, mut off) = (Vec::new(), Vec::new());
+        for _ in 0..cycles {
+            let t = Instant::now();
+            std::fs::OpenOptions::new().write(true).create_new(true).open(&lock).unwrap();
+            while !holdfast_inhibitor_present(&login).await {}
+            on.push(ms(t.elapsed()));
+            let t = Instant::now();
+            std::fs::remove_file(&lock).unwrap();
+            while holdfast_inhibitor_present(&login).await {}
+            off.push(ms(t.elapsed()));
+        }
+        (on, off)
+    });
+    rows.push((format!("lock created -> inhibitor listed by logind ({cycles} cycles)"),
+        format!("p50 {:.2} ms, p99 {:.2} ms", pct(&mut on, 0.5), pct(&mut on, 0.99)), "p99 <= 5 ms".into()));
+    rows.push((format!("last lock removed -> inhibitor gone from logind ({cycles} cycles)"),
+        format!("p50 {:.2} ms, p99 {:.2} ms", pct(&mut off, 0.5), pct(&mut off, 0.99)), "p99 <= 5 ms".into()));
+
+    // Idle: RSS and CPU with 20 services.
+    std::thread::sleep(Duration::from_secs(1));
+    let idle = env_num("HOLDFAST_BENCH_IDLE_SECS", 60);
+    let (cpu0, rss0) = (cpu_ns(pid), rss_kib(pid));
+    std::thread::sleep(Duration::from_secs(idle));
+    let (cpu1, rss1) = (cpu_ns(pid), rss_kib(pid));
+    stop(child);
+    rows.push(("idle RSS, 20 services".into(), format!("{:.2} MiB", rss0.max(rss1) as f64 / 1024.0), "<= 6 MiB".into()));
+    rows.push((format!("CPU time over {idle} s idle"), format!("{:.3} ms", (cpu1 - cpu0) as f64 / 1e6), "< 5 ms".into()));
+
+    // 1000 services (100 locked): initial scan + watch, and start to READY.
+    let root1k = h.dir.join("locks1k");
+    make_services(&root1k, 50, 20, 100);
+    let cfg1k = h.config(&root1k);
+    let (mut scan, mut ready1k) = (Vec::new(), Vec::new());
+    for i in 0..10 {
+        let (child, t, log) = h.start(&cfg1k, &format!("1k{i}"));
+        stop(child);
+        let text = std::fs::read_to_string(log).unwrap();
+        let us: f64 = text
+            .split("scan_us=")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("scan_us in the log");
+        scan.push(us / 1000.0);
+        ready1k.push(ms(t));
+    }
+    rows.push(("1000 services (100 locked): start-up scan + watch (10 starts)".into(),
+        format!("p50 {:.1} ms, max {:.1} ms", pct(&mut scan, 0.5), pct(&mut scan, 1.0)), "<= 100 ms".into()));
+    rows.push(("1000 services: start to READY=1 (10 starts)".into(),
+        format!("p50 {:.1} ms, max {:.1} ms", pct(&mut ready1k, 0.5), pct(&mut ready1k, 1.0)), "-".into()));
+
+    for bin in ["holdfastd", "holdfast"] {
+        let path = Path::new(DAEMON).with_file_name(bin);
+        if let Ok(md) = std::fs::metadata(&path) {
+            rows.push((format!("stripped release binary: {bin}"), format!("{:.2} MiB", md.len() as f64 / 1048576.0), "<= 8 MiB".into()));
+        }
+    }
+
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "| measurement | result | target |").unwrap();
+    writeln!(out, "|---|---|---|").unwrap();
+    for (a, b, c) in rows {
+        writeln!(out, "| {a} | {b} | {c} |").unwrap();
+    }
+}

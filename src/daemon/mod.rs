@@ -64,6 +64,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         tracing::warn!(path = %path, "recorded own lock {path} now belongs to someone else; left alone");
     }
 
+    let scan_started = std::time::Instant::now();
     let (watcher, scan) = Watcher::start(&settings.lock_root)?;
     let (table_tx, table_rx) = watch::channel(Arc::new(LockTable::default()));
     let mut core = core::Core {
@@ -82,6 +83,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     tracing::info!(
         services = core.table.service_count(),
         locks = core.table.lock_count(),
+        scan_us = scan_started.elapsed().as_micros() as u64,
         "initial scan done"
     );
 
