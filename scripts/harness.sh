@@ -3,6 +3,7 @@
 #   harness.sh up DIR [--docker]   dbus-daemon + systemd-logind (+ dockerd),
 #                                  tmpfs lock root at DIR/locks; writes DIR/env
 #   harness.sh restart-logind DIR  kill logind and start a new one
+#   harness.sh restart-bus DIR     kill dbus-daemon and logind, start both again
 #   harness.sh down DIR            stop everything, unmount
 # Needs root (mounts, logind). Source DIR/env for DBUS_SYSTEM_BUS_ADDRESS.
 set -euo pipefail
@@ -98,6 +99,15 @@ CONF
     wait_for 30 docker -H "unix://$D/docker/docker.sock" version
     echo "export DOCKER_HOST=unix://$D/docker/docker.sock" >> "$D/env"
   fi
+  ;;
+restart-bus)
+  # The bus and logind both go away, then come back on the same socket.
+  kill_pidfile "$D/logind.pid" KILL
+  kill_pidfile "$D/dbus.pid" KILL
+  rm -f "$D/system_bus_socket"
+  dbus-daemon --config-file="$D/bus.conf" --fork --print-pid=3 --nosyslog 3>"$D/dbus.pid"
+  wait_for 5 test -S "$D/system_bus_socket"
+  start_logind
   ;;
 restart-logind)
   kill_pidfile "$D/logind.pid" KILL

@@ -220,3 +220,33 @@ async fn symlinks_and_bad_names_are_skipped_never_followed() {
     assert!(!out.status.success());
     assert!(!env.locks().join("x").exists());
 }
+
+#[tokio::test]
+async fn bus_restart_reconnects_and_retakes_the_inhibitor() {
+    let mut env = Env::new();
+    env.service_dir("app1/main");
+    ok(&env.sh("set -C; : > $L/app1/main/updates.lock"));
+    env.start_daemon().await;
+    env.wait_inhibitor(Some("update lock held by app1/main"))
+        .await;
+    env.restart_bus();
+    // holdfastd serves its name again and logind lists a fresh inhibitor.
+    let bus = env.bus.clone();
+    common::wait_for(std::time::Duration::from_secs(15), || {
+        let bus = bus.clone();
+        async move { common::name_has_owner(&bus, "org.holdfast.Supervisor1").await }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("never reconnected: {}", env.log()));
+    env.wait_inhibitor(Some("update lock held by app1/main"))
+        .await;
+    assert!(
+        env.log().contains("reconnected to the system bus"),
+        "{}",
+        env.log()
+    );
+    // And it still follows the locks.
+    ok(&env.sh("rm $L/app1/main/updates.lock"));
+    env.wait_inhibitor(None).await;
+    assert!(env.daemon.as_mut().unwrap().try_wait().unwrap().is_none());
+}

@@ -228,8 +228,16 @@ impl Env {
     }
 
     pub fn restart_logind(&self) {
+        self.harness("restart-logind");
+    }
+
+    pub fn restart_bus(&self) {
+        self.harness("restart-bus");
+    }
+
+    fn harness(&self, what: &str) {
         let out = Command::new(format!("{REPO}/scripts/harness.sh"))
-            .arg("restart-logind")
+            .arg(what)
             .arg(&self.dir)
             .output()
             .unwrap();
