@@ -71,7 +71,7 @@ impl Harness {
             .unwrap();
         let log = self.dir.join(format!("holdfastd-{tag}.log"));
         let start = Instant::now();
-        let child = Command::new(DAEMON)
+        let mut child = Command::new(DAEMON)
             .arg("--config")
             .arg(config)
             .env("DBUS_SYSTEM_BUS_ADDRESS", &self.bus)
@@ -84,7 +84,11 @@ impl Harness {
             .unwrap();
         let mut buf = [0u8; 4096];
         loop {
-            let n = sock.recv(&mut buf).expect("READY=1 within 10 s");
+            let Ok(n) = sock.recv(&mut buf) else {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("no READY=1 within 10 s; see {}", log.display());
+            };
             if String::from_utf8_lossy(&buf[..n])
                 .lines()
                 .any(|l| l == "READY=1")
