@@ -1,21 +1,50 @@
 #!/usr/bin/env bash
-# Installs what holdfast's demo and tests need on a fresh Debian 12 machine.
-# Idempotent: packages already present are skipped quickly.
+# Installs what holdfast's demo, tests and checks need on a fresh Debian 12
+# machine. Idempotent: what is present is skipped.
+#   setup.sh            base: engine, D-Bus, logind, lock clients
+#   setup.sh msrv       + Debian rustc-web/cargo-web pinned to the MSRV (1.85)
+#   setup.sh cross      + msrv, ARM cross linkers, qemu-user-static
+#   setup.sh nspawn     + systemd-nspawn, debootstrap
+#   setup.sh layer      + Python tools for the Yocto layer checks (venv in .cache/)
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
-need=()
-have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
-for pkg in dbus systemd procmail busybox-static docker.io util-linux psmisc polkitd; do
-  have "$pkg" || need+=("$pkg")
+# The MSRV toolchain: the rustc-web version that exists for amd64, arm64 and armhf.
+RUST_WEB_VERSION=1.85.0+dfsg3-1~deb12u3
+
+pkgs=(dbus systemd procmail busybox-static docker.io util-linux psmisc polkitd)
+pinned=()
+for profile in "$@"; do
+  case $profile in
+    msrv|cross)
+      pinned+=("rustc-web=$RUST_WEB_VERSION" "cargo-web=$RUST_WEB_VERSION" "libstd-rust-web-dev=$RUST_WEB_VERSION")
+      [ "$profile" = cross ] && pkgs+=(gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf libc6-dev-arm64-cross libc6-dev-armhf-cross qemu-user-static)
+      ;;
+    nspawn) pkgs+=(systemd-container debootstrap) ;;
+    layer) pkgs+=(python3-venv) ;;
+    *) echo "setup: unknown profile $profile" >&2; exit 2 ;;
+  esac
 done
 
+have() { dpkg-query -W -f='${Status} ${Version}' "$1" 2>/dev/null | grep -q "install ok installed${2:+ $2}"; }
+need=()
+for p in "${pkgs[@]}"; do have "$p" || need+=("$p"); done
+for p in "${pinned[@]}"; do have "${p%%=*}" "${p#*=}" || need+=("$p"); done
+
+sudo_cmd=""
+[ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
-  sudo_cmd=""
-  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
-  $sudo_cmd apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  $sudo_cmd apt-get install -y -qq --no-install-recommends --allow-downgrades "${need[@]}" >/dev/null
 fi
+
+for profile in "$@"; do
+  if [ "$profile" = layer ] && [ ! -x .cache/venv/bin/oelint-adv ]; then
+    python3 -m venv .cache/venv
+    .cache/venv/bin/pip install -q oelint-adv bitbake-setup
+  fi
+done
 
 command -v cargo >/dev/null || { echo "setup: cargo not found (install Rust first)" >&2; exit 1; }

@@ -39,6 +39,7 @@ pub fn wanted_target() -> Target {
 /// Installs the global subscriber and returns where logs go.
 pub fn init() -> Target {
     let filter = EnvFilter::try_from_env("HOLDFAST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    #[cfg(feature = "journald")]
     if wanted_target() == Target::Journald {
         match tracing_journald::layer() {
             Ok(layer) => {
@@ -46,10 +47,7 @@ pub fn init() -> Target {
                 let layer = layer
                     .with_field_prefix(None)
                     .with_syslog_identifier("holdfastd".into());
-                tracing_subscriber::registry()
-                    .with(filter)
-                    .with(layer)
-                    .init();
+                tracing_subscriber::registry().with(filter).with(layer).init();
                 return Target::Journald;
             }
             Err(e) => eprintln!("holdfastd: journald unavailable ({e}); logging to stderr"),
