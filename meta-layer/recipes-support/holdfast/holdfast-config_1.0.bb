@@ -5,7 +5,7 @@ holding your holdfast.toml, or put drop-ins in /etc/holdfast/config.d."
 HOMEPAGE = "https://github.com/holdfast/holdfast"
 SECTION = "admin"
 LICENSE = "MIT"
-LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/MIT;md5=0835ade698e0bcf8506ecda2f7b4f302"
+LIC_FILES_CHKSUM = "file://holdfast.toml;beginline=1;endline=1;md5=b2dccaa94b3629a08bfb4f983cad6f89"
 
 SRC_URI = "file://holdfast.toml"
 
@@ -18,5 +18,5 @@ do_install() {
     install -m 0644 ${UNPACKDIR}/holdfast.toml ${D}${sysconfdir}/holdfast/holdfast.toml
 }
 
-FILES:${PN} = "${sysconfdir}/holdfast"
+FILES:${PN} += "${sysconfdir}/holdfast"
 CONFFILES:${PN} = "${sysconfdir}/holdfast/holdfast.toml"
