@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# End-to-end on real systemd as PID 1 (systemd-nspawn), run as root:
+#   tests/nspawn/run.sh bookworm|trixie
+# holdfast is installed into a Debian rootfs exactly as the recipe installs
+# it; a private dockerd on the host runs a real container whose lock dir is
+# the same host directory bound into the nspawn machine's lock root.
+set -uo pipefail
+here=$(cd "$(dirname "$0")/../.." && pwd)
+suite=${1:?suite}
+cd "$here"
+pass=0 fail=0
+ok() { pass=$((pass + 1)); echo "PASS $*"; }
+bad() { fail=$((fail + 1)); echo "FAIL $*"; }
+check() { local name=$1; shift; if "$@"; then ok "$name"; else bad "$name"; fi; }
+
+D=$(mktemp -d /tmp/hf-nspawn.XXXXXX)
+R=$D/root
+LOCKS=$D/locks
+cleanup() {
+  if [ -n "${P1:-}" ]; then in_machine systemctl poweroff >/dev/null 2>&1 || true; fi
+  if [ -n "${NSPID:-}" ]; then
+    for _ in $(seq 100); do kill -0 "$NSPID" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$NSPID" 2>/dev/null || true
+  fi
+  [ -n "${DOCKER_HOST:-}" ] && docker rm -f hf-nspawn-app >/dev/null 2>&1
+  scripts/harness.sh down "$D/h" >/dev/null 2>&1
+  umount -R "$R" 2>/dev/null || true
+  rm -rf "$D"
+}
+trap cleanup EXIT
+
+cargo build --quiet --release --bins || exit 1
+tests/nspawn/rootfs.sh "$suite" "$R" || exit 1
+
+# Install as meta-layer/recipes-support/holdfast/holdfast.inc does.
+install -m 0755 target/release/holdfastd target/release/holdfast "$R/usr/bin/"
+install -D -m 0644 systemd/holdfast.service "$R/usr/lib/systemd/system/holdfast.service"
+install -D -m 0644 systemd/org.holdfast.Supervisor1.conf "$R/usr/share/dbus-1/system.d/org.holdfast.Supervisor1.conf"
+install -D -m 0644 systemd/holdfast.tmpfiles "$R/usr/lib/tmpfiles.d/holdfast.conf"
+install -D -m 0644 systemd/holdfast.catalog "$R/usr/lib/systemd/catalog/holdfast.catalog"
+install -d "$R/usr/lib/holdfast/config.d" "$R/etc/holdfast/config.d"
+install -m 0644 systemd/holdfast.toml "$R/etc/holdfast/holdfast.toml"
+
+# A private engine on the host, and the shared lock root.
+scripts/harness.sh up "$D/h" --docker >/dev/null || exit 1
+export DOCKER_HOST=unix://$D/h/docker/docker.sock
+mkdir -p "$LOCKS/app1/main"
+scripts/busybox-image.sh "$DOCKER_HOST" holdfast-test/busybox:1
+
+setsid systemd-nspawn -D "$R" -b --register=no --keep-unit -M "hf$$" --console=read-only \
+  --bind="$LOCKS:/run/holdfast/locks" </dev/null >"$D/nspawn.log" 2>&1 &
+NSPID=$!
+for _ in $(seq 200); do P1=$(pgrep -P "$NSPID" -x systemd) && break; sleep 0.05; done
+[ -n "${P1:-}" ] || { cat "$D/nspawn.log"; echo "1 passed, 1 failed"; exit 1; }
+in_machine() { nsenter -t "$P1" -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"; }
+for _ in $(seq 300); do
+  state=$(in_machine systemctl is-system-running 2>/dev/null)
+  case $state in running|degraded) break ;; esac
+  sleep 0.1
+done
+echo "machine $suite is $state; $(in_machine systemctl --version | head -1)"
+until_ok() { for _ in $(seq 200); do "$@" && return 0; sleep 0.05; done; return 1; }
+inhibitors() { in_machine systemd-inhibit --list --no-pager 2>/dev/null; }
+
+in_machine systemctl start holdfast
+check "systemctl start holdfast reaches active" test "$(in_machine systemctl is-active holdfast)" = active
+status=$(in_machine systemctl show -p StatusText --value holdfast)
+check "STATUS= line ($status)" test "$status" = "no locks; no inhibitor"
+
+# A lock from inside a real container.
+docker run -d --name hf-nspawn-app --network none \
+  --mount "type=bind,source=$LOCKS/app1/main,target=/tmp/balena" \
+  --mount "type=bind,source=$LOCKS/app1/main,target=/tmp/resin" \
+  holdfast-test/busybox:1 sleep 600 >/dev/null
+docker exec hf-nspawn-app sh -c 'set -C; : > /tmp/balena/updates.lock'
+check "systemd-inhibit --list shows holdfast's block inhibitor" \
+  until_ok sh -c "$(declare -f in_machine inhibitors); P1=$P1; inhibitors | grep -E '^holdfast .* shutdown +update lock held by app1/main +block'"
+check "holdfast status shows the lock" sh -c "$(declare -f in_machine); P1=$P1; in_machine holdfast status | grep -q '1 lock: app1/main; inhibitor held'"
+check "STATUS= follows" test "$(in_machine systemctl show -p StatusText --value holdfast)" = "1 lock: app1/main; inhibitor held"
+
+# Reload re-reads the config.
+printf '[inhibit]\nwhat = ["shutdown", "sleep"]\n' > "$R/etc/holdfast/config.d/50-sleep.toml"
+in_machine systemctl reload holdfast
+check "systemctl reload re-reads config (inhibitor now shutdown:sleep)" \
+  until_ok sh -c "$(declare -f in_machine inhibitors); P1=$P1; inhibitors | grep -q '^holdfast .* shutdown:sleep '"
+rm "$R/etc/holdfast/config.d/50-sleep.toml"
+
+# Structured journal entries.
+journal=$(in_machine journalctl -u holdfast -o json --no-pager)
+for id in 6f0a1c3e5b7d4e2f8a9b0c1d2e3f4a51 6f0a1c3e5b7d4e2f8a9b0c1d2e3f4a54; do
+  check "journal has MESSAGE_ID $id from holdfast.service" \
+    sh -c "printf '%s\n' \"\$0\" | grep \"\\\"MESSAGE_ID\\\":\\\"$id\\\"\" | grep -q '\"_SYSTEMD_UNIT\":\"holdfast.service\"'" "$journal"
+done
+check "journal entry carries SERVICE=app1/main" sh -c "printf '%s\n' \"\$0\" | grep -q '\"SERVICE\":\"app1/main\"'" "$journal"
+
+# The live interface matches docs/.
+in_machine busctl introspect --xml-interface org.holdfast.Supervisor1 /org/holdfast/Supervisor1 > "$D/live.xml"
+check "busctl introspect matches docs/org.holdfast.Supervisor1.xml" \
+  python3 tests/nspawn/same_interface.py "$D/live.xml" docs/org.holdfast.Supervisor1.xml
+check "busctl introspect lists the members" grep -q 'name="TakeLocks"' "$D/live.xml"
+
+# Policy: a non-root user may read but not call.
+denied=$(in_machine setpriv --reuid=65534 --regid=65534 --clear-groups busctl call \
+  org.holdfast.Supervisor1 /org/holdfast/Supervisor1 org.holdfast.Supervisor1 TakeLocks sas app1 0 2>&1)
+check "non-root caller is denied ($denied)" sh -c 'echo "$0" | grep -qi "access denied"' "$denied"
+check "non-root caller may read properties" sh -c "$(declare -f in_machine); P1=$P1; in_machine setpriv --reuid=65534 --regid=65534 --clear-groups busctl get-property org.holdfast.Supervisor1 /org/holdfast/Supervisor1 org.holdfast.Supervisor1 Locked | grep -q true"
+
+if [ "$suite" = trixie ]; then
+  # systemd >= 257: a block inhibitor binds root too.
+  out=$(in_machine systemctl reboot 2>&1); rc=$?
+  check "foreign root 'systemctl reboot' is refused while locked ($out)" test $rc -ne 0
+  check "the machine did not reboot" test "$(in_machine systemctl is-active holdfast)" = active
+fi
+
+# The watchdog: a main loop that makes no progress gets restarted.
+mkdir -p "$R/etc/systemd/system/holdfast.service.d"
+printf '[Service]\nWatchdogSec=2s\n' > "$R/etc/systemd/system/holdfast.service.d/wd.conf"
+in_machine systemctl daemon-reload
+in_machine systemctl restart holdfast
+pid=$(in_machine systemctl show -p MainPID --value holdfast)
+sleep 3
+check "holdfast feeds the watchdog while it makes progress" test "$(in_machine systemctl show -p MainPID --value holdfast)" = "$pid"
+in_machine kill -STOP "$pid"
+restarted() {
+  local now; now=$(in_machine systemctl show -p MainPID --value holdfast)
+  [ "$now" != "$pid" ] && [ "$now" != 0 ] && [ "$(in_machine systemctl is-active holdfast)" = active ]
+}
+check "SIGSTOPped holdfast is killed by the watchdog and restarted" until_ok restarted
+check "NRestarts counted it" test "$(in_machine systemctl show -p NRestarts --value holdfast)" -ge 1
+check "the journal says why" sh -c "$(declare -f in_machine); P1=$P1; in_machine journalctl -u holdfast --no-pager | grep -qi 'watchdog timeout'"
+check "after the restart the inhibitor is back" \
+  until_ok sh -c "$(declare -f in_machine inhibitors); P1=$P1; inhibitors | grep -q '^holdfast '"
+rm -rf "$R/etc/systemd/system/holdfast.service.d"
+in_machine systemctl daemon-reload
+
+# Stop leaves no inhibitor behind (the app's lock is still there).
+in_machine systemctl stop holdfast
+check "systemctl stop leaves no inhibitor" sh -c "! { $(declare -f in_machine inhibitors); P1=$P1; inhibitors | grep -q '^holdfast '; }"
+check "and the app's lock is untouched" test -e "$LOCKS/app1/main/updates.lock"
+
+echo "nspawn $suite: $pass passed, $fail failed"
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
