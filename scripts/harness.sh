@@ -27,6 +27,12 @@ has_name() {
     org.freedesktop.DBus NameHasOwner s "$1" | grep -q true
 }
 
+start_bus() {
+  rm -f "$D/system_bus_socket"
+  dbus-daemon --config-file="$D/bus.conf" --fork --print-pid=3 --nosyslog 3>"$D/dbus.pid"
+  wait_for 5 test -S "$D/system_bus_socket"
+}
+
 start_logind() {
   rm -f "$D/logind.pid"
   DBUS_SYSTEM_BUS_ADDRESS=$bus setsid unshare --mount --propagation private sh -c '
@@ -82,8 +88,7 @@ up)
   <include>$here/systemd/org.holdfast.Supervisor1.conf</include>
 </busconfig>
 CONF
-  dbus-daemon --config-file="$D/bus.conf" --fork --print-pid=3 --nosyslog 3>"$D/dbus.pid"
-  wait_for 5 test -S "$D/system_bus_socket"
+  start_bus
   start_logind
   mkdir -p "$D/locks" "$D/state"
   mountpoint -q "$D/locks" || mount -t tmpfs -o mode=755,size=16m tmpfs "$D/locks"
@@ -104,9 +109,7 @@ restart-bus)
   # The bus and logind both go away, then come back on the same socket.
   kill_pidfile "$D/logind.pid" KILL
   kill_pidfile "$D/dbus.pid" KILL
-  rm -f "$D/system_bus_socket"
-  dbus-daemon --config-file="$D/bus.conf" --fork --print-pid=3 --nosyslog 3>"$D/dbus.pid"
-  wait_for 5 test -S "$D/system_bus_socket"
+  start_bus
   start_logind
   ;;
 restart-logind)

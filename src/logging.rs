@@ -47,7 +47,10 @@ pub fn init() -> Target {
                 let layer = layer
                     .with_field_prefix(None)
                     .with_syslog_identifier("holdfastd".into());
-                tracing_subscriber::registry().with(filter).with(layer).init();
+                tracing_subscriber::registry()
+                    .with(filter)
+                    .with(layer)
+                    .init();
                 return Target::Journald;
             }
             Err(e) => eprintln!("holdfastd: journald unavailable ({e}); logging to stderr"),

@@ -157,11 +157,7 @@ async fn bad_config_at_start_is_a_clear_error() {
 #[tokio::test]
 async fn reload_applies_good_config_and_keeps_running_on_bad() {
     let mut env = Env::new();
-    env.service_dir("app1/main");
-    ok(&env.sh("set -C; : > $L/app1/main/updates.lock"));
-    env.start_daemon().await;
-    env.wait_inhibitor(Some("update lock held by app1/main"))
-        .await;
+    env.start_with_app1_main_locked().await;
     let pid = nix::unistd::Pid::from_raw(env.daemon.as_ref().unwrap().id() as i32);
 
     // A drop-in adds sleep to the inhibitor.
@@ -210,6 +206,19 @@ async fn reload_applies_good_config_and_keeps_running_on_bad() {
     assert!(env.supervisor().await.locked().await.unwrap());
 }
 
+/// `busctl --system <verb> org.holdfast.Supervisor1 /org/holdfast/Supervisor1 ...` as uid 65534.
+fn nobody_busctl(env: &Env, verb: &str, rest: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "busctl",
+        "--system",
+        verb,
+        "org.holdfast.Supervisor1",
+        "/org/holdfast/Supervisor1",
+    ];
+    args.extend_from_slice(rest);
+    setpriv_nobody(env, &args)
+}
+
 fn setpriv_nobody(env: &Env, args: &[&str]) -> std::process::Output {
     std::process::Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
@@ -230,21 +239,10 @@ async fn non_root_may_read_but_not_call() {
     .unwrap();
     env.service_dir("app1/main");
     env.start_daemon().await;
-    let dest = ["org.holdfast.Supervisor1", "/org/holdfast/Supervisor1"];
-    let out = setpriv_nobody(
+    let out = nobody_busctl(
         &env,
-        &[
-            "busctl",
-            "--system",
-            "call",
-            dest[0],
-            dest[1],
-            "org.holdfast.Supervisor1",
-            "TakeLocks",
-            "sas",
-            "app1",
-            "0",
-        ],
+        "call",
+        &["org.holdfast.Supervisor1", "TakeLocks", "sas", "app1", "0"],
     );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -253,37 +251,16 @@ async fn non_root_may_read_but_not_call() {
         "{err}"
     );
     assert!(!env.locks().join("app1/main/updates.lock").exists());
-    let out = setpriv_nobody(
-        &env,
-        &[
-            "busctl",
-            "--system",
-            "call",
-            dest[0],
-            dest[1],
-            "org.holdfast.Supervisor1",
-            "ListLocks",
-        ],
-    );
+    let out = nobody_busctl(&env, "call", &["org.holdfast.Supervisor1", "ListLocks"]);
     assert!(!out.status.success());
 
-    let out = setpriv_nobody(
+    let out = nobody_busctl(
         &env,
-        &[
-            "busctl",
-            "--system",
-            "get-property",
-            dest[0],
-            dest[1],
-            "org.holdfast.Supervisor1",
-            "Status",
-        ],
+        "get-property",
+        &["org.holdfast.Supervisor1", "Status"],
     );
     assert_eq!(ok(&out).trim(), "s \"no locks; no inhibitor\"");
-    ok(&setpriv_nobody(
-        &env,
-        &["busctl", "--system", "introspect", dest[0], dest[1]],
-    ));
+    ok(&nobody_busctl(&env, "introspect", &[]));
     // The CLI falls back to properties for non-root users.
     let out = setpriv_nobody(&env, &[env!("CARGO_BIN_EXE_holdfast"), "status"]);
     assert!(ok(&out).contains("no locks; no inhibitor"));

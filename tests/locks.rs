@@ -154,11 +154,7 @@ async fn lock_root_missing_at_start_and_removed_while_running() {
 #[tokio::test]
 async fn logind_restart_while_locked_reacquires_the_inhibitor() {
     let mut env = Env::new();
-    env.service_dir("app1/main");
-    ok(&env.sh("set -C; : > $L/app1/main/updates.lock"));
-    env.start_daemon().await;
-    env.wait_inhibitor(Some("update lock held by app1/main"))
-        .await;
+    env.start_with_app1_main_locked().await;
     env.restart_logind();
     env.wait_inhibitor(Some("update lock held by app1/main"))
         .await;
@@ -224,11 +220,7 @@ async fn symlinks_and_bad_names_are_skipped_never_followed() {
 #[tokio::test]
 async fn bus_restart_reconnects_and_retakes_the_inhibitor() {
     let mut env = Env::new();
-    env.service_dir("app1/main");
-    ok(&env.sh("set -C; : > $L/app1/main/updates.lock"));
-    env.start_daemon().await;
-    env.wait_inhibitor(Some("update lock held by app1/main"))
-        .await;
+    env.start_with_app1_main_locked().await;
     env.restart_bus();
     // holdfastd serves its name again and logind lists a fresh inhibitor.
     let bus = env.bus.clone();

@@ -126,6 +126,16 @@ impl Env {
         .unwrap_or_else(|_| panic!("holdfastd did not come up; log:\n{log}{}", self.log()));
     }
 
+    /// The common start: app1/main locked by an app, holdfastd up and
+    /// holding its inhibitor.
+    pub async fn start_with_app1_main_locked(&mut self) {
+        self.service_dir("app1/main");
+        ok(&self.sh("set -C; : > $L/app1/main/updates.lock"));
+        self.start_daemon().await;
+        self.wait_inhibitor(Some("update lock held by app1/main"))
+            .await;
+    }
+
     pub fn kill_daemon(
         &mut self,
         sig: nix::sys::signal::Signal,
@@ -236,16 +246,8 @@ impl Env {
     }
 
     fn harness(&self, what: &str) {
-        let out = Command::new(format!("{REPO}/scripts/harness.sh"))
-            .arg(what)
-            .arg(&self.dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let dir = self.dir.display().to_string();
+        run_script("harness.sh", &[what, &dir]);
     }
 
     pub fn docker(&self, args: &[&str]) -> Output {
@@ -261,17 +263,22 @@ impl Env {
     /// A busybox image made locally (no registry is reachable).
     pub fn busybox_image(&self) -> String {
         let host = self.docker.as_ref().expect("env started without docker");
-        let out = Command::new(format!("{REPO}/scripts/busybox-image.sh"))
-            .args([host.as_str(), "holdfast-test/busybox:1"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run_script("busybox-image.sh", &[host, "holdfast-test/busybox:1"]);
         "holdfast-test/busybox:1".into()
     }
+}
+
+/// Runs one of the project's scripts; its failure fails the test.
+fn run_script(name: &str, args: &[&str]) {
+    let out = Command::new(format!("{REPO}/scripts/{name}"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{name} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn append(path: &Path) -> std::fs::File {
