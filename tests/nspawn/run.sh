@@ -120,7 +120,7 @@ in_machine systemctl restart holdfast
 pid=$(in_machine systemctl show -p MainPID --value holdfast)
 sleep 3
 check "holdfast feeds the watchdog while it makes progress" test "$(in_machine systemctl show -p MainPID --value holdfast)" = "$pid"
-in_machine kill -STOP "$pid"
+in_machine sh -c "kill -STOP $pid"
 restarted() {
   local now; now=$(in_machine systemctl show -p MainPID --value holdfast)
   [ "$now" != "$pid" ] && [ "$now" != 0 ] && [ "$(in_machine systemctl is-active holdfast)" = active ]
