@@ -1,10 +1,29 @@
 #!/usr/bin/env bash
-# The whole test suite: sets up what is missing, then lint, unit and
-# integration tests on real components (dbus-daemon, systemd-logind,
-# journald, dockerd, lock clients). Run as root.
+# The whole test suite, as CI runs it. Sets up what is missing, then:
+# fmt, clippy, unit + real-component tests (dbus-daemon, logind, journald,
+# dockerd, lock clients), the Yocto layer checks, the MSRV build with
+# rustc-web 1.85, ARM cross builds with tests under qemu-user, and the
+# systemd-nspawn end-to-end tests on systemd 252 and 257. Run as root.
+#   test.sh --quick   only fmt, clippy and cargo test
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
-cargo fmt --all -- --check
-cargo clippy --all-targets --quiet -- -D warnings
-cargo test --all-targets
+quick=false
+[ "${1:-}" = --quick ] && quick=true
+
+stages=0
+stage() { echo; echo "######## $*"; "$@"; stages=$((stages + 1)); }
+
+if $quick; then scripts/setup.sh; else scripts/setup.sh msrv cross nspawn layer; fi
+stage cargo fmt --all -- --check
+stage cargo clippy --all-targets --quiet -- -D warnings
+stage cargo test --all-targets
+if ! $quick; then
+  stage scripts/check-layer.sh
+  stage scripts/msrv.sh
+  stage scripts/cross.sh
+  stage tests/nspawn/run.sh bookworm
+  stage tests/nspawn/run.sh trixie
+fi
+echo
+echo "test.sh: every stage passed"
+echo "$stages passed, 0 failed"
