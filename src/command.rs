@@ -24,20 +24,55 @@ pub enum Command {
         app: AppName,
         reply: oneshot::Sender<Result<u32, CommandError>>,
     },
+    /// Before a reboot or power-off: refuse while apps hold locks (unless
+    /// forced), else take every app's locks and release the inhibitor.
+    /// Answers the locks that were forced through.
+    PreparePower {
+        action: PowerAction,
+        force: bool,
+        who: String,
+        reply: oneshot::Sender<Result<Vec<ServiceId>, CommandError>>,
+    },
+    /// logind refused: give the locks back and hold the inhibitor again.
+    AbortPower { reply: oneshot::Sender<()> },
     /// Answered by the core loop: proof of progress for the watchdog.
     Ping { reply: oneshot::Sender<()> },
     /// Daemon-internal: release own locks and stop the core loop.
     Shutdown { reply: oneshot::Sender<()> },
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PowerAction {
+    Reboot,
+    PowerOff,
+}
+
+impl PowerAction {
+    pub fn verb(self) -> &'static str {
+        match self {
+            PowerAction::Reboot => "reboot",
+            PowerAction::PowerOff => "shut down",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
+    #[error("update locks are held by {}; not going to {} (force overrides)", join(.0), .1.verb())]
+    Locked(Vec<ServiceId>, PowerAction),
     #[error(transparent)]
     OwnLock(#[from] OwnLockError),
     #[error("invalid name: {0}")]
     InvalidName(#[from] NameError),
     #[error("holdfastd is shutting down")]
     Unavailable,
+}
+
+fn join(ids: &[ServiceId]) -> String {
+    ids.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Sends a command and waits for its answer.

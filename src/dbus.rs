@@ -9,8 +9,8 @@ use tokio::sync::{mpsc, watch};
 use zbus::object_server::SignalEmitter;
 use zbus::{fdo, interface, Connection};
 
-use crate::command::{request, Command, CommandError, LockInfo};
-use crate::inhibit::{Ended, Inhibitor, InhibitorStatus};
+use crate::command::{request, Command, CommandError, LockInfo, PowerAction};
+use crate::inhibit::{Ended, Inhibitor, InhibitorStatus, Login1ManagerProxy};
 use crate::locks::own::OwnLockError;
 use crate::locks::LockTable;
 use crate::names::{AppName, ServiceName};
@@ -37,7 +37,9 @@ impl From<CommandError> for BusError {
     fn from(e: CommandError) -> Self {
         let msg = e.to_string();
         match e {
-            CommandError::OwnLock(OwnLockError::Contended { .. }) => BusError::Locked(msg),
+            CommandError::OwnLock(OwnLockError::Contended { .. }) | CommandError::Locked(..) => {
+                BusError::Locked(msg)
+            }
             CommandError::OwnLock(OwnLockError::NotHeld(_)) => BusError::NotHeld(msg),
             CommandError::InvalidName(_) => BusError::InvalidName(msg),
             _ => BusError::Failed(msg),
@@ -52,12 +54,57 @@ pub struct Shared {
     pub table: watch::Receiver<Arc<LockTable>>,
     pub inhibitor: watch::Receiver<InhibitorStatus>,
     pub what: watch::Receiver<String>,
+    pub powering: watch::Receiver<bool>,
     pub inhibitor_tx: Arc<watch::Sender<InhibitorStatus>>,
     pub lock_root: String,
 }
 
 pub struct Supervisor {
     shared: Shared,
+}
+
+impl Supervisor {
+    /// Reboot or power off through logind once no app holds a lock (or
+    /// forced): every app's locks are ours first, and our own block
+    /// inhibitor is gone before we ask.
+    async fn power(
+        &self,
+        action: PowerAction,
+        force: bool,
+        conn: &Connection,
+        hdr: &zbus::message::Header<'_>,
+    ) -> Result<(), BusError> {
+        require_root(conn, hdr).await?;
+        let who = hdr.sender().map(|s| s.to_string()).unwrap_or_default();
+        request(&self.shared.commands, |reply| Command::PreparePower {
+            action,
+            force,
+            who,
+            reply,
+        })
+        .await??;
+        let mut inh = self.shared.inhibitor.clone();
+        let released = tokio::time::timeout(Duration::from_secs(5), inh.wait_for(|s| !s.held))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        let result = match released {
+            true => {
+                let login = Login1ManagerProxy::new(conn).await?;
+                match action {
+                    PowerAction::Reboot => login.reboot(false).await,
+                    PowerAction::PowerOff => login.power_off(false).await,
+                }
+                .map_err(|e| BusError::Failed(format!("logind refused to {}: {e}", action.verb())))
+            }
+            false => Err(BusError::Failed(
+                "holdfast's inhibitor was not released in time".into(),
+            )),
+        };
+        if result.is_err() {
+            let _ = request(&self.shared.commands, |reply| Command::AbortPower { reply }).await;
+        }
+        result
+    }
 }
 
 /// Only root may call methods (the bus policy says so too; this holds when
@@ -138,6 +185,27 @@ impl Supervisor {
         )
     }
 
+    /// Reboots through logind unless an app holds an update lock (then
+    /// Error.Locked naming the locks); `force` goes through the locks.
+    async fn reboot(
+        &self,
+        force: bool,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(), BusError> {
+        self.power(PowerAction::Reboot, force, conn, &hdr).await
+    }
+
+    /// Powers off through logind, with the same rules as Reboot.
+    async fn shutdown(
+        &self,
+        force: bool,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(), BusError> {
+        self.power(PowerAction::PowerOff, force, conn, &hdr).await
+    }
+
     #[zbus(property(emits_changed_signal = "const"))]
     fn version(&self) -> String {
         env!("CARGO_PKG_VERSION").to_owned()
@@ -191,6 +259,8 @@ pub trait Supervisor1 {
     fn list_locks(&self) -> zbus::Result<Vec<LockInfo>>;
     fn take_locks(&self, app: &str, services: &[&str]) -> zbus::Result<Vec<String>>;
     fn release_locks(&self, app: &str) -> zbus::Result<u32>;
+    fn reboot(&self, force: bool) -> zbus::Result<()>;
+    fn shutdown(&self, force: bool) -> zbus::Result<()>;
     #[zbus(property)]
     fn version(&self) -> zbus::Result<String>;
     #[zbus(property)]
@@ -282,8 +352,9 @@ pub async fn run(shared: Shared, ready: tokio::sync::oneshot::Sender<()>) {
         }
         let mut table = shared.table.clone();
         let mut what = shared.what.clone();
+        let mut powering = shared.powering.clone();
         let ended = tokio::select! {
-            e = inhibitor.run(&conn, &mut table, &mut what, &shared.inhibitor_tx) => e,
+            e = inhibitor.run(&conn, &mut table, &mut what, &mut powering, &shared.inhibitor_tx) => e,
             r = emit_changes(&conn, &shared) => match r {
                 Ok(()) => Ended::Shutdown,
                 Err(_) => Ended::Disconnected,

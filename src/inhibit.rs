@@ -26,6 +26,10 @@ const WHY_MAX_NAMES: usize = 10;
 pub trait Login1Manager {
     fn inhibit(&self, what: &str, who: &str, why: &str, mode: &str) -> zbus::Result<OwnedFd>;
 
+    fn reboot(&self, interactive: bool) -> zbus::Result<()>;
+
+    fn power_off(&self, interactive: bool) -> zbus::Result<()>;
+
     #[allow(clippy::type_complexity)]
     fn list_inhibitors(&self) -> zbus::Result<Vec<(String, String, String, String, u32, u32)>>;
 }
@@ -94,6 +98,7 @@ impl Inhibitor {
         conn: &Connection,
         table: &mut watch::Receiver<Arc<LockTable>>,
         what: &mut watch::Receiver<String>,
+        powering: &mut watch::Receiver<bool>,
         status: &watch::Sender<InhibitorStatus>,
     ) -> Ended {
         let rule = MatchRule::builder()
@@ -124,13 +129,19 @@ impl Inhibitor {
         // A new connection may mean logind restarted too: retake.
         let mut force = self.held.is_some();
         loop {
-            let want = desired_why(&table.borrow_and_update());
+            // During our own reboot the inhibitor goes: from systemd 257 on
+            // it would refuse our own request too.
+            let want = match *powering.borrow_and_update() {
+                true => None,
+                false => desired_why(&table.borrow_and_update()),
+            };
             let what_arg = what.borrow_and_update().clone();
             self.reconcile(&login, want, what_arg, force, status).await;
             force = false;
             tokio::select! {
                 r = table.changed() => if r.is_err() { return Ended::Shutdown },
                 r = what.changed() => if r.is_err() { return Ended::Shutdown },
+                r = powering.changed() => if r.is_err() { return Ended::Shutdown },
                 msg = owners.next() => match msg {
                     Some(Ok(m)) => {
                         let new_owner = m.body().deserialize::<(String, String, String)>()

@@ -461,3 +461,54 @@ kill $jpid
         "update lock held by app1/main"
     );
 }
+
+#[tokio::test]
+async fn reboot_is_refused_while_locked_and_gives_everything_back_when_logind_refuses() {
+    let mut env = Env::new();
+    env.service_dir("app2/web");
+    env.start_with_app1_main_locked().await;
+
+    let out = env.cli(&["reboot"]);
+    assert_eq!(out.status.code(), Some(75), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("update locks are held by app1/main; not going to reboot"),
+        "{err}"
+    );
+    let e = env.supervisor().await.shutdown(false).await.unwrap_err();
+    assert!(e.to_string().contains("Error.Locked"), "{e}");
+
+    // Forced: holdfast locks every app, drops its inhibitor and asks logind.
+    // Without systemd as PID 1 this logind refuses; holdfast must then give
+    // the locks back and hold its inhibitor again.
+    let out = env.cli(&["reboot", "--force"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("logind refused to reboot"),
+        "{out:?}"
+    );
+    let log = env.log();
+    assert!(log.contains("forced reboot through update locks"), "{log}");
+    assert!(log.contains("logind block inhibitor released"), "{log}");
+    assert!(
+        !env.locks().join("app2/web/updates.lock").exists(),
+        "own locks given back"
+    );
+    assert!(
+        env.locks().join("app1/main/updates.lock").exists(),
+        "the app's lock is untouched"
+    );
+    env.wait_inhibitor(Some("update lock held by app1/main"))
+        .await;
+
+    // Unlocked: not refused for locks; logind's answer is passed on.
+    ok(&env.sh("rm $L/app1/main/updates.lock"));
+    env.wait_locks(&[]).await;
+    let out = env.cli(&["reboot"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("logind refused to reboot"),
+        "{out:?}"
+    );
+    env.wait_locks(&[]).await;
+    env.wait_inhibitor(None).await;
+}

@@ -51,6 +51,18 @@ enum Cmd {
     },
     /// Have holdfastd release its own locks of an app.
     Release { app: String },
+    /// Reboot through logind once no app holds a lock (exit 75 if one does).
+    Reboot {
+        /// Go through app locks.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Power off through logind once no app holds a lock (exit 75 if one does).
+    Shutdown {
+        /// Go through app locks.
+        #[arg(long)]
+        force: bool,
+    },
     /// Configuration.
     Config {
         #[command(subcommand)]
@@ -153,6 +165,14 @@ async fn run(cli: Cli) -> Result<ExitCode, zbus::Error> {
         Cmd::Release { app } => {
             let n = proxy().await?.release_locks(&app).await?;
             println!("released {n} lock files of {app}");
+        }
+        Cmd::Reboot { force } => {
+            proxy().await?.reboot(force).await?;
+            println!("rebooting");
+        }
+        Cmd::Shutdown { force } => {
+            proxy().await?.shutdown(force).await?;
+            println!("shutting down");
         }
         Cmd::Lock {
             service,

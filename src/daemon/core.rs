@@ -6,17 +6,25 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::command::{Command, LockInfo};
+use crate::command::{Command, CommandError, LockInfo, PowerAction};
+use crate::locks::own::OwnLockError;
 use crate::locks::own::OwnLocks;
+use crate::locks::state::Owner;
 use crate::locks::state::{Change, LockEvent};
 use crate::locks::{holders, LockTable};
 use crate::logging::msgid;
+use crate::names::{AppName, ServiceId};
 
 pub struct Core {
     pub table: LockTable,
     pub own: OwnLocks,
     pub table_tx: watch::Sender<Arc<LockTable>>,
     pub proc_root: PathBuf,
+    /// true while a reboot/power-off of ours is under way: the inhibitor is
+    /// released so it cannot block our own request (systemd >= 257).
+    pub power_tx: watch::Sender<bool>,
+    /// Apps whose locks we took for that reboot.
+    pub power_locks: Vec<AppName>,
 }
 
 impl Core {
@@ -95,6 +103,18 @@ impl Core {
                 }
                 let _ = reply.send(r.map(|n| n as u32).map_err(Into::into));
             }
+            Command::PreparePower {
+                action,
+                force,
+                who,
+                reply,
+            } => {
+                let _ = reply.send(self.prepare_power(action, force, &who));
+            }
+            Command::AbortPower { reply } => {
+                self.abort_power();
+                let _ = reply.send(());
+            }
             Command::Ping { reply } => {
                 let _ = reply.send(());
             }
@@ -102,6 +122,59 @@ impl Core {
                 let _ = reply.send(());
             }
         }
+    }
+
+    fn prepare_power(
+        &mut self,
+        action: PowerAction,
+        force: bool,
+        who: &str,
+    ) -> Result<Vec<ServiceId>, CommandError> {
+        let held_by_apps = |t: &LockTable| -> Vec<ServiceId> {
+            t.locks()
+                .filter(|(_, l)| l.owner() == Owner::App)
+                .map(|(id, _)| id.clone())
+                .collect()
+        };
+        let locked = held_by_apps(&self.table);
+        if !locked.is_empty() && !force {
+            tracing::info!(who, "refused to {}: locked by {locked:?}", action.verb());
+            return Err(CommandError::Locked(locked, action));
+        }
+        for app in self.table.apps() {
+            if self.own.held_apps().any(|a| *a == app) {
+                continue;
+            }
+            match self.own.take(&app, &[]) {
+                Ok(_) => self.power_locks.push(app),
+                // An app locked meanwhile: refused unless forced through.
+                Err(OwnLockError::Contended { id, .. }) if !force => {
+                    self.abort_power();
+                    return Err(CommandError::Locked(vec![id], action));
+                }
+                Err(e) => {
+                    tracing::warn!(app = %app, error = %e, "not locking {app} before {}", action.verb())
+                }
+            }
+        }
+        if force && !locked.is_empty() {
+            tracing::warn!(who, forced = ?locked, "forced {} through update locks of {locked:?}", action.verb());
+        }
+        tracing::info!(
+            who,
+            force,
+            "{} requested; releasing holdfast's inhibitor first",
+            action.verb()
+        );
+        self.power_tx.send_replace(true);
+        Ok(if force { locked } else { Vec::new() })
+    }
+
+    fn abort_power(&mut self) {
+        for app in std::mem::take(&mut self.power_locks) {
+            let _ = self.own.release(&app);
+        }
+        self.power_tx.send_replace(false);
     }
 
     fn release_all(&mut self) {

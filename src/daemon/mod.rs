@@ -67,11 +67,14 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     let scan_started = std::time::Instant::now();
     let (watcher, scan) = Watcher::start(&settings.lock_root)?;
     let (table_tx, table_rx) = watch::channel(Arc::new(LockTable::default()));
+    let (power_tx, power_rx) = watch::channel(false);
     let mut core = core::Core {
         table: LockTable::default(),
         own,
         table_tx,
         proc_root: PathBuf::from("/proc"),
+        power_tx,
+        power_locks: Vec::new(),
     };
     let initial: Vec<_> = scan
         .services
@@ -99,6 +102,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         table: table_rx.clone(),
         inhibitor: inh_rx.clone(),
         what: what_rx,
+        powering: power_rx,
         inhibitor_tx: Arc::new(inh_tx),
         lock_root: settings.lock_root.display().to_string(),
     };

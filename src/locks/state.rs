@@ -164,6 +164,13 @@ impl LockTable {
         self.services.keys().filter(move |id| &id.app == app)
     }
 
+    /// Every app with a known service directory, locked or not.
+    pub fn apps(&self) -> Vec<AppName> {
+        let mut apps: Vec<AppName> = self.services.keys().map(|id| id.app.clone()).collect();
+        apps.dedup();
+        apps
+    }
+
     pub fn service_count(&self) -> usize {
         self.services.len()
     }
