@@ -105,6 +105,18 @@ fn bus_error(e: zbus::Error) -> ExitCode {
     }
 }
 
+/// The shutdown may stop holdfastd before it answers: that is success.
+fn power_answer(r: zbus::Result<()>, doing: &str) -> zbus::Result<()> {
+    match r {
+        Ok(()) => {}
+        Err(zbus::Error::MethodError(name, _, _))
+            if name.as_str() == "org.freedesktop.DBus.Error.NoReply" => {}
+        Err(e) => return Err(e),
+    }
+    println!("{doing}");
+    Ok(())
+}
+
 async fn proxy() -> Result<Supervisor1Proxy<'static>, zbus::Error> {
     let conn = zbus::Connection::system().await?;
     Supervisor1Proxy::new(&conn).await
@@ -167,12 +179,10 @@ async fn run(cli: Cli) -> Result<ExitCode, zbus::Error> {
             println!("released {n} lock files of {app}");
         }
         Cmd::Reboot { force } => {
-            proxy().await?.reboot(force).await?;
-            println!("rebooting");
+            power_answer(proxy().await?.reboot(force).await, "rebooting")?;
         }
         Cmd::Shutdown { force } => {
-            proxy().await?.shutdown(force).await?;
-            println!("shutting down");
+            power_answer(proxy().await?.shutdown(force).await, "shutting down")?;
         }
         Cmd::Lock {
             service,
