@@ -12,7 +12,7 @@ use nix::sys::stat::{fstat, fstatat, Mode};
 use nix::unistd::{unlinkat, UnlinkatFlags};
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::locks::fs::{open_or_create_subdir, open_root, FsError};
+use crate::locks::fs::{file_key, open_or_create_subdir, open_root, FsError};
 use crate::names::ServiceId;
 
 /// sysexits' EX_TEMPFAIL: the lock is held, try again later.
@@ -61,18 +61,19 @@ fn take(root_path: &Path, id: &ServiceId) -> Result<Held, LockCmdError> {
         path: dir_path.join(LOCK_FILE),
         source,
     })?;
+    let (dev, ino) = file_key(&st);
     Ok(Held {
         dir,
         _file: file,
-        dev: st.st_dev,
-        ino: st.st_ino,
+        dev,
+        ino,
     })
 }
 
 fn release(h: &Held) {
     // Remove only the file we created, never one that replaced it.
     if let Ok(st) = fstatat(&h.dir, LOCK_FILE, AtFlags::AT_SYMLINK_NOFOLLOW) {
-        if st.st_dev == h.dev && st.st_ino == h.ino {
+        if file_key(&st) == (h.dev, h.ino) {
             let _ = unlinkat(&h.dir, LOCK_FILE, UnlinkatFlags::NoRemoveDir);
         }
     }

@@ -117,6 +117,12 @@ pub fn open_root(path: &Path) -> Result<OwnedFd, FsError> {
     }
 }
 
+/// (device, inode) as u64 on every target: 32-bit ARM has a 32-bit ino_t.
+#[allow(clippy::useless_conversion)]
+pub fn file_key(st: &FileStat) -> (u64, u64) {
+    (st.st_dev.into(), st.st_ino.into())
+}
+
 fn file_type(st: &FileStat) -> SFlag {
     SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits())
 }
@@ -212,13 +218,14 @@ pub fn read_lock_entries(service_dir: BorrowedFd<'_>) -> Vec<LockEntry> {
             let own_tag = kind == EntryKind::File
                 && st.st_uid == NOBODY
                 && read_own_tag(service_dir, name, &st).is_some();
+            let (dev, ino) = file_key(&st);
             Some(LockEntry {
                 name: (*name).to_owned(),
                 kind,
                 uid: st.st_uid,
                 mtime_usec: mtime_usec(&st),
-                dev: st.st_dev,
-                ino: st.st_ino,
+                dev,
+                ino,
                 own_tag,
             })
         })
@@ -231,7 +238,7 @@ pub fn lock_file_keys(service_dir: BorrowedFd<'_>) -> Vec<(u64, u64)> {
     LOCK_FILE_NAMES
         .iter()
         .filter_map(|name| fstatat(service_dir, *name, AtFlags::AT_SYMLINK_NOFOLLOW).ok())
-        .map(|st| (st.st_dev, st.st_ino))
+        .map(|st| file_key(&st))
         .collect()
 }
 
@@ -243,7 +250,7 @@ pub fn read_own_tag(dir: BorrowedFd<'_>, name: &str, expected: &FileStat) -> Opt
     let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
     let fd = openat(dir, name, flags, Mode::empty()).ok()?;
     let st = fstat(&fd).ok()?;
-    if st.st_ino != expected.st_ino || st.st_dev != expected.st_dev {
+    if file_key(&st) != file_key(expected) {
         return None;
     }
     let mut buf = [0u8; 256];

@@ -19,8 +19,8 @@ use nix::unistd::{fchown, unlinkat, Gid, Uid, UnlinkatFlags};
 use serde::{Deserialize, Serialize};
 
 use super::fs::{
-    list_subdirs, open_or_create_subdir, open_root, open_service_dir, read_own_tag, FsError,
-    NOBODY, OWN_TAG,
+    file_key, list_subdirs, open_or_create_subdir, open_root, open_service_dir, read_own_tag,
+    FsError, NOBODY, OWN_TAG,
 };
 use super::state::LOCK_FILE_NAMES;
 use crate::fsutil::{atomic_write, random_token};
@@ -264,7 +264,7 @@ impl OwnLocks {
             return false;
         };
         match fstatat(&dir, h.entry.file.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
-            Ok(st) if st.st_dev == h.dev && st.st_ino == h.ino => {
+            Ok(st) if file_key(&st) == (h.dev, h.ino) => {
                 unlinkat(&dir, h.entry.file.as_str(), UnlinkatFlags::NoRemoveDir).is_ok()
             }
             _ => false,
@@ -312,7 +312,7 @@ fn create_own_lock(
         tracing::debug!(path = %shown.join(file).display(), error = %e, "cannot hand own lock to uid 65534");
     }
     let st = nix::sys::stat::fstat(&f)?;
-    Ok((st.st_dev, st.st_ino))
+    Ok(file_key(&st))
 }
 
 #[cfg(test)]
