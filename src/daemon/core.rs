@@ -9,7 +9,6 @@ use tokio::sync::{mpsc, watch};
 use crate::command::{Command, CommandError, LockInfo, PowerAction};
 use crate::locks::own::OwnLockError;
 use crate::locks::own::OwnLocks;
-use crate::locks::state::Owner;
 use crate::locks::state::{Change, LockEvent};
 use crate::locks::{holders, LockTable};
 use crate::logging::msgid;
@@ -37,7 +36,16 @@ impl Core {
         loop {
             tokio::select! {
                 ev = events.recv() => match ev {
-                    Some(ev) => self.apply(ev),
+                    Some(ev) => {
+                        // Reduce the whole burst that is queued, publish once.
+                        let mut changed = self.reduce(ev);
+                        while let Ok(ev) = events.try_recv() {
+                            changed |= self.reduce(ev);
+                        }
+                        if changed {
+                            self.publish();
+                        }
+                    }
                     None => {
                         tracing::error!("lock watcher stopped");
                         return;
@@ -56,7 +64,15 @@ impl Core {
         }
     }
 
+    /// Applies one event and publishes the table.
     pub fn apply(&mut self, ev: LockEvent) {
+        if self.reduce(ev) {
+            self.publish();
+        }
+    }
+
+    /// Applies one event; true when subscribers should hear of it.
+    fn reduce(&mut self, ev: LockEvent) -> bool {
         let scoped = match &ev {
             LockEvent::ServiceObserved { id, .. } | LockEvent::HoldersObserved { id, .. } => {
                 Some(id.clone())
@@ -70,9 +86,11 @@ impl Core {
         }
         let unchanged = changes.is_empty()
             && matches!((&scoped, &before), (Some(id), Some(b)) if self.table.get(id) == b.as_ref());
-        if !unchanged {
-            self.table_tx.send_replace(Arc::new(self.table.clone()));
-        }
+        !unchanged
+    }
+
+    fn publish(&self) {
+        self.table_tx.send_replace(Arc::new(self.table.clone()));
     }
 
     fn handle(&mut self, cmd: Command) {
@@ -130,13 +148,7 @@ impl Core {
         force: bool,
         who: &str,
     ) -> Result<Vec<ServiceId>, CommandError> {
-        let held_by_apps = |t: &LockTable| -> Vec<ServiceId> {
-            t.locks()
-                .filter(|(_, l)| l.owner() == Owner::App)
-                .map(|(id, _)| id.clone())
-                .collect()
-        };
-        let locked = held_by_apps(&self.table);
+        let locked: Vec<ServiceId> = self.table.held_by_apps().into_iter().cloned().collect();
         if !locked.is_empty() && !force {
             tracing::info!(who, "refused to {}: locked by {locked:?}", action.verb());
             return Err(CommandError::Locked(locked, action));

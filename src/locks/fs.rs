@@ -41,15 +41,6 @@ pub enum FsError {
     },
 }
 
-impl FsError {
-    pub fn errno(&self) -> Option<Errno> {
-        match self {
-            FsError::Io { source, .. } => Some(*source),
-            _ => None,
-        }
-    }
-}
-
 fn io_err(path: &Path, source: Errno) -> FsError {
     FsError::Io {
         path: path.to_owned(),

@@ -6,8 +6,6 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use nix::sys::stat::{major, minor};
-
 use super::state::{HoldKind, Holder};
 
 /// Identity of a file: (device, inode).
@@ -121,11 +119,6 @@ pub fn parse_proc_locks(text: &str) -> Vec<(u32, FileKey)> {
 
 fn makedev(maj: u64, min: u64) -> u64 {
     nix::sys::stat::makedev(maj, min)
-}
-
-/// (major, minor) of a device number, for messages.
-pub fn dev_parts(dev: u64) -> (u64, u64) {
-    (major(dev), minor(dev))
 }
 
 #[cfg(test)]

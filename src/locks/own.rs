@@ -178,7 +178,7 @@ impl OwnLocks {
         }
         if let Some(err) = failure {
             for h in &taken {
-                self.remove_held(h);
+                self.remove_held(root.as_fd(), h);
             }
             self.write_record(&[])?;
             return Err(err);
@@ -193,11 +193,15 @@ impl OwnLocks {
 
     /// Removes holdfast's own locks of `app`; app locks are never touched.
     pub fn release(&mut self, app: &AppName) -> Result<usize, OwnLockError> {
+        let root = open_root(&self.root_path)?;
         let held = self
             .held
             .remove(app)
             .ok_or_else(|| OwnLockError::NotHeld(app.clone()))?;
-        let removed = held.iter().filter(|h| self.remove_held(h)).count();
+        let removed = held
+            .iter()
+            .filter(|h| self.remove_held(root.as_fd(), h))
+            .count();
         self.write_record(&[])?;
         Ok(removed)
     }
@@ -256,11 +260,8 @@ impl OwnLocks {
     }
 
     /// Removes one own lock file if it is still the one we created.
-    fn remove_held(&self, h: &Held) -> bool {
-        let Ok(root) = open_root(&self.root_path) else {
-            return false;
-        };
-        let Ok(dir) = open_service_dir(root.as_fd(), &self.root_path, &h.entry.service) else {
+    fn remove_held(&self, root: BorrowedFd<'_>, h: &Held) -> bool {
+        let Ok(dir) = open_service_dir(root, &self.root_path, &h.entry.service) else {
             return false;
         };
         match fstatat(&dir, h.entry.file.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {

@@ -175,10 +175,10 @@ impl LockTable {
         self.services.len()
     }
 
-    /// Services locked by an app (not by holdfast itself) within one app.
-    pub fn app_locked_by_app(&self, app: &AppName) -> Vec<&ServiceId> {
+    /// Services whose lock an app holds (not holdfast itself).
+    pub fn held_by_apps(&self) -> Vec<&ServiceId> {
         self.locks()
-            .filter(|(id, l)| &id.app == app && l.owner() == Owner::App)
+            .filter(|(_, l)| l.owner() == Owner::App)
             .map(|(id, _)| id)
             .collect()
     }
@@ -337,10 +337,7 @@ mod tests {
             ],
         ));
         assert_eq!(t.get(&id("a/w")).unwrap().owner(), Owner::App);
-        assert_eq!(
-            t.app_locked_by_app(&AppName::new("a").unwrap()),
-            vec![&id("a/w")]
-        );
+        assert_eq!(t.held_by_apps(), vec![&id("a/w")]);
     }
 
     #[test]

@@ -66,10 +66,6 @@ impl Watcher {
         Ok((w, scan))
     }
 
-    pub fn root_path(&self) -> &Path {
-        &self.root_path
-    }
-
     /// Runs until the receiver goes away.
     pub async fn run(mut self, tx: mpsc::Sender<LockEvent>, initial: Vec<ServiceId>) {
         self.send_holders(&tx, initial.into_iter().collect()).await;
