@@ -51,5 +51,11 @@ async fn queue_overflow_triggers_a_rescan() {
     ok(&env.sh("rm -f $L/app1/s*/updates.lock"));
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
     env.wait_inhibitor(None).await;
-    assert!(!p.locked().await.unwrap());
+    // Read it fresh: a proxy's property cache follows change signals later.
+    let fresh = holdfast::dbus::Supervisor1Proxy::builder(&env.conn().await)
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await
+        .unwrap();
+    assert!(!fresh.locked().await.unwrap());
 }
