@@ -16,3 +16,5 @@ pub mod locks;
 pub mod logging;
 pub mod names;
 pub mod status;
+pub mod target;
+pub mod update;

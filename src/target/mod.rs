@@ -1,0 +1,9 @@
+//! The target state: which apps, releases and services should run. Parsed
+//! strictly (`parse`); a service's config hash (`ServiceSpec::config_hash`)
+//! tells whether a running container still matches its target.
+
+mod parse;
+mod spec;
+
+pub use parse::{parse, TargetError};
+pub use spec::{AppTarget, RestartPolicy, ServiceSpec, Strategy, Target};

@@ -1,0 +1,293 @@
+//! Strict target parsing: JSON syntax and shape errors carry line, column
+//! and the JSON path; semantic checks carry the path of the bad value.
+
+use std::collections::BTreeSet;
+
+use super::spec::{Strategy, Target, FORMAT_VERSION, HANDOVER_TIMEOUT_LABEL, STRATEGY_LABEL};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    #[error("{source_name}: line {line} column {column}: {path}: {reason}")]
+    Shape {
+        source_name: String,
+        line: usize,
+        column: usize,
+        path: String,
+        reason: String,
+    },
+    #[error("{source_name}: {path}: {reason}")]
+    Invalid {
+        source_name: String,
+        path: String,
+        reason: String,
+    },
+}
+
+/// Parses and validates a target. `source_name` names the origin in errors
+/// (a file path, `D-Bus SetTarget`).
+pub fn parse(text: &str, source_name: &str) -> Result<Target, TargetError> {
+    let de = &mut serde_json::Deserializer::from_str(text);
+    let target: Target = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        TargetError::Shape {
+            source_name: source_name.to_owned(),
+            line: inner.line(),
+            column: inner.column(),
+            path: if path == "." { "(top)".into() } else { path },
+            reason: strip_position(&inner.to_string()),
+        }
+    })?;
+    validate(&target).map_err(|(path, reason)| TargetError::Invalid {
+        source_name: source_name.to_owned(),
+        path,
+        reason,
+    })?;
+    Ok(target)
+}
+
+/// serde_json appends " at line L column C"; we print the position first.
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_owned(),
+        None => msg.to_owned(),
+    }
+}
+
+fn validate(t: &Target) -> Result<(), (String, String)> {
+    if t.version != FORMAT_VERSION {
+        return Err((
+            "version".into(),
+            format!(
+                "unsupported version {} (this holdfast reads {FORMAT_VERSION})",
+                t.version
+            ),
+        ));
+    }
+    for (app, a) in &t.apps {
+        if a.release.trim().is_empty() {
+            return Err((format!("apps.{app}.release"), "must not be empty".into()));
+        }
+        for (name, s) in &a.services {
+            let at = |field: &str| format!("apps.{app}.services.{name}.{field}");
+            if s.image.trim().is_empty() || s.image.contains(char::is_whitespace) {
+                return Err((
+                    at("image"),
+                    format!("{:?} is not an image reference", s.image),
+                ));
+            }
+            for dep in &s.depends_on {
+                if !a.services.contains_key(dep) {
+                    return Err((
+                        at("depends_on"),
+                        format!("{dep} is not a service of app {app}"),
+                    ));
+                }
+                if dep == name {
+                    return Err((at("depends_on"), "a service cannot depend on itself".into()));
+                }
+            }
+            if let Some(v) = s.labels.get(STRATEGY_LABEL) {
+                if Strategy::parse(v).is_none() {
+                    return Err((at(&format!("labels.{STRATEGY_LABEL}")), format!(
+                        "{v:?} is not one of download-then-kill, kill-then-download, delete-then-download, hand-over")));
+                }
+            }
+            if let Some(v) = s.labels.get(HANDOVER_TIMEOUT_LABEL) {
+                if v.parse::<u64>().is_err() {
+                    return Err((
+                        at(&format!("labels.{HANDOVER_TIMEOUT_LABEL}")),
+                        format!("{v:?} is not a number of milliseconds"),
+                    ));
+                }
+            }
+            for (i, v) in s.volumes.iter().enumerate() {
+                check_volume(v).map_err(|r| (at(&format!("volumes[{i}]")), r))?;
+            }
+            for (i, p) in s.ports.iter().enumerate() {
+                parse_port(p).map_err(|r| (at(&format!("ports[{i}]")), r))?;
+            }
+            for (i, v) in s.tmpfs.iter().enumerate() {
+                if !v.starts_with('/') {
+                    return Err((
+                        at(&format!("tmpfs[{i}]")),
+                        format!("{v:?} is not an absolute container path"),
+                    ));
+                }
+            }
+            for (i, v) in s.devices.iter().enumerate() {
+                if !v.starts_with('/') {
+                    return Err((
+                        at(&format!("devices[{i}]")),
+                        format!("{v:?} is not a device path"),
+                    ));
+                }
+            }
+            for key in s.environment.keys() {
+                if key.is_empty() || key.contains('=') {
+                    return Err((at("environment"), format!("{key:?} is not a variable name")));
+                }
+            }
+        }
+        check_cycles(a).map_err(|n| {
+            (
+                format!("apps.{app}.services.{n}.depends_on"),
+                "dependency cycle".to_owned(),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+fn check_volume(v: &str) -> Result<(), String> {
+    let parts: Vec<&str> = v.split(':').collect();
+    let ok = match parts.as_slice() {
+        [src, dst] => !src.is_empty() && dst.starts_with('/'),
+        [src, dst, mode] => !src.is_empty() && dst.starts_with('/') && matches!(*mode, "ro" | "rw"),
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{v:?} is not source:/container/path[:ro|rw]"))
+    }
+}
+
+/// A port mapping: (host ip, host port, container port, protocol).
+pub(crate) fn parse_port(p: &str) -> Result<(Option<String>, u16, u16, String), String> {
+    let bad = || format!("{p:?} is not [host-ip:]host-port:container-port[/tcp|udp]");
+    let (spec, proto) = match p.split_once('/') {
+        Some((s, proto @ ("tcp" | "udp"))) => (s, proto.to_owned()),
+        Some(_) => return Err(bad()),
+        None => (p, "tcp".to_owned()),
+    };
+    let parts: Vec<&str> = spec.rsplitn(3, ':').collect();
+    let port = |s: &str| s.parse::<u16>().ok().filter(|n| *n > 0).ok_or_else(bad);
+    match parts.as_slice() {
+        [c, h] => Ok((None, port(h)?, port(c)?, proto)),
+        [c, h, ip] => Ok((Some((*ip).to_owned()), port(h)?, port(c)?, proto)),
+        _ => Err(bad()),
+    }
+}
+
+/// The name of a service on a cycle, if any.
+fn check_cycles(a: &super::AppTarget) -> Result<(), String> {
+    let mut done: BTreeSet<&str> = BTreeSet::new();
+    loop {
+        let ready: Vec<&str> = a
+            .services
+            .iter()
+            .filter(|(n, s)| {
+                !done.contains(n.as_str()) && s.depends_on.iter().all(|d| done.contains(d.as_str()))
+            })
+            .map(|(n, _)| n.as_str())
+            .collect();
+        if ready.is_empty() {
+            return match a.services.keys().find(|n| !done.contains(n.as_str())) {
+                Some(n) => Err(n.to_string()),
+                None => Ok(()),
+            };
+        }
+        done.extend(ready);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{
+      "version": 1,
+      "apps": {
+        "app1": {
+          "release": "r42",
+          "services": {
+            "main": { "image": "registry.local/app1-main:3", "command": ["/bin/app"],
+                      "environment": {"K": "V"}, "labels": {"io.balena.update.strategy": "hand-over"},
+                      "depends_on": ["db"], "ports": ["127.0.0.1:8080:80/tcp"], "volumes": ["data:/data"] },
+            "db": { "image": "db:1", "restart": "unless-stopped" }
+          }
+        }
+      }
+    }"#;
+
+    #[test]
+    fn parses_the_documented_shape() {
+        let t = parse(GOOD, "t.json").unwrap();
+        let app = &t.apps[&crate::names::AppName::new("app1").unwrap()];
+        let order: Vec<_> = app.start_order().iter().map(|s| s.to_string()).collect();
+        assert_eq!(order, ["db", "main"]);
+        let main = &app.services[&crate::names::ServiceName::new("main").unwrap()];
+        assert_eq!(main.strategy(), Strategy::HandOver);
+        assert_eq!(main.handover_timeout_ms(), 60_000);
+    }
+
+    #[test]
+    fn unknown_field_names_path_line_and_column() {
+        let text = GOOD.replace("\"restart\"", "\"restrat\"");
+        let e = parse(&text, "t.json").unwrap_err().to_string();
+        assert!(e.starts_with("t.json: line 10 column"), "{e}");
+        assert!(
+            e.contains("apps.app1.services.db.restrat: unknown field `restrat`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_values_are_rejected_with_their_path() {
+        let cases = [
+            (
+                GOOD.replace("\"r42\"", "\"\""),
+                "apps.app1.release: must not be empty",
+            ),
+            (
+                GOOD.replace("\"hand-over\"", "\"yolo\""),
+                "labels.io.balena.update.strategy",
+            ),
+            (
+                GOOD.replace("[\"db\"]", "[\"nope\"]"),
+                "nope is not a service of app app1",
+            ),
+            (GOOD.replace("8080:80", "80800:80"), "ports[0]"),
+            (GOOD.replace("data:/data", "data"), "volumes[0]"),
+            (
+                GOOD.replace("\"version\": 1", "\"version\": 2"),
+                "unsupported version 2",
+            ),
+            (
+                GOOD.replace("\"app1\"", "\"../x\""),
+                "name \"../x\" starts with",
+            ),
+            (
+                GOOD.replace("\"unless-stopped\"", "\"sometimes\""),
+                "restart: unknown variant",
+            ),
+            (
+                GOOD.replace(
+                    "\"image\": \"db:1\"",
+                    "\"image\": \"db:1\", \"depends_on\": [\"main\"]",
+                ),
+                "dependency cycle",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = parse(&text, "t.json").unwrap_err().to_string();
+            assert!(e.contains(want), "{want:?} not in {e:?}");
+        }
+        let e = parse("{\"version\": 1,", "t.json").unwrap_err().to_string();
+        assert!(e.contains("line 1 column 14"), "{e}");
+    }
+
+    #[test]
+    fn config_hash_is_stable_and_sensitive() {
+        let t = parse(GOOD, "t.json").unwrap();
+        let app = t.apps.values().next().unwrap();
+        let main = app.services.values().nth(1).unwrap();
+        let h = main.config_hash();
+        assert_eq!(h.len(), 16);
+        assert_eq!(h, main.clone().config_hash());
+        let mut changed = main.clone();
+        changed.environment.insert("K".into(), "W".into());
+        assert_ne!(h, changed.config_hash());
+    }
+}

@@ -1,0 +1,5 @@
+//! Container updates: the pure planner (`plan`), the executor that alone
+//! calls the engine (`exec`), and the updater task that drives them from
+//! the target, the lock table and the engine's state.
+
+pub mod plan;

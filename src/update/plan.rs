@@ -1,0 +1,235 @@
+//! The pure planner: (target of one app, its containers, images present)
+//! -> the step sequence that converges it. No I/O: the executor runs the
+//! steps, and re-plans from what the engine then reports.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::names::{AppName, ServiceName};
+use crate::target::{AppTarget, Strategy};
+
+/// A container holdfast manages, as the engine reports it (from its labels).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Container {
+    pub id: String,
+    pub name: String,
+    pub app: AppName,
+    pub service: ServiceName,
+    pub release: String,
+    pub hash: String,
+    pub image: String,
+    pub state: RunState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    /// Created but never started (e.g. holdfastd died between create and start).
+    Created,
+    Running,
+    /// Exited, dead, paused, restarting: left to the restart policy.
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum Step {
+    Pull {
+        image: String,
+    },
+    /// All-or-nothing: every current and target service of the app.
+    TakeLocks {
+        services: Vec<ServiceName>,
+    },
+    Stop {
+        service: ServiceName,
+        id: String,
+    },
+    Remove {
+        service: ServiceName,
+        id: String,
+    },
+    RemoveImage {
+        image: String,
+    },
+    Create {
+        service: ServiceName,
+    },
+    Start {
+        service: ServiceName,
+    },
+    /// Hand-over: wait for the new container's handover-complete file.
+    AwaitHandover {
+        service: ServiceName,
+        timeout_ms: u64,
+    },
+    ReleaseLocks,
+}
+
+impl Step {
+    /// Steps that may run while the app holds locks.
+    pub fn lock_free(&self) -> bool {
+        matches!(self, Step::Pull { .. })
+    }
+}
+
+/// The container name for a service at a config hash: deterministic, so a
+/// create repeated after a crash finds the first one instead of duplicating.
+pub fn container_name(app: &AppName, service: &ServiceName, hash: &str) -> String {
+    format!("{app}_{service}_{hash}")
+}
+
+pub fn plan(
+    target: Option<&AppTarget>,
+    current: &[Container],
+    images: &BTreeSet<String>,
+) -> Vec<Step> {
+    let empty = AppTarget {
+        release: String::new(),
+        services: BTreeMap::new(),
+    };
+    let target = target.unwrap_or(&empty);
+    let order = target.start_order();
+    let mut by_service: BTreeMap<&ServiceName, Vec<&Container>> = BTreeMap::new();
+    for c in current {
+        by_service.entry(&c.service).or_default().push(c);
+    }
+
+    // Per target service: the container matching its config, and the rest.
+    struct Svc<'a> {
+        name: &'a ServiceName,
+        strategy: Strategy,
+        image: &'a str,
+        new: Option<&'a Container>,
+        olds: Vec<&'a Container>,
+        timeout_ms: u64,
+    }
+    let svcs: Vec<Svc> = order
+        .iter()
+        .map(|name| {
+            let spec = &target.services[name];
+            let hash = spec.config_hash();
+            let mut new = None;
+            let mut olds = Vec::new();
+            for c in by_service.get(name).into_iter().flatten() {
+                if c.hash == hash && new.is_none() {
+                    new = Some(*c);
+                } else {
+                    olds.push(*c);
+                }
+            }
+            Svc {
+                name,
+                strategy: spec.strategy(),
+                image: &spec.image,
+                new,
+                olds,
+                timeout_ms: spec.handover_timeout_ms(),
+            }
+        })
+        .collect();
+    let removed: Vec<&Container> = current
+        .iter()
+        .filter(|c| !target.services.contains_key(&c.service))
+        .collect();
+    let changed = |s: &Svc| s.new.is_none() || !s.olds.is_empty();
+    let mutate = !removed.is_empty() || svcs.iter().any(changed);
+
+    let mut steps = Vec::new();
+    let pull = |steps: &mut Vec<Step>, image: &str| {
+        let step = Step::Pull {
+            image: image.to_owned(),
+        };
+        if !images.contains(image) && !steps.contains(&step) {
+            steps.push(step);
+        }
+    };
+    // Downloads first: they never wait for locks.
+    for s in svcs
+        .iter()
+        .filter(|s| s.new.is_none() && s.strategy.downloads_first())
+    {
+        pull(&mut steps, s.image);
+    }
+    if mutate {
+        let mut services: BTreeSet<ServiceName> = target.services.keys().cloned().collect();
+        services.extend(current.iter().map(|c| c.service.clone()));
+        steps.push(Step::TakeLocks {
+            services: services.into_iter().collect(),
+        });
+    }
+    // Kill phase, dependants first: removed services, then changed ones
+    // (hand-over keeps the old container running until its successor is up).
+    let stop = |steps: &mut Vec<Step>, c: &Container| {
+        if c.state != RunState::Created {
+            steps.push(Step::Stop {
+                service: c.service.clone(),
+                id: c.id.clone(),
+            });
+        }
+        steps.push(Step::Remove {
+            service: c.service.clone(),
+            id: c.id.clone(),
+        });
+    };
+    for c in &removed {
+        stop(&mut steps, c);
+    }
+    let in_use: BTreeSet<&str> = svcs.iter().map(|s| s.image).collect();
+    for s in svcs.iter().rev() {
+        // Hand-over stops the old container only after its successor is up.
+        if s.strategy == Strategy::HandOver {
+            continue;
+        }
+        let olds = &s.olds;
+        for c in olds {
+            stop(&mut steps, c);
+            if s.strategy == Strategy::DeleteThenDownload && !in_use.contains(c.image.as_str()) {
+                steps.push(Step::RemoveImage {
+                    image: c.image.clone(),
+                });
+            }
+        }
+    }
+    // Downloads after the kill, for the strategies that want it.
+    for s in svcs
+        .iter()
+        .filter(|s| s.new.is_none() && !s.strategy.downloads_first())
+    {
+        pull(&mut steps, s.image);
+    }
+    for s in &svcs {
+        match s.new {
+            None => {
+                steps.push(Step::Create {
+                    service: s.name.clone(),
+                });
+                steps.push(Step::Start {
+                    service: s.name.clone(),
+                });
+            }
+            Some(c) if c.state == RunState::Created => steps.push(Step::Start {
+                service: s.name.clone(),
+            }),
+            Some(_) => {}
+        }
+        if s.strategy == Strategy::HandOver && !s.olds.is_empty() {
+            if s.olds.iter().any(|c| c.state == RunState::Running) {
+                steps.push(Step::AwaitHandover {
+                    service: s.name.clone(),
+                    timeout_ms: s.timeout_ms,
+                });
+            }
+            for c in &s.olds {
+                stop(&mut steps, c);
+            }
+        }
+    }
+    if mutate {
+        steps.push(Step::ReleaseLocks);
+    }
+    steps
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,253 @@
+use super::*;
+use crate::target::{parse, Target};
+
+fn target(services: &str) -> Target {
+    parse(
+        &format!(r#"{{"version": 1, "apps": {{"app1": {{"release": "r2", "services": {{ {services} }} }} }} }}"#),
+        "test",
+    )
+    .unwrap()
+}
+
+fn app(t: &Target) -> &AppTarget {
+    t.apps.values().next().unwrap()
+}
+
+fn svc(s: &str) -> ServiceName {
+    ServiceName::new(s).unwrap()
+}
+
+/// The container the target's config for `service` would produce.
+fn running(t: &Target, service: &str, id: &str) -> Container {
+    let spec = &app(t).services[&svc(service)];
+    Container {
+        id: id.into(),
+        name: id.into(),
+        app: AppName::new("app1").unwrap(),
+        service: svc(service),
+        release: "r1".into(),
+        hash: spec.config_hash(),
+        image: spec.image.clone(),
+        state: RunState::Running,
+    }
+}
+
+fn images(list: &[&str]) -> BTreeSet<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+fn show(steps: &[Step]) -> Vec<String> {
+    steps
+        .iter()
+        .map(|s| match s {
+            Step::Pull { image } => format!("pull {image}"),
+            Step::TakeLocks { services } => format!(
+                "lock {}",
+                services
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            Step::Stop { id, .. } => format!("stop {id}"),
+            Step::Remove { id, .. } => format!("remove {id}"),
+            Step::RemoveImage { image } => format!("rmi {image}"),
+            Step::Create { service } => format!("create {service}"),
+            Step::Start { service } => format!("start {service}"),
+            Step::AwaitHandover {
+                service,
+                timeout_ms,
+            } => format!("handover {service} {timeout_ms}"),
+            Step::ReleaseLocks => "unlock".into(),
+        })
+        .collect()
+}
+
+const TWO: &str =
+    r#""main": {"image": "main:1"}, "worker": {"image": "worker:1", "depends_on": ["main"]}"#;
+
+#[test]
+fn first_deploy_pulls_then_starts_in_dependency_order() {
+    let t = target(TWO);
+    let steps = plan(Some(app(&t)), &[], &images(&[]));
+    assert_eq!(
+        show(&steps),
+        [
+            "pull main:1",
+            "pull worker:1",
+            "lock main,worker",
+            "create main",
+            "start main",
+            "create worker",
+            "start worker",
+            "unlock"
+        ]
+    );
+}
+
+#[test]
+fn converged_app_has_no_steps() {
+    let t = target(TWO);
+    let cur = [running(&t, "main", "m1"), running(&t, "worker", "w1")];
+    assert!(plan(Some(app(&t)), &cur, &images(&["main:1", "worker:1"])).is_empty());
+}
+
+#[test]
+fn download_then_kill_updates_only_the_changed_service() {
+    let old = target(TWO);
+    let cur = [running(&old, "main", "m1"), running(&old, "worker", "w1")];
+    let new = target(&TWO.replace("worker:1", "worker:2"));
+    let steps = plan(Some(app(&new)), &cur, &images(&["main:1", "worker:1"]));
+    assert_eq!(
+        show(&steps),
+        [
+            "pull worker:2",
+            "lock main,worker",
+            "stop w1",
+            "remove w1",
+            "create worker",
+            "start worker",
+            "unlock"
+        ]
+    );
+    assert!(steps[0].lock_free() && !steps[1].lock_free());
+}
+
+#[test]
+fn kill_then_download_pulls_after_the_old_container_is_gone() {
+    let label = r#", "labels": {"io.balena.update.strategy": "kill-then-download"}"#;
+    let old = target(&format!(r#""main": {{"image": "main:1"{label}}}"#));
+    let new = target(&format!(r#""main": {{"image": "main:2"{label}}}"#));
+    let cur = [running(&old, "main", "m1")];
+    let steps = plan(Some(app(&new)), &cur, &images(&["main:1"]));
+    assert_eq!(
+        show(&steps),
+        [
+            "lock main",
+            "stop m1",
+            "remove m1",
+            "pull main:2",
+            "create main",
+            "start main",
+            "unlock"
+        ]
+    );
+}
+
+#[test]
+fn delete_then_download_also_deletes_the_old_image() {
+    let label = r#", "labels": {"io.balena.update.strategy": "delete-then-download"}"#;
+    let old = target(&format!(r#""main": {{"image": "main:1"{label}}}"#));
+    let new = target(&format!(r#""main": {{"image": "main:2"{label}}}"#));
+    let cur = [running(&old, "main", "m1")];
+    let steps = plan(Some(app(&new)), &cur, &images(&["main:1"]));
+    assert_eq!(
+        show(&steps),
+        [
+            "lock main",
+            "stop m1",
+            "remove m1",
+            "rmi main:1",
+            "pull main:2",
+            "create main",
+            "start main",
+            "unlock"
+        ]
+    );
+}
+
+#[test]
+fn hand_over_starts_the_new_one_before_stopping_the_old() {
+    let label = r#", "labels": {"io.balena.update.strategy": "hand-over", "io.balena.update.handover-timeout": "5000"}"#;
+    let old = target(&format!(r#""main": {{"image": "main:1"{label}}}"#));
+    let new = target(&format!(r#""main": {{"image": "main:2"{label}}}"#));
+    let cur = [running(&old, "main", "m1")];
+    let steps = plan(Some(app(&new)), &cur, &images(&["main:1"]));
+    assert_eq!(
+        show(&steps),
+        [
+            "pull main:2",
+            "lock main",
+            "create main",
+            "start main",
+            "handover main 5000",
+            "stop m1",
+            "remove m1",
+            "unlock"
+        ]
+    );
+    // Restarted after the new one came up: only the hand-over remains.
+    let cur = [running(&old, "main", "m1"), running(&new, "main", "m2")];
+    let steps = plan(Some(app(&new)), &cur, &images(&["main:1", "main:2"]));
+    assert_eq!(
+        show(&steps),
+        [
+            "lock main",
+            "handover main 5000",
+            "stop m1",
+            "remove m1",
+            "unlock"
+        ]
+    );
+}
+
+#[test]
+fn removed_app_is_stopped_and_removed_under_its_locks() {
+    let old = target(TWO);
+    let cur = [running(&old, "main", "m1"), running(&old, "worker", "w1")];
+    let steps = plan(None, &cur, &images(&[]));
+    assert_eq!(
+        show(&steps),
+        [
+            "lock main,worker",
+            "stop m1",
+            "remove m1",
+            "stop w1",
+            "remove w1",
+            "unlock"
+        ]
+    );
+}
+
+#[test]
+fn crash_leftovers_converge_without_duplicates() {
+    let t = target(TWO);
+    // holdfastd died after creating worker and before starting it.
+    let mut w = running(&t, "worker", "w1");
+    w.state = RunState::Created;
+    let cur = [running(&t, "main", "m1"), w.clone()];
+    let steps = plan(Some(app(&t)), &cur, &images(&["main:1", "worker:1"]));
+    assert_eq!(show(&steps), ["start worker"]);
+    // A duplicate with the same config (cannot normally happen: names are
+    // deterministic) is removed, the first one kept.
+    let mut dup = running(&t, "main", "m2");
+    dup.name = "other".into();
+    let cur = [running(&t, "main", "m1"), dup, running(&t, "worker", "w2")];
+    let steps = plan(Some(app(&t)), &cur, &images(&["main:1", "worker:1"]));
+    assert_eq!(
+        show(&steps),
+        ["lock main,worker", "stop m2", "remove m2", "unlock"]
+    );
+}
+
+#[test]
+fn a_changed_dependency_restarts_only_itself() {
+    let old = target(TWO);
+    let cur = [running(&old, "main", "m1"), running(&old, "worker", "w1")];
+    let new = target(&TWO.replace(
+        "\"main:1\"}",
+        "\"main:1\", \"environment\": {\"A\": \"1\"}}",
+    ));
+    let steps = plan(Some(app(&new)), &cur, &images(&["main:1", "worker:1"]));
+    assert_eq!(
+        show(&steps),
+        [
+            "lock main,worker",
+            "stop m1",
+            "remove m1",
+            "create main",
+            "start main",
+            "unlock"
+        ]
+    );
+}
