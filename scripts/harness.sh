@@ -4,6 +4,9 @@
 #                                  tmpfs lock root at DIR/locks; writes DIR/env
 #   harness.sh restart-logind DIR  kill logind and start a new one
 #   harness.sh restart-bus DIR     kill dbus-daemon and logind, start both again
+#   harness.sh restart-docker DIR  stop dockerd (containers stop with it), start it again
+#   harness.sh registry DIR        a docker-registry on a free loopback port
+#                                  (written to DIR/registry/port)
 #   harness.sh down DIR            stop everything, unmount
 # Needs root (mounts, logind). Source DIR/env for DBUS_SYSTEM_BUS_ADDRESS.
 set -euo pipefail
@@ -57,6 +60,18 @@ kill_pidfile() { # kill_pidfile FILE [SIGNAL]
   rm -f "$f"
 }
 
+start_docker() {
+  mkdir -p "$D/docker"
+  setsid dockerd -H "unix://$D/docker/docker.sock" --data-root "$D/docker/data" \
+    --exec-root "$D/docker/exec" --pidfile "$D/docker/docker.pid" --bridge=none \
+    --iptables=false --ip-masq=false </dev/null >>"$D/docker/dockerd.log" 2>&1 &
+  wait_for 30 docker -H "unix://$D/docker/docker.sock" version
+}
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
 case $cmd in
 up)
   cat > "$D/bus.conf" <<CONF
@@ -97,11 +112,7 @@ CONF
     echo "export HOLDFAST_TEST_DIR=$D"
   } > "$D/env"
   if [ "${3:-}" = "--docker" ]; then
-    mkdir -p "$D/docker"
-    setsid dockerd -H "unix://$D/docker/docker.sock" --data-root "$D/docker/data" \
-      --exec-root "$D/docker/exec" --pidfile "$D/docker/docker.pid" --bridge=none \
-      --iptables=false --ip-masq=false </dev/null >"$D/docker/dockerd.log" 2>&1 &
-    wait_for 30 docker -H "unix://$D/docker/docker.sock" version
+    start_docker
     echo "export DOCKER_HOST=unix://$D/docker/docker.sock" >> "$D/env"
   fi
   ;;
@@ -111,6 +122,28 @@ restart-bus)
   kill_pidfile "$D/dbus.pid" KILL
   start_bus
   start_logind
+  ;;
+restart-docker)
+  kill_pidfile "$D/docker/docker.pid"
+  start_docker
+  ;;
+registry)
+  mkdir -p "$D/registry/data"
+  port=$(free_port)
+  cat > "$D/registry/config.yml" <<CONF
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $D/registry/data
+http:
+  addr: 127.0.0.1:$port
+CONF
+  setsid docker-registry serve "$D/registry/config.yml" </dev/null >"$D/registry/log" 2>&1 &
+  echo $! > "$D/registry/pid"
+  wait_for 10 python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/v2/')"
+  echo "$port" > "$D/registry/port"
   ;;
 restart-logind)
   kill_pidfile "$D/logind.pid" KILL
@@ -122,6 +155,7 @@ down)
       | xargs -r docker -H "unix://$D/docker/docker.sock" rm -f >/dev/null 2>&1 || true
   fi
   kill_pidfile "$D/docker/docker.pid"
+  kill_pidfile "$D/registry/pid"
   # logind takes ~2 s to stop gracefully; nothing here needs that.
   kill_pidfile "$D/logind.pid" KILL
   kill_pidfile "$D/dbus.pid" KILL

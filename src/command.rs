@@ -35,6 +35,15 @@ pub enum Command {
     },
     /// logind refused: give the locks back and hold the inhibitor again.
     AbortPower { reply: oneshot::Sender<()> },
+    /// A new target state (D-Bus, CLI, HTTP): validated, saved, put in
+    /// force. Answers a one-line summary.
+    SetTarget {
+        json: String,
+        source: String,
+        reply: oneshot::Sender<Result<String, CommandError>>,
+    },
+    /// The target file changed on disk: re-read it.
+    ReloadTarget,
     /// Answered by the core loop: proof of progress for the watchdog.
     Ping { reply: oneshot::Sender<()> },
     /// Daemon-internal: release own locks and stop the core loop.
@@ -64,6 +73,10 @@ pub enum CommandError {
     OwnLock(#[from] OwnLockError),
     #[error("invalid name: {0}")]
     InvalidName(#[from] NameError),
+    #[error("invalid target: {0}")]
+    InvalidTarget(String),
+    #[error("{0}")]
+    Failed(String),
     #[error("holdfastd is shutting down")]
     Unavailable,
 }

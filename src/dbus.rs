@@ -14,7 +14,8 @@ use crate::inhibit::{Ended, Inhibitor, InhibitorStatus, Login1ManagerProxy};
 use crate::locks::own::OwnLockError;
 use crate::locks::LockTable;
 use crate::names::{AppName, ServiceName};
-use crate::status::summary;
+use crate::status::full_summary;
+use crate::update::status::UpdateStatus;
 
 pub const BUS_NAME: &str = "org.holdfast.Supervisor1";
 pub const OBJECT_PATH: &str = "/org/holdfast/Supervisor1";
@@ -30,6 +31,7 @@ pub enum BusError {
     InvalidName(String),
     NotHeld(String),
     AccessDenied(String),
+    InvalidTarget(String),
     Failed(String),
 }
 
@@ -42,6 +44,7 @@ impl From<CommandError> for BusError {
             }
             CommandError::OwnLock(OwnLockError::NotHeld(_)) => BusError::NotHeld(msg),
             CommandError::InvalidName(_) => BusError::InvalidName(msg),
+            CommandError::InvalidTarget(m) => BusError::InvalidTarget(m),
             _ => BusError::Failed(msg),
         }
     }
@@ -57,6 +60,7 @@ pub struct Shared {
     pub powering: watch::Receiver<bool>,
     pub inhibitor_tx: Arc<watch::Sender<InhibitorStatus>>,
     pub lock_root: String,
+    pub updates: watch::Receiver<UpdateStatus>,
 }
 
 pub struct Supervisor {
@@ -206,6 +210,38 @@ impl Supervisor {
         self.power(PowerAction::PowerOff, force, conn, &hdr).await
     }
 
+    /// Validates a target state (JSON, docs/target-state.md), saves it and
+    /// puts it in force; answers a summary, or Error.InvalidTarget with the
+    /// JSON path and reason (the previous target stays in force).
+    #[zbus(out_args("summary"))]
+    async fn set_target(
+        &self,
+        json: String,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<String, BusError> {
+        require_root(conn, &hdr).await?;
+        Ok(request(&self.shared.commands, |reply| Command::SetTarget {
+            json,
+            source: "D-Bus SetTarget".into(),
+            reply,
+        })
+        .await??)
+    }
+
+    /// Per app update state as JSON: `{"app1": {"state": "waiting",
+    /// "release": "r2", "blocked_by": ["lock:app1/main"]}}`.
+    #[zbus(property)]
+    fn apps(&self) -> String {
+        serde_json::to_string(&self.shared.updates.borrow().apps).unwrap_or_default()
+    }
+
+    /// `available`, `unavailable: <reason>` or `unknown`.
+    #[zbus(property)]
+    fn engine(&self) -> String {
+        self.shared.updates.borrow().engine.clone()
+    }
+
     #[zbus(property(emits_changed_signal = "const"))]
     fn version(&self) -> String {
         env!("CARGO_PKG_VERSION").to_owned()
@@ -238,7 +274,11 @@ impl Supervisor {
 
     #[zbus(property)]
     fn status(&self) -> String {
-        summary(&self.shared.table.borrow(), &self.shared.inhibitor.borrow())
+        full_summary(
+            &self.shared.table.borrow(),
+            &self.shared.inhibitor.borrow(),
+            &self.shared.updates.borrow(),
+        )
     }
 
     /// The set of locks changed.
@@ -261,6 +301,11 @@ pub trait Supervisor1 {
     fn release_locks(&self, app: &str) -> zbus::Result<u32>;
     fn reboot(&self, force: bool) -> zbus::Result<()>;
     fn shutdown(&self, force: bool) -> zbus::Result<()>;
+    fn set_target(&self, json: &str) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn apps(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn engine(&self) -> zbus::Result<String>;
     #[zbus(property)]
     fn version(&self) -> zbus::Result<String>;
     #[zbus(property)]
@@ -300,8 +345,10 @@ async fn emit_changes(conn: &Connection, shared: &Shared) -> zbus::Result<()> {
         .await?;
     let mut table = shared.table.clone();
     let mut inh = shared.inhibitor.clone();
+    let mut updates = shared.updates.clone();
     table.mark_unchanged();
     inh.mark_unchanged();
+    updates.mark_unchanged();
     loop {
         let emitter = iface.signal_emitter();
         tokio::select! {
@@ -320,6 +367,14 @@ async fn emit_changes(conn: &Connection, shared: &Shared) -> zbus::Result<()> {
                 let s = iface.get().await;
                 s.inhibitor_held_changed(emitter).await?;
                 s.inhibitor_why_changed(emitter).await?;
+                s.status_changed(emitter).await?;
+            }
+            r = updates.changed() => {
+                if r.is_err() { return Ok(()) }
+                updates.borrow_and_update();
+                let s = iface.get().await;
+                s.apps_changed(emitter).await?;
+                s.engine_changed(emitter).await?;
                 s.status_changed(emitter).await?;
             }
         }

@@ -13,6 +13,10 @@ pub mod msgid {
     pub const INHIBITOR_TAKEN: &str = "6f0a1c3e5b7d4e2f8a9b0c1d2e3f4a54";
     pub const INHIBITOR_RELEASED: &str = "6f0a1c3e5b7d4e2f8a9b0c1d2e3f4a55";
     pub const OWN_LEFTOVER_REMOVED: &str = "6f0a1c3e5b7d4e2f8a9b0c1d2e3f4a56";
+    pub const ENGINE_UNAVAILABLE: &str = "6f0a1c3e5b7d4e2f8a9b0c1d2e3f4a57";
+    pub const UPDATE_FAILED: &str = "6f0a1c3e5b7d4e2f8a9b0c1d2e3f4a58";
+    pub const UPDATE_WAITING: &str = "6f0a1c3e5b7d4e2f8a9b0c1d2e3f4a59";
+    pub const UPDATE_APPLIED: &str = "6f0a1c3e5b7d4e2f8a9b0c1d2e3f4a5a";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,6 +2,7 @@
 
 use crate::inhibit::InhibitorStatus;
 use crate::locks::LockTable;
+use crate::update::status::UpdateStatus;
 
 const MAX_NAMES: usize = 5;
 
@@ -28,6 +29,23 @@ pub fn summary(table: &LockTable, inhibitor: &InhibitorStatus) -> String {
         (None, false) => "no inhibitor".to_owned(),
     };
     format!("{locks}; {inh}")
+}
+
+/// The summary plus the update state of the apps, when there are any.
+pub fn full_summary(
+    table: &LockTable,
+    inhibitor: &InhibitorStatus,
+    updates: &UpdateStatus,
+) -> String {
+    let mut line = summary(table, inhibitor);
+    if let Some(apps) = updates.summary() {
+        line.push_str("; ");
+        line.push_str(&apps);
+    }
+    if updates.engine.starts_with("unavailable") {
+        line.push_str("; engine unavailable");
+    }
+    line
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! holdfast: command-line client of holdfastd.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -8,6 +9,7 @@ use holdfast::cli::{lock, render};
 use holdfast::config;
 use holdfast::dbus::Supervisor1Proxy;
 use holdfast::names::{AppName, ServiceId};
+use holdfast::update::status::AppStatus;
 
 /// Control and inspect holdfastd, the update-lock aware supervisor.
 #[derive(Parser)]
@@ -63,6 +65,12 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
+    /// Validate a target state file and put it in force (exit 65 when
+    /// invalid; the previous target then stays).
+    Apply {
+        /// Target state JSON (docs/target-state.md); `-` reads stdin.
+        file: PathBuf,
+    },
     /// Configuration.
     Config {
         #[command(subcommand)]
@@ -78,6 +86,9 @@ enum ConfigCmd {
         json: bool,
     },
 }
+
+/// sysexits.h EX_DATAERR: the input was bad.
+const EXIT_DATAERR: u8 = 65;
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("holdfast: {msg}");
@@ -138,16 +149,24 @@ async fn run(cli: Cli) -> Result<ExitCode, zbus::Error> {
                 p.lock_root().await?,
                 p.version().await?,
             );
+            let apps: BTreeMap<String, AppStatus> =
+                serde_json::from_str(&p.apps().await?).unwrap_or_default();
+            let engine = p.engine().await?;
             if json {
                 print_json(&serde_json::json!({
                     "version": version, "status": status, "lock_root": root,
                     "inhibitor": {"held": held, "why": why}, "locks": locks,
+                    "engine": engine, "apps": apps,
                 }));
             } else {
                 println!("holdfastd {version}: {status}");
                 println!("lock root: {root}");
+                println!("engine: {engine}");
                 if held {
                     println!("inhibitor: held ({why})");
+                }
+                for (name, app) in &apps {
+                    println!("app {}", app.line(name));
                 }
                 print!("{}", render::lock_table(&locks, true));
             }
@@ -177,6 +196,30 @@ async fn run(cli: Cli) -> Result<ExitCode, zbus::Error> {
         Cmd::Release { app } => {
             let n = proxy().await?.release_locks(&app).await?;
             println!("released {n} lock files of {app}");
+        }
+        Cmd::Apply { file } => {
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())
+            } else {
+                std::fs::read_to_string(&file)
+            };
+            let text = match text {
+                Ok(t) => t,
+                Err(e) => return Ok(fail(format!("{}: {e}", file.display()))),
+            };
+            match proxy().await?.set_target(&text).await {
+                Ok(summary) => println!("target accepted: {summary}"),
+                Err(zbus::Error::MethodError(name, msg, _))
+                    if name.as_str() == "org.holdfast.Supervisor1.Error.InvalidTarget" =>
+                {
+                    let msg = msg.unwrap_or_default();
+                    // The daemon names its input generically; name the file.
+                    let msg = msg.replacen("D-Bus SetTarget", &file.display().to_string(), 1);
+                    eprintln!("holdfast: target rejected: {msg}");
+                    return Ok(ExitCode::from(EXIT_DATAERR));
+                }
+                Err(e) => return Err(e),
+            }
         }
         Cmd::Reboot { force } => {
             power_answer(proxy().await?.reboot(force).await, "rebooting")?;

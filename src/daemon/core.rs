@@ -9,10 +9,11 @@ use tokio::sync::{mpsc, watch};
 use crate::command::{Command, CommandError, LockInfo, PowerAction};
 use crate::locks::own::OwnLockError;
 use crate::locks::own::OwnLocks;
-use crate::locks::state::{Change, LockEvent};
+use crate::locks::state::{Change, LockEvent, Owner};
 use crate::locks::{holders, LockTable};
 use crate::logging::msgid;
 use crate::names::{AppName, ServiceId};
+use crate::update::store::{StoreError, TargetStore};
 
 pub struct Core {
     pub table: LockTable,
@@ -24,6 +25,7 @@ pub struct Core {
     pub power_tx: watch::Sender<bool>,
     /// Apps whose locks we took for that reboot.
     pub power_locks: Vec<AppName>,
+    pub target: TargetStore,
 }
 
 impl Core {
@@ -133,6 +135,33 @@ impl Core {
                 self.abort_power();
                 let _ = reply.send(());
             }
+            Command::SetTarget {
+                json,
+                source,
+                reply,
+            } => {
+                let r = match self.target.accept(&json, &source) {
+                    Ok(t) => {
+                        let summary = target_summary(&t);
+                        tracing::info!(source, "target accepted from {source}: {summary}");
+                        Ok(summary)
+                    }
+                    Err(e) => {
+                        tracing::warn!(source, error = %e, "target rejected; the previous one stays in force");
+                        Err(store_error(e))
+                    }
+                };
+                let _ = reply.send(r);
+            }
+            Command::ReloadTarget => match self.target.reload_file() {
+                Ok(Some(t)) => tracing::info!(file = %self.target.file().display(),
+                    "target file read: {}", target_summary(&t)),
+                Ok(None) => tracing::warn!(file = %self.target.file().display(),
+                    "target file is gone; the target in force stays"),
+                Err(e) => {
+                    tracing::error!(error = %e, "target file rejected; the previous target stays in force")
+                }
+            },
             Command::Ping { reply } => {
                 let _ = reply.send(());
             }
@@ -238,9 +267,37 @@ fn log_change(c: &Change, table: &LockTable) {
         Change::Released { id } => {
             tracing::info!(message_id = msgid::LOCK_RELEASED, service = %id, "update lock released: {id}");
         }
+        // holdfast's own locks are never held open: no hint for them.
+        Change::Stale { id } if table.get(id).is_some_and(|l| l.owner() == Owner::Holdfast) => {}
         Change::Stale { id } => {
             tracing::info!(message_id = msgid::LOCK_STALE, service = %id,
                 "update lock {id} is held by no process (stale hint: it still counts as a lock)");
         }
+    }
+}
+
+fn target_summary(t: &crate::target::Target) -> String {
+    let apps: Vec<String> = t
+        .apps
+        .iter()
+        .map(|(name, a)| {
+            format!(
+                "{name} release {} ({} services)",
+                a.release,
+                a.services.len()
+            )
+        })
+        .collect();
+    if apps.is_empty() {
+        "no apps".into()
+    } else {
+        apps.join(", ")
+    }
+}
+
+fn store_error(e: StoreError) -> CommandError {
+    match e {
+        StoreError::Invalid(e) => CommandError::InvalidTarget(e.to_string()),
+        other => CommandError::Failed(other.to_string()),
     }
 }

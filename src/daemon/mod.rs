@@ -15,13 +15,17 @@ use crate::command::{request, Command};
 use crate::config::{self, ConfigError, Settings};
 use crate::dbus;
 use crate::inhibit::InhibitorStatus;
+use crate::inotify::NamesWatch;
 use crate::locks::fs::FsError;
 use crate::locks::own::{OwnLockError, OwnLocks};
 use crate::locks::state::LockEvent;
 use crate::locks::watch::Watcher;
 use crate::locks::LockTable;
 use crate::logging::msgid;
-use crate::status::summary;
+use crate::status::full_summary;
+use crate::update::runner::Updater;
+use crate::update::status::UpdateStatus;
+use crate::update::store::TargetStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -64,6 +68,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         tracing::warn!(path = %path, "recorded own lock {path} now belongs to someone else; left alone");
     }
 
+    let (target_store, target_rx) = TargetStore::load(&settings.target_file, &settings.state_dir);
     let scan_started = std::time::Instant::now();
     let (watcher, scan) = Watcher::start(&settings.lock_root)?;
     let (table_tx, table_rx) = watch::channel(Arc::new(LockTable::default()));
@@ -75,6 +80,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         proc_root: PathBuf::from("/proc"),
         power_tx,
         power_locks: Vec::new(),
+        target: target_store,
     };
     let initial: Vec<_> = scan
         .services
@@ -95,7 +101,26 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     let (what_tx, what_rx) = watch::channel(settings.inhibit_what_arg());
     let (inh_tx, inh_rx) = watch::channel(InhibitorStatus::default());
 
+    let (updates_tx, updates_rx) = watch::channel(UpdateStatus {
+        engine: "unknown".into(),
+        ..Default::default()
+    });
     let mut watcher_task = tokio::spawn(watcher.run(ev_tx, initial));
+    tokio::spawn(watch_target_file(
+        settings.target_file.clone(),
+        cmd_tx.clone(),
+    ));
+    let updater = Updater {
+        socket: settings.engine_socket(),
+        engine: None,
+        lock_root: settings.lock_root.clone(),
+        state_dir: settings.state_dir.clone(),
+        commands: cmd_tx.clone(),
+        table: table_rx.clone(),
+        target: target_rx,
+        status: updates_tx,
+    };
+    let updater_task = tokio::spawn(updater.run());
     let mut core_task = tokio::spawn(core.run(ev_rx, cmd_rx));
     let shared = dbus::Shared {
         commands: cmd_tx.clone(),
@@ -105,10 +130,11 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         powering: power_rx,
         inhibitor_tx: Arc::new(inh_tx),
         lock_root: settings.lock_root.display().to_string(),
+        updates: updates_rx.clone(),
     };
     let (ready_tx, mut ready_rx) = oneshot::channel();
     let bus_task = tokio::spawn(dbus::run(shared, ready_tx));
-    tokio::spawn(status_lines(table_rx, inh_rx));
+    tokio::spawn(status_lines(table_rx, inh_rx, updates_rx));
     let mut watchdog_usec = 0u64;
     if sd_notify::watchdog_enabled(false, &mut watchdog_usec) {
         tokio::spawn(watchdog(
@@ -152,6 +178,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     )
     .await;
     bus_task.abort();
+    updater_task.abort();
     result
 }
 
@@ -199,10 +226,15 @@ fn reload(
 async fn status_lines(
     mut table: watch::Receiver<Arc<LockTable>>,
     mut inh: watch::Receiver<InhibitorStatus>,
+    mut updates: watch::Receiver<UpdateStatus>,
 ) {
     let mut last = String::new();
     loop {
-        let line = summary(&table.borrow_and_update(), &inh.borrow_and_update());
+        let line = full_summary(
+            &table.borrow_and_update(),
+            &inh.borrow_and_update(),
+            &updates.borrow_and_update(),
+        );
         if line != last {
             notify(&[NotifyState::Status(&line)]);
             last = line;
@@ -210,6 +242,29 @@ async fn status_lines(
         tokio::select! {
             r = table.changed() => if r.is_err() { return },
             r = inh.changed() => if r.is_err() { return },
+            r = updates.changed() => if r.is_err() { return },
+        }
+    }
+}
+
+/// Re-reads the target file whenever it is written, renamed over or
+/// removed (the core keeps the target in force when it is bad or gone).
+async fn watch_target_file(file: PathBuf, commands: mpsc::Sender<Command>) {
+    let (Some(dir), Some(name)) = (file.parent(), file.file_name().and_then(|n| n.to_str())) else {
+        tracing::error!(file = %file.display(), "target file path has no directory or name; not watching it");
+        return;
+    };
+    let watch = std::fs::create_dir_all(dir).and_then(|_| NamesWatch::new(dir, &[name]));
+    let mut watch = match watch {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(dir = %dir.display(), error = %e, "cannot watch the target file; D-Bus SetTarget still works");
+            return;
+        }
+    };
+    while watch.changed().await.is_ok() {
+        if commands.send(Command::ReloadTarget).await.is_err() {
+            return;
         }
     }
 }

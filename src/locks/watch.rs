@@ -7,9 +7,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use crate::inotify::AsyncInotify;
 use nix::errno::Errno;
-use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, InotifyEvent, WatchDescriptor};
-use tokio::io::unix::AsyncFd;
+use nix::sys::inotify::{AddWatchFlags, InotifyEvent, WatchDescriptor};
 use tokio::sync::mpsc;
 
 use super::fs::{self as lockfs, FsError, ServiceScan, Skipped};
@@ -42,7 +42,7 @@ fn service_mask() -> AddWatchFlags {
 pub struct Watcher {
     root_path: PathBuf,
     proc_root: PathBuf,
-    inotify: AsyncFd<InotifyFd>,
+    inotify: AsyncInotify,
     nodes: HashMap<WatchDescriptor, Node>,
 }
 
@@ -70,7 +70,7 @@ impl Watcher {
     pub async fn run(mut self, tx: mpsc::Sender<LockEvent>, initial: Vec<ServiceId>) {
         self.send_holders(&tx, initial.into_iter().collect()).await;
         loop {
-            let events = match self.next_batch().await {
+            let events = match self.inotify.next_batch().await {
                 Ok(ev) => ev,
                 Err(e) => {
                     tracing::error!(error = %e, "inotify read failed; rescanning");
@@ -79,17 +79,6 @@ impl Watcher {
             };
             if !self.handle_batch(events, &tx).await {
                 return;
-            }
-        }
-    }
-
-    async fn next_batch(&mut self) -> Result<Vec<InotifyEvent>, Errno> {
-        loop {
-            let mut guard = self.inotify.readable().await.map_err(|_| Errno::EIO)?;
-            match guard.get_inner().0.read_events() {
-                Ok(events) => return Ok(events),
-                Err(Errno::EAGAIN) => guard.clear_ready(),
-                Err(e) => return Err(e),
             }
         }
     }
@@ -288,7 +277,7 @@ impl Watcher {
         for wd in doomed {
             self.nodes.remove(&wd);
             // A renamed-away directory keeps its watch unless removed.
-            let _ = self.inotify.get_ref().0.rm_watch(wd);
+            self.inotify.remove(wd);
         }
     }
 
@@ -301,7 +290,7 @@ impl Watcher {
         // Watching through the opened fd: the path can't be swapped for a
         // symlink between our no-follow open and the watch.
         let path = format!("/proc/self/fd/{}", dir.as_raw_fd());
-        let wd = self.inotify.get_ref().0.add_watch(path.as_str(), mask)?;
+        let wd = self.inotify.add(path.as_ref(), mask)?;
         self.nodes.insert(wd, node);
         Ok(())
     }
@@ -433,25 +422,11 @@ impl Watcher {
     }
 }
 
-/// tokio's `AsyncFd` wants `AsRawFd`, which nix's `Inotify` does not implement.
-struct InotifyFd(Inotify);
-
-impl AsRawFd for InotifyFd {
-    fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        self.0.as_fd().as_raw_fd()
-    }
-}
-
-fn new_inotify(root_path: &Path) -> Result<AsyncFd<InotifyFd>, FsError> {
-    let io = |source| FsError::Io {
+fn new_inotify(root_path: &Path) -> Result<AsyncInotify, FsError> {
+    AsyncInotify::new().map_err(|e| FsError::Io {
         path: root_path.to_owned(),
-        source,
-    };
-    let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).map_err(io)?;
-    // SAFETY: InotifyFd owns the inotify fd, which stays open and unchanged
-    // until the AsyncFd (and with it the InotifyFd) is dropped.
-    unsafe { AsyncFd::register_with_interest(InotifyFd(inotify), tokio::io::Interest::READABLE) }
-        .map_err(|e| io(lockfs::errno_of(&std::io::Error::from(e))))
+        source: lockfs::errno_of(&e),
+    })
 }
 
 fn report_skipped(path: &Path, reason: &str) {

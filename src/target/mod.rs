@@ -5,5 +5,6 @@
 mod parse;
 mod spec;
 
+pub(crate) use parse::parse_port;
 pub use parse::{parse, TargetError};
 pub use spec::{AppTarget, RestartPolicy, ServiceSpec, Strategy, Target};

@@ -3,3 +3,6 @@
 //! the target, the lock table and the engine's state.
 
 pub mod plan;
+pub mod runner;
+pub mod status;
+pub mod store;

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod engine;
+
 use holdfast::command::LockInfo;
 use holdfast::dbus::Supervisor1Proxy;
 use holdfast::inhibit::Login1ManagerProxy;
@@ -82,13 +84,23 @@ impl Env {
 
     /// Main config pointing at this test's directories, plus `extra` lines.
     pub fn write_config(&self, extra: &str) {
-        let text = format!(
-            "lock_root = \"{}\"\nstate_dir = \"{}\"\nconfig_dirs = [\"{}\"]\n{extra}",
+        let mut text = format!(
+            "lock_root = \"{}\"\nstate_dir = \"{}\"\nconfig_dirs = [\"{}\"]\ntarget.file = \"{}\"\n",
             self.locks().display(),
             self.state().display(),
-            self.dir.join("config.d").display()
+            self.dir.join("config.d").display(),
+            self.target_file().display(),
         );
+        // Never the machine's engine: a private one, or a socket that is not there.
+        text.push_str(&format!(
+            "engine.socket = \"{}/docker/docker.sock\"\n{extra}",
+            self.dir.display()
+        ));
         std::fs::write(self.config_path(), text).unwrap();
+    }
+
+    pub fn target_file(&self) -> PathBuf {
+        self.state().join("target.json")
     }
 
     pub fn service_dir(&self, id: &str) -> PathBuf {
@@ -269,7 +281,7 @@ impl Env {
 }
 
 /// Runs one of the project's scripts; its failure fails the test.
-fn run_script(name: &str, args: &[&str]) {
+pub fn run_script(name: &str, args: &[&str]) {
     let out = Command::new(format!("{REPO}/scripts/{name}"))
         .args(args)
         .output()

@@ -1,0 +1,292 @@
+//! The engine adapter (balenaEngine / Docker Engine API 1.41 over a unix
+//! socket, through bollard). Only the update executor calls it.
+
+mod body;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, ListContainersOptions, RemoveContainerOptions,
+    RemoveImageOptions, StopContainerOptions,
+};
+use bollard::{ClientVersion, Docker};
+use futures_util::StreamExt;
+
+pub use body::{
+    create_body, ServiceContext, LABEL_APP, LABEL_HASH, LABEL_RELEASE, LABEL_SERVICE, LOCK_MOUNTS,
+};
+
+use crate::names::{AppName, ServiceName};
+use crate::update::plan::{Container, RunState};
+
+/// balenaEngine and Docker 20.10 both speak 1.41; newer engines accept it.
+const API_VERSION: ClientVersion = ClientVersion {
+    major_version: 1,
+    minor_version: 41,
+};
+/// Per-request timeout (seconds); pulls are streams and not bound by it.
+const REQUEST_TIMEOUT_S: u64 = 300;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EngineError {
+    #[error("engine at {socket} is unavailable: {reason}")]
+    Unavailable { socket: String, reason: String },
+    #[error("engine refused: {0}")]
+    Api(String),
+    #[error("not found in the engine: {0}")]
+    NotFound(String),
+    #[error("conflict in the engine: {0}")]
+    Conflict(String),
+}
+
+impl EngineError {
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
+}
+
+#[derive(Clone)]
+pub struct Engine {
+    docker: Docker,
+    socket: PathBuf,
+}
+
+impl Engine {
+    /// Does not talk to the engine yet (bollard connects per request).
+    pub fn new(socket: &Path) -> Result<Self, EngineError> {
+        let docker =
+            Docker::connect_with_unix(&socket.to_string_lossy(), REQUEST_TIMEOUT_S, &API_VERSION)
+                .map_err(|e| EngineError::Unavailable {
+                socket: socket.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            docker,
+            socket: socket.to_owned(),
+        })
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    fn map(&self, e: bollard::errors::Error) -> EngineError {
+        use bollard::errors::Error as B;
+        match e {
+            B::DockerResponseServerError {
+                status_code: 404,
+                message,
+            } => EngineError::NotFound(message),
+            B::DockerResponseServerError {
+                status_code: 409,
+                message,
+            } => EngineError::Conflict(message),
+            B::DockerResponseServerError { message, .. } => EngineError::Api(message),
+            B::DockerStreamError { error } => EngineError::Api(error),
+            other => EngineError::Unavailable {
+                socket: self.socket.display().to_string(),
+                reason: other.to_string(),
+            },
+        }
+    }
+
+    pub async fn ping(&self) -> Result<(), EngineError> {
+        self.docker.ping().await.map(drop).map_err(|e| self.map(e))
+    }
+
+    /// Every container carrying holdfast's labels, running or not.
+    pub async fn managed(&self) -> Result<Vec<Container>, EngineError> {
+        let filters = HashMap::from([("label".to_owned(), vec![LABEL_APP.to_owned()])]);
+        let list = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| self.map(e))?;
+        Ok(list
+            .into_iter()
+            .filter_map(|c| {
+                use bollard::models::ContainerSummaryStateEnum as S;
+                let labels = c.labels?;
+                Some(Container {
+                    id: c.id?,
+                    name: c.names?.first()?.trim_start_matches('/').to_owned(),
+                    app: AppName::new(labels.get(LABEL_APP)?.clone()).ok()?,
+                    service: ServiceName::new(labels.get(LABEL_SERVICE)?.clone()).ok()?,
+                    release: labels.get(LABEL_RELEASE).cloned().unwrap_or_default(),
+                    hash: labels.get(LABEL_HASH).cloned().unwrap_or_default(),
+                    image: c.image.unwrap_or_default(),
+                    state: match c.state {
+                        Some(S::CREATED) => RunState::Created,
+                        Some(S::RUNNING) => RunState::Running,
+                        _ => RunState::Other,
+                    },
+                })
+            })
+            .collect())
+    }
+
+    /// Which of `images` the engine has.
+    pub async fn present(&self, images: &BTreeSet<&str>) -> Result<BTreeSet<String>, EngineError> {
+        let mut have = BTreeSet::new();
+        for image in images {
+            match self.docker.inspect_image(image).await {
+                Ok(_) => {
+                    have.insert((*image).to_owned());
+                }
+                Err(e) => match self.map(e) {
+                    EngineError::NotFound(_) => {}
+                    other => return Err(other),
+                },
+            }
+        }
+        Ok(have)
+    }
+
+    /// Pulls an image, reporting overall progress (0..=100) as layers report
+    /// their byte counts.
+    pub async fn pull(&self, image: &str, mut progress: impl FnMut(u8)) -> Result<(), EngineError> {
+        let (name, tag) = split_tag(image);
+        let mut stream = self.docker.create_image(
+            Some(CreateImageOptions {
+                from_image: Some(name.to_owned()),
+                tag: Some(tag.to_owned()),
+                ..Default::default()
+            }),
+            None,
+            None,
+        );
+        let mut layers: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+        let mut last = None;
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| self.map(e))?;
+            if let Some(err) = info.error {
+                return Err(EngineError::Api(err));
+            }
+            if let (Some(id), Some(d)) = (info.id, info.progress_detail) {
+                let entry = layers.entry(id).or_default();
+                let status = info.status.unwrap_or_default();
+                if let (Some(cur), Some(total)) = (d.current, d.total) {
+                    if total > 0 && status.starts_with("Downloading") {
+                        *entry = (cur.min(total), total);
+                    }
+                } else if status == "Download complete" || status == "Pull complete" {
+                    entry.0 = entry.1;
+                }
+            }
+            let (cur, total) = layers
+                .values()
+                .fold((0, 0), |(c, t), (lc, lt)| (c + lc, t + lt));
+            if total > 0 {
+                let pct = (cur * 100 / total) as u8;
+                if last != Some(pct) {
+                    last = Some(pct);
+                    progress(pct);
+                }
+            }
+        }
+        progress(100);
+        Ok(())
+    }
+
+    pub async fn create(&self, name: &str, cx: &ServiceContext<'_>) -> Result<(), EngineError> {
+        self.docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(name.to_owned()),
+                    ..Default::default()
+                }),
+                create_body(cx),
+            )
+            .await
+            .map(drop)
+            .map_err(|e| self.map(e))
+    }
+
+    pub async fn start(&self, name: &str) -> Result<(), EngineError> {
+        self.docker
+            .start_container(
+                name,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
+            .await
+            .map_err(|e| self.map(e))
+    }
+
+    /// Graceful stop: the container's stop signal, then SIGKILL after its
+    /// stop timeout (the engine's default when the service sets none).
+    pub async fn stop(&self, id: &str) -> Result<(), EngineError> {
+        match self
+            .docker
+            .stop_container(id, None::<StopContainerOptions>)
+            .await
+            .map_err(|e| self.map(e))
+        {
+            Err(EngineError::NotFound(_)) => Ok(()),
+            other => other,
+        }
+    }
+
+    pub async fn remove(&self, id: &str) -> Result<(), EngineError> {
+        match self
+            .docker
+            .remove_container(
+                id,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+            .map_err(|e| self.map(e))
+        {
+            Err(EngineError::NotFound(_)) => Ok(()),
+            other => other,
+        }
+    }
+
+    pub async fn remove_image(&self, image: &str) -> Result<(), EngineError> {
+        match self
+            .docker
+            .remove_image(image, None::<RemoveImageOptions>, None)
+            .await
+            .map_err(|e| self.map(e))
+        {
+            // Gone already, or still used by a container we do not manage.
+            Err(EngineError::NotFound(_)) | Err(EngineError::Conflict(_)) => Ok(()),
+            other => other.map(drop),
+        }
+    }
+}
+
+/// `repo[:tag]` (a port in the registry host is not a tag); digests are
+/// passed whole.
+fn split_tag(image: &str) -> (&str, &str) {
+    if image.contains('@') {
+        return (image, "");
+    }
+    match image.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => (name, tag),
+        _ => (image, "latest"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tags_are_split_from_the_registry_port() {
+        assert_eq!(
+            super::split_tag("127.0.0.1:5000/a/b:3"),
+            ("127.0.0.1:5000/a/b", "3")
+        );
+        assert_eq!(
+            super::split_tag("127.0.0.1:5000/a/b"),
+            ("127.0.0.1:5000/a/b", "latest")
+        );
+        assert_eq!(super::split_tag("busybox"), ("busybox", "latest"));
+    }
+}
