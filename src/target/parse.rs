@@ -291,3 +291,32 @@ mod tests {
         assert_ne!(h, changed.config_hash());
     }
 }
+
+#[cfg(test)]
+mod schema_tests {
+    /// docs/target-state.schema.json lists exactly the fields we parse.
+    #[test]
+    fn schema_matches_the_parser() {
+        let schema: serde_json::Value = serde_json::from_str(include_str!(
+            "../../docs/target-state.schema.json"
+        ))
+        .unwrap();
+        let keys = |v: &serde_json::Value| {
+            let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+            k.sort();
+            k
+        };
+        let full: super::super::ServiceSpec = serde_json::from_value(serde_json::json!({
+            "image": "i", "command": ["c"], "entrypoint": ["e"], "environment": {"K": "V"},
+            "labels": {"l": "v"}, "volumes": ["a:/b"], "tmpfs": ["/t"], "restart": "no",
+            "network_mode": "none", "ports": ["1:2"], "privileged": true, "devices": ["/dev/x"],
+            "working_dir": "/", "user": "1", "stop_signal": "TERM", "stop_timeout": 1,
+            "depends_on": ["x"]
+        }))
+        .unwrap();
+        let parsed = serde_json::to_value(&full).unwrap();
+        assert_eq!(keys(&schema["$defs"]["service"]["properties"]), keys(&parsed));
+        assert_eq!(keys(&schema["$defs"]["app"]["properties"]), ["release", "services"]);
+        assert_eq!(keys(&schema["properties"]), ["apps", "version"]);
+    }
+}
