@@ -61,6 +61,7 @@ pub struct Shared {
     pub inhibitor_tx: Arc<watch::Sender<InhibitorStatus>>,
     pub lock_root: String,
     pub updates: watch::Receiver<UpdateStatus>,
+    pub engine_socket: std::path::PathBuf,
 }
 
 pub struct Supervisor {
@@ -411,6 +412,10 @@ pub async fn run(shared: Shared, ready: tokio::sync::oneshot::Sender<()>) {
         let ended = tokio::select! {
             e = inhibitor.run(&conn, &mut table, &mut what, &mut powering, &shared.inhibitor_tx) => e,
             r = emit_changes(&conn, &shared) => match r {
+                Ok(()) => Ended::Shutdown,
+                Err(_) => Ended::Disconnected,
+            },
+            r = crate::update::shutdown::run(&conn, shared.engine_socket.clone(), shared.updates.clone()) => match r {
                 Ok(()) => Ended::Shutdown,
                 Err(_) => Ended::Disconnected,
             },

@@ -17,6 +17,7 @@ pub mod msgid {
     pub const UPDATE_FAILED: &str = "6f0a1c3e5b7d4e2f8a9b0c1d2e3f4a58";
     pub const UPDATE_WAITING: &str = "6f0a1c3e5b7d4e2f8a9b0c1d2e3f4a59";
     pub const UPDATE_APPLIED: &str = "6f0a1c3e5b7d4e2f8a9b0c1d2e3f4a5a";
+    pub const CONTAINERS_STOPPED: &str = "6f0a1c3e5b7d4e2f8a9b0c1d2e3f4a5b";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

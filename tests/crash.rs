@@ -33,7 +33,10 @@ async fn sigkill_at_any_step_converges_after_restart() {
 
     // Rounds 1..: killed 0 ms (during the pull of round 1) up to 800 ms
     // after the target was accepted.
-    for (round, delay_ms) in [0u64, 5, 20, 50, 100, 200, 400, 800].into_iter().enumerate() {
+    for (round, delay_ms) in [0u64, 5, 20, 50, 100, 200, 400, 800]
+        .into_iter()
+        .enumerate()
+    {
         let round = round + 1;
         ok(&env.apply(&target(json!({"k": app(&image, round)}))));
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
@@ -42,7 +45,12 @@ async fn sigkill_at_any_step_converges_after_restart() {
         let st = env.wait_app("k", "applied").await;
         assert_eq!(st["release"], format!("r{round}"), "round {round}");
         let containers = env.containers("k");
-        assert_eq!(containers.len(), 3, "round {round}: {containers:?}\n{}", env.log());
+        assert_eq!(
+            containers.len(),
+            3,
+            "round {round}: {containers:?}\n{}",
+            env.log()
+        );
         for svc in ["a", "b", "c"] {
             let c = env.container_of("k", svc);
             let e = ok(&env.exec(&c, "echo $ROUND"));
@@ -54,7 +62,10 @@ async fn sigkill_at_any_step_converges_after_restart() {
     }
 
     // Some kills hit while holdfast held the app's locks (mid-apply).
-    let leftovers = env.log().matches("removed holdfast's own lock left over").count();
+    let leftovers = env
+        .log()
+        .matches("removed holdfast's own lock left over")
+        .count();
     assert!(leftovers > 0, "no kill landed mid-apply:\n{}", env.log());
 
     // Killed during a hand-over, with both containers up.
@@ -70,8 +81,17 @@ async fn sigkill_at_any_step_converges_after_restart() {
     next["apps"]["h"]["services"]["main"]["environment"] = json!({"V": "2"});
     ok(&env.apply(&next));
     let start = std::time::Instant::now();
-    while env.containers("h").iter().filter(|c| c.2 == "running").count() < 2 {
-        assert!(start.elapsed() < Duration::from_secs(30), "hand-over never started");
+    while env
+        .containers("h")
+        .iter()
+        .filter(|c| c.2 == "running")
+        .count()
+        < 2
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "hand-over never started"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     env.kill_daemon(Signal::SIGKILL);

@@ -131,6 +131,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         inhibitor_tx: Arc::new(inh_tx),
         lock_root: settings.lock_root.display().to_string(),
         updates: updates_rx.clone(),
+        engine_socket: settings.engine_socket(),
     };
     let (ready_tx, mut ready_rx) = oneshot::channel();
     let bus_task = tokio::spawn(dbus::run(shared, ready_tx));

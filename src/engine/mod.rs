@@ -220,9 +220,18 @@ impl Engine {
     /// Graceful stop: the container's stop signal, then SIGKILL after its
     /// stop timeout (the engine's default when the service sets none).
     pub async fn stop(&self, id: &str) -> Result<(), EngineError> {
+        self.stop_with(id, None).await
+    }
+
+    /// Stop with an explicit grace time (seconds) instead of the container's.
+    pub async fn stop_with(&self, id: &str, grace_s: Option<i32>) -> Result<(), EngineError> {
+        let opts = StopContainerOptions {
+            t: grace_s,
+            ..Default::default()
+        };
         match self
             .docker
-            .stop_container(id, None::<StopContainerOptions>)
+            .stop_container(id, Some(opts))
             .await
             .map_err(|e| self.map(e))
         {

@@ -297,10 +297,8 @@ mod schema_tests {
     /// docs/target-state.schema.json lists exactly the fields we parse.
     #[test]
     fn schema_matches_the_parser() {
-        let schema: serde_json::Value = serde_json::from_str(include_str!(
-            "../../docs/target-state.schema.json"
-        ))
-        .unwrap();
+        let schema: serde_json::Value =
+            serde_json::from_str(include_str!("../../docs/target-state.schema.json")).unwrap();
         let keys = |v: &serde_json::Value| {
             let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
             k.sort();
@@ -315,8 +313,14 @@ mod schema_tests {
         }))
         .unwrap();
         let parsed = serde_json::to_value(&full).unwrap();
-        assert_eq!(keys(&schema["$defs"]["service"]["properties"]), keys(&parsed));
-        assert_eq!(keys(&schema["$defs"]["app"]["properties"]), ["release", "services"]);
+        assert_eq!(
+            keys(&schema["$defs"]["service"]["properties"]),
+            keys(&parsed)
+        );
+        assert_eq!(
+            keys(&schema["$defs"]["app"]["properties"]),
+            ["release", "services"]
+        );
         assert_eq!(keys(&schema["properties"]), ["apps", "version"]);
     }
 }

@@ -4,5 +4,6 @@
 
 pub mod plan;
 pub mod runner;
+pub mod shutdown;
 pub mod status;
 pub mod store;

@@ -3,7 +3,9 @@
 #   tests/nspawn/run.sh bookworm|trixie
 # holdfast is installed into a Debian rootfs exactly as the recipe installs
 # it; a private dockerd on the host runs a real container whose lock dir is
-# the same host directory bound into the nspawn machine's lock root.
+# the same host directory bound into the nspawn machine's lock root. The
+# machine's holdfast drives that engine through its bound socket (lock root
+# at the same path on both sides, as bind sources are host paths).
 set -uo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 suite=${1:?suite}
@@ -15,17 +17,20 @@ check() { local name=$1; shift; if "$@"; then ok "$name"; else bad "$name"; fi; 
 
 D=$(mktemp -d /tmp/hf-nspawn.XXXXXX)
 R=$D/root
-LOCKS=$D/locks
+# The same path on the host and in the machine (bind sources the machine's
+# holdfast gives the host's engine are host paths), under /run/holdfast where
+# the unit may write.
+LOCKS=/run/holdfast/nspawn-${D##*.}
 cleanup() {
   if [ -n "${P1:-}" ]; then in_machine systemctl poweroff >/dev/null 2>&1 || true; fi
   if [ -n "${NSPID:-}" ]; then
     for _ in $(seq 100); do kill -0 "$NSPID" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$NSPID" 2>/dev/null || true
   fi
-  [ -n "${DOCKER_HOST:-}" ] && docker rm -f hf-nspawn-app >/dev/null 2>&1
+  [ -n "${DOCKER_HOST:-}" ] && docker rm -f hf-nspawn-app $(docker ps -aq --filter label=io.holdfast.app) >/dev/null 2>&1
   scripts/harness.sh down "$D/h" >/dev/null 2>&1
   umount -R "$R" 2>/dev/null || true
-  rm -rf "$D"
+  rm -rf "$D" "$LOCKS"
 }
 trap cleanup EXIT
 
@@ -41,15 +46,16 @@ install -D -m 0644 systemd/holdfast.tmpfiles "$R/usr/lib/tmpfiles.d/holdfast.con
 install -D -m 0644 systemd/holdfast.catalog "$R/usr/lib/systemd/catalog/holdfast.catalog"
 install -d "$R/usr/lib/holdfast/config.d" "$R/etc/holdfast/config.d"
 install -m 0644 systemd/holdfast.toml "$R/etc/holdfast/holdfast.toml"
+printf 'lock_root = "%s"\nengine.socket = "/run/hf-docker.sock"\n' "$LOCKS" > "$R/etc/holdfast/config.d/10-test.toml"
 
 # A private engine on the host, and the shared lock root.
 scripts/harness.sh up "$D/h" --docker >/dev/null || exit 1
 export DOCKER_HOST=unix://$D/h/docker/docker.sock
-mkdir -p "$LOCKS/app1/main"
+mkdir -p "$LOCKS/app1/main" "$D/marks"
 scripts/busybox-image.sh "$DOCKER_HOST" holdfast-test/busybox:1
 
 setsid systemd-nspawn -D "$R" -b --register=no --keep-unit -M "hf$$" --console=read-only \
-  --bind="$LOCKS:/run/holdfast/locks" </dev/null >"$D/nspawn.log" 2>&1 &
+  --bind="$LOCKS" --bind="$D/h/docker/docker.sock:/run/hf-docker.sock" </dev/null >"$D/nspawn.log" 2>&1 &
 NSPID=$!
 for _ in $(seq 200); do P1=$(pgrep -P "$NSPID" -x systemd) && break; sleep 0.05; done
 [ -n "${P1:-}" ] || { cat "$D/nspawn.log"; echo "1 passed, 1 failed"; exit 1; }
@@ -142,6 +148,23 @@ check "and the app's lock is untouched" test -e "$LOCKS/app1/main/updates.lock"
 # holdfast's own reboot path: refused while locked, then it reboots the machine.
 in_machine systemctl start holdfast
 until_ok sh -c "$(declare -f in_machine inhibitors); P1=$P1; inhibitors | grep -q '^holdfast '"
+
+# A managed app: holdfast runs it on the engine and stops it gracefully
+# when the machine goes down (logind delay inhibitor + PrepareForShutdown).
+cat > "$R/etc/holdfast/t.json" <<JSON
+{"version": 1, "apps": {"svc": {"release": "r1", "services": {"main": {
+  "image": "holdfast-test/busybox:1", "network_mode": "none", "volumes": ["$D/marks:/marks"],
+  "command": ["sh", "-c", "trap 'echo graceful > /marks/main; exit 0' TERM; while :; do sleep 0.2; done"]}}}}}
+JSON
+out=$(in_machine holdfast apply /etc/holdfast/t.json 2>&1)
+check "holdfast apply accepts a target ($out)" sh -c 'echo "$0" | grep -q "target accepted: svc release r1"' "$out"
+managed() { docker ps --filter label=io.holdfast.app=svc --filter status=running -q | grep -q .; }
+check "the managed container runs on the engine" until_ok managed
+check "holdfast status shows the app applied" until_ok sh -c "$(declare -f in_machine); P1=$P1; in_machine holdfast status | grep -q '^app svc applied release r1'"
+check "a logind delay inhibitor guards the graceful stop" \
+  until_ok sh -c "$(declare -f in_machine inhibitors); P1=$P1; inhibitors | grep -qE '^holdfast .* shutdown +stop app containers gracefully +delay'"
+cid=$(docker ps -q --filter label=io.holdfast.app=svc)
+
 out=$(in_machine holdfast reboot 2>&1); rc=$?
 check "holdfast reboot is refused while locked (exit $rc: $out)" test $rc -eq 75
 if [ "$suite" = trixie ]; then
@@ -158,6 +181,11 @@ for _ in $(seq 600); do rebooted && break; sleep 0.1; done
 check "holdfast reboot rebooted the machine ($out)" rebooted
 wait "$NSPID"; code=$?
 check "systemd-nspawn reports a reboot (exit $code)" test "$code" -eq 133
+state=$(docker inspect -f '{{.State.Status}} {{.State.ExitCode}}' "$cid")
+check "the managed container was stopped gracefully before the reboot ($state)" \
+  sh -c 'test "$0" = "exited 0" && grep -q graceful "$1/marks/main"' "$state" "$D"
+check "the container holdfast does not manage was not touched" \
+  test "$(docker inspect -f '{{.State.Status}}' hf-nspawn-app)" = running
 P1="" NSPID=""
 
 echo "nspawn $suite: $pass passed, $fail failed"
