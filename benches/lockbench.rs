@@ -4,118 +4,15 @@
 //! Env: HOLDFAST_BENCH_CYCLES (default 1000), HOLDFAST_BENCH_IDLE_SECS (60).
 //! Prints a markdown table for docs/performance.md.
 
+mod common;
+
 use std::io::Write;
-use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::{env_num, ms, spread, stop, Harness, DAEMON};
+
 use holdfast::inhibit::Login1ManagerProxy;
-
-const REPO: &str = env!("CARGO_MANIFEST_DIR");
-const DAEMON: &str = env!("CARGO_BIN_EXE_holdfastd");
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-struct Harness {
-    dir: PathBuf,
-    bus: String,
-}
-
-impl Harness {
-    fn up() -> Harness {
-        let dir = PathBuf::from(format!("/tmp/hf-bench-{}", std::process::id()));
-        let out = Command::new(format!("{REPO}/scripts/harness.sh"))
-            .arg("up")
-            .arg(&dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let bus = format!("unix:path={}/system_bus_socket", dir.display());
-        Harness { dir, bus }
-    }
-
-    fn config(&self, root: &Path) -> PathBuf {
-        let p = self.dir.join(format!(
-            "{}.toml",
-            root.file_name().unwrap().to_string_lossy()
-        ));
-        std::fs::write(
-            &p,
-            format!(
-                "lock_root = \"{}\"\nstate_dir = \"{}\"\nconfig_dirs = []\n",
-                root.display(),
-                self.dir.join("state").display()
-            ),
-        )
-        .unwrap();
-        p
-    }
-
-    /// Starts holdfastd with a notify socket; returns it, the time to
-    /// READY=1, and its stderr log path.
-    fn start(&self, config: &Path, tag: &str) -> (Child, Duration, PathBuf) {
-        let sock_path = self.dir.join(format!("notify-{tag}.sock"));
-        let _ = std::fs::remove_file(&sock_path);
-        let sock = UnixDatagram::bind(&sock_path).unwrap();
-        sock.set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let log = self.dir.join(format!("holdfastd-{tag}.log"));
-        let start = Instant::now();
-        let mut child = Command::new(DAEMON)
-            .arg("--config")
-            .arg(config)
-            .env("DBUS_SYSTEM_BUS_ADDRESS", &self.bus)
-            .env("NOTIFY_SOCKET", &sock_path)
-            .env("HOLDFAST_LOG_TARGET", "stderr")
-            .env_remove("WATCHDOG_USEC")
-            .stdin(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut buf = [0u8; 4096];
-        loop {
-            let Ok(n) = sock.recv(&mut buf) else {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("no READY=1 within 10 s; see {}", log.display());
-            };
-            if String::from_utf8_lossy(&buf[..n])
-                .lines()
-                .any(|l| l == "READY=1")
-            {
-                return (child, start.elapsed(), log);
-            }
-        }
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        let _ = Command::new(format!("{REPO}/scripts/harness.sh"))
-            .arg("down")
-            .arg(&self.dir)
-            .output();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn stop(mut child: Child) {
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    );
-    let _ = child.wait();
-}
 
 fn make_services(root: &Path, apps: usize, per_app: usize, locked: usize) {
     let _ = std::fs::remove_dir_all(root);
@@ -130,26 +27,6 @@ fn make_services(root: &Path, apps: usize, per_app: usize, locked: usize) {
             n += 1;
         }
     }
-}
-
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-    v[i]
-}
-
-/// "p50 X ms, p99 Y ms" (or max) with `digits` decimals.
-fn spread(v: &mut [f64], high: f64, digits: usize) -> String {
-    let label = if high >= 1.0 { "max" } else { "p99" };
-    format!(
-        "p50 {:.digits$} ms, {label} {:.digits$} ms",
-        pct(v, 0.5),
-        pct(v, high)
-    )
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 /// CPU time of all threads of a process, from schedstat (ns precision).

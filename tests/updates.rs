@@ -57,6 +57,21 @@ async fn update_waits_for_a_lock_in_the_other_service_then_applies_at_once() {
             .any(|v| v["app1"]["state"] == "downloading" && v["app1"]["images"][&v1].is_number()),
         "no download progress published: {seen:?}"
     );
+    // A target in force: a logind delay inhibitor for the graceful stop.
+    let want = (
+        "shutdown".to_string(),
+        "stop app containers gracefully".to_string(),
+        "delay".to_string(),
+    );
+    let start = std::time::Instant::now();
+    while !env.holdfast_inhibitors().await.contains(&want) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no delay inhibitor: {:?}",
+            env.holdfast_inhibitors().await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let main = env.container_of("app1", "main");
     let old_worker = env.container_of("app1", "worker");
     let envs = ok(&env.exec(&main, "env"));
@@ -99,7 +114,7 @@ async fn update_waits_for_a_lock_in_the_other_service_then_applies_at_once() {
     assert!(env.cli(&["locks", "--json"]).status.success());
 
     ok(&env.exec(&main, "rm /tmp/balena/updates.lock"));
-    env.wait_app("app1", "applied").await;
+    env.wait_release("app1", "applied", "r2").await;
     let new_worker = env.container_of("app1", "worker");
     assert_ne!(new_worker, old_worker);
     assert_eq!(
@@ -158,11 +173,11 @@ async fn strategies_kill_then_download_and_delete_then_download() {
     ok(&env.exec(&k1, "set -C; : > /tmp/balena/updates.lock"));
     env.wait_locks(&["k/main"]).await;
     ok(&env.apply(&apps(&v3, &v4, "r2")));
-    env.wait_app("d", "applied").await;
+    env.wait_release("d", "applied", "r2").await;
     let st = env.wait_app("k", "waiting").await;
     assert_eq!(st["blocked_by"], json!(["lock:k/main"]));
     ok(&env.exec(&k1, "rm /tmp/balena/updates.lock"));
-    env.wait_app("k", "applied").await;
+    env.wait_release("k", "applied", "r2").await;
     assert_ne!(env.container_of("k", "main"), k1);
     assert_ne!(env.container_of("d", "main"), d1);
     // delete-then-download removed the old image before pulling the new one.
@@ -216,7 +231,7 @@ async fn hand_over_starts_the_new_container_beside_the_old_one() {
     };
     assert_eq!(env.apps().await["h"]["state"], "applying");
     ok(&env.exec(&new, "touch /tmp/balena/handover-complete"));
-    env.wait_app("h", "applied").await;
+    env.wait_release("h", "applied", "r2").await;
     assert_eq!(env.container_of("h", "main"), new);
     assert_eq!(env.containers("h").len(), 1);
 
@@ -227,7 +242,7 @@ async fn hand_over_starts_the_new_container_beside_the_old_one() {
     );
     let began = std::time::Instant::now();
     ok(&env.apply(&t3));
-    env.wait_app("h", "applied").await;
+    env.wait_release("h", "applied", "r3").await;
     assert!(
         began.elapsed() >= Duration::from_millis(1500),
         "hand-over did not wait for its timeout"
@@ -255,7 +270,7 @@ async fn engine_restart_and_engine_absence_do_not_stop_holdfast() {
     // brings the old container back; the lock file is on the host).
     env.restart_docker();
     ok(&env.exec(&c1, "rm /tmp/balena/updates.lock"));
-    env.wait_app("e", "applied").await;
+    env.wait_release("e", "applied", "r2").await;
     assert_ne!(env.container_of("e", "main"), c1);
 
     // No engine at all: reported, retried, resumed.
@@ -271,7 +286,7 @@ async fn engine_restart_and_engine_absence_do_not_stop_holdfast() {
     let status = ok(&env.cli(&["status"]));
     assert!(status.contains("engine: unavailable"), "{status}");
     env.restart_docker();
-    env.wait_app("e", "applied").await;
+    env.wait_release("e", "applied", "r3").await;
     assert_eq!(env.containers("e").len(), 1);
     assert!(env.log().contains("container engine available"));
 }

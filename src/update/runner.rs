@@ -277,7 +277,21 @@ impl Updater {
                 _ => None,
             })
             .collect();
-        for step in steps {
+        let mut i = 0;
+        while i < steps.len() {
+            // Consecutive creates/starts run concurrently, dependencies first.
+            let run = steps[i..]
+                .iter()
+                .take_while(|s| matches!(s, Step::Create { .. } | Step::Start { .. }))
+                .count();
+            if run > 1 {
+                self.start_concurrently(app, target, release, &steps[i..i + run])
+                    .await?;
+                i += run;
+                continue;
+            }
+            let step = &steps[i];
+            i += 1;
             match step {
                 Step::Pull { image } => self.pull(app, release, image, &pulls).await?,
                 Step::TakeLocks { services } => {
@@ -331,6 +345,59 @@ impl Updater {
         tracing::info!(message_id = msgid::UPDATE_APPLIED, app = %app, release = %release,
             "app {app} is at release {release}");
         Ok(Outcome::Done)
+    }
+
+    /// Runs Create/Start steps in dependency waves: every service whose
+    /// dependencies (within these steps) are up is created and started at
+    /// the same time as the others of its wave.
+    async fn start_concurrently(
+        &self,
+        app: &AppName,
+        target: Option<&AppTarget>,
+        release: &str,
+        steps: &[Step],
+    ) -> Result<(), ApplyError> {
+        let mut pending: Vec<(&ServiceName, bool)> = Vec::new();
+        for step in steps {
+            match step {
+                Step::Create { service } => pending.push((service, true)),
+                Step::Start { service } if !pending.iter().any(|(s, _)| *s == service) => {
+                    pending.push((service, false))
+                }
+                _ => {}
+            }
+        }
+        let deps = |s: &ServiceName| -> Vec<&ServiceName> {
+            target
+                .and_then(|t| t.services.get(s))
+                .map(|spec| spec.depends_on.iter().collect())
+                .unwrap_or_default()
+        };
+        while !pending.is_empty() {
+            let waiting: Vec<&ServiceName> = pending.iter().map(|(s, _)| *s).collect();
+            let (wave, rest): (Vec<_>, Vec<_>) = pending
+                .into_iter()
+                .partition(|(s, _)| !deps(s).iter().any(|d| waiting.contains(d)));
+            // A cycle cannot pass the parser; never spin on one anyway.
+            let wave = if wave.is_empty() { rest.clone() } else { wave };
+            pending = if wave.len() == waiting.len() {
+                Vec::new()
+            } else {
+                rest
+            };
+            let runs = wave.iter().map(|(service, create)| async move {
+                if *create {
+                    self.create(app, target, release, service).await?;
+                }
+                let name = self.name_of(app, target, service);
+                tracing::info!(app = %app, service = %service, container = %name, "starting {app}/{service}");
+                self.engine().start(&name).await.map_err(ApplyError::from)
+            });
+            for r in futures_util::future::join_all(runs).await {
+                r?;
+            }
+        }
+        Ok(())
     }
 
     fn name_of(&self, app: &AppName, target: Option<&AppTarget>, service: &ServiceName) -> String {

@@ -57,11 +57,27 @@ impl Env {
         self.wait_app_for(app, state, Duration::from_secs(60)).await
     }
 
+    /// Waits until `app` reaches `state` for `release`.
+    pub async fn wait_release(&self, app: &str, state: &str, release: &str) -> Value {
+        self.wait_app_release(app, state, Some(release), Duration::from_secs(60))
+            .await
+    }
+
     pub async fn wait_app_for(&self, app: &str, state: &str, timeout: Duration) -> Value {
+        self.wait_app_release(app, state, None, timeout).await
+    }
+
+    async fn wait_app_release(
+        &self,
+        app: &str,
+        state: &str,
+        release: Option<&str>,
+        timeout: Duration,
+    ) -> Value {
         let start = Instant::now();
         loop {
             let apps = self.apps().await;
-            if apps[app]["state"] == state {
+            if apps[app]["state"] == state && release.is_none_or(|r| apps[app]["release"] == r) {
                 return apps[app].clone();
             }
             if start.elapsed() > timeout {

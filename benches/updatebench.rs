@@ -1,0 +1,266 @@
+//! Container update benchmark on a real dockerd (scripts/harness.sh
+//! --docker). Run as root:
+//!   cargo bench --bench updatebench
+//! Env: HOLDFAST_BENCH_UPDATES (default 200), HOLDFAST_BENCH_ROUNDS (5).
+//! Prints a markdown table for docs/performance.md.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{env_num, ms, spread, stop, Harness, REPO};
+use holdfast::dbus::Supervisor1Proxy;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Notify;
+
+const IMAGE: &str = "holdfast-bench/busybox:1";
+
+/// A byte-for-byte proxy in front of the engine socket that records when
+/// each chunk of a request arrives: the first one after a mark is the
+/// first engine call holdfast makes.
+#[derive(Clone, Default)]
+struct Recorder {
+    times: Arc<Mutex<Vec<Instant>>>,
+    notify: Arc<Notify>,
+}
+
+impl Recorder {
+    fn first_after(&self, t0: Instant) -> Option<Instant> {
+        self.times
+            .lock()
+            .unwrap()
+            .iter()
+            .copied()
+            .find(|t| *t >= t0)
+    }
+}
+
+async fn proxy(listener: UnixListener, engine: PathBuf, rec: Recorder) {
+    loop {
+        let Ok((client, _)) = listener.accept().await else {
+            return;
+        };
+        let engine = engine.clone();
+        let rec = rec.clone();
+        tokio::spawn(async move {
+            let Ok(server) = UnixStream::connect(&engine).await else {
+                return;
+            };
+            let (mut cr, mut cw) = client.into_split();
+            let (mut sr, mut sw) = server.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut sr, &mut cw).await;
+            });
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = match cr.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                rec.times.lock().unwrap().push(Instant::now());
+                rec.notify.notify_waiters();
+                if sw.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+fn service(round: usize) -> Value {
+    json!({
+        "image": IMAGE,
+        "command": ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.2; done"],
+        "network_mode": "none",
+        "stop_timeout": 2,
+        "environment": {"ROUND": round.to_string()},
+    })
+}
+
+async fn set_target(p: &Supervisor1Proxy<'_>, apps: Value) {
+    p.set_target(&json!({"version": 1, "apps": apps}).to_string())
+        .await
+        .unwrap();
+}
+
+async fn wait_state(p: &Supervisor1Proxy<'_>, app: &str, state: &str, release: &str) {
+    let start = Instant::now();
+    loop {
+        let apps: Value = serde_json::from_str(&p.apps().await.unwrap()).unwrap();
+        if apps[app]["state"] == state && apps[app]["release"] == release {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{app} never {state}: {apps}"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+fn docker(host: &str, args: &[&str]) {
+    let out = Command::new("docker")
+        .arg("-H")
+        .arg(host)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn compose_file(dir: &Path, n: usize) -> PathBuf {
+    let mut y = String::from("version: \"2.4\"\nservices:\n");
+    for i in 0..n {
+        y.push_str(&format!(
+            "  s{i}:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; while :; do sleep 0.2; done\"]\n    network_mode: none\n    stop_grace_period: 2s\n    environment:\n      ROUND: \"0\"\n"
+        ));
+    }
+    let p = dir.join("docker-compose.yml");
+    std::fs::write(&p, y).unwrap();
+    p
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let updates = env_num("HOLDFAST_BENCH_UPDATES", 200) as usize;
+    let rounds = env_num("HOLDFAST_BENCH_ROUNDS", 5) as usize;
+    let h = Harness::up_with(&["--docker"]);
+    let sock = h.dir.join("docker/docker.sock");
+    let host = format!("unix://{}", sock.display());
+    let out = Command::new(format!("{REPO}/scripts/busybox-image.sh"))
+        .args([&host, IMAGE])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let proxy_sock = h.dir.join("engine-proxy.sock");
+    let locks = h.dir.join("locks");
+    let config = h.config_with(
+        &locks,
+        &format!(
+            "engine.socket = \"{}\"\ntarget.file = \"{}\"\n",
+            proxy_sock.display(),
+            h.dir.join("state/target.json").display()
+        ),
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let rec = Recorder::default();
+        let listener = UnixListener::bind(&proxy_sock).unwrap();
+        tokio::spawn(proxy(listener, sock.clone(), rec.clone()));
+        let (child, _, log) = h.start(&config, "update");
+        let conn = zbus::connection::Builder::address(h.bus.as_str()).unwrap().build().await.unwrap();
+        let p = Supervisor1Proxy::builder(&conn)
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await
+            .unwrap();
+
+        // Last lock removed -> first engine call of the apply.
+        set_target(&p, json!({"b": {"release": "r0", "services": {"main": service(0)}}})).await;
+        wait_state(&p, "b", "applied", "r0").await;
+        let lock = locks.join("b/main/updates.lock");
+        let mut lat = Vec::new();
+        for round in 1..=updates {
+            std::fs::write(&lock, b"").unwrap();
+            let rel = format!("r{round}");
+            set_target(&p, json!({"b": {"release": rel, "services": {"main": service(round)}}})).await;
+            wait_state(&p, "b", "waiting", &rel).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let notified = rec.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let t0 = Instant::now();
+            std::fs::remove_file(&lock).unwrap();
+            let first = loop {
+                if let Some(t) = rec.first_after(t0) {
+                    break t;
+                }
+                tokio::time::timeout(Duration::from_secs(10), notified.as_mut())
+                    .await
+                    .expect("no engine call within 10 s of the unlock");
+                notified.set(rec.notify.notified());
+                notified.as_mut().enable();
+            };
+            lat.push(ms(first - t0));
+            rec.times.lock().unwrap().clear();
+            wait_state(&p, "b", "applied", &rel).await;
+        }
+        set_target(&p, json!({})).await;
+
+        // A 10-service release vs docker-compose up -d of the same services.
+        let compose = compose_file(&h.dir, 10);
+        let mut hf = Vec::new();
+        let mut dc = Vec::new();
+        for round in 0..rounds {
+            let services: serde_json::Map<String, Value> =
+                (0..10).map(|i| (format!("s{i}"), service(0))).collect();
+            let rel = format!("t{round}");
+            let t0 = Instant::now();
+            set_target(&p, json!({"ten": {"release": rel, "services": services}})).await;
+            wait_state(&p, "ten", "applied", &rel).await;
+            hf.push(t0.elapsed().as_secs_f64());
+            set_target(&p, json!({})).await;
+            let start = Instant::now();
+            while Command::new("docker").args(["-H", &host, "ps", "-aq", "--filter", "label=io.holdfast.app=ten"])
+                .output().unwrap().stdout.len() > 0
+            {
+                assert!(start.elapsed() < Duration::from_secs(60));
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+
+            let t0 = Instant::now();
+            let out = Command::new("docker-compose")
+                .args(["-p", &format!("cmp{round}"), "-f", compose.to_str().unwrap(), "up", "-d"])
+                .env("DOCKER_HOST", &host)
+                .output()
+                .unwrap();
+            dc.push(t0.elapsed().as_secs_f64());
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let out = Command::new("docker-compose")
+                .args(["-p", &format!("cmp{round}"), "-f", compose.to_str().unwrap(), "down", "-t", "2"])
+                .env("DOCKER_HOST", &host)
+                .output()
+                .unwrap();
+            assert!(out.status.success());
+        }
+        stop(child);
+        let _ = log;
+        let med = |v: &mut Vec<f64>| {
+            v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            v[v.len() / 2]
+        };
+        let (hm, dm) = (med(&mut hf), med(&mut dc));
+        println!("| measurement | result | target |");
+        println!("|---|---|---|");
+        println!(
+            "| last lock removed -> first engine call of the apply ({updates} updates) | {} | p99 <= 20 ms |",
+            spread(&mut lat, 0.99, 2)
+        );
+        println!(
+            "| 10-service release applied (holdfast, {rounds} rounds) | median {hm:.2} s (min {:.2}, max {:.2}) | - |",
+            hf[0],
+            hf[hf.len() - 1]
+        );
+        println!(
+            "| `docker-compose up -d` of the same 10 services ({rounds} rounds) | median {dm:.2} s (min {:.2}, max {:.2}) | - |",
+            dc[0],
+            dc[dc.len() - 1]
+        );
+        println!("| ratio holdfast / compose (medians) | {:.2} | <= 1.0 |", hm / dm);
+    });
+    let _ = docker;
+}
