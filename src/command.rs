@@ -18,6 +18,8 @@ pub enum Command {
     TakeLocks {
         app: AppName,
         services: Vec<ServiceName>,
+        /// Pass over locks apps hold (override or forced update).
+        through: bool,
         reply: oneshot::Sender<Result<Vec<ServiceId>, CommandError>>,
     },
     ReleaseLocks {
@@ -44,6 +46,27 @@ pub enum Command {
     },
     /// The target file changed on disk: re-read it.
     ReloadTarget,
+    /// config.json changed on disk: re-read it (the lock override).
+    ReloadDeviceConfig,
+    /// Check for updates now; `force` goes through locks once, for the
+    /// updates pending at that moment.
+    Update {
+        force: bool,
+        who: String,
+        reply: oneshot::Sender<Result<(), CommandError>>,
+    },
+    /// Reboot as soon as no app holds a lock, or forced at `not_after_usec`
+    /// (0: no deadline). Answers the description of the pending request.
+    RequestReboot {
+        not_after_usec: u64,
+        who: String,
+        reply: oneshot::Sender<String>,
+    },
+    /// Drops a pending reboot request; answers whether there was one.
+    CancelReboot {
+        who: String,
+        reply: oneshot::Sender<bool>,
+    },
     /// Answered by the core loop: proof of progress for the watchdog.
     Ping { reply: oneshot::Sender<()> },
     /// Daemon-internal: release own locks and stop the core loop.

@@ -9,11 +9,14 @@ use tokio::sync::{mpsc, watch};
 use zbus::object_server::SignalEmitter;
 use zbus::{fdo, interface, Connection};
 
+use crate::arbiter::PendingReboot;
 use crate::command::{request, Command, CommandError, LockInfo, PowerAction};
-use crate::inhibit::{Ended, Inhibitor, InhibitorStatus, Login1ManagerProxy};
+use crate::devconfig::Override;
+use crate::inhibit::{Ended, Inhibitor, InhibitorStatus};
 use crate::locks::own::OwnLockError;
 use crate::locks::LockTable;
 use crate::names::{AppName, ServiceName};
+use crate::power::{Power, PowerError};
 use crate::status::full_summary;
 use crate::update::status::UpdateStatus;
 
@@ -62,6 +65,8 @@ pub struct Shared {
     pub lock_root: String,
     pub updates: watch::Receiver<UpdateStatus>,
     pub engine_socket: std::path::PathBuf,
+    pub lock_override: watch::Receiver<Override>,
+    pub pending_reboot: watch::Receiver<Option<PendingReboot>>,
 }
 
 pub struct Supervisor {
@@ -69,9 +74,6 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    /// Reboot or power off through logind once no app holds a lock (or
-    /// forced): every app's locks are ours first, and our own block
-    /// inhibitor is gone before we ask.
     async fn power(
         &self,
         action: PowerAction,
@@ -79,42 +81,31 @@ impl Supervisor {
         conn: &Connection,
         hdr: &zbus::message::Header<'_>,
     ) -> Result<(), BusError> {
-        require_root(conn, hdr).await?;
-        let who = hdr.sender().map(|s| s.to_string()).unwrap_or_default();
-        request(&self.shared.commands, |reply| Command::PreparePower {
-            action,
-            force,
-            who,
-            reply,
-        })
-        .await??;
-        let mut inh = self.shared.inhibitor.clone();
-        let released = tokio::time::timeout(Duration::from_secs(5), inh.wait_for(|s| !s.held))
-            .await
-            .is_ok_and(|r| r.is_ok());
-        let result = match released {
-            true => {
-                let login = Login1ManagerProxy::new(conn).await?;
-                match action {
-                    PowerAction::Reboot => login.reboot(false).await,
-                    PowerAction::PowerOff => login.power_off(false).await,
-                }
-                .map_err(|e| BusError::Failed(format!("logind refused to {}: {e}", action.verb())))
-            }
-            false => Err(BusError::Failed(
-                "holdfast's inhibitor was not released in time".into(),
-            )),
+        let who = require_root(conn, hdr).await?;
+        let power = Power {
+            commands: self.shared.commands.clone(),
+            inhibitor: self.shared.inhibitor.clone(),
         };
-        if result.is_err() {
-            let _ = request(&self.shared.commands, |reply| Command::AbortPower { reply }).await;
+        Ok(power.run(conn, action, force, &who).await?)
+    }
+}
+
+impl From<PowerError> for BusError {
+    fn from(e: PowerError) -> Self {
+        match e {
+            PowerError::Command(c) => c.into(),
+            other => BusError::Failed(other.to_string()),
         }
-        result
     }
 }
 
 /// Only root may call methods (the bus policy says so too; this holds when
 /// a policy is missing).
-async fn require_root(conn: &Connection, hdr: &zbus::message::Header<'_>) -> Result<(), BusError> {
+/// Answers who the caller is, for the log of forced actions.
+async fn require_root(
+    conn: &Connection,
+    hdr: &zbus::message::Header<'_>,
+) -> Result<String, BusError> {
     let sender = hdr
         .sender()
         .ok_or_else(|| BusError::AccessDenied("no sender".into()))?;
@@ -124,7 +115,7 @@ async fn require_root(conn: &Connection, hdr: &zbus::message::Header<'_>) -> Res
         .await
         .map_err(|e| BusError::AccessDenied(e.to_string()))?;
     if uid == 0 {
-        Ok(())
+        Ok(format!("D-Bus client {sender} (uid 0)"))
     } else {
         Err(BusError::AccessDenied(format!(
             "uid {uid} may not call holdfast methods; only root may"
@@ -165,6 +156,7 @@ impl Supervisor {
         let taken = request(&self.shared.commands, |reply| Command::TakeLocks {
             app,
             services,
+            through: false,
             reply,
         })
         .await??;
@@ -230,6 +222,86 @@ impl Supervisor {
         .await??)
     }
 
+    /// Checks for updates now. With force, the updates pending at this
+    /// moment go through app locks once (an apply already waiting on a lock
+    /// included); the override is not set. Logged with the caller.
+    async fn update(
+        &self,
+        force: bool,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(), BusError> {
+        let who = require_root(conn, &hdr).await?;
+        Ok(request(&self.shared.commands, |reply| Command::Update {
+            force,
+            who,
+            reply,
+        })
+        .await??)
+    }
+
+    /// Reboots as soon as no app holds a lock, or at `not_after_usec`
+    /// (microseconds since the epoch; 0: no deadline) forced through the
+    /// locks, whichever comes first. Replaces a pending request.
+    #[zbus(out_args("pending"))]
+    async fn request_reboot(
+        &self,
+        not_after_usec: u64,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<String, BusError> {
+        let who = require_root(conn, &hdr).await?;
+        Ok(
+            request(&self.shared.commands, |reply| Command::RequestReboot {
+                not_after_usec,
+                who,
+                reply,
+            })
+            .await?,
+        )
+    }
+
+    /// Drops a pending RequestReboot; answers whether one was pending.
+    #[zbus(out_args("cancelled"))]
+    async fn cancel_reboot(
+        &self,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<bool, BusError> {
+        let who = require_root(conn, &hdr).await?;
+        Ok(
+            request(&self.shared.commands, |reply| Command::CancelReboot {
+                who,
+                reply,
+            })
+            .await?,
+        )
+    }
+
+    /// Whether the lock override (config.json) is on.
+    #[zbus(property)]
+    fn lock_override(&self) -> bool {
+        self.shared.lock_override.borrow().enabled
+    }
+
+    /// Where the override comes from, e.g.
+    /// `deviceConfig.BALENA_SUPERVISOR_OVERRIDE_LOCK`; empty when unset.
+    #[zbus(property)]
+    fn lock_override_source(&self) -> String {
+        self.shared.lock_override.borrow().source.clone()
+    }
+
+    /// The pending RequestReboot, described; empty when none.
+    #[zbus(property)]
+    fn pending_reboot(&self) -> String {
+        self.shared
+            .pending_reboot
+            .borrow()
+            .as_ref()
+            .map(PendingReboot::describe)
+            .unwrap_or_default()
+    }
+
     /// Per app update state as JSON: `{"app1": {"state": "waiting",
     /// "release": "r2", "blocked_by": ["lock:app1/main"]}}`.
     #[zbus(property)]
@@ -279,6 +351,8 @@ impl Supervisor {
             &self.shared.table.borrow(),
             &self.shared.inhibitor.borrow(),
             &self.shared.updates.borrow(),
+            &self.shared.lock_override.borrow(),
+            self.shared.pending_reboot.borrow().is_some(),
         )
     }
 
@@ -303,6 +377,15 @@ pub trait Supervisor1 {
     fn reboot(&self, force: bool) -> zbus::Result<()>;
     fn shutdown(&self, force: bool) -> zbus::Result<()>;
     fn set_target(&self, json: &str) -> zbus::Result<String>;
+    fn update(&self, force: bool) -> zbus::Result<()>;
+    fn request_reboot(&self, not_after_usec: u64) -> zbus::Result<String>;
+    fn cancel_reboot(&self) -> zbus::Result<bool>;
+    #[zbus(property)]
+    fn lock_override(&self) -> zbus::Result<bool>;
+    #[zbus(property)]
+    fn lock_override_source(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn pending_reboot(&self) -> zbus::Result<String>;
     #[zbus(property)]
     fn apps(&self) -> zbus::Result<String>;
     #[zbus(property)]
@@ -347,6 +430,10 @@ async fn emit_changes(conn: &Connection, shared: &Shared) -> zbus::Result<()> {
     let mut table = shared.table.clone();
     let mut inh = shared.inhibitor.clone();
     let mut updates = shared.updates.clone();
+    let mut lock_override = shared.lock_override.clone();
+    let mut pending = shared.pending_reboot.clone();
+    lock_override.mark_unchanged();
+    pending.mark_unchanged();
     table.mark_unchanged();
     inh.mark_unchanged();
     updates.mark_unchanged();
@@ -368,6 +455,21 @@ async fn emit_changes(conn: &Connection, shared: &Shared) -> zbus::Result<()> {
                 let s = iface.get().await;
                 s.inhibitor_held_changed(emitter).await?;
                 s.inhibitor_why_changed(emitter).await?;
+                s.status_changed(emitter).await?;
+            }
+            r = lock_override.changed() => {
+                if r.is_err() { return Ok(()) }
+                lock_override.borrow_and_update();
+                let s = iface.get().await;
+                s.lock_override_changed(emitter).await?;
+                s.lock_override_source_changed(emitter).await?;
+                s.status_changed(emitter).await?;
+            }
+            r = pending.changed() => {
+                if r.is_err() { return Ok(()) }
+                pending.borrow_and_update();
+                let s = iface.get().await;
+                s.pending_reboot_changed(emitter).await?;
                 s.status_changed(emitter).await?;
             }
             r = updates.changed() => {
@@ -409,8 +511,9 @@ pub async fn run(shared: Shared, ready: tokio::sync::oneshot::Sender<()>) {
         let mut table = shared.table.clone();
         let mut what = shared.what.clone();
         let mut powering = shared.powering.clone();
+        let mut lock_override = shared.lock_override.clone();
         let ended = tokio::select! {
-            e = inhibitor.run(&conn, &mut table, &mut what, &mut powering, &shared.inhibitor_tx) => e,
+            e = inhibitor.run(&conn, &mut table, &mut what, &mut powering, &mut lock_override, &shared.inhibitor_tx) => e,
             r = emit_changes(&conn, &shared) => match r {
                 Ok(()) => Ended::Shutdown,
                 Err(_) => Ended::Disconnected,

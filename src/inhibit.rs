@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use zbus::zvariant::OwnedFd;
 use zbus::{Connection, MatchRule, MessageStream};
 
+use crate::devconfig::Override;
 use crate::locks::LockTable;
 use crate::logging::msgid;
 
@@ -105,6 +106,7 @@ impl Inhibitor {
         table: &mut watch::Receiver<Arc<LockTable>>,
         what: &mut watch::Receiver<String>,
         powering: &mut watch::Receiver<bool>,
+        lock_override: &mut watch::Receiver<Override>,
         status: &watch::Sender<InhibitorStatus>,
     ) -> Ended {
         let rule = MatchRule::builder()
@@ -136,8 +138,11 @@ impl Inhibitor {
         let mut force = self.held.is_some();
         loop {
             // During our own reboot the inhibitor goes: from systemd 257 on
-            // it would refuse our own request too.
-            let want = match *powering.borrow_and_update() {
+            // it would refuse our own request too. Under the lock override
+            // locks hold nothing back, reboots included.
+            let suspended =
+                *powering.borrow_and_update() || lock_override.borrow_and_update().enabled;
+            let want = match suspended {
                 true => None,
                 false => desired_why(&table.borrow_and_update()),
             };
@@ -148,6 +153,7 @@ impl Inhibitor {
                 r = table.changed() => if r.is_err() { return Ended::Shutdown },
                 r = what.changed() => if r.is_err() { return Ended::Shutdown },
                 r = powering.changed() => if r.is_err() { return Ended::Shutdown },
+                r = lock_override.changed() => if r.is_err() { return Ended::Shutdown },
                 msg = owners.next() => match msg {
                     Some(Ok(m)) => {
                         let new_owner = m.body().deserialize::<(String, String, String)>()

@@ -5,11 +5,13 @@
 //! sources (`config`) -> validated settings. D-Bus and CLI -> one
 //! `command::Command` handled by the daemon's core task (`daemon`).
 
+pub mod arbiter;
 pub mod cli;
 pub mod command;
 pub mod config;
 pub mod daemon;
 pub mod dbus;
+pub mod devconfig;
 pub mod engine;
 pub mod fsutil;
 pub mod inhibit;
@@ -17,6 +19,7 @@ pub mod inotify;
 pub mod locks;
 pub mod logging;
 pub mod names;
+pub mod power;
 pub mod status;
 pub mod target;
 pub mod update;

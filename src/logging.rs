@@ -18,6 +18,9 @@ pub mod msgid {
     pub const UPDATE_WAITING: &str = "6f0a1c3e5b7d4e2f8a9b0c1d2e3f4a59";
     pub const UPDATE_APPLIED: &str = "6f0a1c3e5b7d4e2f8a9b0c1d2e3f4a5a";
     pub const CONTAINERS_STOPPED: &str = "6f0a1c3e5b7d4e2f8a9b0c1d2e3f4a5b";
+    pub const UPDATE_FORCED: &str = "6f0a1c3e5b7d4e2f8a9b0c1d2e3f4a5c";
+    pub const OVERRIDE_ON: &str = "6f0a1c3e5b7d4e2f8a9b0c1d2e3f4a5d";
+    pub const OVERRIDE_OFF: &str = "6f0a1c3e5b7d4e2f8a9b0c1d2e3f4a5e";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,5 +1,6 @@
 //! The one-line human summary used for systemd's STATUS= and `holdfast status`.
 
+use crate::devconfig::Override;
 use crate::inhibit::InhibitorStatus;
 use crate::locks::LockTable;
 use crate::update::status::UpdateStatus;
@@ -36,8 +37,16 @@ pub fn full_summary(
     table: &LockTable,
     inhibitor: &InhibitorStatus,
     updates: &UpdateStatus,
+    lock_override: &Override,
+    pending_reboot: bool,
 ) -> String {
     let mut line = summary(table, inhibitor);
+    if lock_override.enabled {
+        line.push_str(&format!("; lock override {}", lock_override.describe()));
+    }
+    if pending_reboot {
+        line.push_str("; reboot pending");
+    }
     if let Some(apps) = updates.summary() {
         line.push_str("; ");
         line.push_str(&apps);

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use holdfast::cli::{lock, render};
+use holdfast::arbiter::now_usec;
+use holdfast::cli::{deadline, lock, render};
 use holdfast::config;
 use holdfast::dbus::Supervisor1Proxy;
 use holdfast::names::{AppName, ServiceId};
@@ -56,6 +57,22 @@ enum Cmd {
     /// Reboot through logind once no app holds a lock (exit 75 if one does).
     Reboot {
         /// Go through app locks.
+        #[arg(long, conflicts_with_all = ["when_unlocked", "cancel"])]
+        force: bool,
+        /// Do not refuse: reboot the moment no app holds a lock.
+        #[arg(long)]
+        when_unlocked: bool,
+        /// With --when-unlocked: reboot at this time at the latest, forced
+        /// (90s, 30m, 2h, 1d, 2026-11-22T18:00:00Z or @epoch-seconds).
+        #[arg(long, requires = "when_unlocked", value_name = "WHEN")]
+        deadline: Option<String>,
+        /// Drop a pending --when-unlocked reboot.
+        #[arg(long, conflicts_with = "when_unlocked")]
+        cancel: bool,
+    },
+    /// Check for updates now; --force applies the pending ones through app
+    /// locks once (the lock override is not set).
+    Update {
         #[arg(long)]
         force: bool,
     },
@@ -152,16 +169,35 @@ async fn run(cli: Cli) -> Result<ExitCode, zbus::Error> {
             let apps: BTreeMap<String, AppStatus> =
                 serde_json::from_str(&p.apps().await?).unwrap_or_default();
             let engine = p.engine().await?;
+            let (ovr, ovr_source, pending) = (
+                p.lock_override().await?,
+                p.lock_override_source().await?,
+                p.pending_reboot().await?,
+            );
             if json {
                 print_json(&serde_json::json!({
                     "version": version, "status": status, "lock_root": root,
                     "inhibitor": {"held": held, "why": why}, "locks": locks,
                     "engine": engine, "apps": apps,
+                    "lock_override": {"enabled": ovr, "source": ovr_source},
+                    "pending_reboot": pending,
                 }));
             } else {
                 println!("holdfastd {version}: {status}");
                 println!("lock root: {root}");
                 println!("engine: {engine}");
+                let source = if ovr_source.is_empty() {
+                    "not set".to_owned()
+                } else {
+                    ovr_source
+                };
+                println!(
+                    "lock override: {} ({source})",
+                    if ovr { "on" } else { "off" }
+                );
+                if !pending.is_empty() {
+                    println!("pending: {pending}");
+                }
                 if held {
                     println!("inhibitor: held ({why})");
                 }
@@ -221,8 +257,42 @@ async fn run(cli: Cli) -> Result<ExitCode, zbus::Error> {
                 Err(e) => return Err(e),
             }
         }
-        Cmd::Reboot { force } => {
+        Cmd::Reboot { cancel: true, .. } => {
+            let had = proxy().await?.cancel_reboot().await?;
+            println!(
+                "{}",
+                if had {
+                    "pending reboot cancelled"
+                } else {
+                    "no reboot was pending"
+                }
+            );
+        }
+        Cmd::Reboot {
+            when_unlocked: true,
+            deadline,
+            ..
+        } => {
+            let not_after = match deadline.as_deref().map(|d| deadline::parse(d, now_usec())) {
+                None => 0,
+                Some(Ok(t)) => t,
+                Some(Err(e)) => return Ok(fail(e)),
+            };
+            println!("{}", proxy().await?.request_reboot(not_after).await?);
+        }
+        Cmd::Reboot { force, .. } => {
             power_answer(proxy().await?.reboot(force).await, "rebooting")?;
+        }
+        Cmd::Update { force } => {
+            proxy().await?.update(force).await?;
+            println!(
+                "{}",
+                if force {
+                    "forced update triggered"
+                } else {
+                    "update check triggered"
+                }
+            );
         }
         Cmd::Shutdown { force } => {
             power_answer(proxy().await?.shutdown(force).await, "shutting down")?;

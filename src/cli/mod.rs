@@ -2,5 +2,6 @@
 //! `lock` (which works like any app's lock client, daemon or not) and
 //! `config show` (which reads the same files holdfastd reads).
 
+pub mod deadline;
 pub mod lock;
 pub mod render;

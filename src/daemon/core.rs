@@ -6,13 +6,17 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 
+use crate::arbiter::PendingReboot;
 use crate::command::{Command, CommandError, LockInfo, PowerAction};
+use crate::devconfig::{self, Override};
+use crate::locks::breaker;
 use crate::locks::own::OwnLockError;
 use crate::locks::own::OwnLocks;
 use crate::locks::state::{Change, LockEvent, Owner};
 use crate::locks::{holders, LockTable};
 use crate::logging::msgid;
 use crate::names::{AppName, ServiceId};
+use crate::update::runner::UpdateRequest;
 use crate::update::store::{StoreError, TargetStore};
 
 pub struct Core {
@@ -26,6 +30,11 @@ pub struct Core {
     /// Apps whose locks we took for that reboot.
     pub power_locks: Vec<AppName>,
     pub target: TargetStore,
+    pub lock_root: PathBuf,
+    pub config_json: PathBuf,
+    pub lock_override: watch::Sender<Override>,
+    pub updates: mpsc::Sender<UpdateRequest>,
+    pub pending_reboot: watch::Sender<Option<PendingReboot>>,
 }
 
 impl Core {
@@ -103,9 +112,14 @@ impl Core {
             Command::TakeLocks {
                 app,
                 services,
+                through,
                 reply,
             } => {
-                let r = self.own.take(&app, &services);
+                let r = if through {
+                    self.own.take_through(&app, &services)
+                } else {
+                    self.own.take(&app, &services)
+                };
                 match &r {
                     Ok(ids) => {
                         tracing::info!(app = %app, services = ids.len(), "holdfast took the locks of app {app}")
@@ -162,6 +176,36 @@ impl Core {
                     tracing::error!(error = %e, "target file rejected; the previous target stays in force")
                 }
             },
+            Command::ReloadDeviceConfig => self.load_device_config(false),
+            Command::RequestReboot {
+                not_after_usec,
+                who,
+                reply,
+            } => {
+                let p = PendingReboot {
+                    not_after_usec,
+                    who,
+                    reason: "requested".into(),
+                };
+                let text = p.describe();
+                tracing::info!(who = %p.who, not_after_usec, "{text}");
+                self.pending_reboot.send_replace(Some(p));
+                let _ = reply.send(text);
+            }
+            Command::CancelReboot { who, reply } => {
+                let had = self.pending_reboot.send_replace(None).is_some();
+                if had {
+                    tracing::info!(who = %who, "pending reboot cancelled by {who}");
+                }
+                let _ = reply.send(had);
+            }
+            Command::Update { force, who, reply } => {
+                let r = self
+                    .updates
+                    .try_send(UpdateRequest { force, who })
+                    .map_err(|_| CommandError::Failed("the updater is busy; try again".into()));
+                let _ = reply.send(r);
+            }
             Command::Ping { reply } => {
                 let _ = reply.send(());
             }
@@ -178,6 +222,7 @@ impl Core {
         who: &str,
     ) -> Result<Vec<ServiceId>, CommandError> {
         let locked: Vec<ServiceId> = self.table.held_by_apps().into_iter().cloned().collect();
+        let force = force || self.lock_override.borrow().enabled;
         if !locked.is_empty() && !force {
             tracing::info!(who, "refused to {}: locked by {locked:?}", action.verb());
             return Err(CommandError::Locked(locked, action));
@@ -209,6 +254,70 @@ impl Core {
         );
         self.power_tx.send_replace(true);
         Ok(if force { locked } else { Vec::new() })
+    }
+
+    /// Reads config.json. Bad JSON or a missing file keep the settings in
+    /// force (at start: the override is off).
+    pub fn load_device_config(&mut self, initial: bool) {
+        let path = self.config_json.display().to_string();
+        let text = match std::fs::read_to_string(&self.config_json) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if initial {
+                    tracing::info!(file = %path, "no config.json: the lock override is off");
+                } else {
+                    tracing::warn!(file = %path, "config.json is gone; its last settings stay in force");
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::error!(file = %path, error = %e, "cannot read config.json; its last settings stay in force");
+                return;
+            }
+        };
+        let new = match devconfig::parse(&text, &path) {
+            Ok(v) => devconfig::lock_override(&v),
+            Err(e) => {
+                tracing::error!(error = %e, "config.json rejected; its last settings stay in force: {e}");
+                return;
+            }
+        };
+        if let Some(err) = &new.error {
+            tracing::error!(file = %path, "config.json: {err}");
+        }
+        self.set_override(new);
+    }
+
+    fn set_override(&mut self, new: Override) {
+        let old = self.lock_override.borrow().clone();
+        if old == new {
+            return;
+        }
+        if new.enabled && !old.enabled {
+            let present: Vec<ServiceId> = self.table.held_by_apps().into_iter().cloned().collect();
+            tracing::warn!(message_id = msgid::OVERRIDE_ON, source = %new.source, locks = ?present,
+                "update lock override turned on by {}: locks no longer hold back updates or reboots; deleting the locks present now",
+                new.source);
+            match breaker::remove_app_locks(&self.lock_root, &present) {
+                Ok(done) => {
+                    for b in done {
+                        match b.result {
+                            Ok(()) => tracing::warn!(service = %b.id, file = %b.name,
+                                "deleted the update lock {}/{} (override); the app must take it again", b.id, b.name),
+                            Err(e) => tracing::error!(service = %b.id, file = %b.name, error = %e,
+                                "cannot delete the update lock {}/{}: {e}", b.id, b.name),
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "cannot delete locks for the override"),
+            }
+        } else if !new.enabled && old.enabled {
+            tracing::info!(
+                message_id = msgid::OVERRIDE_OFF,
+                "update lock override is off: locks are respected again"
+            );
+        }
+        self.lock_override.send_replace(new);
     }
 
     fn abort_power(&mut self) {

@@ -11,9 +11,11 @@ use sd_notify::NotifyState;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::arbiter::{Arbiter, PendingReboot};
 use crate::command::{request, Command};
 use crate::config::{self, ConfigError, Settings};
 use crate::dbus;
+use crate::devconfig::Override;
 use crate::inhibit::InhibitorStatus;
 use crate::inotify::NamesWatch;
 use crate::locks::fs::FsError;
@@ -22,6 +24,7 @@ use crate::locks::state::LockEvent;
 use crate::locks::watch::Watcher;
 use crate::locks::LockTable;
 use crate::logging::msgid;
+use crate::power::Power;
 use crate::status::full_summary;
 use crate::update::runner::Updater;
 use crate::update::status::UpdateStatus;
@@ -73,6 +76,9 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     let (watcher, scan) = Watcher::start(&settings.lock_root)?;
     let (table_tx, table_rx) = watch::channel(Arc::new(LockTable::default()));
     let (power_tx, power_rx) = watch::channel(false);
+    let (override_tx, override_rx) = watch::channel(Override::default());
+    let (update_req_tx, update_req_rx) = mpsc::channel(8);
+    let (pending_tx, pending_rx) = watch::channel(None);
     let mut core = core::Core {
         table: LockTable::default(),
         own,
@@ -81,6 +87,11 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         power_tx,
         power_locks: Vec::new(),
         target: target_store,
+        lock_root: settings.lock_root.clone(),
+        config_json: settings.config_json.clone(),
+        lock_override: override_tx,
+        updates: update_req_tx,
+        pending_reboot: pending_tx.clone(),
     };
     let initial: Vec<_> = scan
         .services
@@ -89,6 +100,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         .map(|(id, _)| id.clone())
         .collect();
     core.apply(LockEvent::Resync(scan.services));
+    core.load_device_config(true);
     tracing::info!(
         services = core.table.service_count(),
         locks = core.table.lock_count(),
@@ -106,9 +118,15 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         ..Default::default()
     });
     let mut watcher_task = tokio::spawn(watcher.run(ev_tx, initial));
-    tokio::spawn(watch_target_file(
+    tokio::spawn(watch_file(
         settings.target_file.clone(),
         cmd_tx.clone(),
+        || Command::ReloadTarget,
+    ));
+    tokio::spawn(watch_file(
+        settings.config_json.clone(),
+        cmd_tx.clone(),
+        || Command::ReloadDeviceConfig,
     ));
     let updater = Updater {
         socket: settings.engine_socket(),
@@ -119,8 +137,21 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         table: table_rx.clone(),
         target: target_rx,
         status: updates_tx,
+        lock_override: override_rx.clone(),
+        requests: update_req_rx,
+        forced: None,
     };
     let updater_task = tokio::spawn(updater.run());
+    let arbiter = Arbiter {
+        power: Power {
+            commands: cmd_tx.clone(),
+            inhibitor: inh_rx.clone(),
+        },
+        table: table_rx.clone(),
+        lock_override: override_rx.clone(),
+        pending: pending_tx,
+    };
+    tokio::spawn(arbiter.run());
     let mut core_task = tokio::spawn(core.run(ev_rx, cmd_rx));
     let shared = dbus::Shared {
         commands: cmd_tx.clone(),
@@ -132,10 +163,19 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         lock_root: settings.lock_root.display().to_string(),
         updates: updates_rx.clone(),
         engine_socket: settings.engine_socket(),
+        lock_override: override_rx.clone(),
+        pending_reboot: pending_rx.clone(),
     };
+    let pending_rx_status = pending_rx;
     let (ready_tx, mut ready_rx) = oneshot::channel();
     let bus_task = tokio::spawn(dbus::run(shared, ready_tx));
-    tokio::spawn(status_lines(table_rx, inh_rx, updates_rx));
+    tokio::spawn(status_lines(StatusInputs {
+        table: table_rx,
+        inh: inh_rx,
+        updates: updates_rx,
+        lock_override: override_rx,
+        pending: pending_rx_status,
+    }));
     let mut watchdog_usec = 0u64;
     if sd_notify::watchdog_enabled(false, &mut watchdog_usec) {
         tokio::spawn(watchdog(
@@ -223,48 +263,56 @@ fn reload(
     }
 }
 
-/// Keeps systemd's STATUS= line in step with the lock table and inhibitor.
-async fn status_lines(
-    mut table: watch::Receiver<Arc<LockTable>>,
-    mut inh: watch::Receiver<InhibitorStatus>,
-    mut updates: watch::Receiver<UpdateStatus>,
-) {
+struct StatusInputs {
+    table: watch::Receiver<Arc<LockTable>>,
+    inh: watch::Receiver<InhibitorStatus>,
+    updates: watch::Receiver<UpdateStatus>,
+    lock_override: watch::Receiver<Override>,
+    pending: watch::Receiver<Option<PendingReboot>>,
+}
+
+/// Keeps systemd's STATUS= line in step with the published state.
+async fn status_lines(mut i: StatusInputs) {
     let mut last = String::new();
     loop {
         let line = full_summary(
-            &table.borrow_and_update(),
-            &inh.borrow_and_update(),
-            &updates.borrow_and_update(),
+            &i.table.borrow_and_update(),
+            &i.inh.borrow_and_update(),
+            &i.updates.borrow_and_update(),
+            &i.lock_override.borrow_and_update(),
+            i.pending.borrow_and_update().is_some(),
         );
         if line != last {
             notify(&[NotifyState::Status(&line)]);
             last = line;
         }
         tokio::select! {
-            r = table.changed() => if r.is_err() { return },
-            r = inh.changed() => if r.is_err() { return },
-            r = updates.changed() => if r.is_err() { return },
+            r = i.table.changed() => if r.is_err() { return },
+            r = i.inh.changed() => if r.is_err() { return },
+            r = i.updates.changed() => if r.is_err() { return },
+            r = i.lock_override.changed() => if r.is_err() { return },
+            r = i.pending.changed() => if r.is_err() { return },
         }
     }
 }
 
-/// Re-reads the target file whenever it is written, renamed over or
-/// removed (the core keeps the target in force when it is bad or gone).
-async fn watch_target_file(file: PathBuf, commands: mpsc::Sender<Command>) {
+/// Tells the core to re-read `file` whenever it is written, renamed over or
+/// removed (the core keeps what is in force when it is bad or gone).
+async fn watch_file(file: PathBuf, commands: mpsc::Sender<Command>, make: fn() -> Command) {
     let (Some(dir), Some(name)) = (file.parent(), file.file_name().and_then(|n| n.to_str())) else {
-        tracing::error!(file = %file.display(), "target file path has no directory or name; not watching it");
+        tracing::error!(file = %file.display(), "path has no directory or name; not watching it");
         return;
     };
     let watch = std::fs::create_dir_all(dir).and_then(|_| NamesWatch::new(dir, &[name]));
     let mut watch = match watch {
         Ok(w) => w,
         Err(e) => {
-            tracing::error!(dir = %dir.display(), error = %e, "cannot watch the target file; D-Bus SetTarget still works");
+            tracing::error!(dir = %dir.display(), error = %e, "cannot watch {}; changes to it need a restart", file.display());
             return;
         }
     };
     while watch.changed().await.is_ok() {
-        if commands.send(Command::ReloadTarget).await.is_err() {
+        if commands.send(make()).await.is_err() {
             return;
         }
     }

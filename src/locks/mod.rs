@@ -2,6 +2,7 @@
 //! turns directory changes into events (`watch`), the pure table those
 //! events reduce into (`state`), and holdfast's own locks (`own`).
 
+pub mod breaker;
 pub mod fs;
 pub mod holders;
 pub mod own;

@@ -103,6 +103,25 @@ impl OwnLocks {
         app: &AppName,
         services: &[ServiceName],
     ) -> Result<Vec<ServiceId>, OwnLockError> {
+        self.take_inner(app, services, false)
+    }
+
+    /// As `take`, but a lock an app holds is passed over instead of failing
+    /// (under the lock override or a forced update).
+    pub fn take_through(
+        &mut self,
+        app: &AppName,
+        services: &[ServiceName],
+    ) -> Result<Vec<ServiceId>, OwnLockError> {
+        self.take_inner(app, services, true)
+    }
+
+    fn take_inner(
+        &mut self,
+        app: &AppName,
+        services: &[ServiceName],
+        through: bool,
+    ) -> Result<Vec<ServiceId>, OwnLockError> {
         if self.held.contains_key(app) {
             return Err(OwnLockError::AlreadyHeld(app.clone()));
         }
@@ -159,6 +178,7 @@ impl OwnLocks {
                 };
                 match create_own_lock(dir.as_fd(), file, &token, &shown) {
                     Ok((dev, ino)) => taken.push(Held { entry, dev, ino }),
+                    Err(Errno::EEXIST) if through => {}
                     Err(Errno::EEXIST) => {
                         failure = Some(OwnLockError::Contended {
                             id: id.clone(),

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, watch};
 use super::plan::{container_name, plan, Container, Step};
 use super::status::{AppState, AppStatus, UpdateStatus};
 use crate::command::{request, Command, CommandError};
+use crate::devconfig::Override;
 use crate::engine::{Engine, EngineError, ServiceContext};
 use crate::fsutil::atomic_write;
 use crate::inotify::NamesWatch;
@@ -38,6 +39,17 @@ pub struct Updater {
     pub table: watch::Receiver<Arc<LockTable>>,
     pub target: watch::Receiver<Option<Arc<Target>>>,
     pub status: watch::Sender<UpdateStatus>,
+    pub lock_override: watch::Receiver<Override>,
+    pub requests: mpsc::Receiver<UpdateRequest>,
+    /// Who asked for the forced pass under way (one-time force).
+    pub forced: Option<String>,
+}
+
+/// From `Command::Update`.
+#[derive(Debug)]
+pub struct UpdateRequest {
+    pub force: bool,
+    pub who: String,
 }
 
 /// How one app's pass ended.
@@ -73,7 +85,10 @@ impl Updater {
                 }
                 continue;
             };
-            match self.reconcile(&target, None).await {
+            let result = self.reconcile(&target, None).await;
+            // One-time: the force covered the updates pending at that moment.
+            self.forced = None;
+            match result {
                 Err(e) => {
                     self.engine_down(&e, &target);
                     tokio::select! {
@@ -92,6 +107,22 @@ impl Updater {
                 tokio::select! {
                     r = self.target.changed() => {
                         if r.is_err() { return }
+                        retry = RETRY_MIN;
+                        break;
+                    }
+                    r = self.lock_override.changed() => {
+                        if r.is_err() { return }
+                        if self.lock_override.borrow_and_update().enabled { break }
+                    }
+                    req = self.requests.recv() => {
+                        let Some(req) = req else { return };
+                        if req.force {
+                            tracing::warn!(message_id = msgid::UPDATE_FORCED, who = %req.who,
+                                "one-time forced update asked by {}: pending updates go through locks", req.who);
+                            self.forced = Some(req.who);
+                        } else {
+                            tracing::info!(who = %req.who, "update check asked by {}", req.who);
+                        }
                         retry = RETRY_MIN;
                         break;
                     }
@@ -119,6 +150,17 @@ impl Updater {
                 }
             }
         }
+    }
+
+    /// Why locks do not hold updates back right now, if they do not.
+    fn through_locks(&self) -> Option<String> {
+        let o = self.lock_override.borrow();
+        if o.enabled {
+            return Some(format!("lock override {}", o.describe()));
+        }
+        self.forced
+            .as_ref()
+            .map(|who| format!("one-time force asked by {who}"))
     }
 
     fn engine(&self) -> &Engine {
@@ -296,14 +338,21 @@ impl Updater {
                 Step::Pull { image } => self.pull(app, release, image, &pulls).await?,
                 Step::TakeLocks { services } => {
                     let held = app_locks(&self.table.borrow(), app);
+                    let through = self.through_locks();
                     if !held.is_empty() {
-                        tracing::info!(message_id = msgid::UPDATE_WAITING, app = %app, blocked_by = ?held,
-                            "update of app {app} waits for its locks: {}", held.join(", "));
-                        return Ok(Outcome::Waiting(held));
+                        if let Some(why) = &through {
+                            tracing::warn!(message_id = msgid::UPDATE_FORCED, app = %app, locks = ?held,
+                                "updating app {app} through its locks {} ({why})", held.join(", "));
+                        } else {
+                            tracing::info!(message_id = msgid::UPDATE_WAITING, app = %app, blocked_by = ?held,
+                                "update of app {app} waits for its locks: {}", held.join(", "));
+                            return Ok(Outcome::Waiting(held));
+                        }
                     }
                     let r = request(&self.commands, |reply| Command::TakeLocks {
                         app: app.clone(),
                         services: services.clone(),
+                        through: through.is_some(),
                         reply,
                     })
                     .await?;
