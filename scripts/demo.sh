@@ -48,6 +48,8 @@ state_dir = "$D/state"
 config_dirs = []
 engine.socket = "$D/docker/docker.sock"
 target.file = "$D/state/target.json"
+api.socket = "$D/api.sock"
+config_json = "$D/config.json"
 CONF
 HOLDFAST_LOG_TARGET=stderr "$bin/holdfastd" --config "$D/holdfast.toml" 2>"$D/holdfastd.log" &
 hpid=$!

@@ -5,6 +5,7 @@
 //! sources (`config`) -> validated settings. D-Bus and CLI -> one
 //! `command::Command` handled by the daemon's core task (`daemon`).
 
+pub mod api;
 pub mod arbiter;
 pub mod cli;
 pub mod command;

@@ -55,17 +55,9 @@ async fn wait_override(env: &Env, want: (bool, &str)) {
     }
 }
 
-fn config_with_boot(env: &Env) {
-    env.write_config(&format!(
-        "config_json = \"{}/boot/config.json\"\n",
-        env.dir.display()
-    ));
-}
-
 #[tokio::test]
 async fn override_deletes_present_locks_and_stops_respecting_them_until_turned_off() {
     let mut env = Env::new();
-    config_with_boot(&env);
     env.start_with_app1_main_locked().await;
     let lock = env.locks().join("app1/main/updates.lock");
 
@@ -154,7 +146,6 @@ async fn override_deletes_present_locks_and_stops_respecting_them_until_turned_o
 #[tokio::test]
 async fn forced_update_preempts_a_waiting_apply_once_and_the_override_updates_through_locks() {
     let mut env = Env::with_docker();
-    config_with_boot(&env);
     let reg = env.registry();
     let image = env.push(&reg, "f:1");
     env.start_daemon().await;

@@ -58,9 +58,10 @@ impl Harness {
         std::fs::write(
             &p,
             format!(
-                "lock_root = \"{}\"\nstate_dir = \"{}\"\nconfig_dirs = []\n{extra}",
+                "lock_root = \"{}\"\nstate_dir = \"{}\"\nconfig_dirs = []\napi.socket = \"{}\"\n{extra}",
                 root.display(),
-                self.dir.join("state").display()
+                self.dir.join("state").display(),
+                self.dir.join("api.sock").display()
             ),
         )
         .unwrap();

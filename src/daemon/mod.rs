@@ -11,6 +11,7 @@ use sd_notify::NotifyState;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::api;
 use crate::arbiter::{Arbiter, PendingReboot};
 use crate::command::{request, Command};
 use crate::config::{self, ConfigError, Settings};
@@ -152,6 +153,21 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         pending: pending_tx,
     };
     tokio::spawn(arbiter.run());
+    match api::load_or_create_key(&settings.state_dir) {
+        Ok(key) => {
+            let api = api::Api {
+                commands: cmd_tx.clone(),
+                power: Power {
+                    commands: cmd_tx.clone(),
+                    inhibitor: inh_rx.clone(),
+                },
+                updates: updates_rx.clone(),
+                key: Arc::new(key),
+            };
+            tokio::spawn(api::serve(api, settings.api_socket.clone(), settings.api_tcp));
+        }
+        Err(e) => tracing::error!(error = %e, "no HTTP API: cannot read or create its key"),
+    }
     let mut core_task = tokio::spawn(core.run(ev_rx, cmd_rx));
     let shared = dbus::Shared {
         commands: cmd_tx.clone(),

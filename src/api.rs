@@ -1,0 +1,248 @@
+//! The balena-compatible HTTP API (axum), on a unix socket and optionally
+//! TCP: a thin adapter over the same commands as D-Bus. Contract:
+//! docs/openapi.yaml.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, watch};
+
+use crate::command::{request, Command, CommandError, PowerAction};
+use crate::power::{Power, PowerError};
+use crate::update::status::{AppState, UpdateStatus};
+
+#[derive(Clone)]
+pub struct Api {
+    pub commands: mpsc::Sender<Command>,
+    pub power: Power,
+    pub updates: watch::Receiver<UpdateStatus>,
+    pub key: Arc<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ForceBody {
+    #[serde(default)]
+    force: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct KeyQuery {
+    apikey: Option<String>,
+}
+
+pub fn router(api: Api) -> Router {
+    let keyed = Router::new()
+        .route("/v1/update", post(update))
+        .route("/v1/reboot", post(reboot))
+        .route("/v1/shutdown", post(shutdown))
+        .route("/v1/device", get(device))
+        .route("/v2/state/status", get(state_status))
+        .route("/v2/applications/state", get(applications_state))
+        .route_layer(middleware::from_fn_with_state(api.clone(), require_key));
+    Router::new()
+        .route("/ping", get(|| async { "OK" }))
+        .route("/v1/healthy", get(healthy))
+        .merge(keyed)
+        .with_state(api)
+}
+
+/// The API key: `?apikey=` or `Authorization: Bearer`.
+async fn require_key(State(api): State<Api>, Query(q): Query<KeyQuery>, req: Request, next: Next) -> Response {
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    let given = q.apikey.or(bearer);
+    if given.as_deref() == Some(api.key.as_str()) {
+        next.run(req).await
+    } else {
+        (StatusCode::UNAUTHORIZED, "Unauthorized").into_response()
+    }
+}
+
+/// Parses an optional JSON body; an empty body means `{}`.
+fn body(bytes: &[u8]) -> Result<ForceBody, Response> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(ForceBody::default());
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")).into_response())
+}
+
+async fn healthy(State(api): State<Api>) -> Response {
+    let ping = request(&api.commands, |reply| Command::Ping { reply });
+    match tokio::time::timeout(Duration::from_secs(2), ping).await {
+        Ok(Ok(())) => StatusCode::OK.into_response(),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "Unhealthy").into_response(),
+    }
+}
+
+async fn update(State(api): State<Api>, bytes: axum::body::Bytes) -> Response {
+    let b = match body(&bytes) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let who = "HTTP API POST /v1/update".to_owned();
+    match request(&api.commands, |reply| Command::Update { force: b.force, who, reply }).await {
+        Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Err(e)) | Err(e) => v1_error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+}
+
+async fn reboot(State(api): State<Api>, bytes: axum::body::Bytes) -> Response {
+    power(api, PowerAction::Reboot, &bytes, "/v1/reboot").await
+}
+
+async fn shutdown(State(api): State<Api>, bytes: axum::body::Bytes) -> Response {
+    power(api, PowerAction::PowerOff, &bytes, "/v1/shutdown").await
+}
+
+async fn power(api: Api, action: PowerAction, bytes: &[u8], route: &str) -> Response {
+    let b = match body(bytes) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let conn = match zbus::Connection::system().await {
+        Ok(c) => c,
+        Err(e) => return v1_error(StatusCode::INTERNAL_SERVER_ERROR, &format!("no system bus: {e}")),
+    };
+    let who = format!("HTTP API POST {route}");
+    // logind may take the machine down before we answer; answer first is
+    // impossible, so the answer goes out when logind has accepted.
+    match api.power.run(&conn, action, b.force, &who).await {
+        Ok(()) => (StatusCode::ACCEPTED, Json(json!({"Data": "OK", "Error": null}))).into_response(),
+        Err(PowerError::Command(e @ CommandError::Locked(..))) => v1_error(StatusCode::LOCKED, &e.to_string()),
+        Err(e) => v1_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+fn v1_error(status: StatusCode, msg: &str) -> Response {
+    (status, Json(json!({"Data": "", "Error": msg}))).into_response()
+}
+
+/// The overall state, in balena's words: Idle, Downloading, Installing.
+fn overall(u: &UpdateStatus) -> (&'static str, Option<u8>) {
+    let apps = u.apps.values();
+    let mut status = "Idle";
+    let mut progress = None;
+    for a in apps {
+        match a.state {
+            AppState::Downloading => {
+                status = "Downloading";
+                progress = a.progress;
+            }
+            AppState::Applying if status == "Idle" => status = "Installing",
+            _ => {}
+        }
+    }
+    (status, progress)
+}
+
+async fn device(State(api): State<Api>) -> Json<Value> {
+    let u = api.updates.borrow().clone();
+    let (status, progress) = overall(&u);
+    let pending = u.apps.values().any(|a| a.state != AppState::Applied);
+    let failed = u.apps.values().any(|a| a.state == AppState::Failed);
+    let waiting = u.apps.values().any(|a| a.state == AppState::Waiting);
+    Json(json!({
+        "status": status,
+        "download_progress": progress,
+        "update_pending": pending,
+        "update_downloaded": waiting,
+        "update_failed": failed,
+        "supervisor_version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+async fn state_status(State(api): State<Api>) -> Json<Value> {
+    let u = api.updates.borrow().clone();
+    let (_, progress) = overall(&u);
+    let app_state = if u.apps.values().all(|a| a.state == AppState::Applied) {
+        "applied"
+    } else if u.apps.values().any(|a| a.state == AppState::Failed) {
+        "failed"
+    } else {
+        "applying"
+    };
+    Json(json!({
+        "status": "success",
+        "appState": app_state,
+        "overallDownloadProgress": progress,
+        "release": u.apps.values().next().map(|a| a.release.clone()),
+    }))
+}
+
+async fn applications_state(State(api): State<Api>) -> Json<Value> {
+    Json(serde_json::to_value(&api.updates.borrow().apps).unwrap_or_default())
+}
+
+/// The API key: kept under the state dir (0600), made at first start.
+pub fn load_or_create_key(state_dir: &Path) -> std::io::Result<String> {
+    let path = state_dir.join("api-key");
+    match std::fs::read_to_string(&path) {
+        Ok(k) if !k.trim().is_empty() => Ok(k.trim().to_owned()),
+        _ => {
+            let key = crate::fsutil::random_token()?;
+            crate::fsutil::atomic_write(&path, key.as_bytes())?;
+            Ok(key)
+        }
+    }
+}
+
+/// Serves on the unix socket (0600, replacing a stale one) and on TCP when
+/// configured. Errors are logged; holdfast keeps running without the API.
+pub async fn serve(api: Api, socket: PathBuf, tcp: Option<std::net::SocketAddr>) {
+    let app = router(api);
+    if let Some(addr) = tcp {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => {
+                tracing::info!(%addr, "HTTP API listening on TCP {addr}");
+                let app = app.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = axum::serve(l, app).await {
+                        tracing::error!(error = %e, "HTTP API on TCP stopped");
+                    }
+                });
+            }
+            Err(e) => tracing::error!(%addr, error = %e, "cannot listen for the HTTP API on TCP {addr}"),
+        }
+    }
+    let listener = match bind_unix(&socket) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(socket = %socket.display(), error = %e, "cannot listen for the HTTP API");
+            return;
+        }
+    };
+    tracing::info!(socket = %socket.display(), "HTTP API listening on {}", socket.display());
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!(error = %e, "HTTP API stopped");
+    }
+}
+
+fn bind_unix(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    // Only a socket is replaced: never a file someone put there.
+    if let Ok(m) = std::fs::symlink_metadata(path) {
+        if m.file_type().is_socket() {
+            std::fs::remove_file(path)?;
+        }
+    }
+    let l = tokio::net::UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(l)
+}
