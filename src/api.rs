@@ -56,7 +56,12 @@ pub fn router(api: Api) -> Router {
 }
 
 /// The API key: `?apikey=` or `Authorization: Bearer`.
-async fn require_key(State(api): State<Api>, Query(q): Query<KeyQuery>, req: Request, next: Next) -> Response {
+async fn require_key(
+    State(api): State<Api>,
+    Query(q): Query<KeyQuery>,
+    req: Request,
+    next: Next,
+) -> Response {
     let bearer = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -72,12 +77,15 @@ async fn require_key(State(api): State<Api>, Query(q): Query<KeyQuery>, req: Req
 }
 
 /// Parses an optional JSON body; an empty body means `{}`.
-fn body(bytes: &[u8]) -> Result<ForceBody, Response> {
+fn body(bytes: &[u8]) -> Result<ForceBody, String> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(ForceBody::default());
     }
-    serde_json::from_slice(bytes)
-        .map_err(|e| (StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")).into_response())
+    serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON body: {e}"))
+}
+
+fn bad_request(msg: String) -> Response {
+    (StatusCode::BAD_REQUEST, msg).into_response()
 }
 
 async fn healthy(State(api): State<Api>) -> Response {
@@ -91,10 +99,16 @@ async fn healthy(State(api): State<Api>) -> Response {
 async fn update(State(api): State<Api>, bytes: axum::body::Bytes) -> Response {
     let b = match body(&bytes) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(m) => return bad_request(m),
     };
     let who = "HTTP API POST /v1/update".to_owned();
-    match request(&api.commands, |reply| Command::Update { force: b.force, who, reply }).await {
+    match request(&api.commands, |reply| Command::Update {
+        force: b.force,
+        who,
+        reply,
+    })
+    .await
+    {
         Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
         Ok(Err(e)) | Err(e) => v1_error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     }
@@ -111,18 +125,29 @@ async fn shutdown(State(api): State<Api>, bytes: axum::body::Bytes) -> Response 
 async fn power(api: Api, action: PowerAction, bytes: &[u8], route: &str) -> Response {
     let b = match body(bytes) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(m) => return bad_request(m),
     };
     let conn = match zbus::Connection::system().await {
         Ok(c) => c,
-        Err(e) => return v1_error(StatusCode::INTERNAL_SERVER_ERROR, &format!("no system bus: {e}")),
+        Err(e) => {
+            return v1_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("no system bus: {e}"),
+            )
+        }
     };
     let who = format!("HTTP API POST {route}");
     // logind may take the machine down before we answer; answer first is
     // impossible, so the answer goes out when logind has accepted.
     match api.power.run(&conn, action, b.force, &who).await {
-        Ok(()) => (StatusCode::ACCEPTED, Json(json!({"Data": "OK", "Error": null}))).into_response(),
-        Err(PowerError::Command(e @ CommandError::Locked(..))) => v1_error(StatusCode::LOCKED, &e.to_string()),
+        Ok(()) => (
+            StatusCode::ACCEPTED,
+            Json(json!({"Data": "OK", "Error": null})),
+        )
+            .into_response(),
+        Err(PowerError::Command(e @ CommandError::Locked(..))) => {
+            v1_error(StatusCode::LOCKED, &e.to_string())
+        }
         Err(e) => v1_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
 }
@@ -215,7 +240,9 @@ pub async fn serve(api: Api, socket: PathBuf, tcp: Option<std::net::SocketAddr>)
                     }
                 });
             }
-            Err(e) => tracing::error!(%addr, error = %e, "cannot listen for the HTTP API on TCP {addr}"),
+            Err(e) => {
+                tracing::error!(%addr, error = %e, "cannot listen for the HTTP API on TCP {addr}")
+            }
         }
     }
     let listener = match bind_unix(&socket) {

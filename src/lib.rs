@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod arbiter;
+pub mod bootcfg;
 pub mod cli;
 pub mod command;
 pub mod config;

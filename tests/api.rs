@@ -10,11 +10,20 @@ use common::{ok, Env};
 use serde_json::json;
 
 fn key(env: &Env) -> String {
-    std::fs::read_to_string(env.state().join("api-key")).unwrap().trim().to_owned()
+    std::fs::read_to_string(env.state().join("api-key"))
+        .unwrap()
+        .trim()
+        .to_owned()
 }
 
 /// curl over the API socket: (status, body).
-fn curl(env: &Env, method: &str, path: &str, body: Option<&str>, auth: Option<&str>) -> (u16, String) {
+fn curl(
+    env: &Env,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    auth: Option<&str>,
+) -> (u16, String) {
     let mut cmd = std::process::Command::new("curl");
     cmd.args(["-s", "-o", "-", "-w", "\n%{http_code}", "--unix-socket"])
         .arg(env.dir.join("api.sock"))
@@ -59,15 +68,34 @@ async fn v1_endpoints_keys_and_locked_answers() {
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["Data"], "");
     assert!(v["Error"].as_str().unwrap().contains("app1/main"), "{body}");
-    let (code, _) = curl(&env, "POST", &format!("/v1/shutdown?apikey={k}"), None, None);
+    let (code, _) = curl(
+        &env,
+        "POST",
+        &format!("/v1/shutdown?apikey={k}"),
+        None,
+        None,
+    );
     assert_eq!(code, 423);
     // Forced through the lock: holdfast asks logind (which cannot reboot a
     // machine without systemd as PID 1: a 500 with logind's answer).
-    let (code, body) = curl(&env, "POST", "/v1/reboot", Some(r#"{"force": true}"#), Some(&k));
+    let (code, body) = curl(
+        &env,
+        "POST",
+        "/v1/reboot",
+        Some(r#"{"force": true}"#),
+        Some(&k),
+    );
     assert_eq!(code, 500, "{body}");
     assert!(body.contains("logind refused to reboot"), "{body}");
-    assert!(env.log().contains("who=\"HTTP API POST /v1/reboot\""), "{}", env.log());
-    assert_eq!(curl(&env, "POST", "/v1/reboot", Some("{nope"), Some(&k)).0, 400);
+    assert!(
+        env.log().contains("who=\"HTTP API POST /v1/reboot\""),
+        "{}",
+        env.log()
+    );
+    assert_eq!(
+        curl(&env, "POST", "/v1/reboot", Some("{nope"), Some(&k)).0,
+        400
+    );
     assert_eq!(curl(&env, "POST", "/v1/update", None, Some(&k)).0, 204);
     let (code, body) = curl(&env, "GET", "/v1/device", None, Some(&k));
     assert_eq!(code, 200);
@@ -75,7 +103,10 @@ async fn v1_endpoints_keys_and_locked_answers() {
     assert_eq!(curl(&env, "GET", "/v2/state/status", None, Some(&k)).0, 200);
     // The socket is root's only.
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(env.dir.join("api.sock")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(env.dir.join("api.sock"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
 }
 
@@ -103,10 +134,25 @@ async fn post_v1_update_force_goes_through_a_lock_once() {
     assert_eq!(code, 200);
     assert!(body.contains("lock:app1/main"), "{body}");
     // Without force: still waiting.
-    assert_eq!(curl(&env, "POST", "/v1/update", Some("{}"), Some(&k)).0, 204);
+    assert_eq!(
+        curl(&env, "POST", "/v1/update", Some("{}"), Some(&k)).0,
+        204
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(env.apps().await["app1"]["state"], "waiting");
-    assert_eq!(curl(&env, "POST", "/v1/update", Some(r#"{"force": true}"#), Some(&k)).0, 204);
+    assert_eq!(
+        curl(
+            &env,
+            "POST",
+            "/v1/update",
+            Some(r#"{"force": true}"#),
+            Some(&k)
+        )
+        .0,
+        204
+    );
     env.wait_release("app1", "applied", "r2").await;
-    assert!(env.log().contains("one-time forced update asked by HTTP API POST /v1/update"));
+    assert!(env
+        .log()
+        .contains("one-time forced update asked by HTTP API POST /v1/update"));
 }

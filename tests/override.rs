@@ -233,3 +233,49 @@ async fn reboot_when_unlocked_waits_for_the_last_lock_or_the_deadline() {
     let bad = env.cli(&["reboot", "--when-unlocked", "--deadline", "soon"]);
     assert!(!bad.status.success());
 }
+
+#[tokio::test]
+async fn boot_config_is_staged_and_written_only_when_the_reboot_is_allowed() {
+    let mut env = Env::new();
+    let txt = env.dir.join("boot/config.txt");
+    std::fs::create_dir_all(txt.parent().unwrap()).unwrap();
+    std::fs::write(&txt, "dtoverlay=vc4-kms-v3d\ngpu_mem=16\n").unwrap();
+    env.start_with_app1_main_locked().await;
+    let t = json!({"version": 1, "apps": {},
+                   "config": {"BALENA_HOST_CONFIG_gpu_mem": "64", "HOLDFAST_NOTE": "applies at once"}});
+    ok(&env.apply(&t));
+    wait_log(&env, "boot config change staged").await;
+    let status = ok(&env.cli(&["status"]));
+    assert!(
+        status.contains("pending: reboot when unlocked (staged boot config; asked by holdfast)"),
+        "{status}"
+    );
+    // Staged, not written: a power cut now changes nothing on the boot partition.
+    assert_eq!(
+        std::fs::read_to_string(&txt).unwrap(),
+        "dtoverlay=vc4-kms-v3d\ngpu_mem=16\n"
+    );
+    assert!(
+        std::fs::read_to_string(env.state().join("boot-config.json"))
+            .unwrap()
+            .contains("\"gpu_mem\": \"64\"")
+    );
+    assert!(
+        std::fs::read_to_string(env.state().join("device-config.json"))
+            .unwrap()
+            .contains("HOLDFAST_NOTE")
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        std::fs::read_to_string(&txt).unwrap(),
+        "dtoverlay=vc4-kms-v3d\ngpu_mem=16\n"
+    );
+
+    // The lock goes: the reboot is allowed, config.txt is written first.
+    ok(&env.sh("rm $L/app1/main/updates.lock"));
+    wait_log(&env, "staged boot config written before the reboot").await;
+    assert_eq!(
+        std::fs::read_to_string(&txt).unwrap(),
+        "dtoverlay=vc4-kms-v3d\ngpu_mem=64\n"
+    );
+}

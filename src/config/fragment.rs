@@ -15,6 +15,7 @@ pub struct Fragment {
     pub engine: Option<EngineFragment>,
     pub target: Option<TargetFragment>,
     pub api: Option<ApiFragment>,
+    pub boot: Option<BootFragment>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -40,4 +41,10 @@ pub struct TargetFragment {
 pub struct ApiFragment {
     pub socket: Option<Spanned<String>>,
     pub tcp: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootFragment {
+    pub config_txt: Option<Spanned<String>>,
 }

@@ -207,6 +207,10 @@ impl Merge {
             self.settings.target_file = abs_path(p, "target.file", v)?;
             self.sources.insert("target.file", src());
         }
+        if let Some(v) = f.boot.as_ref().and_then(|b| b.config_txt.as_ref()) {
+            self.settings.boot_config_txt = abs_path(p, "boot.config_txt", v)?;
+            self.sources.insert("boot.config_txt", src());
+        }
         if let Some(api) = &f.api {
             if let Some(v) = &api.socket {
                 self.settings.api_socket = abs_path(p, "api.socket", v)?;

@@ -48,6 +48,8 @@ pub struct Settings {
     /// `None`: the balena-engine socket when it exists, else docker's.
     pub engine_socket: Option<PathBuf>,
     pub target_file: PathBuf,
+    /// The boot partition's `config.txt` (reboot-requiring device config).
+    pub boot_config_txt: PathBuf,
     pub api_socket: PathBuf,
     pub api_tcp: Option<SocketAddr>,
 }
@@ -62,6 +64,7 @@ impl Default for Settings {
             inhibit_what: vec![InhibitWhat::Shutdown],
             engine_socket: None,
             target_file: "/var/lib/holdfast/target.json".into(),
+            boot_config_txt: "/mnt/boot/config.txt".into(),
             api_socket: "/run/holdfast/api.sock".into(),
             api_tcp: None,
         }
@@ -147,6 +150,7 @@ impl Sourced {
             ),
             ("engine.socket", path(&s.engine_socket())),
             ("target.file", path(&s.target_file)),
+            ("boot.config_txt", path(&s.boot_config_txt)),
             ("api.socket", path(&s.api_socket)),
             (
                 "api.tcp",

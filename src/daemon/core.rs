@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 
 use crate::arbiter::PendingReboot;
+use crate::bootcfg::BootConfig;
 use crate::command::{Command, CommandError, LockInfo, PowerAction};
 use crate::devconfig::{self, Override};
 use crate::locks::breaker;
@@ -35,6 +36,7 @@ pub struct Core {
     pub lock_override: watch::Sender<Override>,
     pub updates: mpsc::Sender<UpdateRequest>,
     pub pending_reboot: watch::Sender<Option<PendingReboot>>,
+    pub boot: BootConfig,
 }
 
 impl Core {
@@ -158,6 +160,7 @@ impl Core {
                     Ok(t) => {
                         let summary = target_summary(&t);
                         tracing::info!(source, "target accepted from {source}: {summary}");
+                        self.take_device_config(&t);
                         Ok(summary)
                     }
                     Err(e) => {
@@ -168,8 +171,11 @@ impl Core {
                 let _ = reply.send(r);
             }
             Command::ReloadTarget => match self.target.reload_file() {
-                Ok(Some(t)) => tracing::info!(file = %self.target.file().display(),
-                    "target file read: {}", target_summary(&t)),
+                Ok(Some(t)) => {
+                    tracing::info!(file = %self.target.file().display(),
+                        "target file read: {}", target_summary(&t));
+                    self.take_device_config(&t);
+                }
                 Ok(None) => tracing::warn!(file = %self.target.file().display(),
                     "target file is gone; the target in force stays"),
                 Err(e) => {
@@ -246,6 +252,13 @@ impl Core {
         if force && !locked.is_empty() {
             tracing::warn!(who, forced = ?locked, "forced {} through update locks of {locked:?}", action.verb());
         }
+        match self.boot.apply_staged() {
+            Ok(true) => tracing::info!(file = %self.boot.config_txt.display(),
+                "staged boot config written before the {}", action.verb()),
+            Ok(false) => {}
+            Err(e) => tracing::error!(file = %self.boot.config_txt.display(), error = %e,
+                "cannot write the staged boot config; it stays staged"),
+        }
         tracing::info!(
             who,
             force,
@@ -254,6 +267,24 @@ impl Core {
         );
         self.power_tx.send_replace(true);
         Ok(if force { locked } else { Vec::new() })
+    }
+
+    /// The target's device config: immediate keys now, boot keys staged
+    /// with a reboot requested for when the locks allow it.
+    pub fn take_device_config(&mut self, target: &crate::target::Target) {
+        match self.boot.take(&target.config) {
+            Ok(true) if self.pending_reboot.borrow().is_none() => {
+                let p = PendingReboot {
+                    not_after_usec: 0,
+                    who: "holdfast".into(),
+                    reason: "staged boot config".into(),
+                };
+                tracing::info!("{}", p.describe());
+                self.pending_reboot.send_replace(Some(p));
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "cannot stage device config"),
+        }
     }
 
     /// Reads config.json. Bad JSON or a missing file keep the settings in

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::api;
 use crate::arbiter::{Arbiter, PendingReboot};
+use crate::bootcfg::BootConfig;
 use crate::command::{request, Command};
 use crate::config::{self, ConfigError, Settings};
 use crate::dbus;
@@ -93,6 +94,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         lock_override: override_tx,
         updates: update_req_tx,
         pending_reboot: pending_tx.clone(),
+        boot: BootConfig::new(&settings.boot_config_txt, &settings.state_dir),
     };
     let initial: Vec<_> = scan
         .services
@@ -102,6 +104,9 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         .collect();
     core.apply(LockEvent::Resync(scan.services));
     core.load_device_config(true);
+    if let Some(t) = target_rx.borrow().clone() {
+        core.take_device_config(&t);
+    }
     tracing::info!(
         services = core.table.service_count(),
         locks = core.table.lock_count(),
@@ -164,7 +169,11 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
                 updates: updates_rx.clone(),
                 key: Arc::new(key),
             };
-            tokio::spawn(api::serve(api, settings.api_socket.clone(), settings.api_tcp));
+            tokio::spawn(api::serve(
+                api,
+                settings.api_socket.clone(),
+                settings.api_tcp,
+            ));
         }
         Err(e) => tracing::error!(error = %e, "no HTTP API: cannot read or create its key"),
     }

@@ -64,6 +64,18 @@ fn validate(t: &Target) -> Result<(), (String, String)> {
             ),
         ));
     }
+    for (key, value) in &t.config {
+        let at = format!("config.{key}");
+        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err((at, "keys are letters, digits and '_'".into()));
+        }
+        if key == crate::bootcfg::PREFIX {
+            return Err((at, "names no config.txt key".into()));
+        }
+        if value.contains(['\n', '\r']) {
+            return Err((at, "values are one line".into()));
+        }
+    }
     for (app, a) in &t.apps {
         if a.release.trim().is_empty() {
             return Err((format!("apps.{app}.release"), "must not be empty".into()));
@@ -321,6 +333,6 @@ mod schema_tests {
             keys(&schema["$defs"]["app"]["properties"]),
             ["release", "services"]
         );
-        assert_eq!(keys(&schema["properties"]), ["apps", "version"]);
+        assert_eq!(keys(&schema["properties"]), ["apps", "config", "version"]);
     }
 }

@@ -19,6 +19,10 @@ pub struct Target {
     pub version: u32,
     #[serde(default)]
     pub apps: BTreeMap<AppName, AppTarget>,
+    /// Device configuration. `BALENA_HOST_CONFIG_<key>` goes to the boot
+    /// partition's config.txt and needs a reboot; other keys apply at once.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -93,7 +93,7 @@ impl Env {
         );
         // Never the machine's engine: a private one, or a socket that is not there.
         text.push_str(&format!(
-            "engine.socket = \"{0}/docker/docker.sock\"\napi.socket = \"{0}/api.sock\"\nconfig_json = \"{0}/boot/config.json\"\n{extra}",
+            "engine.socket = \"{0}/docker/docker.sock\"\napi.socket = \"{0}/api.sock\"\nconfig_json = \"{0}/boot/config.json\"\nboot.config_txt = \"{0}/boot/config.txt\"\n{extra}",
             self.dir.display()
         ));
         std::fs::write(self.config_path(), text).unwrap();
