@@ -17,7 +17,9 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
 
 use crate::command::{request, Command, CommandError, PowerAction};
+use crate::names::AppName;
 use crate::power::{Power, PowerError};
+use crate::update::runner::RestartError;
 use crate::update::status::{AppState, UpdateStatus};
 
 #[derive(Clone)]
@@ -47,6 +49,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/device", get(device))
         .route("/v2/state/status", get(state_status))
         .route("/v2/applications/state", get(applications_state))
+        .route("/v2/applications/{app}/restart", post(restart_app))
         .route_layer(middleware::from_fn_with_state(api.clone(), require_key));
     Router::new()
         .route("/ping", get(|| async { "OK" }))
@@ -188,6 +191,39 @@ async fn device(State(api): State<Api>) -> Json<Value> {
         "update_failed": failed,
         "supervisor_version": env!("CARGO_PKG_VERSION"),
     }))
+}
+
+async fn restart_app(
+    State(api): State<Api>,
+    axum::extract::Path(app): axum::extract::Path<String>,
+    bytes: axum::body::Bytes,
+) -> Response {
+    let b = match body(&bytes) {
+        Ok(b) => b,
+        Err(m) => return bad_request(m),
+    };
+    let v2 = |status: StatusCode, msg: String| {
+        (status, Json(json!({"status": "failed", "message": msg}))).into_response()
+    };
+    let app = match AppName::new(app) {
+        Ok(a) => a,
+        Err(e) => return v2(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let who = format!("HTTP API POST /v2/applications/{app}/restart");
+    let r = request(&api.commands, |reply| Command::RestartApp {
+        app,
+        force: b.force,
+        who,
+        reply,
+    })
+    .await;
+    match r {
+        Ok(Ok(_)) => (StatusCode::OK, "OK").into_response(),
+        Ok(Err(e @ RestartError::Locked { .. })) => v2(StatusCode::LOCKED, e.to_string()),
+        Ok(Err(e @ RestartError::NotFound(_))) => v2(StatusCode::NOT_FOUND, e.to_string()),
+        Ok(Err(e)) => v2(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(e) => v2(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
 }
 
 async fn state_status(State(api): State<Api>) -> Json<Value> {

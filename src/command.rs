@@ -8,6 +8,7 @@ use zbus::zvariant::{OwnedValue, Type, Value};
 use crate::locks::own::OwnLockError;
 use crate::locks::state::{LockTable, ServiceLock};
 use crate::names::{AppName, NameError, ServiceId, ServiceName};
+use crate::update::runner::RestartError;
 
 #[derive(Debug)]
 pub enum Command {
@@ -54,6 +55,14 @@ pub enum Command {
         force: bool,
         who: String,
         reply: oneshot::Sender<Result<(), CommandError>>,
+    },
+    /// Restart an app's running containers under its locks; refused while
+    /// the app holds a lock unless forced. Answers how many restarted.
+    RestartApp {
+        app: AppName,
+        force: bool,
+        who: String,
+        reply: oneshot::Sender<Result<u32, RestartError>>,
     },
     /// Reboot as soon as no app holds a lock, or forced at `not_after_usec`
     /// (0: no deadline). Answers the description of the pending request.

@@ -18,6 +18,7 @@ use crate::locks::LockTable;
 use crate::names::{AppName, ServiceName};
 use crate::power::{Power, PowerError};
 use crate::status::full_summary;
+use crate::update::runner::RestartError;
 use crate::update::status::UpdateStatus;
 
 pub const BUS_NAME: &str = "org.holdfast.Supervisor1";
@@ -35,6 +36,7 @@ pub enum BusError {
     NotHeld(String),
     AccessDenied(String),
     InvalidTarget(String),
+    NotFound(String),
     Failed(String),
 }
 
@@ -240,6 +242,33 @@ impl Supervisor {
         .await??)
     }
 
+    /// Restarts the running containers of `app` under its locks; refused
+    /// with Error.Locked while the app holds a lock unless `force`.
+    /// Returns how many containers were restarted.
+    #[zbus(out_args("restarted"))]
+    async fn restart_app(
+        &self,
+        app: String,
+        force: bool,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<u32, BusError> {
+        let who = require_root(conn, &hdr).await?;
+        let app = AppName::new(app).map_err(CommandError::from)?;
+        let r = request(&self.shared.commands, |reply| Command::RestartApp {
+            app,
+            force,
+            who,
+            reply,
+        })
+        .await?;
+        r.map_err(|e| match e {
+            RestartError::Locked { .. } => BusError::Locked(e.to_string()),
+            RestartError::NotFound(_) => BusError::NotFound(e.to_string()),
+            other => BusError::Failed(other.to_string()),
+        })
+    }
+
     /// Reboots as soon as no app holds a lock, or at `not_after_usec`
     /// (microseconds since the epoch; 0: no deadline) forced through the
     /// locks, whichever comes first. Replaces a pending request.
@@ -378,6 +407,7 @@ pub trait Supervisor1 {
     fn shutdown(&self, force: bool) -> zbus::Result<()>;
     fn set_target(&self, json: &str) -> zbus::Result<String>;
     fn update(&self, force: bool) -> zbus::Result<()>;
+    fn restart_app(&self, app: &str, force: bool) -> zbus::Result<u32>;
     fn request_reboot(&self, not_after_usec: u64) -> zbus::Result<String>;
     fn cancel_reboot(&self) -> zbus::Result<bool>;
     #[zbus(property)]

@@ -155,4 +155,81 @@ async fn post_v1_update_force_goes_through_a_lock_once() {
     assert!(env
         .log()
         .contains("one-time forced update asked by HTTP API POST /v1/update"));
+
+    // v2: a restart is refused while the app holds its lock (423, v2 body),
+    // forced through it on request.
+    let c = env.container_of("app1", "main");
+    let started = |env: &Env| ok(&env.docker(&["inspect", "-f", "{{.State.StartedAt}}", &c]));
+    let before = started(&env);
+    let (code, body) = curl(
+        &env,
+        "POST",
+        "/v2/applications/app1/restart",
+        Some("{}"),
+        Some(&k),
+    );
+    assert_eq!(code, 423, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["status"], "failed");
+    assert!(
+        v["message"].as_str().unwrap().contains("lock:app1/main"),
+        "{body}"
+    );
+    assert_eq!(started(&env), before);
+    let (code, body) = curl(
+        &env,
+        "POST",
+        "/v2/applications/app1/restart",
+        Some(r#"{"force": true}"#),
+        Some(&k),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_ne!(started(&env), before);
+    assert_eq!(env.container_of("app1", "main"), c);
+    assert_eq!(
+        curl(
+            &env,
+            "POST",
+            "/v2/applications/ghost/restart",
+            None,
+            Some(&k)
+        )
+        .0,
+        404
+    );
+}
+
+/// Every path docs/openapi.yaml documents is served.
+#[tokio::test]
+async fn the_documented_routes_exist() {
+    let mut env = Env::new();
+    env.start_daemon().await;
+    wait_socket(&env).await;
+    let k = key(&env);
+    let doc = std::fs::read_to_string(format!("{}/docs/openapi.yaml", common::REPO)).unwrap();
+    let mut n = 0;
+    let mut path = String::new();
+    for line in doc.lines() {
+        if let Some(p) = line.strip_prefix("  /").and_then(|l| l.strip_suffix(':')) {
+            path = format!("/{p}").replace("{app}", "nosuchapp");
+        } else if let Some(m) = line.strip_prefix("    ").and_then(|l| l.strip_suffix(':')) {
+            if ["get", "post"].contains(&m) && !path.is_empty() {
+                // Harmless requests: no force, an unknown app.
+                let (code, body) = curl(
+                    &env,
+                    &m.to_uppercase(),
+                    &path,
+                    (m == "post").then_some("{}"),
+                    Some(&k),
+                );
+                assert!(
+                    code != 404 || path.contains("nosuchapp"),
+                    "{m} {path}: {code} {body}"
+                );
+                assert_ne!(code, 405, "{m} {path}");
+                n += 1;
+            }
+        }
+    }
+    assert!(n >= 9, "only {n} operations found in docs/openapi.yaml");
 }

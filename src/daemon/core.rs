@@ -17,7 +17,7 @@ use crate::locks::state::{Change, LockEvent, Owner};
 use crate::locks::{holders, LockTable};
 use crate::logging::msgid;
 use crate::names::{AppName, ServiceId};
-use crate::update::runner::UpdateRequest;
+use crate::update::runner::{RestartError, UpdateRequest};
 use crate::update::store::{StoreError, TargetStore};
 
 pub struct Core {
@@ -208,9 +208,31 @@ impl Core {
             Command::Update { force, who, reply } => {
                 let r = self
                     .updates
-                    .try_send(UpdateRequest { force, who })
+                    .try_send(UpdateRequest::Check { force, who })
                     .map_err(|_| CommandError::Failed("the updater is busy; try again".into()));
                 let _ = reply.send(r);
+            }
+            Command::RestartApp {
+                app,
+                force,
+                who,
+                reply,
+            } => {
+                if let Err(e) = self.updates.try_send(UpdateRequest::Restart {
+                    app,
+                    force,
+                    who,
+                    reply,
+                }) {
+                    if let mpsc::error::TrySendError::Full(UpdateRequest::Restart {
+                        reply, ..
+                    }) = e
+                    {
+                        let _ = reply.send(Err(RestartError::Failed(
+                            "the updater is busy; try again".into(),
+                        )));
+                    }
+                }
             }
             Command::Ping { reply } => {
                 let _ = reply.send(());

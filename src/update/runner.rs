@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::plan::{container_name, plan, Container, Step};
 use super::status::{AppState, AppStatus, UpdateStatus};
@@ -45,11 +45,31 @@ pub struct Updater {
     pub forced: Option<String>,
 }
 
-/// From `Command::Update`.
+/// From `Command::Update` and `Command::RestartApp`.
 #[derive(Debug)]
-pub struct UpdateRequest {
-    pub force: bool,
-    pub who: String,
+pub enum UpdateRequest {
+    Check {
+        force: bool,
+        who: String,
+    },
+    Restart {
+        app: AppName,
+        force: bool,
+        who: String,
+        reply: oneshot::Sender<Result<u32, RestartError>>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestartError {
+    #[error("app {app} is locked by {}; not restarting it (force overrides)", .locks.join(", "))]
+    Locked { app: AppName, locks: Vec<String> },
+    #[error("app {0} has no running containers")]
+    NotFound(AppName),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// How one app's pass ended.
@@ -80,8 +100,13 @@ impl Updater {
             let target = self.target.borrow_and_update().clone();
             self.status.send_modify(|s| s.target = target.is_some());
             let Some(target) = target else {
-                if self.target.changed().await.is_err() {
-                    return;
+                // No target: nothing to apply, but requests are answered.
+                tokio::select! {
+                    r = self.target.changed() => if r.is_err() { return },
+                    req = self.requests.recv() => match req {
+                        None => return,
+                        Some(req) => self.handle_idle_request(req).await,
+                    },
                 }
                 continue;
             };
@@ -114,18 +139,21 @@ impl Updater {
                         if r.is_err() { return }
                         if self.lock_override.borrow_and_update().enabled { break }
                     }
-                    req = self.requests.recv() => {
-                        let Some(req) = req else { return };
-                        if req.force {
-                            tracing::warn!(message_id = msgid::UPDATE_FORCED, who = %req.who,
-                                "one-time forced update asked by {}: pending updates go through locks", req.who);
-                            self.forced = Some(req.who);
-                        } else {
-                            tracing::info!(who = %req.who, "update check asked by {}", req.who);
+                    req = self.requests.recv() => match req {
+                        None => return,
+                        Some(UpdateRequest::Check { force, who }) if self.target.borrow().is_some() => {
+                            if force {
+                                tracing::warn!(message_id = msgid::UPDATE_FORCED, who = %who,
+                                    "one-time forced update asked by {who}: pending updates go through locks");
+                                self.forced = Some(who);
+                            } else {
+                                tracing::info!(who = %who, "update check asked by {who}");
+                            }
+                            retry = RETRY_MIN;
+                            break;
                         }
-                        retry = RETRY_MIN;
-                        break;
-                    }
+                        Some(req) => self.handle_idle_request(req).await,
+                    },
                     r = self.table.changed() => {
                         if r.is_err() { return }
                         let table = self.table.borrow_and_update().clone();
@@ -150,6 +178,95 @@ impl Updater {
                 }
             }
         }
+    }
+
+    /// A request that needs no pass: a restart, or a check with no target.
+    async fn handle_idle_request(&mut self, req: UpdateRequest) {
+        match req {
+            UpdateRequest::Check { who, .. } => {
+                tracing::info!(who = %who, "update check asked by {who}: no target in force")
+            }
+            UpdateRequest::Restart {
+                app,
+                force,
+                who,
+                reply,
+            } => {
+                let _ = reply.send(self.restart(&app, force, &who).await);
+            }
+        }
+    }
+
+    /// Restarts the running containers of an app under its locks; refused
+    /// while the app holds a lock unless forced (or under the override).
+    async fn restart(
+        &mut self,
+        app: &AppName,
+        force: bool,
+        who: &str,
+    ) -> Result<u32, RestartError> {
+        let force = force || self.lock_override.borrow().enabled;
+        let held = app_locks(&self.table.borrow(), app);
+        if !held.is_empty() && !force {
+            return Err(RestartError::Locked {
+                app: app.clone(),
+                locks: held,
+            });
+        }
+        if self.engine.is_none() {
+            self.engine = Some(Engine::new(&self.socket)?);
+        }
+        let running: Vec<Container> = self
+            .engine()
+            .managed()
+            .await?
+            .into_iter()
+            .filter(|c| c.app == *app && c.state == super::plan::RunState::Running)
+            .collect();
+        if running.is_empty() {
+            return Err(RestartError::NotFound(app.clone()));
+        }
+        let services: Vec<ServiceName> = running.iter().map(|c| c.service.clone()).collect();
+        let taken = request(&self.commands, |reply| Command::TakeLocks {
+            app: app.clone(),
+            services,
+            through: force,
+            reply,
+        })
+        .await
+        .map_err(|e| RestartError::Failed(e.to_string()))?;
+        match taken {
+            Ok(_) => {}
+            Err(CommandError::OwnLock(OwnLockError::Contended { id, .. })) => {
+                return Err(RestartError::Locked {
+                    app: app.clone(),
+                    locks: vec![format!("lock:{id}")],
+                })
+            }
+            Err(e) => return Err(RestartError::Failed(e.to_string())),
+        }
+        if !held.is_empty() {
+            tracing::warn!(message_id = msgid::UPDATE_FORCED, app = %app, locks = ?held, who,
+                "restarting app {app} through its locks (asked by {who})");
+        }
+        let mut result = Ok(running.len() as u32);
+        for c in &running {
+            tracing::info!(app = %app, service = %c.service, who, "restarting {app}/{} (asked by {who})", c.service);
+            if let Err(e) = self.engine().stop(&c.id).await {
+                result = Err(e.into());
+                break;
+            }
+            if let Err(e) = self.engine().start(&c.id).await {
+                result = Err(e.into());
+                break;
+            }
+        }
+        let _ = request(&self.commands, |reply| Command::ReleaseLocks {
+            app: app.clone(),
+            reply,
+        })
+        .await;
+        result
     }
 
     /// Why locks do not hold updates back right now, if they do not.
