@@ -218,20 +218,18 @@ impl Core {
                 who,
                 reply,
             } => {
-                if let Err(e) = self.updates.try_send(UpdateRequest::Restart {
+                let sent = self.updates.try_send(UpdateRequest::Restart {
                     app,
                     force,
                     who,
                     reply,
-                }) {
-                    if let mpsc::error::TrySendError::Full(UpdateRequest::Restart {
-                        reply, ..
-                    }) = e
-                    {
-                        let _ = reply.send(Err(RestartError::Failed(
-                            "the updater is busy; try again".into(),
-                        )));
-                    }
+                });
+                if let Err(mpsc::error::TrySendError::Full(UpdateRequest::Restart {
+                    reply, ..
+                })) = sent
+                {
+                    let busy = "the updater is busy; try again".into();
+                    let _ = reply.send(Err(RestartError::Failed(busy)));
                 }
             }
             Command::Ping { reply } => {
