@@ -19,7 +19,8 @@ use crate::logging::msgid;
 
 const WHY: &str = "stop app containers gracefully";
 
-/// Follows the target flag and logind on one bus connection until it ends.
+/// Follows the target flag and logind on one bus connection until it ends:
+/// `Ok` when the daemon stops, `Err` when the connection is gone.
 pub async fn run(
     conn: &Connection,
     socket: PathBuf,
@@ -46,7 +47,7 @@ pub async fn run(
         tokio::select! {
             r = updates.changed() => if r.is_err() { return Ok(()) },
             sig = prepare.next() => {
-                let Some(sig) = sig else { return Ok(()) };
+                let Some(sig) = sig else { return Err(zbus::Error::InputOutput(disconnected())) };
                 let start = sig.args().map(|a| a.start).unwrap_or(false);
                 if start && fd.is_some() {
                     stopping = true;
@@ -59,9 +60,19 @@ pub async fn run(
                 }
             }
             // logind restarted: its inhibitors are gone; take ours again.
-            _ = owner.next() => fd = None,
+            o = owner.next() => match o {
+                Some(_) => fd = None,
+                None => return Err(zbus::Error::InputOutput(disconnected())),
+            },
         }
     }
+}
+
+fn disconnected() -> std::sync::Arc<std::io::Error> {
+    std::sync::Arc::new(std::io::Error::new(
+        std::io::ErrorKind::NotConnected,
+        "the bus connection is gone",
+    ))
 }
 
 async fn stop_all(socket: &std::path::Path, delay: Duration) {

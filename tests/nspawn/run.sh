@@ -51,11 +51,12 @@ printf 'lock_root = "%s"\nengine.socket = "/run/hf-docker.sock"\n' "$LOCKS" > "$
 # A private engine on the host, and the shared lock root.
 scripts/harness.sh up "$D/h" --docker >/dev/null || exit 1
 export DOCKER_HOST=unix://$D/h/docker/docker.sock
-mkdir -p "$LOCKS/app1/main" "$D/marks"
+mkdir -p "$LOCKS/app1/main" "$D/marks" "$D/boot"
+printf 'dtoverlay=vc4-kms-v3d\n' > "$D/boot/config.txt"
 scripts/busybox-image.sh "$DOCKER_HOST" holdfast-test/busybox:1
 
 setsid systemd-nspawn -D "$R" -b --register=no --keep-unit -M "hf$$" --console=read-only \
-  --bind="$LOCKS" --bind="$D/h/docker/docker.sock:/run/hf-docker.sock" </dev/null >"$D/nspawn.log" 2>&1 &
+  --bind="$LOCKS" --bind="$D/h/docker/docker.sock:/run/hf-docker.sock" --bind="$D/boot:/mnt/boot" </dev/null >"$D/nspawn.log" 2>&1 &
 NSPID=$!
 for _ in $(seq 200); do P1=$(pgrep -P "$NSPID" -x systemd) && break; sleep 0.05; done
 [ -n "${P1:-}" ] || { cat "$D/nspawn.log"; echo "1 passed, 1 failed"; exit 1; }
@@ -152,7 +153,7 @@ until_ok sh -c "$(declare -f in_machine inhibitors); P1=$P1; inhibitors | grep -
 # A managed app: holdfast runs it on the engine and stops it gracefully
 # when the machine goes down (logind delay inhibitor + PrepareForShutdown).
 cat > "$R/etc/holdfast/t.json" <<JSON
-{"version": 1, "apps": {"svc": {"release": "r1", "services": {"main": {
+{"version": 1, "config": {"BALENA_HOST_CONFIG_gpu_mem": "64"}, "apps": {"svc": {"release": "r1", "services": {"main": {
   "image": "holdfast-test/busybox:1", "network_mode": "none", "volumes": ["$D/marks:/marks"],
   "command": ["sh", "-c", "trap 'echo graceful > /marks/main; exit 0' TERM; while :; do sleep 0.2; done"]}}}}}
 JSON
@@ -164,6 +165,8 @@ check "holdfast status shows the app applied" until_ok sh -c "$(declare -f in_ma
 check "a logind delay inhibitor guards the graceful stop" \
   until_ok sh -c "$(declare -f in_machine inhibitors); P1=$P1; inhibitors | grep -qE '^holdfast .* shutdown +stop app containers gracefully +delay'"
 cid=$(docker ps -q --filter label=io.holdfast.app=svc)
+check "boot config is staged, not written, while an app holds a lock" sh -c \
+  "$(declare -f in_machine); P1=$P1; in_machine holdfast status | grep -q 'pending: reboot when unlocked (staged boot config' && ! grep -q gpu_mem '$D/boot/config.txt'"
 
 out=$(in_machine holdfast reboot 2>&1); rc=$?
 check "holdfast reboot is refused while locked (exit $rc: $out)" test $rc -eq 75
@@ -172,9 +175,12 @@ if [ "$suite" = trixie ]; then
   # releases it first. Forced through the app's lock.
   out=$(in_machine holdfast reboot --force 2>&1)
 else
+  # Reboot when the locks clear: nothing happens while the app holds its lock.
+  out=$(in_machine holdfast reboot --when-unlocked 2>&1)
+  sleep 1
+  check "holdfast reboot --when-unlocked waits while locked ($out)" \
+    sh -c "$(declare -f in_machine); P1=$P1; in_machine holdfast status | grep -q 'pending: reboot when unlocked (requested'"
   docker exec hf-nspawn-app rm /tmp/balena/updates.lock
-  until_ok sh -c "! { $(declare -f in_machine inhibitors); P1=$P1; inhibitors | grep -q '^holdfast '; }"
-  out=$(in_machine holdfast reboot 2>&1)
 fi
 rebooted() { ! kill -0 "$NSPID" 2>/dev/null; }
 for _ in $(seq 600); do rebooted && break; sleep 0.1; done
@@ -184,6 +190,8 @@ check "systemd-nspawn reports a reboot (exit $code)" test "$code" -eq 133
 state=$(docker inspect -f '{{.State.Status}} {{.State.ExitCode}}' "$cid")
 check "the managed container was stopped gracefully before the reboot ($state)" \
   sh -c 'test "$0" = "exited 0" && grep -q graceful "$1/marks/main"' "$state" "$D"
+check "the staged boot config was written to config.txt for that reboot ($(tr '\n' ' ' < "$D/boot/config.txt"))" \
+  test "$(cat "$D/boot/config.txt")" = "$(printf 'dtoverlay=vc4-kms-v3d\ngpu_mem=64')"
 check "the container holdfast does not manage was not touched" \
   test "$(docker inspect -f '{{.State.Status}}' hf-nspawn-app)" = running
 P1="" NSPID=""
