@@ -5,9 +5,7 @@ mod common;
 use std::process::Output;
 use std::time::Duration;
 
-use common::engine::{service, target};
 use common::{ok, Env};
-use serde_json::json;
 
 fn key(env: &Env) -> String {
     std::fs::read_to_string(env.state().join("api-key"))
@@ -118,18 +116,7 @@ async fn post_v1_update_force_goes_through_a_lock_once() {
     env.start_daemon().await;
     wait_socket(&env).await;
     let k = key(&env);
-    let rel = |r: u32| {
-        let mut s = service(&image);
-        s["environment"] = json!({"R": r.to_string()});
-        target(json!({"app1": {"release": format!("r{r}"), "services": {"main": s}}}))
-    };
-    ok(&env.apply(&rel(1)));
-    env.wait_release("app1", "applied", "r1").await;
-    let c = env.container_of("app1", "main");
-    ok(&env.exec(&c, "set -C; : > /tmp/balena/updates.lock"));
-    env.wait_locks(&["app1/main"]).await;
-    ok(&env.apply(&rel(2)));
-    env.wait_release("app1", "waiting", "r2").await;
+    env.app1_waiting_on_its_lock(&image).await;
     let (code, body) = curl(&env, "GET", "/v2/applications/state", None, Some(&k));
     assert_eq!(code, 200);
     assert!(body.contains("lock:app1/main"), "{body}");

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::engine::{service, target};
+use common::engine::release;
 use common::{ok, wait_for, Env};
 use serde_json::json;
 
@@ -149,18 +149,7 @@ async fn forced_update_preempts_a_waiting_apply_once_and_the_override_updates_th
     let reg = env.registry();
     let image = env.push(&reg, "f:1");
     env.start_daemon().await;
-    let rel = |r: u32| {
-        let mut s = service(&image);
-        s["environment"] = json!({"R": r.to_string()});
-        target(json!({"app1": {"release": format!("r{r}"), "services": {"main": s}}}))
-    };
-    ok(&env.apply(&rel(1)));
-    env.wait_release("app1", "applied", "r1").await;
-    let c1 = env.container_of("app1", "main");
-    ok(&env.exec(&c1, "set -C; : > /tmp/balena/updates.lock"));
-    env.wait_locks(&["app1/main"]).await;
-    ok(&env.apply(&rel(2)));
-    env.wait_release("app1", "waiting", "r2").await;
+    let c1 = env.app1_waiting_on_its_lock(&image).await;
 
     // balena #2541: a force must not queue behind the waiting apply.
     ok(&env.cli(&["update", "--force"]));
@@ -173,7 +162,7 @@ async fn forced_update_preempts_a_waiting_apply_once_and_the_override_updates_th
     assert!(env.locks().join("app1/main/updates.lock").exists());
 
     // One-time: the next release waits again.
-    ok(&env.apply(&rel(3)));
+    ok(&env.apply(&release(&image, 3)));
     let st = env.wait_release("app1", "waiting", "r3").await;
     assert_eq!(st["blocked_by"], json!(["lock:app1/main"]));
 

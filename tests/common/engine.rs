@@ -128,6 +128,20 @@ impl Env {
         running[0].1.clone()
     }
 
+    /// app1 at release r1 (one service of `image`), its app locked from
+    /// inside the container, then release r2 applied: waiting on the lock.
+    /// Returns the r1 container.
+    pub async fn app1_waiting_on_its_lock(&self, image: &str) -> String {
+        ok(&self.apply(&release(image, 1)));
+        self.wait_release("app1", "applied", "r1").await;
+        let c = self.container_of("app1", "main");
+        ok(&self.exec(&c, "set -C; : > /tmp/balena/updates.lock"));
+        self.wait_locks(&["app1/main"]).await;
+        ok(&self.apply(&release(image, 2)));
+        self.wait_release("app1", "waiting", "r2").await;
+        c
+    }
+
     pub fn exec(&self, container: &str, script: &str) -> Output {
         self.docker(&["exec", container, "sh", "-c", script])
     }
@@ -152,4 +166,11 @@ pub fn service(image: &str) -> Value {
 
 pub fn target(apps: Value) -> Value {
     serde_json::json!({"version": 1, "apps": apps})
+}
+
+/// app1 release `r<n>`: one service whose environment names the release.
+pub fn release(image: &str, n: u32) -> Value {
+    let mut s = service(image);
+    s["environment"] = serde_json::json!({"R": n.to_string()});
+    target(serde_json::json!({"app1": {"release": format!("r{n}"), "services": {"main": s}}}))
 }

@@ -113,15 +113,19 @@ fn download_then_kill_updates_only_the_changed_service() {
     assert!(steps[0].lock_free() && !steps[1].lock_free());
 }
 
-#[test]
-fn kill_then_download_pulls_after_the_old_container_is_gone() {
-    let label = r#", "labels": {"io.balena.update.strategy": "kill-then-download"}"#;
+/// main:1 -> main:2 under `strategy`, main:1 present.
+fn image_update(strategy: &str) -> Vec<String> {
+    let label = format!(r#", "labels": {{"io.balena.update.strategy": "{strategy}"}}"#);
     let old = target(&format!(r#""main": {{"image": "main:1"{label}}}"#));
     let new = target(&format!(r#""main": {{"image": "main:2"{label}}}"#));
     let cur = [running(&old, "main", "m1")];
-    let steps = plan(Some(app(&new)), &cur, &images(&["main:1"]));
+    show(&plan(Some(app(&new)), &cur, &images(&["main:1"])))
+}
+
+#[test]
+fn kill_then_download_pulls_after_the_old_container_is_gone() {
     assert_eq!(
-        show(&steps),
+        image_update("kill-then-download"),
         [
             "lock main",
             "stop m1",
@@ -136,13 +140,8 @@ fn kill_then_download_pulls_after_the_old_container_is_gone() {
 
 #[test]
 fn delete_then_download_also_deletes_the_old_image() {
-    let label = r#", "labels": {"io.balena.update.strategy": "delete-then-download"}"#;
-    let old = target(&format!(r#""main": {{"image": "main:1"{label}}}"#));
-    let new = target(&format!(r#""main": {{"image": "main:2"{label}}}"#));
-    let cur = [running(&old, "main", "m1")];
-    let steps = plan(Some(app(&new)), &cur, &images(&["main:1"]));
     assert_eq!(
-        show(&steps),
+        image_update("delete-then-download"),
         [
             "lock main",
             "stop m1",
