@@ -72,11 +72,16 @@ async fn require_key(
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::to_owned);
     let given = q.apikey.or(bearer);
-    if given.as_deref() == Some(api.key.as_str()) {
+    if given.is_some_and(|g| same_secret(g.as_bytes(), api.key.as_bytes())) {
         next.run(req).await
     } else {
         (StatusCode::UNAUTHORIZED, "Unauthorized").into_response()
     }
+}
+
+/// Compares without stopping at the first difference (no timing hint).
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Parses an optional JSON body; an empty body means `{}`.
