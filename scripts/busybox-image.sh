@@ -8,7 +8,7 @@ root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
 mkdir -p "$root/bin" "$root/tmp" "$root/etc"
 cp /bin/busybox "$root/bin/busybox"
-for applet in sh ash sleep cat ls rm touch mkdir echo test true false kill ps id stat sync; do
+for applet in sh ash sleep cat ls rm touch mkdir echo test true false kill ps id stat sync wget env; do
   ln -s busybox "$root/bin/$applet"
 done
 echo 'nobody:x:65534:65534:nobody:/:/bin/sh' > "$root/etc/passwd"

@@ -220,3 +220,52 @@ async fn the_documented_routes_exist() {
     }
     assert!(n >= 9, "only {n} operations found in docs/openapi.yaml");
 }
+
+/// An app written for balena's supervisor, unchanged: it finds the API in
+/// BALENA_SUPERVISOR_ADDRESS / _API_KEY (label io.balena.features.supervisor-api)
+/// and forces the update it is holding back.
+#[tokio::test]
+async fn an_app_calls_the_api_from_its_container_like_on_balena() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut env = Env::with_docker();
+    env.write_config(&format!("api.tcp = \"127.0.0.1:{port}\"\n"));
+    let reg = env.registry();
+    let image = env.push(&reg, "sapi:1");
+    env.start_daemon().await;
+    let release = |n: u32| {
+        let mut s = common::engine::service(&image);
+        s["network_mode"] = serde_json::json!("host");
+        s["labels"] = serde_json::json!({"io.balena.features.supervisor-api": "1"});
+        s["environment"] = serde_json::json!({"R": n.to_string()});
+        common::engine::target(
+            serde_json::json!({"app1": {"release": format!("r{n}"), "services": {"main": s}}}),
+        )
+    };
+    ok(&env.apply(&release(1)));
+    env.wait_release("app1", "applied", "r1").await;
+    let c = env.container_of("app1", "main");
+    assert_eq!(
+        ok(&env.exec(&c, "wget -qO- \"$BALENA_SUPERVISOR_ADDRESS/ping\"")),
+        "OK"
+    );
+    ok(&env.exec(&c, "set -C; : > /tmp/balena/updates.lock"));
+    env.wait_locks(&["app1/main"]).await;
+    ok(&env.apply(&release(2)));
+    env.wait_release("app1", "waiting", "r2").await;
+    ok(&env.exec(
+        &c,
+        "wget -qO- --header 'Content-Type: application/json' --post-data '{\"force\": true}' \
+         \"$BALENA_SUPERVISOR_ADDRESS/v1/update?apikey=$BALENA_SUPERVISOR_API_KEY\"",
+    ));
+    env.wait_release("app1", "applied", "r2").await;
+    // Without the key the API refuses.
+    let out = env.exec(
+        &env.container_of("app1", "main"),
+        "wget -qO- --post-data '{}' \"$BALENA_SUPERVISOR_ADDRESS/v1/update\"",
+    );
+    assert!(!out.status.success());
+}

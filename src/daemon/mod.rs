@@ -18,6 +18,7 @@ use crate::command::{request, Command};
 use crate::config::{self, ConfigError, Settings};
 use crate::dbus;
 use crate::devconfig::Override;
+use crate::engine::SupervisorApi;
 use crate::inhibit::InhibitorStatus;
 use crate::inotify::NamesWatch;
 use crate::locks::fs::FsError;
@@ -134,6 +135,9 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         cmd_tx.clone(),
         || Command::ReloadDeviceConfig,
     ));
+    let api_key = api::load_or_create_key(&settings.state_dir)
+        .map_err(|e| tracing::error!(error = %e, "no HTTP API: cannot read or create its key"))
+        .ok();
     let updater = Updater {
         socket: settings.engine_socket(),
         engine: None,
@@ -146,6 +150,10 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         lock_override: override_rx.clone(),
         requests: update_req_rx,
         forced: None,
+        supervisor_api: settings
+            .api_tcp
+            .zip(api_key.as_deref())
+            .map(|(addr, key)| SupervisorApi::from_bind(addr, key)),
     };
     let updater_task = tokio::spawn(updater.run());
     let arbiter = Arbiter {
@@ -158,24 +166,21 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         pending: pending_tx,
     };
     tokio::spawn(arbiter.run());
-    match api::load_or_create_key(&settings.state_dir) {
-        Ok(key) => {
-            let api = api::Api {
+    if let Some(key) = api_key {
+        let api = api::Api {
+            commands: cmd_tx.clone(),
+            power: Power {
                 commands: cmd_tx.clone(),
-                power: Power {
-                    commands: cmd_tx.clone(),
-                    inhibitor: inh_rx.clone(),
-                },
-                updates: updates_rx.clone(),
-                key: Arc::new(key),
-            };
-            tokio::spawn(api::serve(
-                api,
-                settings.api_socket.clone(),
-                settings.api_tcp,
-            ));
-        }
-        Err(e) => tracing::error!(error = %e, "no HTTP API: cannot read or create its key"),
+                inhibitor: inh_rx.clone(),
+            },
+            updates: updates_rx.clone(),
+            key: Arc::new(key),
+        };
+        tokio::spawn(api::serve(
+            api,
+            settings.api_socket.clone(),
+            settings.api_tcp,
+        ));
     }
     let mut core_task = tokio::spawn(core.run(ev_rx, cmd_rx));
     let shared = dbus::Shared {

@@ -29,6 +29,36 @@ pub struct ServiceContext<'a> {
     pub spec: &'a ServiceSpec,
     /// Host directory `<lock_root>/<app>/<service>`.
     pub lock_dir: &'a Path,
+    /// The HTTP API on TCP, for services labelled
+    /// `io.balena.features.supervisor-api`.
+    pub supervisor_api: Option<&'a SupervisorApi>,
+}
+
+pub const SUPERVISOR_API_LABEL: &str = "io.balena.features.supervisor-api";
+
+/// Where a container reaches holdfast's HTTP API, balena style.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SupervisorApi {
+    pub host: String,
+    pub port: u16,
+    pub key: String,
+}
+
+impl SupervisorApi {
+    /// From `api.tcp`: a wildcard bind is reached at 127.0.0.1 (host
+    /// network); a specific address as itself.
+    pub fn from_bind(addr: std::net::SocketAddr, key: &str) -> Self {
+        let host = if addr.ip().is_unspecified() {
+            "127.0.0.1".to_owned()
+        } else {
+            addr.ip().to_string()
+        };
+        Self {
+            host,
+            port: addr.port(),
+            key: key.to_owned(),
+        }
+    }
 }
 
 pub fn create_body(cx: &ServiceContext<'_>) -> ContainerCreateBody {
@@ -60,6 +90,19 @@ pub fn create_body(cx: &ServiceContext<'_>) -> ContainerCreateBody {
         if !spec.environment.contains_key(k) {
             env.push(format!("{k}={v}"));
         }
+    }
+
+    if let Some(api) = cx
+        .supervisor_api
+        .filter(|_| spec.labels.contains_key(SUPERVISOR_API_LABEL))
+    {
+        env.push(format!(
+            "BALENA_SUPERVISOR_ADDRESS=http://{}:{}",
+            api.host, api.port
+        ));
+        env.push(format!("BALENA_SUPERVISOR_HOST={}", api.host));
+        env.push(format!("BALENA_SUPERVISOR_PORT={}", api.port));
+        env.push(format!("BALENA_SUPERVISOR_API_KEY={}", api.key));
     }
 
     let mut binds = spec.volumes.clone();
@@ -163,6 +206,7 @@ mod tests {
             release: "r1",
             spec: &spec,
             lock_dir: Path::new("/run/holdfast/locks/app1/main"),
+            supervisor_api: None,
         });
         let labels = body.labels.unwrap();
         assert_eq!(labels[LABEL_APP], "app1");
@@ -194,5 +238,37 @@ mod tests {
             hc.restart_policy.unwrap().name,
             Some(RestartPolicyNameEnum::NO)
         );
+    }
+}
+
+#[cfg(test)]
+mod api_env_tests {
+    use super::*;
+
+    #[test]
+    fn only_labelled_services_learn_the_api_address_and_key() {
+        let app = AppName::new("a").unwrap();
+        let service = ServiceName::new("s").unwrap();
+        let api = SupervisorApi::from_bind("0.0.0.0:48484".parse().unwrap(), "k3y");
+        let env_of = |labels: &str| {
+            let spec: ServiceSpec =
+                serde_json::from_str(&format!(r#"{{"image": "i", "labels": {labels}}}"#)).unwrap();
+            create_body(&ServiceContext {
+                app: &app,
+                service: &service,
+                release: "r",
+                spec: &spec,
+                lock_dir: Path::new("/l"),
+                supervisor_api: Some(&api),
+            })
+            .env
+            .unwrap()
+        };
+        let with = env_of(r#"{"io.balena.features.supervisor-api": "1"}"#);
+        assert!(with.contains(&"BALENA_SUPERVISOR_ADDRESS=http://127.0.0.1:48484".to_string()));
+        assert!(with.contains(&"BALENA_SUPERVISOR_API_KEY=k3y".to_string()));
+        assert!(!env_of("{}")
+            .iter()
+            .any(|e| e.starts_with("BALENA_SUPERVISOR_")));
     }
 }

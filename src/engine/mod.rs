@@ -14,7 +14,8 @@ use bollard::{ClientVersion, Docker};
 use futures_util::StreamExt;
 
 pub use body::{
-    create_body, ServiceContext, LABEL_APP, LABEL_HASH, LABEL_RELEASE, LABEL_SERVICE, LOCK_MOUNTS,
+    create_body, ServiceContext, SupervisorApi, LABEL_APP, LABEL_HASH, LABEL_RELEASE,
+    LABEL_SERVICE, LOCK_MOUNTS,
 };
 
 use crate::names::{AppName, ServiceName};

@@ -14,7 +14,7 @@ use super::plan::{container_name, plan, Container, Step};
 use super::status::{AppState, AppStatus, UpdateStatus};
 use crate::command::{request, Command, CommandError};
 use crate::devconfig::Override;
-use crate::engine::{Engine, EngineError, ServiceContext};
+use crate::engine::{Engine, EngineError, ServiceContext, SupervisorApi};
 use crate::fsutil::atomic_write;
 use crate::inotify::NamesWatch;
 use crate::locks::own::OwnLockError;
@@ -43,6 +43,8 @@ pub struct Updater {
     pub requests: mpsc::Receiver<UpdateRequest>,
     /// Who asked for the forced pass under way (one-time force).
     pub forced: Option<String>,
+    /// The HTTP API on TCP, told to services that ask for it by label.
+    pub supervisor_api: Option<SupervisorApi>,
 }
 
 /// From `Command::Update` and `Command::RestartApp`.
@@ -629,6 +631,7 @@ impl Updater {
             release,
             spec,
             lock_dir: &lock_dir,
+            supervisor_api: self.supervisor_api.as_ref(),
         };
         match self.engine().create(&name, &cx).await {
             // Created before a crash: the same name means the same config.
