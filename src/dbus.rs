@@ -385,6 +385,10 @@ impl Supervisor {
         )
     }
 
+    /// The update state of the apps changed; carries the Apps JSON.
+    #[zbus(signal, name = "AppsChanged")]
+    async fn app_states_changed(emitter: &SignalEmitter<'_>, apps: String) -> zbus::Result<()>;
+
     /// The set of locks changed.
     #[zbus(signal, name = "LocksChanged")]
     async fn lock_table_changed(
@@ -504,9 +508,10 @@ async fn emit_changes(conn: &Connection, shared: &Shared) -> zbus::Result<()> {
             }
             r = updates.changed() => {
                 if r.is_err() { return Ok(()) }
-                updates.borrow_and_update();
+                let apps = serde_json::to_string(&updates.borrow_and_update().apps).unwrap_or_default();
                 let s = iface.get().await;
                 s.apps_changed(emitter).await?;
+                Supervisor::app_states_changed(emitter, apps).await?;
                 s.engine_changed(emitter).await?;
                 s.status_changed(emitter).await?;
             }
