@@ -6,13 +6,14 @@
 #   setup.sh cross      + msrv, ARM cross linkers, qemu-user-static
 #   setup.sh nspawn     + systemd-nspawn, debootstrap
 #   setup.sh layer      + Python tools for the Yocto layer checks (venv in .cache/)
+#   setup.sh bench      + docker-compose (updatebench compares against it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The MSRV toolchain: the rustc-web version that exists for amd64, arm64 and armhf.
 RUST_WEB_VERSION=1.85.0+dfsg3-1~deb12u3
 
-pkgs=(dbus systemd procmail busybox-static docker.io docker-registry util-linux psmisc polkitd python3)
+pkgs=(dbus systemd procmail busybox-static docker.io docker-registry util-linux psmisc polkitd python3 curl)
 pinned=()
 for profile in "$@"; do
   case $profile in
@@ -22,6 +23,7 @@ for profile in "$@"; do
       ;;
     nspawn) pkgs+=(systemd-container debootstrap) ;;
     layer) pkgs+=(python3-venv) ;;
+    bench) pkgs+=(docker-compose) ;;
     *) echo "setup: unknown profile $profile" >&2; exit 2 ;;
   esac
 done
