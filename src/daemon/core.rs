@@ -18,7 +18,7 @@ use crate::locks::{holders, LockTable};
 use crate::logging::msgid;
 use crate::names::{AppName, ServiceId};
 use crate::update::runner::{RestartError, UpdateRequest};
-use crate::update::store::{StoreError, TargetStore};
+use crate::update::store::{Reloaded, StoreError, TargetStore};
 
 pub struct Core {
     pub table: LockTable,
@@ -171,12 +171,13 @@ impl Core {
                 let _ = reply.send(r);
             }
             Command::ReloadTarget => match self.target.reload_file() {
-                Ok(Some(t)) => {
+                Ok(Reloaded::Changed(t)) => {
                     tracing::info!(file = %self.target.file().display(),
                         "target file read: {}", target_summary(&t));
                     self.take_device_config(&t);
                 }
-                Ok(None) => tracing::warn!(file = %self.target.file().display(),
+                Ok(Reloaded::Unchanged) => {}
+                Ok(Reloaded::Missing) => tracing::warn!(file = %self.target.file().display(),
                     "target file is gone; the target in force stays"),
                 Err(e) => {
                     tracing::error!(error = %e, "target file rejected; the previous target stays in force")

@@ -154,13 +154,15 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
             .api_tcp
             .zip(api_key.as_deref())
             .map(|(addr, key)| SupervisorApi::from_bind(addr, key)),
+        saved: Vec::new(),
     };
     let updater_task = tokio::spawn(updater.run());
+    let power = Power {
+        commands: cmd_tx.clone(),
+        inhibitor: inh_rx.clone(),
+    };
     let arbiter = Arbiter {
-        power: Power {
-            commands: cmd_tx.clone(),
-            inhibitor: inh_rx.clone(),
-        },
+        power: power.clone(),
         table: table_rx.clone(),
         lock_override: override_rx.clone(),
         pending: pending_tx,
@@ -169,10 +171,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     if let Some(key) = api_key {
         let api = api::Api {
             commands: cmd_tx.clone(),
-            power: Power {
-                commands: cmd_tx.clone(),
-                inhibitor: inh_rx.clone(),
-            },
+            power,
             updates: updates_rx.clone(),
             key: Arc::new(key),
         };
@@ -196,7 +195,6 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         lock_override: override_rx.clone(),
         pending_reboot: pending_rx.clone(),
     };
-    let pending_rx_status = pending_rx;
     let (ready_tx, mut ready_rx) = oneshot::channel();
     let bus_task = tokio::spawn(dbus::run(shared, ready_tx));
     tokio::spawn(status_lines(StatusInputs {
@@ -204,7 +202,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         inh: inh_rx,
         updates: updates_rx,
         lock_override: override_rx,
-        pending: pending_rx_status,
+        pending: pending_rx,
     }));
     let mut watchdog_usec = 0u64;
     if sd_notify::watchdog_enabled(false, &mut watchdog_usec) {

@@ -230,46 +230,37 @@ impl Engine {
             t: grace_s,
             ..Default::default()
         };
-        match self
-            .docker
-            .stop_container(id, Some(opts))
-            .await
-            .map_err(|e| self.map(e))
-        {
-            Err(EngineError::NotFound(_)) => Ok(()),
-            other => other,
-        }
+        let r = self.docker.stop_container(id, Some(opts)).await;
+        gone_is_done(r.map_err(|e| self.map(e)))
     }
 
     pub async fn remove(&self, id: &str) -> Result<(), EngineError> {
-        match self
-            .docker
-            .remove_container(
-                id,
-                Some(RemoveContainerOptions {
-                    force: true,
-                    ..Default::default()
-                }),
-            )
-            .await
-            .map_err(|e| self.map(e))
-        {
-            Err(EngineError::NotFound(_)) => Ok(()),
-            other => other,
-        }
+        let opts = RemoveContainerOptions {
+            force: true,
+            ..Default::default()
+        };
+        let r = self.docker.remove_container(id, Some(opts)).await;
+        gone_is_done(r.map_err(|e| self.map(e)))
     }
 
     pub async fn remove_image(&self, image: &str) -> Result<(), EngineError> {
-        match self
+        let r = self
             .docker
             .remove_image(image, None::<RemoveImageOptions>, None)
-            .await
-            .map_err(|e| self.map(e))
-        {
-            // Gone already, or still used by a container we do not manage.
-            Err(EngineError::NotFound(_)) | Err(EngineError::Conflict(_)) => Ok(()),
-            other => other.map(drop),
+            .await;
+        match gone_is_done(r.map(drop).map_err(|e| self.map(e))) {
+            // Still used by a container we do not manage: left for it.
+            Err(EngineError::Conflict(_)) => Ok(()),
+            other => other,
         }
+    }
+}
+
+/// Stopping or removing what is already gone has done its job.
+fn gone_is_done(r: Result<(), EngineError>) -> Result<(), EngineError> {
+    match r {
+        Err(EngineError::NotFound(_)) => Ok(()),
+        other => other,
     }
 }
 

@@ -1,8 +1,6 @@
 //! Strict target parsing: JSON syntax and shape errors carry line, column
 //! and the JSON path; semantic checks carry the path of the bad value.
 
-use std::collections::BTreeSet;
-
 use super::spec::{Strategy, Target, FORMAT_VERSION, HANDOVER_TIMEOUT_LABEL, STRATEGY_LABEL};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -141,7 +139,7 @@ fn validate(t: &Target) -> Result<(), (String, String)> {
                 }
             }
         }
-        check_cycles(a).map_err(|n| {
+        a.dependency_order().map(drop).map_err(|(_, n)| {
             (
                 format!("apps.{app}.services.{n}.depends_on"),
                 "dependency cycle".to_owned(),
@@ -179,28 +177,6 @@ pub(crate) fn parse_port(p: &str) -> Result<(Option<String>, u16, u16, String), 
         [c, h] => Ok((None, port(h)?, port(c)?, proto)),
         [c, h, ip] => Ok((Some((*ip).to_owned()), port(h)?, port(c)?, proto)),
         _ => Err(bad()),
-    }
-}
-
-/// The name of a service on a cycle, if any.
-fn check_cycles(a: &super::AppTarget) -> Result<(), String> {
-    let mut done: BTreeSet<&str> = BTreeSet::new();
-    loop {
-        let ready: Vec<&str> = a
-            .services
-            .iter()
-            .filter(|(n, s)| {
-                !done.contains(n.as_str()) && s.depends_on.iter().all(|d| done.contains(d.as_str()))
-            })
-            .map(|(n, _)| n.as_str())
-            .collect();
-        if ready.is_empty() {
-            return match a.services.keys().find(|n| !done.contains(n.as_str())) {
-                Some(n) => Err(n.to_string()),
-                None => Ok(()),
-            };
-        }
-        done.extend(ready);
     }
 }
 

@@ -152,6 +152,22 @@ impl AppTarget {
     /// Services in dependency order (dependencies first; ties by name).
     /// The parser has rejected cycles and unknown names.
     pub fn start_order(&self) -> Vec<ServiceName> {
+        self.dependency_order().unwrap_or_else(|(mut order, _)| {
+            // Unreachable for parsed targets: the rest in name order.
+            let rest: Vec<ServiceName> = self
+                .services
+                .keys()
+                .filter(|n| !order.contains(n))
+                .cloned()
+                .collect();
+            order.extend(rest);
+            order
+        })
+    }
+
+    /// Dependencies first, ties by name; on a cycle (or a dependency on an
+    /// unknown service) the orderable part and the first service left out.
+    pub fn dependency_order(&self) -> Result<Vec<ServiceName>, (Vec<ServiceName>, ServiceName)> {
         let mut order: Vec<ServiceName> = Vec::new();
         while order.len() < self.services.len() {
             let before = order.len();
@@ -161,16 +177,10 @@ impl AppTarget {
                 }
             }
             if order.len() == before {
-                // Unreachable for parsed targets; never loop forever.
-                order.extend(
-                    self.services
-                        .keys()
-                        .filter(|n| !order.contains(n))
-                        .cloned()
-                        .collect::<Vec<_>>(),
-                );
+                let stuck = self.services.keys().find(|n| !order.contains(n)).cloned();
+                return Err((order, stuck.expect("some service is unordered")));
             }
         }
-        order
+        Ok(order)
     }
 }

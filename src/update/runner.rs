@@ -45,6 +45,8 @@ pub struct Updater {
     pub forced: Option<String>,
     /// The HTTP API on TCP, told to services that ask for it by label.
     pub supervisor_api: Option<SupervisorApi>,
+    /// apps.json as last written.
+    pub saved: Vec<u8>,
 }
 
 /// From `Command::Update` and `Command::RestartApp`.
@@ -215,9 +217,7 @@ impl Updater {
                 locks: held,
             });
         }
-        if self.engine.is_none() {
-            self.engine = Some(Engine::new(&self.socket)?);
-        }
+        self.connect()?;
         let running: Vec<Container> = self
             .engine()
             .managed()
@@ -282,6 +282,14 @@ impl Updater {
             .map(|who| format!("one-time force asked by {who}"))
     }
 
+    /// The engine client, made on first use (the socket may appear later).
+    fn connect(&mut self) -> Result<(), EngineError> {
+        if self.engine.is_none() {
+            self.engine = Some(Engine::new(&self.socket)?);
+        }
+        Ok(())
+    }
+
     fn engine(&self) -> &Engine {
         self.engine.as_ref().expect("connected before any pass")
     }
@@ -331,9 +339,7 @@ impl Updater {
         target: &Target,
         only: Option<&AppName>,
     ) -> Result<(), EngineError> {
-        if self.engine.is_none() {
-            self.engine = Some(Engine::new(&self.socket)?);
-        }
+        self.connect()?;
         let current = self.engine().managed().await?;
         if self.status.borrow().engine != "available" {
             tracing::info!(socket = %self.socket.display(), "container engine available");
@@ -383,12 +389,20 @@ impl Updater {
         });
     }
 
-    fn persist(&self) {
-        let path = self.state_dir.join("apps.json");
+    /// Saves the app states when they changed since the last save (a pass
+    /// that changed nothing costs no fsync).
+    fn persist(&mut self) {
         let data =
             serde_json::to_vec_pretty(&self.status.borrow().apps).expect("status serializes");
-        if let Err(e) = atomic_write(&path, &data) {
-            tracing::warn!(path = %path.display(), error = %e, "cannot save update progress");
+        if data == self.saved {
+            return;
+        }
+        let path = self.state_dir.join("apps.json");
+        match atomic_write(&path, &data) {
+            Ok(()) => self.saved = data,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot save update progress")
+            }
         }
     }
 

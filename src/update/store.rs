@@ -23,6 +23,13 @@ pub enum StoreError {
     },
 }
 
+/// What re-reading the target file found.
+pub enum Reloaded {
+    Changed(Arc<Target>),
+    Unchanged,
+    Missing,
+}
+
 pub struct TargetStore {
     file: PathBuf,
     last_good: PathBuf,
@@ -71,30 +78,35 @@ impl TargetStore {
             path: self.file.clone(),
             source,
         })?;
+        // Accepted again unchanged: still answered as accepted.
         self.put(target.clone())?;
         Ok(target)
     }
 
     /// The target file changed on disk: re-read it. A bad or missing file
     /// keeps the target in force.
-    pub fn reload_file(&self) -> Result<Option<Arc<Target>>, StoreError> {
+    pub fn reload_file(&self) -> Result<Reloaded, StoreError> {
         match read(&self.file)? {
             Some(t) => {
                 let t = Arc::new(t);
-                self.put(t.clone())?;
-                Ok(Some(t))
+                Ok(match self.put(t.clone())? {
+                    true => Reloaded::Changed(t),
+                    // Typically our own write of an accepted target.
+                    false => Reloaded::Unchanged,
+                })
             }
-            None => Ok(None),
+            None => Ok(Reloaded::Missing),
         }
     }
 
-    fn put(&self, target: Arc<Target>) -> Result<(), StoreError> {
+    /// Puts a target in force; false when it is the one in force already.
+    fn put(&self, target: Arc<Target>) -> Result<bool, StoreError> {
         let same = self.tx.borrow().as_deref() == Some(&*target);
         if !same {
             self.save_last_good(&target)?;
             self.tx.send_replace(Some(target));
         }
-        Ok(())
+        Ok(!same)
     }
 
     fn save_last_good(&self, t: &Target) -> Result<(), StoreError> {
