@@ -69,6 +69,7 @@ pub struct Shared {
     pub engine_socket: std::path::PathBuf,
     pub lock_override: watch::Receiver<Override>,
     pub pending_reboot: watch::Receiver<Option<PendingReboot>>,
+    pub settings: watch::Receiver<Arc<crate::config::Settings>>,
 }
 
 pub struct Supervisor {
@@ -344,6 +345,14 @@ impl Supervisor {
         self.shared.updates.borrow().engine.clone()
     }
 
+    /// The settings in force, as JSON (the `settings` object of `holdfast
+    /// config show --json`): after a reload, keys that need a restart keep
+    /// their old value here.
+    #[zbus(property)]
+    fn config_in_force(&self) -> String {
+        self.shared.settings.borrow().to_json().to_string()
+    }
+
     #[zbus(property(emits_changed_signal = "const"))]
     fn version(&self) -> String {
         env!("CARGO_PKG_VERSION").to_owned()
@@ -424,6 +433,8 @@ pub trait Supervisor1 {
     fn apps(&self) -> zbus::Result<String>;
     #[zbus(property)]
     fn engine(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn config_in_force(&self) -> zbus::Result<String>;
     #[zbus(property)]
     fn version(&self) -> zbus::Result<String>;
     #[zbus(property)]

@@ -81,6 +81,14 @@ impl Settings {
             .join(":")
     }
 
+    /// As `holdfast config show --json` prints them, the engine socket
+    /// resolved (also the D-Bus `ConfigInForce` property).
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).expect("settings serialize");
+        v["engine_socket"] = serde_json::json!(self.engine_socket());
+        v
+    }
+
     /// The effective engine socket.
     pub fn engine_socket(&self) -> PathBuf {
         self.engine_socket.clone().unwrap_or_else(|| {
@@ -178,10 +186,8 @@ impl Sourced {
     }
 
     pub fn to_json(&self) -> serde_json::Value {
-        let mut settings = serde_json::to_value(&self.settings).expect("settings serialize");
-        settings["engine_socket"] = serde_json::json!(self.settings.engine_socket());
         serde_json::json!({
-            "settings": settings,
+            "settings": self.settings.to_json(),
             "sources": self.sources.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
             "files": self.files,
         })

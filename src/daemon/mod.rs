@@ -182,6 +182,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         ));
     }
     let mut core_task = tokio::spawn(core.run(ev_rx, cmd_rx));
+    let (settings_tx, settings_rx) = watch::channel(Arc::new(settings.clone()));
     let shared = dbus::Shared {
         commands: cmd_tx.clone(),
         table: table_rx.clone(),
@@ -194,6 +195,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         engine_socket: settings.engine_socket(),
         lock_override: override_rx.clone(),
         pending_reboot: pending_rx.clone(),
+        settings: settings_rx,
     };
     let (ready_tx, mut ready_rx) = oneshot::channel();
     let bus_task = tokio::spawn(dbus::run(shared, ready_tx));
@@ -231,6 +233,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
                 states.extend(mono);
                 notify(&states);
                 reload(&config_path, required, &mut settings, &what_tx);
+                settings_tx.send_replace(Arc::new(settings.clone()));
                 notify(&[NotifyState::Ready]);
             }
             _ = term.recv() => break Ok(()),
