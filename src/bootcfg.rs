@@ -3,15 +3,56 @@
 //! the boot partition's config.txt (`key=value` lines) only when a reboot is
 //! allowed, atomically, so a power cut never half-applies them. Other keys
 //! apply at once (recorded in `<state_dir>/device-config.json`).
+//!
+//! config.txt belongs to the user: holdfast changes only the lines of keys
+//! it writes, byte for byte leaves every other line, and writes nothing when
+//! it cannot read the file or its own state.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::fsutil::atomic_write;
+use crate::fsutil::{atomic_write, read_regular, ReadError};
 
 pub const PREFIX: &str = "BALENA_HOST_CONFIG_";
+
+/// Far above any real config.txt; a bigger file is not one.
+const MAX_CONFIG_TXT: u64 = 1 << 20;
+/// Far above what holdfast writes to its state files.
+const MAX_STATE: u64 = 1 << 20;
+
+const BOOT_STATE_HINT: &str = "it records which config.txt keys holdfast manages; fix it, \
+    or remove it to start afresh (then lines of keys holdfast wrote before and the target \
+    no longer sets stay in config.txt until removed by hand)";
+const DEVICE_STATE_HINT: &str = "it records the device config last applied; fix it, \
+    or remove it and holdfast writes it anew from the target";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootConfigError {
+    #[error("{0}; it was left as it is")]
+    ConfigTxt(#[source] ReadError),
+    #[error("{source}; {hint}")]
+    StateUnreadable {
+        #[source]
+        source: ReadError,
+        hint: &'static str,
+    },
+    #[error("{} is damaged ({source}); {hint}", path.display())]
+    StateDamaged {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+        hint: &'static str,
+    },
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 /// What is kept under the state dir between runs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,48 +78,107 @@ pub fn split(
     (boot, now)
 }
 
-/// config.txt with `desired` applied (pure): lines of keys holdfast does
-/// not manage stay as they are; a managed key keeps the place of its first
-/// line; new keys are appended; keys holdfast managed before and no longer
-/// wants are removed.
+/// A line without its ending, and the ending (`\n`, `\r\n`, or none for a
+/// last line without one).
+fn split_ending(line: &[u8]) -> (&[u8], &'static [u8]) {
+    if let Some(l) = line.strip_suffix(b"\r\n") {
+        (l, b"\r\n")
+    } else if let Some(l) = line.strip_suffix(b"\n") {
+        (l, b"\n")
+    } else {
+        (line, b"")
+    }
+}
+
+/// The key of a `key=value` line; none for comments and other lines, and
+/// for keys that are not UTF-8 (holdfast never writes those).
+fn key_of(line: &[u8]) -> Option<&str> {
+    let eq = line.iter().position(|&b| b == b'=')?;
+    let key = line[..eq].trim_ascii();
+    if key.starts_with(b"#") {
+        return None;
+    }
+    std::str::from_utf8(key).ok()
+}
+
+/// config.txt with `desired` applied (pure, on bytes): lines of keys
+/// holdfast does not manage stay byte for byte, endings included; a desired
+/// key's first line is replaced in place (keeping its ending) and its later
+/// lines dropped; new keys are appended with the file's line ending; keys
+/// holdfast managed before and no longer wants are removed.
 pub fn render(
-    text: &str,
+    text: &[u8],
     desired: &BTreeMap<String, String>,
     managed: &BTreeSet<String>,
-) -> String {
-    let mut out = Vec::new();
+) -> Vec<u8> {
+    // The file's own style for lines holdfast adds: that of its first line.
+    let eol: &[u8] = match text.iter().position(|&b| b == b'\n') {
+        Some(i) if i > 0 && text[i - 1] == b'\r' => b"\r\n",
+        _ => b"\n",
+    };
+    let mut lines: Vec<(Vec<u8>, &[u8])> = Vec::new();
     let mut written = BTreeSet::new();
-    for line in text.lines() {
-        let key = line
-            .split_once('=')
-            .map(|(k, _)| k.trim())
-            .filter(|k| !k.starts_with('#'));
-        match key {
+    for line in text.split_inclusive(|&b| b == b'\n') {
+        let (content, ending) = split_ending(line);
+        match key_of(content) {
             Some(k) if desired.contains_key(k) => {
-                if written.insert(k.to_owned()) {
-                    out.push(format!("{k}={}", desired[k]));
+                if written.insert(k) {
+                    lines.push((format!("{k}={}", desired[k]).into_bytes(), ending));
                 }
             }
             Some(k) if managed.contains(k) => {}
-            _ => out.push(line.to_owned()),
+            _ => lines.push((content.to_vec(), ending)),
         }
     }
     for (k, v) in desired {
-        if !written.contains(k) {
-            out.push(format!("{k}={v}"));
+        if !written.contains(k.as_str()) {
+            lines.push((format!("{k}={v}").into_bytes(), eol));
         }
     }
-    let mut s = out.join("\n");
-    if !s.is_empty() {
-        s.push('\n');
+    let mut out = Vec::with_capacity(text.len() + 64);
+    let last = lines.len().saturating_sub(1);
+    for (i, (content, ending)) in lines.iter().enumerate() {
+        out.extend_from_slice(content);
+        // A last line without an ending stays so, unless lines follow now.
+        out.extend_from_slice(if ending.is_empty() && i < last {
+            eol
+        } else {
+            ending
+        });
     }
-    s
+    out
 }
 
 pub struct BootConfig {
     pub config_txt: PathBuf,
     pub state_file: PathBuf,
     pub device_file: PathBuf,
+}
+
+/// A state file: missing is the default; unreadable or damaged is an error,
+/// never the default (that would forget what holdfast wrote).
+fn read_state<T: DeserializeOwned + Default>(
+    path: &Path,
+    hint: &'static str,
+) -> Result<T, BootConfigError> {
+    match read_regular(path, MAX_STATE) {
+        Ok(None) => Ok(T::default()),
+        Ok(Some(bytes)) => {
+            serde_json::from_slice(&bytes).map_err(|source| BootConfigError::StateDamaged {
+                path: path.to_owned(),
+                source,
+                hint,
+            })
+        }
+        Err(source) => Err(BootConfigError::StateUnreadable { source, hint }),
+    }
+}
+
+fn write(path: &Path, data: &[u8]) -> Result<(), BootConfigError> {
+    atomic_write(path, data).map_err(|source| BootConfigError::Write {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 impl BootConfig {
@@ -90,38 +190,39 @@ impl BootConfig {
         }
     }
 
-    pub fn state(&self) -> BootState {
-        std::fs::read(&self.state_file)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
+    pub fn state(&self) -> Result<BootState, BootConfigError> {
+        read_state(&self.state_file, BOOT_STATE_HINT)
     }
 
-    fn save(&self, st: &BootState) -> std::io::Result<()> {
-        atomic_write(
+    fn save(&self, st: &BootState) -> Result<(), BootConfigError> {
+        write(
             &self.state_file,
             &serde_json::to_vec_pretty(st).expect("serializes"),
         )
     }
 
+    /// config.txt as it is; a missing file is empty.
+    fn read_config_txt(&self) -> Result<Vec<u8>, BootConfigError> {
+        Ok(read_regular(&self.config_txt, MAX_CONFIG_TXT)
+            .map_err(BootConfigError::ConfigTxt)?
+            .unwrap_or_default())
+    }
+
     /// Takes a new target's config: applies the immediate keys, stages the
     /// config.txt keys when they would change the file. Answers whether a
     /// reboot is now needed to apply staged keys.
-    pub fn take(&self, config: &BTreeMap<String, String>) -> std::io::Result<bool> {
+    pub fn take(&self, config: &BTreeMap<String, String>) -> Result<bool, BootConfigError> {
         let (boot, now) = split(config);
-        let recorded: BTreeMap<String, String> = std::fs::read(&self.device_file)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
+        let recorded: BTreeMap<String, String> = read_state(&self.device_file, DEVICE_STATE_HINT)?;
         if recorded != now {
-            atomic_write(
+            write(
                 &self.device_file,
                 &serde_json::to_vec_pretty(&now).expect("serializes"),
             )?;
             tracing::info!(keys = ?now.keys().collect::<Vec<_>>(), "device config applied");
         }
-        let mut st = self.state();
-        let text = std::fs::read_to_string(&self.config_txt).unwrap_or_default();
+        let mut st = self.state()?;
+        let text = self.read_config_txt()?;
         let wanted = render(&text, &boot, &st.managed);
         let staged = (wanted != text).then_some(boot);
         if st.staged != staged {
@@ -137,17 +238,19 @@ impl BootConfig {
     }
 
     /// Right before an allowed reboot or power-off: writes staged keys to
-    /// config.txt (temp file, fsync, rename, fsync dir).
-    pub fn apply_staged(&self) -> std::io::Result<bool> {
-        let mut st = self.state();
+    /// config.txt (temp file, fsync, rename, fsync dir). On an error nothing
+    /// is written and the keys stay staged.
+    pub fn apply_staged(&self) -> Result<bool, BootConfigError> {
+        let mut st = self.state()?;
         let Some(boot) = st.staged.take() else {
             return Ok(false);
         };
-        let text = std::fs::read_to_string(&self.config_txt).unwrap_or_default();
-        atomic_write(
-            &self.config_txt,
-            render(&text, &boot, &st.managed).as_bytes(),
-        )?;
+        let text = self.read_config_txt()?;
+        let wanted = render(&text, &boot, &st.managed);
+        // Already as wanted (edited by hand, say): the user's file stays put.
+        if wanted != text {
+            write(&self.config_txt, &wanted)?;
+        }
         st.managed = boot.keys().cloned().collect();
         self.save(&st)?;
         Ok(true)
@@ -166,14 +269,14 @@ mod tests {
 
     #[test]
     fn render_keeps_foreign_lines_and_replaces_managed_ones() {
-        let text = "# boot\ndtoverlay=vc4\ngpu_mem=16\ngpu_mem=32\nold=1\n";
+        let text = b"# boot\ndtoverlay=vc4\ngpu_mem=16\ngpu_mem=32\nold=1\n";
         let managed: BTreeSet<String> = ["old".to_string()].into();
         let out = render(
             text,
             &map(&[("gpu_mem", "64"), ("hdmi_safe", "1")]),
             &managed,
         );
-        assert_eq!(out, "# boot\ndtoverlay=vc4\ngpu_mem=64\nhdmi_safe=1\n");
+        assert_eq!(out, b"# boot\ndtoverlay=vc4\ngpu_mem=64\nhdmi_safe=1\n");
         assert_eq!(
             render(
                 &out,
@@ -181,6 +284,64 @@ mod tests {
                 &BTreeSet::new()
             ),
             out
+        );
+    }
+
+    #[test]
+    fn render_line_endings() {
+        let want = map(&[("gpu_mem", "64")]);
+        let none = BTreeSet::new();
+        // A last line without a newline keeps having none...
+        assert_eq!(render(b"a=1\ngpu_mem=16", &want, &none), b"a=1\ngpu_mem=64");
+        // ...unless a line now follows it.
+        assert_eq!(render(b"a=1", &want, &none), b"a=1\ngpu_mem=64\n");
+        // Removing the last line leaves the one before as it was.
+        let old: BTreeSet<String> = ["old".to_string()].into();
+        assert_eq!(render(b"a=1\nold=2", &BTreeMap::new(), &old), b"a=1\n");
+        // Added lines follow the file's endings.
+        assert_eq!(render(b"a=1\r\n", &want, &none), b"a=1\r\ngpu_mem=64\r\n");
+        assert_eq!(render(b"", &want, &none), b"gpu_mem=64\n");
+        assert_eq!(render(b"", &BTreeMap::new(), &old), b"");
+    }
+
+    /// Stages `cfg` against a config.txt holding `text`, applies it and
+    /// answers the file's bytes.
+    fn through_apply(text: &[u8], cfg: &[(&str, &str)]) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let txt = dir.path().join("config.txt");
+        std::fs::write(&txt, text).unwrap();
+        let b = BootConfig::new(&txt, dir.path());
+        let cfg: BTreeMap<String, String> = cfg
+            .iter()
+            .map(|(k, v)| (format!("{PREFIX}{k}"), v.to_string()))
+            .collect();
+        b.take(&cfg).unwrap();
+        b.apply_staged().unwrap();
+        std::fs::read(&txt).unwrap()
+    }
+
+    #[test]
+    fn non_utf8_bytes_survive_take_and_apply() {
+        let text =
+            b"# caf\xe9 \xff\xfe\ndtoverlay=vc4,\x80\x81\ngpu_mem=16\nenable_uart=1\n\xc3(=x\n";
+        assert_eq!(
+            through_apply(text, &[("gpu_mem", "64"), ("hdmi_safe", "1")]),
+            b"# caf\xe9 \xff\xfe\ndtoverlay=vc4,\x80\x81\ngpu_mem=64\nenable_uart=1\n\xc3(=x\nhdmi_safe=1\n"
+        );
+    }
+
+    #[test]
+    fn crlf_and_missing_final_newline_survive_take_and_apply() {
+        assert_eq!(
+            through_apply(
+                b"dtoverlay=vc4\r\ngpu_mem=16\r\nenable_uart=1",
+                &[("gpu_mem", "64"), ("hdmi_safe", "1")]
+            ),
+            b"dtoverlay=vc4\r\ngpu_mem=64\r\nenable_uart=1\r\nhdmi_safe=1\r\n"
+        );
+        assert_eq!(
+            through_apply(b"dtoverlay=vc4\ngpu_mem=16", &[("gpu_mem", "64")]),
+            b"dtoverlay=vc4\ngpu_mem=64"
         );
     }
 
@@ -212,5 +373,79 @@ mod tests {
         assert!(b.take(&BTreeMap::new()).unwrap());
         b.apply_staged().unwrap();
         assert_eq!(std::fs::read_to_string(&txt).unwrap(), "dtoverlay=vc4\n");
+    }
+
+    #[test]
+    fn a_missing_config_txt_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let txt = dir.path().join("config.txt");
+        let b = BootConfig::new(&txt, dir.path());
+        assert!(b
+            .take(&map(&[("BALENA_HOST_CONFIG_gpu_mem", "64")]))
+            .unwrap());
+        assert!(b.apply_staged().unwrap());
+        assert_eq!(std::fs::read(&txt).unwrap(), b"gpu_mem=64\n");
+    }
+
+    #[test]
+    fn unreadable_config_txt_is_an_error_and_stays_as_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let txt = dir.path().join("config.txt");
+        let b = BootConfig::new(&txt, dir.path());
+        let cfg = map(&[("BALENA_HOST_CONFIG_gpu_mem", "64")]);
+
+        std::fs::create_dir(&txt).unwrap();
+        let err = b.take(&cfg).unwrap_err();
+        assert!(matches!(err, BootConfigError::ConfigTxt(_)), "{err}");
+        assert!(err.to_string().contains("is a directory"), "{err}");
+        assert!(txt.is_dir());
+        assert_eq!(b.state().unwrap(), BootState::default(), "nothing staged");
+
+        // Staged while readable, then a FIFO appears: apply writes nothing,
+        // returns at once and keeps the keys staged.
+        std::fs::remove_dir(&txt).unwrap();
+        std::fs::write(&txt, "dtoverlay=vc4\n").unwrap();
+        assert!(b.take(&cfg).unwrap());
+        std::fs::remove_file(&txt).unwrap();
+        nix::unistd::mkfifo(&txt, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let err = b.apply_staged().unwrap_err();
+        assert!(err.to_string().contains("is a FIFO"), "{err}");
+        use std::os::unix::fs::FileTypeExt;
+        assert!(std::fs::symlink_metadata(&txt)
+            .unwrap()
+            .file_type()
+            .is_fifo());
+        assert_eq!(b.state().unwrap().staged, Some(map(&[("gpu_mem", "64")])));
+    }
+
+    #[test]
+    fn damaged_state_is_an_error_and_config_txt_stays_as_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let txt = dir.path().join("config.txt");
+        std::fs::write(&txt, "dtoverlay=vc4\ngpu_mem=16\n").unwrap();
+        let b = BootConfig::new(&txt, dir.path());
+        let cfg = map(&[("BALENA_HOST_CONFIG_gpu_mem", "64")]);
+
+        std::fs::write(&b.state_file, "{\"managed\": [\"gpu_").unwrap();
+        let err = b.take(&cfg).unwrap_err();
+        assert!(matches!(err, BootConfigError::StateDamaged { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains("boot-config.json is damaged"), "{msg}");
+        assert!(msg.contains("remove it"), "{msg}");
+        assert!(b.apply_staged().is_err());
+        assert_eq!(
+            std::fs::read(&b.state_file).unwrap(),
+            b"{\"managed\": [\"gpu_",
+            "the damaged file is left for the user"
+        );
+
+        std::fs::remove_file(&b.state_file).unwrap();
+        std::fs::write(&b.device_file, "not json").unwrap();
+        let err = b.take(&cfg).unwrap_err();
+        assert!(
+            err.to_string().contains("device-config.json is damaged"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&txt).unwrap(), b"dtoverlay=vc4\ngpu_mem=16\n");
     }
 }
