@@ -10,6 +10,7 @@ use toml::Spanned;
 
 use super::fragment::Fragment;
 use super::settings::{InhibitWhat, Settings, Source, Sourced};
+use crate::fsutil::read_regular;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ConfigError {
@@ -75,17 +76,29 @@ fn parse_file(path: &Path, text: String) -> Result<Parsed, ConfigError> {
     }
 }
 
+/// Far above any real config file; /dev/zero behind a name must not fill
+/// memory.
+const MAX_FILE: u64 = 1 << 20;
+
+/// A config file's text; `None` only when it does not exist. Only a regular
+/// file is read (a FIFO would block the daemon, a device never ends).
 fn read(path: &Path) -> Result<Option<String>, ConfigError> {
-    match std::fs::read_to_string(path) {
-        Ok(t) => Ok(Some(t)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(ConfigError {
-            file: path.to_owned(),
-            line: None,
-            key: None,
-            reason: e.to_string(),
-        }),
-    }
+    let error = |line, reason| ConfigError {
+        file: path.to_owned(),
+        line,
+        key: None,
+        reason,
+    };
+    let bytes = match read_regular(path, MAX_FILE) {
+        Ok(Some(b)) => b,
+        Ok(None) => return Ok(None),
+        Err(e) => return Err(error(None, e.reason())),
+    };
+    String::from_utf8(bytes).map(Some).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
+        error(Some(line), "is not UTF-8 text".into())
+    })
 }
 
 /// Drop-in files in application order: by file name, a later directory's
@@ -422,5 +435,72 @@ mod tests {
         let t = tree("lock_root = \"/a\n");
         let err = load(&t.main, true).unwrap_err();
         assert_eq!(err.line, Some(2));
+    }
+
+    /// Loads off the test thread so a blocking read fails the test instead
+    /// of hanging it.
+    fn load_soon(main: &Path) -> Result<Sourced, ConfigError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let main = main.to_owned();
+        std::thread::spawn(move || {
+            let _ = tx.send(load(&main, true));
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("load returns at once")
+    }
+
+    #[test]
+    fn dropin_that_is_not_a_file_is_refused() {
+        let t = tree("");
+        let zero = t.dirs[1].join("50-zero.toml");
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        let err = load_soon(&t.main).unwrap_err();
+        assert_eq!(err.file, zero);
+        assert!(err.reason.contains("character device"), "{err}");
+        std::fs::remove_file(&zero).unwrap();
+
+        let fifo = t.dirs[2].join("60-fifo.toml");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let err = load_soon(&t.main).unwrap_err();
+        assert_eq!(err.file, fifo);
+        assert_eq!(
+            err.to_string(),
+            format!("{}: is a FIFO, not a regular file", fifo.display())
+        );
+    }
+
+    #[test]
+    fn oversized_file_is_refused() {
+        let t = tree("");
+        let big = t.dirs[0].join("10-big.toml");
+        let mut text = "# padding\n".repeat((MAX_FILE / 10) as usize + 1);
+        text.push_str("lock_root = \"/run/big\"\n");
+        std::fs::write(&big, text).unwrap();
+        let err = load(&t.main, true).unwrap_err();
+        assert_eq!(err.file, big);
+        assert!(err.reason.contains("larger than"), "{err}");
+    }
+
+    #[test]
+    fn non_utf8_file_is_refused_with_its_line() {
+        let t = tree("");
+        let bad = t.dirs[1].join("20-latin1.toml");
+        std::fs::write(&bad, b"# ok\n# caf\xe9\n").unwrap();
+        let err = load(&t.main, true).unwrap_err();
+        assert_eq!(err.file, bad);
+        assert_eq!(err.line, Some(2));
+        assert!(err.reason.contains("not UTF-8"), "{err}");
+    }
+
+    #[test]
+    fn dev_null_symlink_still_masks() {
+        let t = tree("lock_root = \"/run/a\"\n");
+        std::fs::write(t.dirs[0].join("10-x.toml"), "lock_root = \"/run/x\"\n").unwrap();
+        std::os::unix::fs::symlink("/dev/null", t.dirs[2].join("10-x.toml")).unwrap();
+        // A mask with nothing under it is fine too.
+        std::os::unix::fs::symlink("/dev/null", t.dirs[2].join("99-none.toml")).unwrap();
+        let s = load(&t.main, true).unwrap();
+        assert_eq!(s.settings.lock_root, Path::new("/run/a"));
+        assert_eq!(s.files, vec![t.main.clone()]);
     }
 }
