@@ -107,19 +107,20 @@ fn read(path: &Path) -> Result<Option<String>, ConfigError> {
 fn dropins(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigError> {
     let mut by_name: BTreeMap<String, PathBuf> = BTreeMap::new();
     for dir in dirs {
+        let dir_error = |e: std::io::Error| ConfigError {
+            file: dir.clone(),
+            line: None,
+            key: None,
+            reason: e.to_string(),
+        };
         let entries = match std::fs::read_dir(dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => {
-                return Err(ConfigError {
-                    file: dir.clone(),
-                    line: None,
-                    key: None,
-                    reason: e.to_string(),
-                })
-            }
+            Err(e) => return Err(dir_error(e)),
         };
-        for entry in entries.flatten() {
+        for entry in entries {
+            // A listing cut short would silently drop drop-ins.
+            let entry = entry.map_err(dir_error)?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.ends_with(".toml") && !name.starts_with('.') {
                 by_name.insert(name, entry.path());
