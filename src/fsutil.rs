@@ -2,15 +2,15 @@
 //! anything at.
 
 use std::fmt;
-use std::fs::{self, File, OpenOptions, Permissions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// Replaces `path` with `data`: temp file in the same directory, fsync,
 /// rename over the target, fsync of the directory, so a crash leaves either
-/// the old or the new content, never a torn file. A new file gets mode
-/// 0600; a regular file being replaced keeps its permission bits.
+/// the old or the new content, never a torn file. The file ends up 0600,
+/// also when it was looser before: some of these files hold secrets.
 pub fn atomic_write(path: &Path, data: &[u8]) -> io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -20,16 +20,11 @@ pub fn atomic_write(path: &Path, data: &[u8]) -> io::Result<()> {
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
     fs::create_dir_all(dir)?;
-    let mode = match fs::symlink_metadata(path) {
-        Ok(m) if m.is_file() => m.permissions().mode() & 0o777,
-        _ => 0o600,
-    };
-    // The mode goes to open(2), not chmod(2): vfat boot partitions refuse
-    // most chmods. A leftover temp file is recognisable by its name.
+    // tempfile creates it 0600 at open(2) (no chmod, which vfat refuses);
+    // the name tells whose leftover it is after a crash.
     let mut tmp = tempfile::Builder::new()
         .prefix(&format!(".{}.", name.to_string_lossy()))
         .suffix(".tmp")
-        .permissions(Permissions::from_mode(mode))
         .tempfile_in(dir)?;
     tmp.write_all(data)?;
     tmp.as_file().sync_all()?;
@@ -158,7 +153,8 @@ pub fn read_regular(path: &Path, max: u64) -> Result<Option<Vec<u8>>, ReadError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::symlink;
+    use std::fs::Permissions;
+    use std::os::unix::fs::{symlink, PermissionsExt};
     use std::time::Duration;
 
     /// Runs `read_regular` off the test thread so a blocking open fails
@@ -247,7 +243,7 @@ mod tests {
     }
 
     #[test]
-    fn atomic_write_creates_0600_and_keeps_an_existing_mode() {
+    fn atomic_write_leaves_a_0600_file_and_no_temp_file() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f");
         atomic_write(&p, b"one").unwrap();
@@ -261,7 +257,7 @@ mod tests {
         assert_eq!(fs::read(&p).unwrap(), b"two");
         assert_eq!(
             fs::metadata(&p).unwrap().permissions().mode() & 0o777,
-            0o640
+            0o600
         );
         let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 1, "no temp file left behind");
