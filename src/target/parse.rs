@@ -182,6 +182,7 @@ pub(crate) fn parse_port(p: &str) -> Result<(Option<String>, u16, u16, String), 
 
 #[cfg(test)]
 mod tests {
+    use super::super::ServiceSpec;
     use super::*;
 
     const GOOD: &str = r#"{
@@ -277,6 +278,27 @@ mod tests {
         let mut changed = main.clone();
         changed.environment.insert("K".into(), "W".into());
         assert_ne!(h, changed.config_hash());
+    }
+
+    /// Containers are named and matched by this hash: a parser change that
+    /// alters it would replace every running container on upgrade.
+    #[test]
+    fn config_hash_is_pinned() {
+        let t = parse(GOOD, "t.json").unwrap();
+        let app = t.apps.values().next().unwrap();
+        let hashes: Vec<String> = app.services.values().map(|s| s.config_hash()).collect();
+        assert_eq!(hashes, ["0a6b3e54b7642c8c", "ab3c615794f43f4c"]);
+        // Every field set: pins the serialized field set and order too.
+        let full: ServiceSpec = serde_json::from_value(serde_json::json!({
+            "image": "i:1", "command": ["c"], "entrypoint": ["e"], "environment": {"K": "V"},
+            "labels": {"l": "v"}, "volumes": ["vol:/b:ro"], "tmpfs": ["/t:size=1m"],
+            "restart": "on-failure", "network_mode": "host", "ports": ["1:2/udp"],
+            "privileged": true, "devices": ["/dev/x:/dev/y:rw"], "working_dir": "/w",
+            "user": "1000:1000", "stop_signal": "SIGINT", "stop_timeout": 3,
+            "depends_on": ["x"]
+        }))
+        .unwrap();
+        assert_eq!(full.config_hash(), "406a51c36db76d05");
     }
 }
 
