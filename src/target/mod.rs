@@ -4,6 +4,7 @@
 
 mod parse;
 mod spec;
+mod strict;
 
 pub(crate) use parse::parse_port;
 pub use parse::{parse, TargetError};

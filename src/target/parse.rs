@@ -1,7 +1,10 @@
 //! Strict target parsing: JSON syntax and shape errors carry line, column
 //! and the JSON path; semantic checks carry the path of the bad value.
+//! Nothing raw from the input reaches a message: keys and values are
+//! escaped, since errors go to journald and D-Bus replies.
 
 use super::spec::{Strategy, Target, FORMAT_VERSION, HANDOVER_TIMEOUT_LABEL, STRATEGY_LABEL};
+use super::strict::{self, no_controls, path_string, strip_position};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
@@ -24,32 +27,33 @@ pub enum TargetError {
 /// Parses and validates a target. `source_name` names the origin in errors
 /// (a file path, `D-Bus SetTarget`).
 pub fn parse(text: &str, source_name: &str) -> Result<Target, TargetError> {
+    let source_name = no_controls(source_name);
+    // First pass: one document, no duplicate keys (serde keeps the last).
+    strict::check(text).map_err(|e| TargetError::Shape {
+        source_name: source_name.clone(),
+        line: e.line,
+        column: e.column,
+        path: e.path,
+        reason: e.reason,
+    })?;
     let de = &mut serde_json::Deserializer::from_str(text);
     let target: Target = serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
+        let path = path_string(e.path());
         let inner = e.into_inner();
         TargetError::Shape {
-            source_name: source_name.to_owned(),
+            source_name: source_name.clone(),
             line: inner.line(),
             column: inner.column(),
-            path: if path == "." { "(top)".into() } else { path },
-            reason: strip_position(&inner.to_string()),
+            path,
+            reason: no_controls(&strip_position(&inner.to_string())),
         }
     })?;
     validate(&target).map_err(|(path, reason)| TargetError::Invalid {
-        source_name: source_name.to_owned(),
-        path,
-        reason,
+        source_name,
+        path: no_controls(&path),
+        reason: no_controls(&reason),
     })?;
     Ok(target)
-}
-
-/// serde_json appends " at line L column C"; we print the position first.
-fn strip_position(msg: &str) -> String {
-    match msg.rfind(" at line ") {
-        Some(i) => msg[..i].to_owned(),
-        None => msg.to_owned(),
-    }
 }
 
 fn validate(t: &Target) -> Result<(), (String, String)> {
@@ -265,6 +269,74 @@ mod tests {
         }
         let e = parse("{\"version\": 1,", "t.json").unwrap_err().to_string();
         assert!(e.contains("line 1 column 14"), "{e}");
+    }
+
+    fn rejected(text: &str) -> String {
+        let e = parse(text, "t.json").unwrap_err().to_string();
+        assert!(
+            !e.contains(|c: char| c.is_control()),
+            "raw control in {e:?}"
+        );
+        e
+    }
+
+    #[test]
+    fn trailing_input_and_a_second_document_are_rejected() {
+        let e = rejected(&format!("{GOOD} x"));
+        assert!(
+            e.starts_with(
+                "t.json: line 14 column 7: (top): more input after the end of the document"
+            ),
+            "{e}"
+        );
+        let e = rejected(&format!("{GOOD}\n{GOOD}"));
+        assert!(e.contains("(top): more input after the end"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_keys_are_rejected_at_any_depth() {
+        let e = rejected(&GOOD.replace("\"version\": 1,", "\"version\": 1, \"version\": 1,"));
+        assert!(
+            e.starts_with("t.json: line 2 column 31: version: duplicate key \"version\""),
+            "{e}"
+        );
+        // The second copy would have removed app1's containers.
+        let e = rejected(&GOOD.replace(
+            "\"apps\": {",
+            "\"apps\": {\n\"app1\": {\"release\": \"r1\", \"services\": {}},",
+        ));
+        assert!(e.contains("apps.app1: duplicate key \"app1\""), "{e}");
+        let e = rejected(&GOOD.replace("{\"K\": \"V\"}", "{\"K\": \"V\", \"K\": \"W\"}"));
+        assert!(
+            e.contains(": apps.app1.services.main.environment.K: duplicate key \"K\""),
+            "{e}"
+        );
+        let e = rejected(&GOOD.replace(
+            "\"release\": \"r42\",",
+            "\"release\": \"r42\", \"release\": \"r43\",",
+        ));
+        assert!(e.contains("apps.app1.release: duplicate key"), "{e}");
+    }
+
+    #[test]
+    fn control_characters_never_reach_a_message() {
+        let e = rejected(&GOOD.replace("\"app1\"", "\"app\\u0000x\""));
+        assert!(e.contains("app\\0x"), "{e}");
+        let e = rejected(&GOOD.replace("\"restart\"", "\"res\\u0001tart\\n\""));
+        assert!(e.contains("unknown field `res\\u{1}tart\\n`"), "{e}");
+        let e = rejected(&GOOD.replace("\"main\":", "\"ma\\u001bin\":"));
+        assert!(e.contains("\\u{1b}"), "{e}");
+        let e = parse("{", "bad\nname").unwrap_err().to_string();
+        assert!(e.starts_with("bad\\nname: line 1"), "{e}");
+    }
+
+    /// The example in the format's documentation is a valid target.
+    #[test]
+    fn the_documented_example_parses() {
+        let doc = include_str!("../../docs/target-state.md");
+        let start = doc.find("```json\n").unwrap() + "```json\n".len();
+        let end = start + doc[start..].find("```").unwrap();
+        parse(&doc[start..end], "docs/target-state.md").unwrap();
     }
 
     #[test]
