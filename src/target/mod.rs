@@ -5,7 +5,8 @@
 mod parse;
 mod spec;
 mod strict;
+mod validate;
 
-pub(crate) use parse::parse_port;
 pub use parse::{parse, TargetError};
 pub use spec::{AppTarget, RestartPolicy, ServiceSpec, Strategy, Target};
+pub(crate) use validate::parse_port;

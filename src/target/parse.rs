@@ -1,10 +1,11 @@
 //! Strict target parsing: JSON syntax and shape errors carry line, column
-//! and the JSON path; semantic checks carry the path of the bad value.
-//! Nothing raw from the input reaches a message: keys and values are
-//! escaped, since errors go to journald and D-Bus replies.
+//! and the JSON path; semantic checks (validate.rs) carry the path of the
+//! bad value. Nothing raw from the input reaches a message: keys and values
+//! are escaped, since errors go to journald and D-Bus replies.
 
-use super::spec::{Strategy, Target, FORMAT_VERSION, HANDOVER_TIMEOUT_LABEL, STRATEGY_LABEL};
+use super::spec::Target;
 use super::strict::{self, no_controls, path_string, strip_position};
+use super::validate::validate;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
@@ -56,137 +57,9 @@ pub fn parse(text: &str, source_name: &str) -> Result<Target, TargetError> {
     Ok(target)
 }
 
-fn validate(t: &Target) -> Result<(), (String, String)> {
-    if t.version != FORMAT_VERSION {
-        return Err((
-            "version".into(),
-            format!(
-                "unsupported version {} (this holdfast reads {FORMAT_VERSION})",
-                t.version
-            ),
-        ));
-    }
-    for (key, value) in &t.config {
-        let at = format!("config.{key}");
-        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err((at, "keys are letters, digits and '_'".into()));
-        }
-        if key == crate::bootcfg::PREFIX {
-            return Err((at, "names no config.txt key".into()));
-        }
-        if value.contains(['\n', '\r']) {
-            return Err((at, "values are one line".into()));
-        }
-    }
-    for (app, a) in &t.apps {
-        if a.release.trim().is_empty() {
-            return Err((format!("apps.{app}.release"), "must not be empty".into()));
-        }
-        for (name, s) in &a.services {
-            let at = |field: &str| format!("apps.{app}.services.{name}.{field}");
-            if s.image.trim().is_empty() || s.image.contains(char::is_whitespace) {
-                return Err((
-                    at("image"),
-                    format!("{:?} is not an image reference", s.image),
-                ));
-            }
-            for dep in &s.depends_on {
-                if !a.services.contains_key(dep) {
-                    return Err((
-                        at("depends_on"),
-                        format!("{dep} is not a service of app {app}"),
-                    ));
-                }
-                if dep == name {
-                    return Err((at("depends_on"), "a service cannot depend on itself".into()));
-                }
-            }
-            if let Some(v) = s.labels.get(STRATEGY_LABEL) {
-                if Strategy::parse(v).is_none() {
-                    return Err((at(&format!("labels.{STRATEGY_LABEL}")), format!(
-                        "{v:?} is not one of download-then-kill, kill-then-download, delete-then-download, hand-over")));
-                }
-            }
-            if let Some(v) = s.labels.get(HANDOVER_TIMEOUT_LABEL) {
-                if v.parse::<u64>().is_err() {
-                    return Err((
-                        at(&format!("labels.{HANDOVER_TIMEOUT_LABEL}")),
-                        format!("{v:?} is not a number of milliseconds"),
-                    ));
-                }
-            }
-            for (i, v) in s.volumes.iter().enumerate() {
-                check_volume(v).map_err(|r| (at(&format!("volumes[{i}]")), r))?;
-            }
-            for (i, p) in s.ports.iter().enumerate() {
-                parse_port(p).map_err(|r| (at(&format!("ports[{i}]")), r))?;
-            }
-            for (i, v) in s.tmpfs.iter().enumerate() {
-                if !v.starts_with('/') {
-                    return Err((
-                        at(&format!("tmpfs[{i}]")),
-                        format!("{v:?} is not an absolute container path"),
-                    ));
-                }
-            }
-            for (i, v) in s.devices.iter().enumerate() {
-                if !v.starts_with('/') {
-                    return Err((
-                        at(&format!("devices[{i}]")),
-                        format!("{v:?} is not a device path"),
-                    ));
-                }
-            }
-            for key in s.environment.keys() {
-                if key.is_empty() || key.contains('=') {
-                    return Err((at("environment"), format!("{key:?} is not a variable name")));
-                }
-            }
-        }
-        a.dependency_order().map(drop).map_err(|(_, n)| {
-            (
-                format!("apps.{app}.services.{n}.depends_on"),
-                "dependency cycle".to_owned(),
-            )
-        })?;
-    }
-    Ok(())
-}
-
-fn check_volume(v: &str) -> Result<(), String> {
-    let parts: Vec<&str> = v.split(':').collect();
-    let ok = match parts.as_slice() {
-        [src, dst] => !src.is_empty() && dst.starts_with('/'),
-        [src, dst, mode] => !src.is_empty() && dst.starts_with('/') && matches!(*mode, "ro" | "rw"),
-        _ => false,
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("{v:?} is not source:/container/path[:ro|rw]"))
-    }
-}
-
-/// A port mapping: (host ip, host port, container port, protocol).
-pub(crate) fn parse_port(p: &str) -> Result<(Option<String>, u16, u16, String), String> {
-    let bad = || format!("{p:?} is not [host-ip:]host-port:container-port[/tcp|udp]");
-    let (spec, proto) = match p.split_once('/') {
-        Some((s, proto @ ("tcp" | "udp"))) => (s, proto.to_owned()),
-        Some(_) => return Err(bad()),
-        None => (p, "tcp".to_owned()),
-    };
-    let parts: Vec<&str> = spec.rsplitn(3, ':').collect();
-    let port = |s: &str| s.parse::<u16>().ok().filter(|n| *n > 0).ok_or_else(bad);
-    match parts.as_slice() {
-        [c, h] => Ok((None, port(h)?, port(c)?, proto)),
-        [c, h, ip] => Ok((Some((*ip).to_owned()), port(h)?, port(c)?, proto)),
-        _ => Err(bad()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::super::ServiceSpec;
+    use super::super::{ServiceSpec, Strategy};
     use super::*;
 
     const GOOD: &str = r#"{
@@ -271,6 +144,14 @@ mod tests {
         assert!(e.contains("line 1 column 14"), "{e}");
     }
 
+    /// GOOD with `extra` fields added to service db.
+    fn db_with(extra: &str) -> String {
+        GOOD.replace(
+            "\"image\": \"db:1\"",
+            &format!("\"image\": \"db:1\", {extra}"),
+        )
+    }
+
     fn rejected(text: &str) -> String {
         let e = parse(text, "t.json").unwrap_err().to_string();
         assert!(
@@ -278,6 +159,87 @@ mod tests {
             "raw control in {e:?}"
         );
         e
+    }
+
+    /// Each of these was accepted, and the engine then refused the create
+    /// after the old containers were stopped.
+    #[test]
+    fn what_the_engine_refuses_is_rejected_before_anything_is_touched() {
+        let db = "t.json: apps.app1.services.db.";
+        let cases = [
+            (
+                r#""volumes": ["relative/path:/data"]"#,
+                "volumes[0]: \"relative/path:/data\": source \"relative/path\" is neither an absolute host path nor a volume name",
+            ),
+            (
+                r#""volumes": ["../../etc:/data"]"#,
+                "volumes[0]: \"../../etc:/data\": source \"../../etc\" is neither",
+            ),
+            (
+                r#""devices": ["/etc/shadow"]"#,
+                "devices[0]: \"/etc/shadow\": host path \"/etc/shadow\" is not a device under /dev/",
+            ),
+            (
+                r#""stop_signal": "SIGFOO""#,
+                "stop_signal: \"SIGFOO\" is not a Linux signal",
+            ),
+            (
+                r#""network_mode": "container:abc""#,
+                "network_mode: \"container:abc\" shares another container's network; not supported",
+            ),
+            (
+                r#""user": "0:0;rm -rf /""#,
+                "user: \"0:0;rm -rf /\" is not user[:group]",
+            ),
+        ];
+        for (extra, want) in cases {
+            let e = rejected(&db_with(extra));
+            assert!(
+                e.starts_with(&format!("{db}{want}")),
+                "{want:?} not in {e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn nul_is_rejected_where_the_engine_refuses_it() {
+        let cases = [
+            (
+                r#""command": ["a", "b\u0000"]"#,
+                "db.command[1]: \"b\\0\" contains a NUL",
+            ),
+            (
+                r#""entrypoint": ["\u0000"]"#,
+                "db.entrypoint[0]: \"\\0\" contains a NUL",
+            ),
+            (
+                r#""environment": {"K": "v\u0000"}"#,
+                "db.environment.K: \"v\\0\" contains a NUL",
+            ),
+            (
+                r#""environment": {"K\u0000": "v"}"#,
+                "db.environment.K\\0: the name: \"K\\0\" contains a NUL",
+            ),
+            (
+                r#""labels": {"l": "\u0000"}"#,
+                "db.labels.l: \"\\0\" contains a NUL",
+            ),
+            (r#""labels": {"l\u0000": "x"}"#, "db.labels.l\\0: the name"),
+        ];
+        for (extra, want) in cases {
+            let e = rejected(&db_with(extra));
+            assert!(e.contains(want), "{want:?} not in {e:?}");
+        }
+        let e = rejected(&GOOD.replace("db:1", "db:1\\u0000"));
+        assert!(
+            e.contains("db.image: \"db:1\\0\" is not an image reference"),
+            "{e}"
+        );
+        let e = rejected(&GOOD.replace("\"r42\"", "\"r42\\u0000\""));
+        assert!(
+            e.contains("apps.app1.release: \"r42\\0\" contains a control character"),
+            "{e}"
+        );
     }
 
     #[test]
