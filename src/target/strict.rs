@@ -67,7 +67,8 @@ pub(crate) fn path_string(path: &Path) -> String {
             Segment::Seq { index } => out.push_str(&format!("[{index}]")),
             Segment::Map { key } => push_key(&mut out, key),
             Segment::Enum { variant } => push_key(&mut out, variant),
-            Segment::Unknown => push_key(&mut out, "?"),
+            // A key that failed to parse: the object it is in says more.
+            Segment::Unknown => {}
         }
     }
     if out.is_empty() {
@@ -208,6 +209,11 @@ mod tests {
         assert_eq!(e.reason, "duplicate key \"a\"; give each key once");
         let e = err("{\"x\": [{\"k\": {\"y\": 1, \"y\": 1}}]}");
         assert_eq!(e.path, "x[0].k.y");
+        let e = err("{\"x\": {\"k\": 1, k}}");
+        assert_eq!(
+            (e.path.as_str(), e.reason.as_str()),
+            ("x", "key must be a string")
+        );
     }
 
     #[test]
