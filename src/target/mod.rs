@@ -9,4 +9,5 @@ mod validate;
 
 pub use parse::{parse, TargetError};
 pub use spec::{AppTarget, RestartPolicy, ServiceSpec, Strategy, Target};
+pub(crate) use strict::check as check_strict_json;
 pub(crate) use validate::parse_port;
