@@ -42,8 +42,20 @@ impl Override {
     }
 }
 
-/// Parses config.json; only its JSON validity matters here.
+/// Parses config.json; only its JSON validity matters here. A key given
+/// twice anywhere rejects the whole file: which copy wins would decide
+/// whether the override deletes the app locks.
 pub fn parse(text: &str, file: &str) -> Result<Value, JsonError> {
+    crate::target::check_strict_json(text).map_err(|e| JsonError {
+        file: file.to_owned(),
+        line: e.line,
+        column: e.column,
+        reason: if e.path == "(top)" {
+            e.reason
+        } else {
+            format!("{}: {}", e.path, e.reason)
+        },
+    })?;
     serde_json::from_str(text).map_err(|e| JsonError {
         file: file.to_owned(),
         line: e.line(),
@@ -84,7 +96,7 @@ pub fn lock_override(config: &Value) -> Override {
                 None => Override {
                     enabled: false,
                     error: Some(format!(
-                        "{source} = {v} is not one of \"1\", \"0\", true, false; the override stays off"
+                        "{source} = {v} is not one of {ACCEPTED}; the override stays off"
                     )),
                     source,
                 },
@@ -94,11 +106,17 @@ pub fn lock_override(config: &Value) -> Override {
     Override::default()
 }
 
+/// The values `truth` accepts, for the error message.
+const ACCEPTED: &str = "\"1\", \"true\", \"on\", true, 1 (on) or \"0\", \"false\", \"off\", \"\", false, 0, null (off), strings in any case";
+
+/// On or off as balena's supervisor reads it (its checkTruthy); anything
+/// else is `None`, and the caller keeps locks respected.
 fn truth(v: &Value) -> Option<bool> {
+    let word = |s: &str, words: [&str; 3]| words.iter().any(|w| s.eq_ignore_ascii_case(w));
     match v {
         Value::Bool(b) => Some(*b),
-        Value::String(s) if s == "1" || s == "true" => Some(true),
-        Value::String(s) if s == "0" || s == "false" || s.is_empty() => Some(false),
+        Value::String(s) if word(s, ["1", "true", "on"]) => Some(true),
+        Value::String(s) if s.is_empty() || word(s, ["0", "false", "off"]) => Some(false),
         Value::Number(n) if n.as_u64() == Some(1) => Some(true),
         Value::Number(n) if n.as_u64() == Some(0) => Some(false),
         Value::Null => Some(false),
@@ -150,12 +168,107 @@ mod tests {
         );
     }
 
+    fn device(v: Value) -> Override {
+        lock_override(&json!({"deviceConfig": {"BALENA_SUPERVISOR_OVERRIDE_LOCK": v}}))
+    }
+
+    #[test]
+    fn accepts_what_balena_accepts() {
+        for on in [
+            json!("1"),
+            json!("true"),
+            json!("on"),
+            json!("TRUE"),
+            json!("On"),
+            json!(true),
+            json!(1),
+        ] {
+            let o = device(on.clone());
+            assert!(o.enabled && o.error.is_none(), "{on}: {o:?}");
+        }
+        for off in [
+            json!("0"),
+            json!("false"),
+            json!("off"),
+            json!("False"),
+            json!("OFF"),
+            json!(""),
+            json!(false),
+            json!(0),
+            Value::Null,
+        ] {
+            let o = device(off.clone());
+            assert!(!o.enabled && o.error.is_none(), "{off}: {o:?}");
+            assert_eq!(o.source, "deviceConfig.BALENA_SUPERVISOR_OVERRIDE_LOCK");
+        }
+    }
+
     #[test]
     fn other_values_are_errors_and_off() {
-        let o = lock_override(&json!({"deviceConfig": {"BALENA_SUPERVISOR_OVERRIDE_LOCK": "yes"}}));
-        assert!(!o.enabled);
-        assert!(o.error.unwrap().contains("\"yes\" is not one of"));
-        assert!(lock_override(&json!({"BALENA_SUPERVISOR_OVERRIDE_LOCK": 1})).enabled);
+        for bad in [
+            json!("yes"),
+            json!("no"),
+            json!("2"),
+            json!(" 1"),
+            json!("truee"),
+            json!(2),
+            json!(-1),
+            json!(1.0),
+            json!([]),
+            json!({}),
+        ] {
+            let o = device(bad.clone());
+            assert!(!o.enabled, "{bad}");
+            assert_eq!(
+                o.error.unwrap(),
+                format!(
+                    "deviceConfig.BALENA_SUPERVISOR_OVERRIDE_LOCK = {bad} is not one of \
+                     \"1\", \"true\", \"on\", true, 1 (on) or \"0\", \"false\", \"off\", \"\", false, 0, \
+                     null (off), strings in any case; the override stays off"
+                )
+            );
+        }
+        // A bad value in the first place that sets a name is not skipped.
+        let o = lock_override(&json!({"deviceConfig": {"RESIN_OVERRIDE_LOCK": "yes"},
+                                      "BALENA_SUPERVISOR_OVERRIDE_LOCK": "1"}));
+        assert!(!o.enabled && o.error.is_some());
+        let o = device(json!("a\u{0}b"));
+        assert!(!o.error.unwrap().contains('\0'));
+    }
+
+    #[test]
+    fn duplicate_keys_reject_the_whole_file() {
+        let cases = [
+            (
+                "{\"deviceConfig\": {\"BALENA_SUPERVISOR_OVERRIDE_LOCK\": \"0\",\n  \"BALENA_SUPERVISOR_OVERRIDE_LOCK\": \"1\"}}",
+                "c.json: line 2 column 37: deviceConfig.BALENA_SUPERVISOR_OVERRIDE_LOCK: duplicate key \"BALENA_SUPERVISOR_OVERRIDE_LOCK\"",
+            ),
+            (
+                "{\"deviceConfig\": {}, \"deviceConfig\": {\"RESIN_OVERRIDE_LOCK\": \"1\"}}",
+                "c.json: line 1 column 37: deviceConfig: duplicate key \"deviceConfig\"",
+            ),
+            (
+                "{\"uuid\": \"a\", \"uuid\": \"b\"}",
+                "c.json: line 1 column 22: uuid: duplicate key \"uuid\"",
+            ),
+            (
+                "{\"os\": {\"network\": [{\"a\": 1, \"a\": 2}]}}",
+                "c.json: line 1 column 34: os.network[0].a: duplicate key \"a\"",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = parse(text, "c.json").unwrap_err().to_string();
+            assert!(e.starts_with(want), "{want:?} not at the start of {e:?}");
+        }
+        // Equal keys in different objects are fine.
+        parse("{\"a\": {\"x\": 1}, \"b\": {\"x\": 1}, \"x\": 1}", "c.json").unwrap();
+    }
+
+    #[test]
+    fn trailing_input_rejects_the_file() {
+        let e = parse("{\"uuid\": \"a\"}\n{\"uuid\": \"b\"}", "c.json").unwrap_err();
+        assert_eq!((e.line, e.column), (2, 1));
+        assert!(e.reason.starts_with("more input after the end"), "{e}");
     }
 
     #[test]

@@ -4,7 +4,10 @@
 
 mod parse;
 mod spec;
+mod strict;
+mod validate;
 
-pub(crate) use parse::parse_port;
 pub use parse::{parse, TargetError};
 pub use spec::{AppTarget, RestartPolicy, ServiceSpec, Strategy, Target};
+pub(crate) use strict::check as check_strict_json;
+pub(crate) use validate::parse_port;

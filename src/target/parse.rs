@@ -1,7 +1,11 @@
 //! Strict target parsing: JSON syntax and shape errors carry line, column
-//! and the JSON path; semantic checks carry the path of the bad value.
+//! and the JSON path; semantic checks (validate.rs) carry the path of the
+//! bad value. Nothing raw from the input reaches a message: keys and values
+//! are escaped, since errors go to journald and D-Bus replies.
 
-use super::spec::{Strategy, Target, FORMAT_VERSION, HANDOVER_TIMEOUT_LABEL, STRATEGY_LABEL};
+use super::spec::Target;
+use super::strict::{self, no_controls, path_string, strip_position};
+use super::validate::validate;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
@@ -24,164 +28,38 @@ pub enum TargetError {
 /// Parses and validates a target. `source_name` names the origin in errors
 /// (a file path, `D-Bus SetTarget`).
 pub fn parse(text: &str, source_name: &str) -> Result<Target, TargetError> {
+    let source_name = no_controls(source_name);
+    // First pass: one document, no duplicate keys (serde keeps the last).
+    strict::check(text).map_err(|e| TargetError::Shape {
+        source_name: source_name.clone(),
+        line: e.line,
+        column: e.column,
+        path: e.path,
+        reason: e.reason,
+    })?;
     let de = &mut serde_json::Deserializer::from_str(text);
     let target: Target = serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
+        let path = path_string(e.path());
         let inner = e.into_inner();
         TargetError::Shape {
-            source_name: source_name.to_owned(),
+            source_name: source_name.clone(),
             line: inner.line(),
             column: inner.column(),
-            path: if path == "." { "(top)".into() } else { path },
-            reason: strip_position(&inner.to_string()),
+            path,
+            reason: no_controls(&strip_position(&inner.to_string())),
         }
     })?;
     validate(&target).map_err(|(path, reason)| TargetError::Invalid {
-        source_name: source_name.to_owned(),
-        path,
-        reason,
+        source_name,
+        path: no_controls(&path),
+        reason: no_controls(&reason),
     })?;
     Ok(target)
 }
 
-/// serde_json appends " at line L column C"; we print the position first.
-fn strip_position(msg: &str) -> String {
-    match msg.rfind(" at line ") {
-        Some(i) => msg[..i].to_owned(),
-        None => msg.to_owned(),
-    }
-}
-
-fn validate(t: &Target) -> Result<(), (String, String)> {
-    if t.version != FORMAT_VERSION {
-        return Err((
-            "version".into(),
-            format!(
-                "unsupported version {} (this holdfast reads {FORMAT_VERSION})",
-                t.version
-            ),
-        ));
-    }
-    for (key, value) in &t.config {
-        let at = format!("config.{key}");
-        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err((at, "keys are letters, digits and '_'".into()));
-        }
-        if key == crate::bootcfg::PREFIX {
-            return Err((at, "names no config.txt key".into()));
-        }
-        if value.contains(['\n', '\r']) {
-            return Err((at, "values are one line".into()));
-        }
-    }
-    for (app, a) in &t.apps {
-        if a.release.trim().is_empty() {
-            return Err((format!("apps.{app}.release"), "must not be empty".into()));
-        }
-        for (name, s) in &a.services {
-            let at = |field: &str| format!("apps.{app}.services.{name}.{field}");
-            if s.image.trim().is_empty() || s.image.contains(char::is_whitespace) {
-                return Err((
-                    at("image"),
-                    format!("{:?} is not an image reference", s.image),
-                ));
-            }
-            for dep in &s.depends_on {
-                if !a.services.contains_key(dep) {
-                    return Err((
-                        at("depends_on"),
-                        format!("{dep} is not a service of app {app}"),
-                    ));
-                }
-                if dep == name {
-                    return Err((at("depends_on"), "a service cannot depend on itself".into()));
-                }
-            }
-            if let Some(v) = s.labels.get(STRATEGY_LABEL) {
-                if Strategy::parse(v).is_none() {
-                    return Err((at(&format!("labels.{STRATEGY_LABEL}")), format!(
-                        "{v:?} is not one of download-then-kill, kill-then-download, delete-then-download, hand-over")));
-                }
-            }
-            if let Some(v) = s.labels.get(HANDOVER_TIMEOUT_LABEL) {
-                if v.parse::<u64>().is_err() {
-                    return Err((
-                        at(&format!("labels.{HANDOVER_TIMEOUT_LABEL}")),
-                        format!("{v:?} is not a number of milliseconds"),
-                    ));
-                }
-            }
-            for (i, v) in s.volumes.iter().enumerate() {
-                check_volume(v).map_err(|r| (at(&format!("volumes[{i}]")), r))?;
-            }
-            for (i, p) in s.ports.iter().enumerate() {
-                parse_port(p).map_err(|r| (at(&format!("ports[{i}]")), r))?;
-            }
-            for (i, v) in s.tmpfs.iter().enumerate() {
-                if !v.starts_with('/') {
-                    return Err((
-                        at(&format!("tmpfs[{i}]")),
-                        format!("{v:?} is not an absolute container path"),
-                    ));
-                }
-            }
-            for (i, v) in s.devices.iter().enumerate() {
-                if !v.starts_with('/') {
-                    return Err((
-                        at(&format!("devices[{i}]")),
-                        format!("{v:?} is not a device path"),
-                    ));
-                }
-            }
-            for key in s.environment.keys() {
-                if key.is_empty() || key.contains('=') {
-                    return Err((at("environment"), format!("{key:?} is not a variable name")));
-                }
-            }
-        }
-        a.dependency_order().map(drop).map_err(|(_, n)| {
-            (
-                format!("apps.{app}.services.{n}.depends_on"),
-                "dependency cycle".to_owned(),
-            )
-        })?;
-    }
-    Ok(())
-}
-
-fn check_volume(v: &str) -> Result<(), String> {
-    let parts: Vec<&str> = v.split(':').collect();
-    let ok = match parts.as_slice() {
-        [src, dst] => !src.is_empty() && dst.starts_with('/'),
-        [src, dst, mode] => !src.is_empty() && dst.starts_with('/') && matches!(*mode, "ro" | "rw"),
-        _ => false,
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("{v:?} is not source:/container/path[:ro|rw]"))
-    }
-}
-
-/// A port mapping: (host ip, host port, container port, protocol).
-pub(crate) fn parse_port(p: &str) -> Result<(Option<String>, u16, u16, String), String> {
-    let bad = || format!("{p:?} is not [host-ip:]host-port:container-port[/tcp|udp]");
-    let (spec, proto) = match p.split_once('/') {
-        Some((s, proto @ ("tcp" | "udp"))) => (s, proto.to_owned()),
-        Some(_) => return Err(bad()),
-        None => (p, "tcp".to_owned()),
-    };
-    let parts: Vec<&str> = spec.rsplitn(3, ':').collect();
-    let port = |s: &str| s.parse::<u16>().ok().filter(|n| *n > 0).ok_or_else(bad);
-    match parts.as_slice() {
-        [c, h] => Ok((None, port(h)?, port(c)?, proto)),
-        [c, h, ip] => Ok((Some((*ip).to_owned()), port(h)?, port(c)?, proto)),
-        _ => Err(bad()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::{ServiceSpec, Strategy};
     use super::*;
 
     const GOOD: &str = r#"{
@@ -266,6 +144,163 @@ mod tests {
         assert!(e.contains("line 1 column 14"), "{e}");
     }
 
+    /// GOOD with `extra` fields added to service db.
+    fn db_with(extra: &str) -> String {
+        GOOD.replace(
+            "\"image\": \"db:1\"",
+            &format!("\"image\": \"db:1\", {extra}"),
+        )
+    }
+
+    fn rejected(text: &str) -> String {
+        let e = parse(text, "t.json").unwrap_err().to_string();
+        assert!(
+            !e.contains(|c: char| c.is_control()),
+            "raw control in {e:?}"
+        );
+        e
+    }
+
+    /// Each of these was accepted, and the engine then refused the create
+    /// after the old containers were stopped.
+    #[test]
+    fn what_the_engine_refuses_is_rejected_before_anything_is_touched() {
+        let db = "t.json: apps.app1.services.db.";
+        let cases = [
+            (
+                r#""volumes": ["relative/path:/data"]"#,
+                "volumes[0]: \"relative/path:/data\": source \"relative/path\" is neither an absolute host path nor a volume name",
+            ),
+            (
+                r#""volumes": ["../../etc:/data"]"#,
+                "volumes[0]: \"../../etc:/data\": source \"../../etc\" is neither",
+            ),
+            (
+                r#""devices": ["/etc/shadow"]"#,
+                "devices[0]: \"/etc/shadow\": host path \"/etc/shadow\" is not a device under /dev/",
+            ),
+            (
+                r#""stop_signal": "SIGFOO""#,
+                "stop_signal: \"SIGFOO\" is not a Linux signal",
+            ),
+            (
+                r#""network_mode": "container:abc""#,
+                "network_mode: \"container:abc\" shares another container's network; not supported",
+            ),
+            (
+                r#""user": "0:0;rm -rf /""#,
+                "user: \"0:0;rm -rf /\" is not user[:group]",
+            ),
+        ];
+        for (extra, want) in cases {
+            let e = rejected(&db_with(extra));
+            assert!(
+                e.starts_with(&format!("{db}{want}")),
+                "{want:?} not in {e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn nul_is_rejected_where_the_engine_refuses_it() {
+        let cases = [
+            (
+                r#""command": ["a", "b\u0000"]"#,
+                "db.command[1]: \"b\\0\" contains a NUL",
+            ),
+            (
+                r#""entrypoint": ["\u0000"]"#,
+                "db.entrypoint[0]: \"\\0\" contains a NUL",
+            ),
+            (
+                r#""environment": {"K": "v\u0000"}"#,
+                "db.environment.K: \"v\\0\" contains a NUL",
+            ),
+            (
+                r#""environment": {"K\u0000": "v"}"#,
+                "db.environment.K\\0: the name: \"K\\0\" contains a NUL",
+            ),
+            (
+                r#""labels": {"l": "\u0000"}"#,
+                "db.labels.l: \"\\0\" contains a NUL",
+            ),
+            (r#""labels": {"l\u0000": "x"}"#, "db.labels.l\\0: the name"),
+        ];
+        for (extra, want) in cases {
+            let e = rejected(&db_with(extra));
+            assert!(e.contains(want), "{want:?} not in {e:?}");
+        }
+        let e = rejected(&GOOD.replace("db:1", "db:1\\u0000"));
+        assert!(
+            e.contains("db.image: \"db:1\\0\" is not an image reference"),
+            "{e}"
+        );
+        let e = rejected(&GOOD.replace("\"r42\"", "\"r42\\u0000\""));
+        assert!(
+            e.contains("apps.app1.release: \"r42\\0\" contains a control character"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn trailing_input_and_a_second_document_are_rejected() {
+        let e = rejected(&format!("{GOOD} x"));
+        assert!(
+            e.starts_with(
+                "t.json: line 14 column 7: (top): more input after the end of the document"
+            ),
+            "{e}"
+        );
+        let e = rejected(&format!("{GOOD}\n{GOOD}"));
+        assert!(e.contains("(top): more input after the end"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_keys_are_rejected_at_any_depth() {
+        let e = rejected(&GOOD.replace("\"version\": 1,", "\"version\": 1, \"version\": 1,"));
+        assert!(
+            e.starts_with("t.json: line 2 column 31: version: duplicate key \"version\""),
+            "{e}"
+        );
+        // The second copy would have removed app1's containers.
+        let e = rejected(&GOOD.replace(
+            "\"apps\": {",
+            "\"apps\": {\n\"app1\": {\"release\": \"r1\", \"services\": {}},",
+        ));
+        assert!(e.contains("apps.app1: duplicate key \"app1\""), "{e}");
+        let e = rejected(&GOOD.replace("{\"K\": \"V\"}", "{\"K\": \"V\", \"K\": \"W\"}"));
+        assert!(
+            e.contains(": apps.app1.services.main.environment.K: duplicate key \"K\""),
+            "{e}"
+        );
+        let e = rejected(&GOOD.replace(
+            "\"release\": \"r42\",",
+            "\"release\": \"r42\", \"release\": \"r43\",",
+        ));
+        assert!(e.contains("apps.app1.release: duplicate key"), "{e}");
+    }
+
+    #[test]
+    fn control_characters_never_reach_a_message() {
+        let e = rejected(&GOOD.replace("\"app1\"", "\"app\\u0000x\""));
+        assert!(e.contains("app\\0x"), "{e}");
+        let e = rejected(&GOOD.replace("\"restart\"", "\"res\\u0001tart\\n\""));
+        assert!(e.contains("unknown field `res\\u{1}tart\\n`"), "{e}");
+        let e = rejected(&GOOD.replace("\"main\":", "\"ma\\u001bin\":"));
+        assert!(e.contains("\\u{1b}"), "{e}");
+        let e = parse("{", "bad\nname").unwrap_err().to_string();
+        assert!(e.starts_with("bad\\nname: line 1"), "{e}");
+    }
+
+    /// The example in the format's documentation is a valid target.
+    #[test]
+    fn the_documented_example_parses() {
+        let doc = include_str!("../../docs/target-state.md");
+        let start = doc.find("```json\n").unwrap() + "```json\n".len();
+        let end = start + doc[start..].find("```").unwrap();
+        parse(&doc[start..end], "docs/target-state.md").unwrap();
+    }
+
     #[test]
     fn config_hash_is_stable_and_sensitive() {
         let t = parse(GOOD, "t.json").unwrap();
@@ -277,6 +312,27 @@ mod tests {
         let mut changed = main.clone();
         changed.environment.insert("K".into(), "W".into());
         assert_ne!(h, changed.config_hash());
+    }
+
+    /// Containers are named and matched by this hash: a parser change that
+    /// alters it would replace every running container on upgrade.
+    #[test]
+    fn config_hash_is_pinned() {
+        let t = parse(GOOD, "t.json").unwrap();
+        let app = t.apps.values().next().unwrap();
+        let hashes: Vec<String> = app.services.values().map(|s| s.config_hash()).collect();
+        assert_eq!(hashes, ["0a6b3e54b7642c8c", "ab3c615794f43f4c"]);
+        // Every field set: pins the serialized field set and order too.
+        let full: ServiceSpec = serde_json::from_value(serde_json::json!({
+            "image": "i:1", "command": ["c"], "entrypoint": ["e"], "environment": {"K": "V"},
+            "labels": {"l": "v"}, "volumes": ["vol:/b:ro"], "tmpfs": ["/t:size=1m"],
+            "restart": "on-failure", "network_mode": "host", "ports": ["1:2/udp"],
+            "privileged": true, "devices": ["/dev/x:/dev/y:rw"], "working_dir": "/w",
+            "user": "1000:1000", "stop_signal": "SIGINT", "stop_timeout": 3,
+            "depends_on": ["x"]
+        }))
+        .unwrap();
+        assert_eq!(full.config_hash(), "406a51c36db76d05");
     }
 }
 
