@@ -11,6 +11,7 @@ use holdfast::config;
 use holdfast::dbus::Supervisor1Proxy;
 use holdfast::names::{AppName, ServiceId};
 use holdfast::update::status::AppStatus;
+use nix::sys::signal::{signal, SigHandler, Signal};
 
 /// Control and inspect holdfastd, the update-lock aware supervisor.
 #[derive(Parser)]
@@ -346,6 +347,11 @@ async fn run(cli: Cli) -> Result<ExitCode, zbus::Error> {
 }
 
 fn main() -> ExitCode {
+    // As Unix tools do: a reader that goes away (`holdfast status | head -1`)
+    // ends us quietly by SIGPIPE instead of a panic in println!. zbus sends
+    // with MSG_NOSIGNAL, so a dropped bus is still an error, not a signal.
+    // SAFETY: no other thread runs yet, and SIG_DFL installs no handler.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
     let cli = Cli::parse();
     if let Cmd::Take { app, .. } | Cmd::Release { app } = &cli.cmd {
         if let Err(e) = AppName::new(app.as_str()) {
