@@ -1,11 +1,12 @@
-//! The holdfast CLI as a user runs it: closed pipes.
+//! The holdfast CLI as a user runs it: closed pipes, names that look like
+//! options.
 
 mod common;
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Output, Stdio};
 
-use common::Env;
+use common::{ok, Env};
 use nix::sys::signal::Signal;
 
 fn holdfast(bus: &str, config: &std::path::Path, args: &[&str]) -> Command {
@@ -45,4 +46,35 @@ async fn closed_stdout_ends_quietly() {
             out.status
         );
     }
+}
+
+#[tokio::test]
+async fn app_and_service_names_may_start_with_a_dash() {
+    let mut env = Env::new();
+    env.service_dir("-dash/main");
+    env.service_dir("-dash/-svc");
+    env.start_daemon().await;
+
+    let out = ok(&env.cli(&["take", "-dash", "-svc"]));
+    assert!(out.contains("locked: -dash/-svc"), "{out}");
+    env.wait_locks(&["-dash/-svc"]).await;
+    let out = ok(&env.cli(&["release", "-dash"]));
+    assert!(out.contains("of -dash"), "{out}");
+    env.wait_locks(&[]).await;
+
+    let out = ok(&env.cli(&["take", "-dash"]));
+    assert!(out.contains("-dash/-svc, -dash/main"), "{out}");
+    ok(&env.cli(&["release", "-dash"]));
+    env.wait_locks(&[]).await;
+
+    // The lock file exists while the command runs.
+    let lock = env.locks().join("-dash/main/updates.lock");
+    let lock = lock.to_str().unwrap();
+    ok(&env.cli(&["lock", "-dash/main", "--", "test", "-e", lock]));
+    assert!(!std::path::Path::new(lock).exists());
+
+    // Still validated as names, not rejected as unknown options.
+    let out = env.cli(&["take", "-x!"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(stderr(&out).contains("contains '!'"), "{out:?}");
 }

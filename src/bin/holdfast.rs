@@ -40,6 +40,7 @@ enum Cmd {
     /// (exit 75 if it is already held).
     Lock {
         /// `app/service`
+        #[arg(allow_hyphen_values = true)]
         service: String,
         /// Lock root (default: lock_root from the config).
         #[arg(long, value_name = "DIR")]
@@ -49,12 +50,18 @@ enum Cmd {
     },
     /// Have holdfastd take every lock of an app (all-or-nothing).
     Take {
+        // Names may start with '-' (AppName allows it): never an option.
+        #[arg(allow_hyphen_values = true)]
         app: String,
         /// Services to lock (default: every service directory of the app).
+        #[arg(allow_hyphen_values = true)]
         services: Vec<String>,
     },
     /// Have holdfastd release its own locks of an app.
-    Release { app: String },
+    Release {
+        #[arg(allow_hyphen_values = true)]
+        app: String,
+    },
     /// Reboot through logind once no app holds a lock (exit 75 if one does).
     Reboot {
         /// Go through app locks.
