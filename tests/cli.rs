@@ -1,5 +1,5 @@
 //! The holdfast CLI as a user runs it: closed pipes, names that look like
-//! options.
+//! options, and deadlines out of range.
 
 mod common;
 
@@ -77,4 +77,23 @@ async fn app_and_service_names_may_start_with_a_dash() {
     let out = env.cli(&["take", "-x!"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(stderr(&out).contains("contains '!'"), "{out:?}");
+}
+
+#[test]
+fn huge_deadlines_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = format!("unix:path={}/no-such-socket", dir.path().display());
+    let config = dir.path().join("holdfast.toml");
+    for deadline in ["99999999999999999d", "@18446744073709551615", "10000000y"] {
+        let out = holdfast(
+            &bus,
+            &config,
+            &["reboot", "--when-unlocked", "--deadline", deadline],
+        )
+        .output()
+        .unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{deadline}: {out:?}");
+        assert!(err.contains("too far in the future"), "{deadline}: {err}");
+    }
 }

@@ -71,7 +71,7 @@ enum Cmd {
         #[arg(long)]
         when_unlocked: bool,
         /// With --when-unlocked: reboot at this time at the latest, forced
-        /// (90s, 30m, 2h, 1d, 2026-11-22T18:00:00Z or @epoch-seconds).
+        /// (90s, 30m, 2h, 1d, "1h 30m", 2026-11-22T18:00:00Z or @epoch-seconds).
         #[arg(long, requires = "when_unlocked", value_name = "WHEN")]
         deadline: Option<String>,
         /// Drop a pending --when-unlocked reboot.

@@ -1,32 +1,21 @@
 //! Human output for the CLI.
 
+use std::time::{Duration, UNIX_EPOCH};
+
+use crate::cli::deadline::MAX_SECS;
 use crate::command::LockInfo;
 
-/// `YYYY-MM-DD HH:MM:SSZ` for microseconds since the epoch.
+/// `YYYY-MM-DD HH:MM:SSZ` for microseconds since the epoch; times past year
+/// 9999 (any u64 can arrive over D-Bus) as `@<epoch seconds>`.
 pub fn utc(usec: u64) -> String {
     let secs = usec / 1_000_000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
-
-// Howard Hinnant's days-to-civil algorithm.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+    if secs > MAX_SECS {
+        return format!("@{secs}");
+    }
+    let t = UNIX_EPOCH + Duration::from_secs(secs);
+    humantime::format_rfc3339_seconds(t)
+        .to_string()
+        .replacen('T', " ", 1)
 }
 
 pub fn lock_table(locks: &[LockInfo], with_holders: bool) -> String {
@@ -92,5 +81,12 @@ mod tests {
         assert_eq!(utc(0), "1970-01-01 00:00:00Z");
         assert_eq!(utc(1_795_000_000_000_000), "2026-11-18 11:06:40Z");
         assert_eq!(utc(951_782_400_000_000), "2000-02-29 00:00:00Z");
+        assert_eq!(utc(MAX_SECS * 1_000_000 + 999_999), "9999-12-31 23:59:59Z");
+    }
+
+    #[test]
+    fn beyond_year_9999_is_epoch_seconds() {
+        assert_eq!(utc((MAX_SECS + 1) * 1_000_000), "@253402300800");
+        assert_eq!(utc(u64::MAX), "@18446744073709");
     }
 }
