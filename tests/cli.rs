@@ -1,5 +1,5 @@
 //! The holdfast CLI as a user runs it: closed pipes, names that look like
-//! options, and deadlines out of range.
+//! options, and a daemon that is not there.
 
 mod common;
 
@@ -79,6 +79,33 @@ async fn app_and_service_names_may_start_with_a_dash() {
     assert!(stderr(&out).contains("contains '!'"), "{out:?}");
 }
 
+fn assert_unreachable(out: &Output, bus: &str, reason: &str) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(69), "{out:?}");
+    assert!(
+        err.contains(&format!(
+            "holdfastd is not reachable on the system bus {bus} (from DBUS_SYSTEM_BUS_ADDRESS)"
+        )),
+        "{err}"
+    );
+    assert!(err.contains(reason), "{err}");
+    assert!(err.contains("systemctl status holdfast"), "{err}");
+    assert!(err.contains("DBUS_SYSTEM_BUS_ADDRESS, if set"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn no_bus_is_unavailable() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = format!("unix:path={}/no-such-socket", dir.path().display());
+    let config = dir.path().join("holdfast.toml");
+    std::fs::write(&config, "").unwrap();
+    for args in [&["status"][..], &["locks"], &["take", "app1"], &["update"]] {
+        let out = holdfast(&bus, &config, args).output().unwrap();
+        assert_unreachable(&out, &bus, "No such file or directory (os error 2)");
+    }
+}
+
 #[test]
 fn huge_deadlines_are_errors() {
     let dir = tempfile::tempdir().unwrap();
@@ -95,5 +122,17 @@ fn huge_deadlines_are_errors() {
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(1), "{deadline}: {out:?}");
         assert!(err.contains("too far in the future"), "{deadline}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn bus_without_holdfastd_is_unavailable() {
+    let env = Env::new();
+    for args in [&["status"][..], &["release", "app1"]] {
+        assert_unreachable(
+            &env.cli(args),
+            &env.bus,
+            "no org.holdfast.Supervisor1 on the bus",
+        );
     }
 }

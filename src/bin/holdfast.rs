@@ -6,9 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use holdfast::arbiter::now_usec;
-use holdfast::cli::{deadline, lock, render};
+use holdfast::cli::{self, deadline, lock, render, BusFailure};
 use holdfast::config;
-use holdfast::dbus::Supervisor1Proxy;
 use holdfast::names::{AppName, ServiceId};
 use holdfast::update::status::AppStatus;
 use nix::sys::signal::{signal, SigHandler, Signal};
@@ -120,20 +119,22 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::FAILURE
 }
 
-fn bus_error(e: zbus::Error) -> ExitCode {
+fn bus_error(f: BusFailure) -> ExitCode {
+    let e = match f {
+        BusFailure::Unreachable(reason) => {
+            for line in cli::unreachable_message(&reason).lines() {
+                eprintln!("holdfast: {line}");
+            }
+            return ExitCode::from(cli::EXIT_UNAVAILABLE);
+        }
+        BusFailure::Call(e) => e,
+    };
     match &e {
         zbus::Error::MethodError(name, msg, _) => {
             let text = msg.clone().unwrap_or_default();
             if name.as_str() == "org.holdfast.Supervisor1.Error.Locked" {
                 eprintln!("holdfast: {text}");
                 return ExitCode::from(lock::EXIT_LOCKED);
-            }
-            if name.as_str().ends_with("ServiceUnknown")
-                || name.as_str().ends_with("NameHasNoOwner")
-            {
-                return fail(
-                    "holdfastd is not running (no org.holdfast.Supervisor1 on the system bus)",
-                );
             }
             fail(format!("{text} ({name})"))
         }
@@ -153,19 +154,14 @@ fn power_answer(r: zbus::Result<()>, doing: &str) -> zbus::Result<()> {
     Ok(())
 }
 
-async fn proxy() -> Result<Supervisor1Proxy<'static>, zbus::Error> {
-    let conn = zbus::Connection::system().await?;
-    Supervisor1Proxy::new(&conn).await
-}
-
 fn print_json(v: &impl serde::Serialize) {
     println!("{}", serde_json::to_string_pretty(v).expect("serializable"));
 }
 
-async fn run(cli: Cli) -> Result<ExitCode, zbus::Error> {
-    match cli.cmd {
+async fn run(args: Cli) -> Result<ExitCode, BusFailure> {
+    match args.cmd {
         Cmd::Status { json } => {
-            let p = proxy().await?;
+            let p = cli::connect().await?;
             let (status, held, why, locks, root, version) = (
                 p.status().await?,
                 p.inhibitor_held().await?,
@@ -216,14 +212,14 @@ async fn run(cli: Cli) -> Result<ExitCode, zbus::Error> {
             }
         }
         Cmd::Locks { json } => {
-            let p = proxy().await?;
+            let p = cli::connect().await?;
             // Non-root callers may not call methods: fall back to the property.
             let (locks, fresh) = match p.list_locks().await {
                 Ok(l) => (l, true),
                 Err(zbus::Error::MethodError(n, _, _)) if n.as_str().ends_with("AccessDenied") => {
                     (p.locks().await?, true)
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             };
             if json {
                 print_json(&locks);
@@ -232,13 +228,13 @@ async fn run(cli: Cli) -> Result<ExitCode, zbus::Error> {
             }
         }
         Cmd::Take { app, services } => {
-            let p = proxy().await?;
+            let p = cli::connect().await?;
             let refs: Vec<&str> = services.iter().map(String::as_str).collect();
             let taken = p.take_locks(&app, &refs).await?;
             println!("locked: {}", taken.join(", "));
         }
         Cmd::Release { app } => {
-            let n = proxy().await?.release_locks(&app).await?;
+            let n = cli::connect().await?.release_locks(&app).await?;
             println!("released {n} lock files of {app}");
         }
         Cmd::Apply { file } => {
@@ -251,7 +247,7 @@ async fn run(cli: Cli) -> Result<ExitCode, zbus::Error> {
                 Ok(t) => t,
                 Err(e) => return Ok(fail(format!("{}: {e}", file.display()))),
             };
-            match proxy().await?.set_target(&text).await {
+            match cli::connect().await?.set_target(&text).await {
                 Ok(summary) => println!("target accepted: {summary}"),
                 Err(zbus::Error::MethodError(name, msg, _))
                     if name.as_str() == "org.holdfast.Supervisor1.Error.InvalidTarget" =>
@@ -262,11 +258,11 @@ async fn run(cli: Cli) -> Result<ExitCode, zbus::Error> {
                     eprintln!("holdfast: target rejected: {msg}");
                     return Ok(ExitCode::from(EXIT_DATAERR));
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
         Cmd::Reboot { cancel: true, .. } => {
-            let had = proxy().await?.cancel_reboot().await?;
+            let had = cli::connect().await?.cancel_reboot().await?;
             println!(
                 "{}",
                 if had {
@@ -286,13 +282,13 @@ async fn run(cli: Cli) -> Result<ExitCode, zbus::Error> {
                 Some(Ok(t)) => t,
                 Some(Err(e)) => return Ok(fail(e)),
             };
-            println!("{}", proxy().await?.request_reboot(not_after).await?);
+            println!("{}", cli::connect().await?.request_reboot(not_after).await?);
         }
         Cmd::Reboot { force, .. } => {
-            power_answer(proxy().await?.reboot(force).await, "rebooting")?;
+            power_answer(cli::connect().await?.reboot(force).await, "rebooting")?;
         }
         Cmd::Update { force } => {
-            proxy().await?.update(force).await?;
+            cli::connect().await?.update(force).await?;
             println!(
                 "{}",
                 if force {
@@ -303,7 +299,7 @@ async fn run(cli: Cli) -> Result<ExitCode, zbus::Error> {
             );
         }
         Cmd::Shutdown { force } => {
-            power_answer(proxy().await?.shutdown(force).await, "shutting down")?;
+            power_answer(cli::connect().await?.shutdown(force).await, "shutting down")?;
         }
         Cmd::Lock {
             service,
@@ -317,7 +313,7 @@ async fn run(cli: Cli) -> Result<ExitCode, zbus::Error> {
             let root = match lock_root {
                 Some(r) => r,
                 None => {
-                    let (path, required) = config::main_path(cli.config);
+                    let (path, required) = config::main_path(args.config);
                     match config::load(&path, required) {
                         Ok(s) => s.settings.lock_root,
                         Err(e) => return Ok(fail(e)),
@@ -336,7 +332,7 @@ async fn run(cli: Cli) -> Result<ExitCode, zbus::Error> {
         Cmd::Config {
             cmd: ConfigCmd::Show { json },
         } => {
-            let (path, required) = config::main_path(cli.config);
+            let (path, required) = config::main_path(args.config);
             return Ok(match config::load(&path, required) {
                 Ok(s) if json => {
                     print_json(&s.to_json());
@@ -359,8 +355,8 @@ fn main() -> ExitCode {
     // with MSG_NOSIGNAL, so a dropped bus is still an error, not a signal.
     // SAFETY: no other thread runs yet, and SIG_DFL installs no handler.
     let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
-    let cli = Cli::parse();
-    if let Cmd::Take { app, .. } | Cmd::Release { app } = &cli.cmd {
+    let args = Cli::parse();
+    if let Cmd::Take { app, .. } | Cmd::Release { app } = &args.cmd {
         if let Err(e) = AppName::new(app.as_str()) {
             return fail(e);
         }
@@ -372,7 +368,7 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(e),
     };
-    match rt.block_on(run(cli)) {
+    match rt.block_on(run(args)) {
         Ok(code) => code,
         Err(e) => bus_error(e),
     }
