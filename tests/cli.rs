@@ -1,12 +1,13 @@
 //! The holdfast CLI as a user runs it: closed pipes, names that look like
-//! options, and a daemon that is not there.
+//! options, a daemon that is not there, and config not yet in force.
 
 mod common;
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
-use common::{ok, Env};
+use common::{ok, wait_for, Env};
 use nix::sys::signal::Signal;
 
 fn holdfast(bus: &str, config: &std::path::Path, args: &[&str]) -> Command {
@@ -104,6 +105,15 @@ fn no_bus_is_unavailable() {
         let out = holdfast(&bus, &config, args).output().unwrap();
         assert_unreachable(&out, &bus, "No such file or directory (os error 2)");
     }
+    // `config show` still shows the files, saying what it could not do.
+    let out = holdfast(&bus, &config, &["config", "show"])
+        .output()
+        .unwrap();
+    let shown = ok(&out);
+    assert!(shown.contains("lock_root = "), "{shown}");
+    assert!(!shown.contains("not in force"), "{shown}");
+    let note = "# not compared with the settings in force: holdfastd is not reachable";
+    assert_eq!(shown.matches(note).count(), 1, "{shown}");
 }
 
 #[test]
@@ -135,4 +145,58 @@ async fn bus_without_holdfastd_is_unavailable() {
             "no org.holdfast.Supervisor1 on the bus",
         );
     }
+    let out = ok(&env.cli(&["config", "show", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v["in_force"].is_null() && v["pending"].is_null(), "{v}");
+    let why = v["in_force_error"].as_str().unwrap();
+    assert!(why.contains("not reachable"), "{why}");
+}
+
+#[tokio::test]
+async fn config_show_marks_values_not_in_force() {
+    let mut env = Env::new();
+    env.start_daemon().await;
+    let shown = ok(&env.cli(&["config", "show"]));
+    assert!(!shown.contains("not in force"), "{shown}");
+    assert!(!shown.contains("not compared"), "{shown}");
+
+    env.write_config("[inhibit]\nwhat = [\"shutdown\", \"sleep\"]\n");
+    let shown = ok(&env.cli(&["config", "show"]));
+    let marked: Vec<&str> = shown
+        .lines()
+        .filter(|l| l.contains("not in force"))
+        .collect();
+    assert_eq!(marked.len(), 1, "{shown}");
+    assert!(marked[0].starts_with("inhibit.what = "), "{shown}");
+    let source = format!(
+        "# {} (not in force: reload with systemctl reload holdfast)",
+        env.config_path().display()
+    );
+    assert!(marked[0].ends_with(&source), "{shown}");
+
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&env.cli(&["config", "show", "--json"]))).unwrap();
+    assert_eq!(v["pending"], serde_json::json!(["inhibit.what"]), "{v}");
+    assert_eq!(
+        v["in_force"]["inhibit_what"],
+        serde_json::json!(["shutdown"])
+    );
+    assert_eq!(
+        v["settings"]["inhibit_what"],
+        serde_json::json!(["shutdown", "sleep"])
+    );
+
+    let pid = nix::unistd::Pid::from_raw(env.daemon.as_ref().unwrap().id() as i32);
+    nix::sys::signal::kill(pid, Signal::SIGHUP).unwrap();
+    wait_for(Duration::from_secs(10), || async {
+        let p = env.supervisor().await;
+        p.config_in_force().await.is_ok_and(|c| c.contains("sleep"))
+    })
+    .await
+    .unwrap_or_else(|_| panic!("ConfigInForce never changed; log:\n{}", env.log()));
+    let shown = ok(&env.cli(&["config", "show"]));
+    assert!(!shown.contains("not in force"), "{shown}");
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&env.cli(&["config", "show", "--json"]))).unwrap();
+    assert_eq!(v["pending"], serde_json::json!([]), "{v}");
 }

@@ -104,7 +104,8 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum ConfigCmd {
-    /// Effective settings and where each came from.
+    /// Effective settings and where each came from; with holdfastd
+    /// reachable, the ones it does not run with yet are marked.
     Show {
         #[arg(long)]
         json: bool,
@@ -152,6 +153,22 @@ fn power_answer(r: zbus::Result<()>, doing: &str) -> zbus::Result<()> {
     }
     println!("{doing}");
     Ok(())
+}
+
+/// The settings holdfastd runs with (ConfigInForce), or why they are unknown.
+async fn settings_in_force() -> Result<serde_json::Value, String> {
+    let p = match cli::connect().await {
+        Ok(p) => p,
+        Err(BusFailure::Unreachable(why)) => {
+            return Err(format!("holdfastd is not reachable: {why}"))
+        }
+        Err(BusFailure::Call(e)) => return Err(e.to_string()),
+    };
+    let text = p
+        .config_in_force()
+        .await
+        .map_err(|e| format!("cannot read holdfastd's ConfigInForce: {e}"))?;
+    serde_json::from_str(&text).map_err(|e| format!("holdfastd's ConfigInForce is not JSON: {e}"))
 }
 
 fn print_json(v: &impl serde::Serialize) {
@@ -333,17 +350,37 @@ async fn run(args: Cli) -> Result<ExitCode, BusFailure> {
             cmd: ConfigCmd::Show { json },
         } => {
             let (path, required) = config::main_path(args.config);
-            return Ok(match config::load(&path, required) {
-                Ok(s) if json => {
-                    print_json(&s.to_json());
-                    ExitCode::SUCCESS
-                }
-                Ok(s) => {
-                    print!("{}", s.render());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(e),
+            let sourced = match config::load(&path, required) {
+                Ok(s) => s,
+                Err(e) => return Ok(fail(e)),
+            };
+            let pending = settings_in_force().await.map(|f| {
+                let p = render::pending_keys(&sourced.settings.to_json(), &f);
+                (f, p)
             });
+            if json {
+                let mut v = sourced.to_json();
+                match pending {
+                    Ok((f, p)) => {
+                        v["in_force"] = f;
+                        v["pending"] = serde_json::json!(p);
+                    }
+                    Err(why) => {
+                        v["in_force"] = serde_json::Value::Null;
+                        v["pending"] = serde_json::Value::Null;
+                        v["in_force_error"] = serde_json::json!(why);
+                    }
+                }
+                print_json(&v);
+            } else {
+                match pending {
+                    Ok((_, p)) => print!("{}", render::mark_pending(&sourced.render(), &p)),
+                    Err(why) => {
+                        print!("{}", sourced.render());
+                        println!("# not compared with the settings in force: {why}");
+                    }
+                }
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
