@@ -6,11 +6,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use holdfast::arbiter::now_usec;
-use holdfast::cli::{deadline, lock, render};
+use holdfast::cli::{self, deadline, lock, render, BusFailure};
 use holdfast::config;
-use holdfast::dbus::Supervisor1Proxy;
 use holdfast::names::{AppName, ServiceId};
 use holdfast::update::status::AppStatus;
+use nix::sys::signal::{signal, SigHandler, Signal};
 
 /// Control and inspect holdfastd, the update-lock aware supervisor.
 #[derive(Parser)]
@@ -39,6 +39,7 @@ enum Cmd {
     /// (exit 75 if it is already held).
     Lock {
         /// `app/service`
+        #[arg(allow_hyphen_values = true)]
         service: String,
         /// Lock root (default: lock_root from the config).
         #[arg(long, value_name = "DIR")]
@@ -48,12 +49,18 @@ enum Cmd {
     },
     /// Have holdfastd take every lock of an app (all-or-nothing).
     Take {
+        // Names may start with '-' (AppName allows it): never an option.
+        #[arg(allow_hyphen_values = true)]
         app: String,
         /// Services to lock (default: every service directory of the app).
+        #[arg(allow_hyphen_values = true)]
         services: Vec<String>,
     },
     /// Have holdfastd release its own locks of an app.
-    Release { app: String },
+    Release {
+        #[arg(allow_hyphen_values = true)]
+        app: String,
+    },
     /// Reboot through logind once no app holds a lock (exit 75 if one does).
     Reboot {
         /// Go through app locks.
@@ -63,7 +70,7 @@ enum Cmd {
         #[arg(long)]
         when_unlocked: bool,
         /// With --when-unlocked: reboot at this time at the latest, forced
-        /// (90s, 30m, 2h, 1d, 2026-11-22T18:00:00Z or @epoch-seconds).
+        /// (90s, 30m, 2h, 1d, "1h 30m", 2026-11-22T18:00:00Z or @epoch-seconds).
         #[arg(long, requires = "when_unlocked", value_name = "WHEN")]
         deadline: Option<String>,
         /// Drop a pending --when-unlocked reboot.
@@ -97,7 +104,8 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum ConfigCmd {
-    /// Effective settings and where each came from.
+    /// Effective settings and where each came from; with holdfastd
+    /// reachable, the ones it does not run with yet are marked.
     Show {
         #[arg(long)]
         json: bool,
@@ -112,20 +120,22 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::FAILURE
 }
 
-fn bus_error(e: zbus::Error) -> ExitCode {
+fn bus_error(f: BusFailure) -> ExitCode {
+    let e = match f {
+        BusFailure::Unreachable(reason) => {
+            for line in cli::unreachable_message(&reason).lines() {
+                eprintln!("holdfast: {line}");
+            }
+            return ExitCode::from(cli::EXIT_UNAVAILABLE);
+        }
+        BusFailure::Call(e) => e,
+    };
     match &e {
         zbus::Error::MethodError(name, msg, _) => {
             let text = msg.clone().unwrap_or_default();
             if name.as_str() == "org.holdfast.Supervisor1.Error.Locked" {
                 eprintln!("holdfast: {text}");
                 return ExitCode::from(lock::EXIT_LOCKED);
-            }
-            if name.as_str().ends_with("ServiceUnknown")
-                || name.as_str().ends_with("NameHasNoOwner")
-            {
-                return fail(
-                    "holdfastd is not running (no org.holdfast.Supervisor1 on the system bus)",
-                );
             }
             fail(format!("{text} ({name})"))
         }
@@ -145,19 +155,30 @@ fn power_answer(r: zbus::Result<()>, doing: &str) -> zbus::Result<()> {
     Ok(())
 }
 
-async fn proxy() -> Result<Supervisor1Proxy<'static>, zbus::Error> {
-    let conn = zbus::Connection::system().await?;
-    Supervisor1Proxy::new(&conn).await
+/// The settings holdfastd runs with (ConfigInForce), or why they are unknown.
+async fn settings_in_force() -> Result<serde_json::Value, String> {
+    let p = match cli::connect().await {
+        Ok(p) => p,
+        Err(BusFailure::Unreachable(why)) => {
+            return Err(format!("holdfastd is not reachable: {why}"))
+        }
+        Err(BusFailure::Call(e)) => return Err(e.to_string()),
+    };
+    let text = p
+        .config_in_force()
+        .await
+        .map_err(|e| format!("cannot read holdfastd's ConfigInForce: {e}"))?;
+    serde_json::from_str(&text).map_err(|e| format!("holdfastd's ConfigInForce is not JSON: {e}"))
 }
 
 fn print_json(v: &impl serde::Serialize) {
     println!("{}", serde_json::to_string_pretty(v).expect("serializable"));
 }
 
-async fn run(cli: Cli) -> Result<ExitCode, zbus::Error> {
-    match cli.cmd {
+async fn run(args: Cli) -> Result<ExitCode, BusFailure> {
+    match args.cmd {
         Cmd::Status { json } => {
-            let p = proxy().await?;
+            let p = cli::connect().await?;
             let (status, held, why, locks, root, version) = (
                 p.status().await?,
                 p.inhibitor_held().await?,
@@ -208,14 +229,14 @@ async fn run(cli: Cli) -> Result<ExitCode, zbus::Error> {
             }
         }
         Cmd::Locks { json } => {
-            let p = proxy().await?;
+            let p = cli::connect().await?;
             // Non-root callers may not call methods: fall back to the property.
             let (locks, fresh) = match p.list_locks().await {
                 Ok(l) => (l, true),
                 Err(zbus::Error::MethodError(n, _, _)) if n.as_str().ends_with("AccessDenied") => {
                     (p.locks().await?, true)
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             };
             if json {
                 print_json(&locks);
@@ -224,13 +245,13 @@ async fn run(cli: Cli) -> Result<ExitCode, zbus::Error> {
             }
         }
         Cmd::Take { app, services } => {
-            let p = proxy().await?;
+            let p = cli::connect().await?;
             let refs: Vec<&str> = services.iter().map(String::as_str).collect();
             let taken = p.take_locks(&app, &refs).await?;
             println!("locked: {}", taken.join(", "));
         }
         Cmd::Release { app } => {
-            let n = proxy().await?.release_locks(&app).await?;
+            let n = cli::connect().await?.release_locks(&app).await?;
             println!("released {n} lock files of {app}");
         }
         Cmd::Apply { file } => {
@@ -243,7 +264,7 @@ async fn run(cli: Cli) -> Result<ExitCode, zbus::Error> {
                 Ok(t) => t,
                 Err(e) => return Ok(fail(format!("{}: {e}", file.display()))),
             };
-            match proxy().await?.set_target(&text).await {
+            match cli::connect().await?.set_target(&text).await {
                 Ok(summary) => println!("target accepted: {summary}"),
                 Err(zbus::Error::MethodError(name, msg, _))
                     if name.as_str() == "org.holdfast.Supervisor1.Error.InvalidTarget" =>
@@ -254,11 +275,11 @@ async fn run(cli: Cli) -> Result<ExitCode, zbus::Error> {
                     eprintln!("holdfast: target rejected: {msg}");
                     return Ok(ExitCode::from(EXIT_DATAERR));
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
         Cmd::Reboot { cancel: true, .. } => {
-            let had = proxy().await?.cancel_reboot().await?;
+            let had = cli::connect().await?.cancel_reboot().await?;
             println!(
                 "{}",
                 if had {
@@ -278,13 +299,13 @@ async fn run(cli: Cli) -> Result<ExitCode, zbus::Error> {
                 Some(Ok(t)) => t,
                 Some(Err(e)) => return Ok(fail(e)),
             };
-            println!("{}", proxy().await?.request_reboot(not_after).await?);
+            println!("{}", cli::connect().await?.request_reboot(not_after).await?);
         }
         Cmd::Reboot { force, .. } => {
-            power_answer(proxy().await?.reboot(force).await, "rebooting")?;
+            power_answer(cli::connect().await?.reboot(force).await, "rebooting")?;
         }
         Cmd::Update { force } => {
-            proxy().await?.update(force).await?;
+            cli::connect().await?.update(force).await?;
             println!(
                 "{}",
                 if force {
@@ -295,7 +316,7 @@ async fn run(cli: Cli) -> Result<ExitCode, zbus::Error> {
             );
         }
         Cmd::Shutdown { force } => {
-            power_answer(proxy().await?.shutdown(force).await, "shutting down")?;
+            power_answer(cli::connect().await?.shutdown(force).await, "shutting down")?;
         }
         Cmd::Lock {
             service,
@@ -309,7 +330,7 @@ async fn run(cli: Cli) -> Result<ExitCode, zbus::Error> {
             let root = match lock_root {
                 Some(r) => r,
                 None => {
-                    let (path, required) = config::main_path(cli.config);
+                    let (path, required) = config::main_path(args.config);
                     match config::load(&path, required) {
                         Ok(s) => s.settings.lock_root,
                         Err(e) => return Ok(fail(e)),
@@ -328,26 +349,51 @@ async fn run(cli: Cli) -> Result<ExitCode, zbus::Error> {
         Cmd::Config {
             cmd: ConfigCmd::Show { json },
         } => {
-            let (path, required) = config::main_path(cli.config);
-            return Ok(match config::load(&path, required) {
-                Ok(s) if json => {
-                    print_json(&s.to_json());
-                    ExitCode::SUCCESS
-                }
-                Ok(s) => {
-                    print!("{}", s.render());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(e),
+            let (path, required) = config::main_path(args.config);
+            let sourced = match config::load(&path, required) {
+                Ok(s) => s,
+                Err(e) => return Ok(fail(e)),
+            };
+            let pending = settings_in_force().await.map(|f| {
+                let p = render::pending_keys(&sourced.settings.to_json(), &f);
+                (f, p)
             });
+            if json {
+                let mut v = sourced.to_json();
+                match pending {
+                    Ok((f, p)) => {
+                        v["in_force"] = f;
+                        v["pending"] = serde_json::json!(p);
+                    }
+                    Err(why) => {
+                        v["in_force"] = serde_json::Value::Null;
+                        v["pending"] = serde_json::Value::Null;
+                        v["in_force_error"] = serde_json::json!(why);
+                    }
+                }
+                print_json(&v);
+            } else {
+                match pending {
+                    Ok((_, p)) => print!("{}", render::mark_pending(&sourced.render(), &p)),
+                    Err(why) => {
+                        print!("{}", sourced.render());
+                        println!("# not compared with the settings in force: {why}");
+                    }
+                }
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if let Cmd::Take { app, .. } | Cmd::Release { app } = &cli.cmd {
+    // As Unix tools do: a reader that goes away (`holdfast status | head -1`)
+    // ends us quietly by SIGPIPE instead of a panic in println!. zbus sends
+    // with MSG_NOSIGNAL, so a dropped bus is still an error, not a signal.
+    // SAFETY: no other thread runs yet, and SIG_DFL installs no handler.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    let args = Cli::parse();
+    if let Cmd::Take { app, .. } | Cmd::Release { app } = &args.cmd {
         if let Err(e) = AppName::new(app.as_str()) {
             return fail(e);
         }
@@ -359,7 +405,7 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(e),
     };
-    match rt.block_on(run(cli)) {
+    match rt.block_on(run(args)) {
         Ok(code) => code,
         Err(e) => bus_error(e),
     }

@@ -1,76 +1,118 @@
-//! `--deadline` values: a duration from now (`90s`, `30m`, `2h`, `1d`), a
-//! UTC time (`2026-11-22T18:00:00Z`) or `@<epoch seconds>`.
+//! `--deadline` values: a duration from now (`90s`, `30m`, `2h`, `1d`,
+//! `1h 30m`), a UTC time (`2026-11-22T18:00:00Z`) or `@<epoch seconds>`.
 
-/// Microseconds since the epoch.
+use std::time::UNIX_EPOCH;
+
+/// The last second of year 9999: as far as a time can be written (and shown
+/// back in `status`), so nothing later is accepted in any form.
+pub const MAX_SECS: u64 = 253_402_300_799;
+
+const FORMS: &str = "a duration (90s, 30m, 2h, 1d, \"1h 30m\"), a UTC time (2026-11-22T18:00:00Z) or @epoch-seconds";
+
+/// Microseconds since the epoch; never 0, which the daemon reads as "no
+/// deadline" (a past deadline forces the reboot at once, `@0` included).
 pub fn parse(text: &str, now_usec: u64) -> Result<u64, String> {
-    let bad = || {
-        format!("{text:?} is not a duration (90s, 30m, 2h, 1d), a UTC time (2026-11-22T18:00:00Z) or @epoch-seconds")
-    };
-    if let Some(epoch) = text.strip_prefix('@') {
-        return epoch
-            .parse::<u64>()
-            .map(|s| s * 1_000_000)
-            .map_err(|_| bad());
-    }
-    if text.ends_with('Z') {
-        return utc(text).ok_or_else(bad);
-    }
-    if let Some(unit) = text.chars().last().filter(|c| c.is_ascii_alphabetic()) {
-        let n: u64 = text[..text.len() - 1].parse().map_err(|_| bad())?;
-        let secs = match unit {
-            's' => n,
-            'm' => n * 60,
-            'h' => n * 3600,
-            'd' => n * 86_400,
-            _ => return Err(bad()),
+    let bad = |why: &str| format!("deadline {text:?}: {why}");
+    let too_far = || bad("too far in the future (the latest is 9999-12-31T23:59:59Z)");
+    let usec = if let Some(epoch) = text.strip_prefix('@') {
+        let secs: u64 = match epoch.parse() {
+            Ok(s) => s,
+            // All digits, yet no u64: a number too large, not a typo.
+            Err(_) if !epoch.is_empty() && epoch.bytes().all(|b| b.is_ascii_digit()) => {
+                return Err(too_far())
+            }
+            Err(_) => return Err(bad("expected @ followed by whole seconds since the epoch")),
         };
-        return Ok(now_usec + secs * 1_000_000);
-    }
-    Err(bad())
+        if secs > MAX_SECS {
+            return Err(too_far());
+        }
+        secs * 1_000_000
+    } else if looks_like_time(text) {
+        let t = humantime::parse_rfc3339(text).map_err(|e| match e {
+            humantime::TimestampError::InvalidFormat => {
+                bad("a time must be UTC and complete, like 2026-11-22T18:00:00Z")
+            }
+            e => bad(&e.to_string()),
+        })?;
+        let since = t.duration_since(UNIX_EPOCH).map_err(|_| too_far())?;
+        u64::try_from(since.as_micros()).map_err(|_| too_far())?
+    } else {
+        let d = humantime::parse_duration(text.trim()).map_err(|e| match e {
+            humantime::DurationError::NumberOverflow => too_far(),
+            e => bad(&format!("{e}; expected {FORMS}")),
+        })?;
+        u64::try_from(d.as_micros())
+            .ok()
+            .and_then(|d| now_usec.checked_add(d))
+            .filter(|t| t / 1_000_000 <= MAX_SECS)
+            .ok_or_else(too_far)?
+    };
+    Ok(usec.max(1))
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` to microseconds since the epoch.
-fn utc(text: &str) -> Option<u64> {
+/// `YYYY-MM-DD…`: no duration starts with four digits and a dash.
+fn looks_like_time(text: &str) -> bool {
     let b = text.as_bytes();
-    if b.len() != 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || b[10] != b'T'
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| text.get(r)?.parse::<i64>().ok();
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
-        return None;
-    }
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if mo <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + h * 3600 + mi * 60 + s;
-    u64::try_from(secs).ok().map(|s| s * 1_000_000)
+    b.len() > 4 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-'
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse;
+    use super::*;
 
     #[test]
     fn durations_times_and_epochs() {
         assert_eq!(parse("90s", 1_000_000), Ok(91_000_000));
         assert_eq!(parse("2h", 0), Ok(7_200_000_000));
+        assert_eq!(parse("1h 30m", 0), Ok(5_400_000_000));
+        assert_eq!(parse("1d", 0), Ok(86_400_000_000));
         assert_eq!(parse("@1795000000", 0), Ok(1_795_000_000_000_000));
         assert_eq!(parse("1970-01-02T00:00:00Z", 0), Ok(86_400_000_000));
         assert_eq!(parse("2026-11-22T18:00:00Z", 0), Ok(1_795_370_400_000_000));
+        assert_eq!(
+            parse("2026-11-22T18:00:00+00:00", 0),
+            Ok(1_795_370_400_000_000)
+        );
+        assert_eq!(parse("9999-12-31T23:59:59Z", 0), Ok(MAX_SECS * 1_000_000));
         assert!(parse("soon", 0).is_err());
+        assert!(parse("", 0).is_err());
+        assert!(parse("@", 0).is_err());
+        assert!(parse("@-5", 0).is_err());
         assert!(parse("2026-13-22T18:00:00Z", 0).is_err());
+    }
+
+    #[test]
+    fn times_must_say_utc() {
+        let e = parse("2026-11-22 18:00:00", 0).unwrap_err();
+        assert!(e.contains("must be UTC"), "{e}");
+        assert!(parse("2026-11-22T18:00:00+01:00", 0).is_err());
+    }
+
+    #[test]
+    fn zero_is_never_returned() {
+        // 0 would mean "no deadline" to the daemon.
+        assert_eq!(parse("@0", 5), Ok(1));
+        assert_eq!(parse("0s", 0), Ok(1));
+    }
+
+    #[test]
+    fn huge_values_are_errors_not_overflows() {
+        let now = 1_795_000_000_000_000;
+        for text in [
+            "99999999999999999d",
+            "18446744073709551615s",
+            "999999999999999999999999s",
+            "600000y",
+            "@18446744073709551615",
+            "@99999999999999999999999",
+            "@253402300800",
+        ] {
+            let e = parse(text, now).unwrap_err();
+            assert!(e.contains("too far in the future"), "{text}: {e}");
+        }
+        // Fits in a u64 only without `now` added.
+        let e = parse("584000y", u64::MAX - 1).unwrap_err();
+        assert!(e.contains("too far in the future"), "{e}");
+        assert!(parse("1d", u64::MAX).is_err());
     }
 }

@@ -1,32 +1,21 @@
 //! Human output for the CLI.
 
+use std::time::{Duration, UNIX_EPOCH};
+
+use crate::cli::deadline::MAX_SECS;
 use crate::command::LockInfo;
 
-/// `YYYY-MM-DD HH:MM:SSZ` for microseconds since the epoch.
+/// `YYYY-MM-DD HH:MM:SSZ` for microseconds since the epoch; times past year
+/// 9999 (any u64 can arrive over D-Bus) as `@<epoch seconds>`.
 pub fn utc(usec: u64) -> String {
     let secs = usec / 1_000_000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
-
-// Howard Hinnant's days-to-civil algorithm.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+    if secs > MAX_SECS {
+        return format!("@{secs}");
+    }
+    let t = UNIX_EPOCH + Duration::from_secs(secs);
+    humantime::format_rfc3339_seconds(t)
+        .to_string()
+        .replacen('T', " ", 1)
 }
 
 pub fn lock_table(locks: &[LockInfo], with_holders: bool) -> String {
@@ -83,6 +72,59 @@ pub fn lock_table(locks: &[LockInfo], with_holders: bool) -> String {
     out
 }
 
+/// The holdfast.toml key of a `settings` JSON key: `inhibit_what` is
+/// `inhibit.what` (the tables of the file), `lock_root` stays.
+fn file_key(json_key: &str) -> String {
+    for table in ["inhibit", "engine", "target", "boot", "api"] {
+        if let Some(rest) = json_key
+            .strip_prefix(table)
+            .and_then(|r| r.strip_prefix('_'))
+        {
+            return format!("{table}.{rest}");
+        }
+    }
+    json_key.to_owned()
+}
+
+/// Config keys whose value in the files differs from the one holdfastd runs
+/// with. A key the daemon does not report cannot be compared: left out.
+pub fn pending_keys(files: &serde_json::Value, in_force: &serde_json::Value) -> Vec<String> {
+    let Some(files) = files.as_object() else {
+        return Vec::new();
+    };
+    files
+        .iter()
+        .filter(|(k, v)| in_force.get(k.as_str()).is_some_and(|f| f != *v))
+        .map(|(k, _)| file_key(k))
+        .collect()
+}
+
+/// What brings a changed key into force; holdfastd keeps these two on a
+/// reload (daemon::reload).
+fn not_in_force(key: &str) -> &'static str {
+    match key {
+        "lock_root" | "state_dir" => {
+            "not in force: a reload keeps the old value, restart with systemctl restart holdfast"
+        }
+        _ => "not in force: reload with systemctl reload holdfast",
+    }
+}
+
+/// `config show` rows (`key = value  # source`) with the pending ones marked
+/// after their source.
+pub fn mark_pending(rendered: &str, pending: &[String]) -> String {
+    let mut out = String::with_capacity(rendered.len());
+    for line in rendered.lines() {
+        out.push_str(line);
+        let key = line.split(" = ").next().unwrap_or_default();
+        if pending.iter().any(|p| p == key) {
+            out.push_str(&format!(" ({})", not_in_force(key)));
+        }
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,5 +134,41 @@ mod tests {
         assert_eq!(utc(0), "1970-01-01 00:00:00Z");
         assert_eq!(utc(1_795_000_000_000_000), "2026-11-18 11:06:40Z");
         assert_eq!(utc(951_782_400_000_000), "2000-02-29 00:00:00Z");
+        assert_eq!(utc(MAX_SECS * 1_000_000 + 999_999), "9999-12-31 23:59:59Z");
+    }
+
+    #[test]
+    fn beyond_year_9999_is_epoch_seconds() {
+        assert_eq!(utc((MAX_SECS + 1) * 1_000_000), "@253402300800");
+        assert_eq!(utc(u64::MAX), "@18446744073709");
+    }
+
+    #[test]
+    fn pending_keys_use_file_names() {
+        let files = serde_json::json!({
+            "lock_root": "/a", "inhibit_what": ["shutdown", "sleep"],
+            "api_tcp": null, "boot_config_txt": "/b", "new_key": 1,
+        });
+        let in_force = serde_json::json!({
+            "lock_root": "/old", "inhibit_what": ["shutdown"],
+            "api_tcp": null, "boot_config_txt": "/b",
+        });
+        assert_eq!(
+            pending_keys(&files, &in_force),
+            ["inhibit.what", "lock_root"]
+        );
+    }
+
+    #[test]
+    fn marks_only_pending_rows() {
+        let text = "lock_root = \"/a\"      # /etc/h.toml\ninhibit.what = [\"shutdown\"]  # default\napi.tcp = (off)  # default\n";
+        let out = mark_pending(text, &["inhibit.what".into(), "lock_root".into()]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[0].ends_with("# /etc/h.toml (not in force: a reload keeps the old value, restart with systemctl restart holdfast)"), "{out}");
+        assert!(
+            lines[1].ends_with("# default (not in force: reload with systemctl reload holdfast)"),
+            "{out}"
+        );
+        assert_eq!(lines[2], "api.tcp = (off)  # default");
     }
 }
