@@ -79,8 +79,9 @@ const LIMITS: Limits = Limits {
     close_grace: CLOSE_GRACE,
 };
 
-/// Serves on the unix socket (0600, replacing a stale one) and on TCP when
-/// configured. Errors are logged; holdfast keeps running without the API.
+/// Serves on the unix socket (0600, replacing only a stale socket) and on
+/// TCP when configured. Errors are logged; holdfast keeps running without
+/// the API.
 pub async fn serve(api: Api, socket: PathBuf, tcp: Option<std::net::SocketAddr>) {
     let app = with_limits(router(api));
     if let Some(addr) = tcp {
@@ -94,7 +95,7 @@ pub async fn serve(api: Api, socket: PathBuf, tcp: Option<std::net::SocketAddr>)
             }
         }
     }
-    let listener = match bind_unix(&socket) {
+    let listener = match bind_unix(&socket).await {
         Ok(l) => l,
         Err(e) => {
             tracing::error!(socket = %socket.display(), error = %e, "cannot listen for the HTTP API");
@@ -176,20 +177,57 @@ fn limit_error(path: &str, status: StatusCode, msg: &str) -> Response {
     (status, Json(body)).into_response()
 }
 
-fn bind_unix(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
-    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+/// Binds under a temporary name, sets 0600, then links the socket into
+/// place, so it is never reachable with other permissions and never
+/// replaces anything but a stale socket.
+async fn bind_unix(path: &Path) -> io::Result<tokio::net::UnixListener> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "socket path has no name"))?;
+    let tmp = dir.join(format!(".{}.new", name.to_string_lossy()));
+    remove_stale_socket(&tmp).await?;
+    let l = tokio::net::UnixListener::bind(&tmp)?;
+    let placed = place_socket(&tmp, path).await;
+    let _ = std::fs::remove_file(&tmp);
+    placed.map(|()| l)
+}
+
+async fn place_socket(tmp: &Path, path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(0o600))?;
+    remove_stale_socket(path).await?;
+    // A link never replaces: whatever appeared meanwhile stays.
+    std::fs::hard_link(tmp, path)
+}
+
+/// Removes `path` if it is a socket nobody listens on; leaves alone (with
+/// an error) a live socket or anything that is not a socket.
+async fn remove_stale_socket(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let m = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if !m.file_type().is_socket() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} exists and is not a socket; left alone", path.display()),
+        ));
     }
-    // Only a socket is replaced: never a file someone put there.
-    if let Ok(m) = std::fs::symlink_metadata(path) {
-        if m.file_type().is_socket() {
-            std::fs::remove_file(path)?;
-        }
+    let probe = tokio::net::UnixStream::connect(path);
+    match tokio::time::timeout(Duration::from_secs(1), probe).await {
+        Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path),
+        Ok(Err(e)) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Ok(Err(e)) => Err(e),
+        // Answered, or its backlog is full: someone serves it.
+        Ok(Ok(_)) | Err(_) => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("{} is in use by another process", path.display()),
+        )),
     }
-    let l = tokio::net::UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(l)
 }
 
 /// What the accept loop needs of a listener.
@@ -577,7 +615,7 @@ mod tests {
     async fn listen(app: Router, limits: Limits) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("api.sock");
-        let l = bind_unix(&path).unwrap();
+        let l = bind_unix(&path).await.unwrap();
         tokio::spawn(accept_loop(l, app, "test", limits));
         (dir, path)
     }
@@ -679,5 +717,23 @@ mod tests {
         .await
         .expect("a stuck connection was not dropped");
         assert!(started.elapsed() >= limits.idle + limits.close_grace);
+    }
+
+    #[tokio::test]
+    async fn a_stale_socket_is_replaced_a_live_one_or_a_file_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("api.sock");
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        let l = bind_unix(&path).await.unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let e = bind_unix(&path).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse, "{e}");
+        drop(l);
+        let file = dir.path().join("not-a-socket");
+        std::fs::write(&file, "keep me").unwrap();
+        assert!(bind_unix(&file).await.is_err());
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
     }
 }
