@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::{env_num, ms, spread, stop, Harness, DAEMON};
 
-use holdfast::inhibit::Login1ManagerProxy;
+use holdfast::system::logind::Login1ManagerProxy;
 
 fn make_services(root: &Path, apps: usize, per_app: usize, locked: usize) {
     let _ = std::fs::remove_dir_all(root);

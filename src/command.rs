@@ -1,14 +1,22 @@
-//! The one command type D-Bus (and later HTTP) adapters turn requests into;
-//! the daemon's core task owns the state and answers them.
+//! The one command type the D-Bus, HTTP and CLI adapters turn requests
+//! into, and the [`Handle`] that routes each command to the task that owns
+//! what it touches. Variants marked internal are sent by holdfast's own
+//! tasks, never by an adapter.
+
+use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use zbus::zvariant::{OwnedValue, Type, Value};
 
+use crate::devconfig::Override;
+use crate::gate::Blocker;
+use crate::locks::holders;
 use crate::locks::own::OwnLockError;
 use crate::locks::state::{LockTable, ServiceLock};
+use crate::model::Views;
 use crate::names::{AppName, NameError, ServiceId, ServiceName};
-use crate::update::runner::RestartError;
 
 #[derive(Debug)]
 pub enum Command {
@@ -16,39 +24,45 @@ pub enum Command {
     ListLocks {
         reply: oneshot::Sender<Vec<LockInfo>>,
     },
+    /// An operator takes every lock of an app (`holdfast take`).
     TakeLocks {
         app: AppName,
         services: Vec<ServiceName>,
-        /// Pass over locks apps hold (override or forced update).
-        through: bool,
         reply: oneshot::Sender<Result<Vec<ServiceId>, CommandError>>,
     },
     ReleaseLocks {
         app: AppName,
         reply: oneshot::Sender<Result<u32, CommandError>>,
     },
-    /// Before a reboot or power-off: refuse while apps hold locks (unless
-    /// forced), else take every app's locks and release the inhibitor.
-    /// Answers the locks that were forced through.
-    PreparePower {
+    /// Reboot or power off through logind: refused while apps hold locks
+    /// (unless forced), and carried out to the end even when the one who
+    /// asked goes away.
+    Power {
         action: PowerAction,
         force: bool,
         who: String,
-        reply: oneshot::Sender<Result<Vec<ServiceId>, CommandError>>,
+        reply: oneshot::Sender<Result<(), CommandError>>,
     },
-    /// logind refused: give the locks back and hold the inhibitor again.
-    AbortPower { reply: oneshot::Sender<()> },
-    /// A new target state (D-Bus, CLI, HTTP): validated, saved, put in
-    /// force. Answers a one-line summary.
+    /// Reboot as soon as no app holds a lock, or forced at `not_after_usec`
+    /// (0: no deadline). Answers the description of the pending request.
+    RequestReboot {
+        not_after_usec: u64,
+        who: String,
+        reason: String,
+        reply: oneshot::Sender<String>,
+    },
+    /// Drops a pending reboot request; answers whether there was one.
+    CancelReboot {
+        who: String,
+        reply: oneshot::Sender<bool>,
+    },
+    /// A new target state: validated, saved, put in force. Answers a
+    /// one-line summary.
     SetTarget {
         json: String,
         source: String,
         reply: oneshot::Sender<Result<String, CommandError>>,
     },
-    /// The target file changed on disk: re-read it.
-    ReloadTarget,
-    /// config.json changed on disk: re-read it (the lock override).
-    ReloadDeviceConfig,
     /// Check for updates now; `force` goes through locks once, for the
     /// updates pending at that moment.
     Update {
@@ -62,23 +76,49 @@ pub enum Command {
         app: AppName,
         force: bool,
         who: String,
-        reply: oneshot::Sender<Result<u32, RestartError>>,
+        reply: oneshot::Sender<Result<u32, CommandError>>,
     },
-    /// Reboot as soon as no app holds a lock, or forced at `not_after_usec`
-    /// (0: no deadline). Answers the description of the pending request.
-    RequestReboot {
-        not_after_usec: u64,
-        who: String,
-        reply: oneshot::Sender<String>,
-    },
-    /// Drops a pending reboot request; answers whether there was one.
-    CancelReboot {
-        who: String,
-        reply: oneshot::Sender<bool>,
-    },
-    /// Answered by the core loop: proof of progress for the watchdog.
+    /// Answered by the core loop.
     Ping { reply: oneshot::Sender<()> },
-    /// Daemon-internal: release own locks and stop the core loop.
+
+    /// Internal: the target file changed on disk.
+    ReloadTarget,
+    /// Internal: config.json says this about the lock override.
+    SetOverride(Override),
+    /// Internal: a power operation of ours starts or ends.
+    SetPowering {
+        on: bool,
+        reply: oneshot::Sender<()>,
+    },
+    /// Internal: an update takes an app's locks (all-or-nothing).
+    TakeForUpdate {
+        app: AppName,
+        services: Vec<ServiceName>,
+        through: bool,
+        reply: oneshot::Sender<Result<Vec<ServiceId>, CommandError>>,
+    },
+    /// Internal: an update or restart is done with the app's locks.
+    ReleaseForUpdate {
+        app: AppName,
+        reply: oneshot::Sender<Result<u32, CommandError>>,
+    },
+    /// Internal: before a reboot, every app's locks.
+    TakeForPower {
+        apps: Vec<AppName>,
+        force: bool,
+        reply: oneshot::Sender<Result<Vec<AppName>, CommandError>>,
+    },
+    /// Internal: the reboot did not happen; give the locks back.
+    ReleaseForPower {
+        reply: oneshot::Sender<Result<u32, CommandError>>,
+    },
+    /// Internal: the device is shutting down; stop every managed container
+    /// within `grace`.
+    StopAll {
+        grace: Duration,
+        reply: oneshot::Sender<u32>,
+    },
+    /// Internal: the daemon stops; give back what is ours.
     Shutdown { reply: oneshot::Sender<()> },
 }
 
@@ -99,8 +139,11 @@ impl PowerAction {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
-    #[error("update locks are held by {}; not going to {} (force overrides)", join(.0), .1.verb())]
-    Locked(Vec<ServiceId>, PowerAction),
+    #[error("{}; not going to {action} (force overrides)", describe(.blocked_by))]
+    Locked {
+        blocked_by: Vec<Blocker>,
+        action: String,
+    },
     #[error(transparent)]
     OwnLock(#[from] OwnLockError),
     #[error("invalid name: {0}")]
@@ -108,28 +151,36 @@ pub enum CommandError {
     #[error("invalid target: {0}")]
     InvalidTarget(String),
     #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
     Failed(String),
     #[error("holdfastd is shutting down")]
     Unavailable,
 }
 
-fn join(ids: &[ServiceId]) -> String {
-    ids.iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Sends a command and waits for its answer.
-pub async fn request<T>(
-    tx: &mpsc::Sender<Command>,
-    make: impl FnOnce(oneshot::Sender<T>) -> Command,
-) -> Result<T, CommandError> {
-    let (reply, rx) = oneshot::channel();
-    tx.send(make(reply))
-        .await
-        .map_err(|_| CommandError::Unavailable)?;
-    rx.await.map_err(|_| CommandError::Unavailable)
+/// `update locks are held by app1/main; the locks of a/x cannot be read`.
+pub fn describe(blockers: &[Blocker]) -> String {
+    let mut locks = Vec::new();
+    let mut unknown = Vec::new();
+    let mut parts = Vec::new();
+    for b in blockers {
+        match b {
+            Blocker::Lock(id) => locks.push(id.to_string()),
+            Blocker::Unknown(id) => unknown.push(id.to_string()),
+            Blocker::LockRoot => parts.push("the lock directories cannot be read".to_owned()),
+            Blocker::Powering => parts.push("a reboot or power-off is under way".to_owned()),
+        }
+    }
+    if !unknown.is_empty() {
+        parts.insert(
+            0,
+            format!("the lock state of {} cannot be read", unknown.join(", ")),
+        );
+    }
+    if !locks.is_empty() {
+        parts.insert(0, format!("update locks are held by {}", locks.join(", ")));
+    }
+    parts.join("; ")
 }
 
 /// One held lock as reported on D-Bus and by `holdfast locks --json`.
@@ -140,7 +191,8 @@ pub struct LockInfo {
     pub service: String,
     /// `app` or `holdfast`
     pub owner: String,
-    /// `file`, `dir`, `symlink` or `other`
+    /// `file`, `dir`, `symlink`, `other`, or `unknown` when the directory
+    /// could not be read (the lock binds until it can)
     pub kind: String,
     /// Microseconds since the epoch.
     pub since_usec: u64,
@@ -187,5 +239,148 @@ impl LockInfo {
 
     pub fn from_table(table: &LockTable) -> Vec<Self> {
         table.locks().map(|(id, l)| Self::new(id, l)).collect()
+    }
+}
+
+/// Where each command goes; cloned into every adapter.
+#[derive(Clone)]
+pub struct Handle {
+    core: mpsc::Sender<Command>,
+    keeper: mpsc::Sender<Command>,
+    power: mpsc::Sender<Command>,
+    target: mpsc::Sender<Command>,
+    updates: mpsc::Sender<Command>,
+    pub views: Views,
+    proc_root: PathBuf,
+}
+
+/// The receiving ends, one per owning task.
+pub struct Inboxes {
+    pub core: mpsc::Receiver<Command>,
+    pub keeper: mpsc::Receiver<Command>,
+    pub power: mpsc::Receiver<Command>,
+    pub target: mpsc::Receiver<Command>,
+    pub updates: mpsc::Receiver<Command>,
+}
+
+impl Handle {
+    pub fn new(views: Views, proc_root: PathBuf) -> (Handle, Inboxes) {
+        let (core, core_rx) = mpsc::channel(64);
+        let (keeper, keeper_rx) = mpsc::channel(64);
+        let (power, power_rx) = mpsc::channel(16);
+        let (target, target_rx) = mpsc::channel(16);
+        let (updates, updates_rx) = mpsc::channel(64);
+        let handle = Handle {
+            core,
+            keeper,
+            power,
+            target,
+            updates,
+            views,
+            proc_root,
+        };
+        let inboxes = Inboxes {
+            core: core_rx,
+            keeper: keeper_rx,
+            power: power_rx,
+            target: target_rx,
+            updates: updates_rx,
+        };
+        (handle, inboxes)
+    }
+
+    /// The task that owns what a command touches.
+    fn route(&self, cmd: &Command) -> &mpsc::Sender<Command> {
+        use Command::*;
+        match cmd {
+            RequestReboot { .. }
+            | CancelReboot { .. }
+            | Ping { .. }
+            | SetOverride(_)
+            | SetPowering { .. }
+            | ListLocks { .. } => &self.core,
+            TakeLocks { .. }
+            | ReleaseLocks { .. }
+            | TakeForUpdate { .. }
+            | ReleaseForUpdate { .. }
+            | TakeForPower { .. }
+            | ReleaseForPower { .. }
+            | Shutdown { .. } => &self.keeper,
+            Power { .. } => &self.power,
+            SetTarget { .. } | ReloadTarget => &self.target,
+            Update { .. } | RestartApp { .. } | StopAll { .. } => &self.updates,
+        }
+    }
+
+    pub async fn send(&self, cmd: Command) -> Result<(), CommandError> {
+        if let Command::ListLocks { reply } = cmd {
+            // Served here: a /proc walk on the blocking pool, never in a
+            // task that lock events wait for.
+            let table = self.views.snapshot.borrow().table.clone();
+            let proc_root = self.proc_root.clone();
+            let infos = tokio::task::spawn_blocking(move || fresh_lock_infos(&table, &proc_root))
+                .await
+                .map_err(|_| CommandError::Unavailable)?;
+            let _ = reply.send(infos);
+            return Ok(());
+        }
+        self.route(&cmd)
+            .send(cmd)
+            .await
+            .map_err(|_| CommandError::Unavailable)
+    }
+
+    /// Sends a command and waits for its answer.
+    pub async fn request<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, CommandError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(make(reply)).await?;
+        rx.await.map_err(|_| CommandError::Unavailable)
+    }
+}
+
+/// The table with holders read now, not as last seen.
+fn fresh_lock_infos(table: &LockTable, proc_root: &std::path::Path) -> Vec<LockInfo> {
+    let keys: Vec<holders::FileKey> = table.locks().flat_map(|(_, l)| l.keys()).collect();
+    let found = holders::scan(proc_root, &keys);
+    table
+        .locks()
+        .map(|(id, l)| {
+            let mut lock = l.clone();
+            if l.unknown.is_none() {
+                lock.holders = Some(holders::holders_of(&found, &l.keys()));
+            }
+            LockInfo::new(id, &lock)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blockers_read_as_a_sentence() {
+        let id = |s: &str| ServiceId::parse(s).unwrap();
+        assert_eq!(
+            describe(&[
+                Blocker::LockRoot,
+                Blocker::Unknown(id("a/x")),
+                Blocker::Lock(id("b/y")),
+                Blocker::Lock(id("b/z")),
+            ]),
+            "update locks are held by b/y, b/z; the lock state of a/x cannot be read; \
+             the lock directories cannot be read"
+        );
+        let e = CommandError::Locked {
+            blocked_by: vec![Blocker::Lock(id("app1/main"))],
+            action: "reboot".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "update locks are held by app1/main; not going to reboot (force overrides)"
+        );
     }
 }

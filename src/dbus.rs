@@ -1,25 +1,19 @@
 //! The D-Bus adapter: `org.holdfast.Supervisor1` on the system bus. Methods
-//! turn into [`Command`]s; properties read the published state. The
-//! contract is `docs/org.holdfast.Supervisor1.xml`.
+//! turn into [`Command`]s; properties read the published views. Nothing
+//! else lives here: logind belongs to the system layer. The contract is
+//! `docs/org.holdfast.Supervisor1.xml`.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
 use zbus::object_server::SignalEmitter;
 use zbus::{fdo, interface, Connection};
 
-use crate::arbiter::PendingReboot;
-use crate::command::{request, Command, CommandError, LockInfo, PowerAction};
-use crate::devconfig::Override;
-use crate::inhibit::{Ended, Inhibitor, InhibitorStatus};
+use crate::command::{Command, CommandError, Handle, LockInfo, PowerAction};
 use crate::locks::own::OwnLockError;
-use crate::locks::LockTable;
+use crate::model::PendingReboot;
 use crate::names::{AppName, ServiceName};
-use crate::power::{Power, PowerError};
 use crate::status::full_summary;
-use crate::update::runner::RestartError;
-use crate::update::status::UpdateStatus;
 
 pub const BUS_NAME: &str = "org.holdfast.Supervisor1";
 pub const OBJECT_PATH: &str = "/org/holdfast/Supervisor1";
@@ -42,38 +36,35 @@ pub enum BusError {
 
 impl From<CommandError> for BusError {
     fn from(e: CommandError) -> Self {
-        let msg = e.to_string();
+        let msg = printable(&e.to_string());
         match e {
-            CommandError::OwnLock(OwnLockError::Contended { .. }) | CommandError::Locked(..) => {
+            CommandError::OwnLock(OwnLockError::Contended { .. }) | CommandError::Locked { .. } => {
                 BusError::Locked(msg)
             }
             CommandError::OwnLock(OwnLockError::NotHeld(_)) => BusError::NotHeld(msg),
             CommandError::InvalidName(_) => BusError::InvalidName(msg),
-            CommandError::InvalidTarget(m) => BusError::InvalidTarget(m),
+            CommandError::InvalidTarget(m) => BusError::InvalidTarget(printable(&m)),
+            CommandError::NotFound(_) => BusError::NotFound(msg),
             _ => BusError::Failed(msg),
         }
     }
 }
 
-/// Shared state the interface reads.
-#[derive(Clone)]
-pub struct Shared {
-    pub commands: mpsc::Sender<Command>,
-    pub table: watch::Receiver<Arc<LockTable>>,
-    pub inhibitor: watch::Receiver<InhibitorStatus>,
-    pub what: watch::Receiver<String>,
-    pub powering: watch::Receiver<bool>,
-    pub inhibitor_tx: Arc<watch::Sender<InhibitorStatus>>,
-    pub lock_root: String,
-    pub updates: watch::Receiver<UpdateStatus>,
-    pub engine_socket: std::path::PathBuf,
-    pub lock_override: watch::Receiver<Override>,
-    pub pending_reboot: watch::Receiver<Option<PendingReboot>>,
-    pub settings: watch::Receiver<Arc<crate::config::Settings>>,
+/// D-Bus strings may not hold NUL (a reply with one breaks the connection);
+/// control characters are shown escaped.
+fn printable(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| match c {
+            '\n' | '\t' => vec![c],
+            c if c.is_control() => c.escape_default().collect(),
+            c => vec![c],
+        })
+        .collect()
 }
 
 pub struct Supervisor {
-    shared: Shared,
+    handle: Handle,
+    lock_root: String,
 }
 
 impl Supervisor {
@@ -85,20 +76,15 @@ impl Supervisor {
         hdr: &zbus::message::Header<'_>,
     ) -> Result<(), BusError> {
         let who = require_root(conn, hdr).await?;
-        let power = Power {
-            commands: self.shared.commands.clone(),
-            inhibitor: self.shared.inhibitor.clone(),
-        };
-        Ok(power.run(conn, action, force, &who).await?)
-    }
-}
-
-impl From<PowerError> for BusError {
-    fn from(e: PowerError) -> Self {
-        match e {
-            PowerError::Command(c) => c.into(),
-            other => BusError::Failed(other.to_string()),
-        }
+        Ok(self
+            .handle
+            .request(|reply| Command::Power {
+                action,
+                force,
+                who,
+                reply,
+            })
+            .await??)
     }
 }
 
@@ -136,7 +122,10 @@ impl Supervisor {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<Vec<LockInfo>, BusError> {
         require_root(conn, &hdr).await?;
-        Ok(request(&self.shared.commands, |reply| Command::ListLocks { reply }).await?)
+        Ok(self
+            .handle
+            .request(|reply| Command::ListLocks { reply })
+            .await?)
     }
 
     /// Takes the locks of the listed services of `app` (all of its service
@@ -156,13 +145,14 @@ impl Supervisor {
             .map(ServiceName::new)
             .collect::<Result<Vec<_>, _>>()
             .map_err(CommandError::from)?;
-        let taken = request(&self.shared.commands, |reply| Command::TakeLocks {
-            app,
-            services,
-            through: false,
-            reply,
-        })
-        .await??;
+        let taken = self
+            .handle
+            .request(|reply| Command::TakeLocks {
+                app,
+                services,
+                reply,
+            })
+            .await??;
         Ok(taken.iter().map(|id| id.to_string()).collect())
     }
 
@@ -176,13 +166,10 @@ impl Supervisor {
     ) -> Result<u32, BusError> {
         require_root(conn, &hdr).await?;
         let app = AppName::new(app).map_err(CommandError::from)?;
-        Ok(
-            request(&self.shared.commands, |reply| Command::ReleaseLocks {
-                app,
-                reply,
-            })
-            .await??,
-        )
+        Ok(self
+            .handle
+            .request(|reply| Command::ReleaseLocks { app, reply })
+            .await??)
     }
 
     /// Reboots through logind unless an app holds an update lock (then
@@ -217,12 +204,14 @@ impl Supervisor {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String, BusError> {
         require_root(conn, &hdr).await?;
-        Ok(request(&self.shared.commands, |reply| Command::SetTarget {
-            json,
-            source: "D-Bus SetTarget".into(),
-            reply,
-        })
-        .await??)
+        Ok(self
+            .handle
+            .request(|reply| Command::SetTarget {
+                json,
+                source: "D-Bus SetTarget".into(),
+                reply,
+            })
+            .await??)
     }
 
     /// Checks for updates now. With force, the updates pending at this
@@ -235,12 +224,10 @@ impl Supervisor {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), BusError> {
         let who = require_root(conn, &hdr).await?;
-        Ok(request(&self.shared.commands, |reply| Command::Update {
-            force,
-            who,
-            reply,
-        })
-        .await??)
+        Ok(self
+            .handle
+            .request(|reply| Command::Update { force, who, reply })
+            .await??)
     }
 
     /// Restarts the running containers of `app` under its locks; refused
@@ -256,18 +243,16 @@ impl Supervisor {
     ) -> Result<u32, BusError> {
         let who = require_root(conn, &hdr).await?;
         let app = AppName::new(app).map_err(CommandError::from)?;
-        let r = request(&self.shared.commands, |reply| Command::RestartApp {
-            app,
-            force,
-            who,
-            reply,
-        })
-        .await?;
-        r.map_err(|e| match e {
-            RestartError::Locked { .. } => BusError::Locked(e.to_string()),
-            RestartError::NotFound(_) => BusError::NotFound(e.to_string()),
-            other => BusError::Failed(other.to_string()),
-        })
+        let r = self
+            .handle
+            .request(|reply| Command::RestartApp {
+                app,
+                force,
+                who,
+                reply,
+            })
+            .await?;
+        Ok(r?)
     }
 
     /// Reboots as soon as no app holds a lock, or at `not_after_usec`
@@ -281,14 +266,15 @@ impl Supervisor {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String, BusError> {
         let who = require_root(conn, &hdr).await?;
-        Ok(
-            request(&self.shared.commands, |reply| Command::RequestReboot {
+        Ok(self
+            .handle
+            .request(|reply| Command::RequestReboot {
                 not_after_usec,
                 who,
+                reason: "requested".into(),
                 reply,
             })
-            .await?,
-        )
+            .await?)
     }
 
     /// Drops a pending RequestReboot; answers whether one was pending.
@@ -299,34 +285,39 @@ impl Supervisor {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<bool, BusError> {
         let who = require_root(conn, &hdr).await?;
-        Ok(
-            request(&self.shared.commands, |reply| Command::CancelReboot {
-                who,
-                reply,
-            })
-            .await?,
-        )
+        Ok(self
+            .handle
+            .request(|reply| Command::CancelReboot { who, reply })
+            .await?)
     }
 
     /// Whether the lock override (config.json) is on.
     #[zbus(property)]
     fn lock_override(&self) -> bool {
-        self.shared.lock_override.borrow().enabled
+        self.handle.views.snapshot.borrow().lock_override.enabled
     }
 
     /// Where the override comes from, e.g.
     /// `deviceConfig.BALENA_SUPERVISOR_OVERRIDE_LOCK`; empty when unset.
     #[zbus(property)]
     fn lock_override_source(&self) -> String {
-        self.shared.lock_override.borrow().source.clone()
+        self.handle
+            .views
+            .snapshot
+            .borrow()
+            .lock_override
+            .source
+            .clone()
     }
 
     /// The pending RequestReboot, described; empty when none.
     #[zbus(property)]
     fn pending_reboot(&self) -> String {
-        self.shared
-            .pending_reboot
+        self.handle
+            .views
+            .snapshot
             .borrow()
+            .pending_reboot
             .as_ref()
             .map(PendingReboot::describe)
             .unwrap_or_default()
@@ -336,13 +327,13 @@ impl Supervisor {
     /// "release": "r2", "blocked_by": ["lock:app1/main"]}}`.
     #[zbus(property)]
     fn apps(&self) -> String {
-        serde_json::to_string(&self.shared.updates.borrow().apps).unwrap_or_default()
+        serde_json::to_string(&self.handle.views.apps.borrow().apps).unwrap_or_default()
     }
 
     /// `available`, `unavailable: <reason>` or `unknown`.
     #[zbus(property)]
     fn engine(&self) -> String {
-        self.shared.updates.borrow().engine.clone()
+        self.handle.views.apps.borrow().engine.clone()
     }
 
     /// The settings in force, as JSON (the `settings` object of `holdfast
@@ -350,7 +341,7 @@ impl Supervisor {
     /// their old value here.
     #[zbus(property)]
     fn config_in_force(&self) -> String {
-        self.shared.settings.borrow().to_json().to_string()
+        self.handle.views.settings.borrow().to_json().to_string()
     }
 
     #[zbus(property(emits_changed_signal = "const"))]
@@ -360,38 +351,52 @@ impl Supervisor {
 
     #[zbus(property)]
     fn locked(&self) -> bool {
-        self.shared.table.borrow().is_locked()
+        self.handle.views.snapshot.borrow().table.is_locked()
     }
 
     #[zbus(property)]
     fn locks(&self) -> Vec<LockInfo> {
-        LockInfo::from_table(&self.shared.table.borrow())
+        LockInfo::from_table(&self.handle.views.snapshot.borrow().table)
     }
 
     #[zbus(property)]
     fn inhibitor_held(&self) -> bool {
-        self.shared.inhibitor.borrow().held
+        self.handle.views.inhibitor.borrow().held
     }
 
     #[zbus(property)]
     fn inhibitor_why(&self) -> String {
-        self.shared.inhibitor.borrow().why.clone()
+        self.handle.views.inhibitor.borrow().why.clone()
     }
 
     #[zbus(property(emits_changed_signal = "const"))]
     fn lock_root(&self) -> String {
-        self.shared.lock_root.clone()
+        self.lock_root.clone()
     }
 
     #[zbus(property)]
     fn status(&self) -> String {
         full_summary(
-            &self.shared.table.borrow(),
-            &self.shared.inhibitor.borrow(),
-            &self.shared.updates.borrow(),
-            &self.shared.lock_override.borrow(),
-            self.shared.pending_reboot.borrow().is_some(),
+            &self.handle.views.snapshot.borrow(),
+            &self.handle.views.inhibitor.borrow(),
+            &self.handle.views.apps.borrow(),
         )
+    }
+
+    /// Lock directories that could not be read, and why: `app/service`, or
+    /// the lock root's path when it cannot be watched. They count as locked.
+    #[zbus(property)]
+    fn unreadable_locks(&self) -> HashMap<String, String> {
+        let snap = self.handle.views.snapshot.borrow();
+        let mut out: HashMap<String, String> = snap
+            .table
+            .unknown()
+            .map(|(id, r)| (id.to_string(), printable(r)))
+            .collect();
+        if let Some(r) = snap.table.blind() {
+            out.insert(self.lock_root.clone(), printable(r));
+        }
+        out
     }
 
     /// The update state of the apps changed; carries the Apps JSON.
@@ -449,16 +454,19 @@ pub trait Supervisor1 {
     fn lock_root(&self) -> zbus::Result<String>;
     #[zbus(property)]
     fn status(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn unreadable_locks(&self) -> zbus::Result<HashMap<String, String>>;
     #[zbus(signal, name = "LocksChanged")]
     fn lock_table_changed(&self, locks: Vec<LockInfo>) -> zbus::Result<()>;
 }
 
-async fn connect(shared: &Shared) -> zbus::Result<Connection> {
+async fn connect(handle: &Handle, lock_root: &str) -> zbus::Result<Connection> {
     zbus::connection::Builder::system()?
         .serve_at(
             OBJECT_PATH,
             Supervisor {
-                shared: shared.clone(),
+                handle: handle.clone(),
+                lock_root: lock_root.to_owned(),
             },
         )?
         .name(BUS_NAME)?
@@ -466,33 +474,43 @@ async fn connect(shared: &Shared) -> zbus::Result<Connection> {
         .await
 }
 
-/// Emits property-change and LocksChanged signals as the state moves.
-async fn emit_changes(conn: &Connection, shared: &Shared) -> zbus::Result<()> {
+/// Emits property-change and LocksChanged signals as the views move.
+async fn emit_changes(conn: &Connection, handle: &Handle) -> zbus::Result<()> {
     let iface = conn
         .object_server()
         .interface::<_, Supervisor>(OBJECT_PATH)
         .await?;
-    let mut table = shared.table.clone();
-    let mut inh = shared.inhibitor.clone();
-    let mut updates = shared.updates.clone();
-    let mut lock_override = shared.lock_override.clone();
-    let mut pending = shared.pending_reboot.clone();
-    lock_override.mark_unchanged();
-    pending.mark_unchanged();
-    table.mark_unchanged();
+    let mut snapshot = handle.views.snapshot.clone();
+    let mut inh = handle.views.inhibitor.clone();
+    let mut apps = handle.views.apps.clone();
+    let mut settings = handle.views.settings.clone();
+    let mut last = snapshot.borrow_and_update().clone();
     inh.mark_unchanged();
-    updates.mark_unchanged();
+    apps.mark_unchanged();
+    settings.mark_unchanged();
     loop {
         let emitter = iface.signal_emitter();
         tokio::select! {
-            r = table.changed() => {
+            r = snapshot.changed() => {
                 if r.is_err() { return Ok(()) }
-                let locks = LockInfo::from_table(&table.borrow_and_update());
+                let now = snapshot.borrow_and_update().clone();
                 let s = iface.get().await;
-                s.locked_changed(emitter).await?;
-                s.locks_changed(emitter).await?;
+                if now.table != last.table {
+                    let locks = LockInfo::from_table(&now.table);
+                    s.locked_changed(emitter).await?;
+                    s.locks_changed(emitter).await?;
+                    s.unreadable_locks_changed(emitter).await?;
+                    Supervisor::lock_table_changed(emitter, locks).await?;
+                }
+                if now.lock_override != last.lock_override {
+                    s.lock_override_changed(emitter).await?;
+                    s.lock_override_source_changed(emitter).await?;
+                }
+                if now.pending_reboot != last.pending_reboot {
+                    s.pending_reboot_changed(emitter).await?;
+                }
                 s.status_changed(emitter).await?;
-                Supervisor::lock_table_changed(emitter, locks).await?;
+                last = now;
             }
             r = inh.changed() => {
                 if r.is_err() { return Ok(()) }
@@ -502,27 +520,17 @@ async fn emit_changes(conn: &Connection, shared: &Shared) -> zbus::Result<()> {
                 s.inhibitor_why_changed(emitter).await?;
                 s.status_changed(emitter).await?;
             }
-            r = lock_override.changed() => {
+            r = settings.changed() => {
                 if r.is_err() { return Ok(()) }
-                lock_override.borrow_and_update();
-                let s = iface.get().await;
-                s.lock_override_changed(emitter).await?;
-                s.lock_override_source_changed(emitter).await?;
-                s.status_changed(emitter).await?;
+                settings.borrow_and_update();
+                iface.get().await.config_in_force_changed(emitter).await?;
             }
-            r = pending.changed() => {
+            r = apps.changed() => {
                 if r.is_err() { return Ok(()) }
-                pending.borrow_and_update();
-                let s = iface.get().await;
-                s.pending_reboot_changed(emitter).await?;
-                s.status_changed(emitter).await?;
-            }
-            r = updates.changed() => {
-                if r.is_err() { return Ok(()) }
-                let apps = serde_json::to_string(&updates.borrow_and_update().apps).unwrap_or_default();
+                let json = serde_json::to_string(&apps.borrow_and_update().apps).unwrap_or_default();
                 let s = iface.get().await;
                 s.apps_changed(emitter).await?;
-                Supervisor::app_states_changed(emitter, apps).await?;
+                Supervisor::app_states_changed(emitter, json).await?;
                 s.engine_changed(emitter).await?;
                 s.status_changed(emitter).await?;
             }
@@ -530,15 +538,14 @@ async fn emit_changes(conn: &Connection, shared: &Shared) -> zbus::Result<()> {
     }
 }
 
-/// Owns the bus side for the daemon's lifetime: serves the interface, runs
-/// the inhibitor, and reconnects with a bounded back-off when the bus goes
+/// Owns holdfast's bus name for the daemon's lifetime: serves the
+/// interface and reconnects with a bounded back-off when the bus goes
 /// away. `ready` fires once the name is first owned.
-pub async fn run(shared: Shared, ready: tokio::sync::oneshot::Sender<()>) {
+pub async fn run(handle: Handle, lock_root: String, ready: tokio::sync::oneshot::Sender<()>) {
     let mut ready = Some(ready);
-    let mut inhibitor = Inhibitor::new();
     let mut backoff = Duration::from_millis(100);
     loop {
-        let conn = match connect(&shared).await {
+        let conn = match connect(&handle, &lock_root).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64,
@@ -554,24 +561,35 @@ pub async fn run(shared: Shared, ready: tokio::sync::oneshot::Sender<()>) {
         } else {
             tracing::info!("reconnected to the system bus");
         }
-        let mut table = shared.table.clone();
-        let mut what = shared.what.clone();
-        let mut powering = shared.powering.clone();
-        let mut lock_override = shared.lock_override.clone();
-        let ended = tokio::select! {
-            e = inhibitor.run(&conn, &mut table, &mut what, &mut powering, &mut lock_override, &shared.inhibitor_tx) => e,
-            r = emit_changes(&conn, &shared) => match r {
-                Ok(()) => Ended::Shutdown,
-                Err(_) => Ended::Disconnected,
-            },
-            r = crate::update::shutdown::run(&conn, shared.engine_socket.clone(), shared.updates.clone()) => match r {
-                Ok(()) => Ended::Shutdown,
-                Err(_) => Ended::Disconnected,
-            },
+        let disconnected = tokio::select! {
+            r = emit_changes(&conn, &handle) => r.is_err(),
+            _ = bus_gone(&conn) => true,
         };
-        match ended {
-            Ended::Shutdown => return,
-            Ended::Disconnected => tracing::warn!("lost the system bus; reconnecting"),
+        if !disconnected {
+            return;
+        }
+        tracing::warn!("lost the system bus; reconnecting");
+    }
+}
+
+/// Resolves when the connection to the bus is gone: a stream of a rare
+/// signal (our own name changing hands) ends with the connection.
+async fn bus_gone(conn: &Connection) {
+    use futures_util::StreamExt;
+    let rule = zbus::MatchRule::builder()
+        .msg_type(zbus::message::Type::Signal)
+        .sender("org.freedesktop.DBus")
+        .and_then(|b| b.interface("org.freedesktop.DBus"))
+        .and_then(|b| b.member("NameOwnerChanged"))
+        .and_then(|b| b.add_arg(BUS_NAME))
+        .map(|b| b.build());
+    let Ok(rule) = rule else { return };
+    let Ok(mut stream) = zbus::MessageStream::for_match_rule(rule, conn, Some(4)).await else {
+        return;
+    };
+    while let Some(m) = stream.next().await {
+        if m.is_err() {
+            break;
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod msgid {
     pub const UPDATE_FORCED: &str = "6f0a1c3e5b7d4e2f8a9b0c1d2e3f4a5c";
     pub const OVERRIDE_ON: &str = "6f0a1c3e5b7d4e2f8a9b0c1d2e3f4a5d";
     pub const OVERRIDE_OFF: &str = "6f0a1c3e5b7d4e2f8a9b0c1d2e3f4a5e";
+    pub const LOCK_UNKNOWN: &str = "6f0a1c3e5b7d4e2f8a9b0c1d2e3f4a5f";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,69 +1,225 @@
-//! Reboot and power-off through logind, shared by the D-Bus and HTTP
-//! adapters and the when-unlocked arbiter: the core agrees (no app lock, or
-//! forced, or the override) and takes every app's locks, our block
-//! inhibitor goes, then logind is asked. Containers are stopped gracefully
-//! by the delay inhibitor's PrepareForShutdown hook (`update::shutdown`).
+//! The power path, one task: reboots and power-offs asked through D-Bus or
+//! HTTP, and the pending "reboot when unlocked, at the latest T" (carried
+//! out the moment the gate allows, on a snapshot change, never by polling;
+//! forced at its deadline). Each operation runs to its end in this task, so
+//! a client that goes away midway cannot leave holdfast half powered off.
+//!
+//! The order: the gate agrees; every app's locks are taken (no app enters
+//! a critical section during the shutdown; if they cannot all be taken the
+//! request is refused, unless forced); staged boot config is written; the
+//! core raises `powering` (the block inhibitor goes, from systemd 257 on it
+//! would refuse our own request); then logind is asked. If logind refuses,
+//! everything is given back.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
-use zbus::Connection;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
 
-use crate::command::{request, Command, CommandError, PowerAction};
-use crate::inhibit::{InhibitorStatus, Login1ManagerProxy};
+use crate::bootcfg::BootConfig;
+use crate::command::{describe, Command, CommandError, Handle, PowerAction};
+use crate::config::Settings;
+use crate::gate::{self, Blocker, Decision};
+use crate::locks::own::OwnLockError;
+use crate::model::{now_usec, Snapshot};
+use crate::system::SystemRequest;
 
-#[derive(Debug, thiserror::Error)]
-pub enum PowerError {
-    #[error(transparent)]
-    Command(#[from] CommandError),
-    #[error("logind refused to {0}: {1}")]
-    Refused(&'static str, String),
-    #[error("holdfast's inhibitor was not released in time")]
-    InhibitorStuck,
-    #[error("no system bus: {0}")]
-    Bus(String),
+/// logind said yes but we are still running after this: the shutdown did
+/// not happen; give the locks and the inhibitor back.
+const STILL_UP_AFTER: Duration = Duration::from_secs(600);
+
+pub struct PowerTask {
+    pub handle: Handle,
+    pub snapshot: watch::Receiver<Snapshot>,
+    pub settings: watch::Receiver<Arc<Settings>>,
+    pub system: mpsc::Sender<SystemRequest>,
 }
 
-#[derive(Clone)]
-pub struct Power {
-    pub commands: mpsc::Sender<Command>,
-    pub inhibitor: watch::Receiver<InhibitorStatus>,
-}
+impl PowerTask {
+    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut accepted_at: Option<Instant> = None;
+        loop {
+            let snap = self.snapshot.borrow_and_update().clone();
+            let mut deadline = None;
+            if let (Some(p), false) = (&snap.pending_reboot, snap.powering) {
+                let due = p.not_after_usec != 0 && now_usec() >= p.not_after_usec;
+                let who = if due {
+                    format!("{} (deadline reached)", p.who)
+                } else {
+                    p.who.clone()
+                };
+                if gate::power(&snap, due.then_some(who.as_str())).allowed() {
+                    tracing::info!(force = due, who = %who, "pending reboot: {}", if due {
+                        "deadline reached, forcing through the locks"
+                    } else {
+                        "no app holds a lock; rebooting"
+                    });
+                    match self.power(PowerAction::Reboot, due, &who).await {
+                        Ok(()) => accepted_at = Some(Instant::now()),
+                        // Locked again in between: wait for the table to say so.
+                        Err(CommandError::Locked { .. }) => {}
+                        Err(e) => {
+                            tracing::error!(error = %e, "pending reboot failed: {e}; request dropped");
+                            let _ = self
+                                .handle
+                                .request(|reply| Command::CancelReboot {
+                                    who: "holdfast (reboot failed)".into(),
+                                    reply,
+                                })
+                                .await;
+                        }
+                    }
+                } else if p.not_after_usec != 0 {
+                    let wait = Duration::from_micros(p.not_after_usec.saturating_sub(now_usec()));
+                    deadline = Instant::now().checked_add(wait);
+                }
+            }
+            let still_up = accepted_at.and_then(|t| t.checked_add(STILL_UP_AFTER));
+            tokio::select! {
+                cmd = commands.recv() => match cmd {
+                    Some(Command::Power { action, force, who, reply }) => {
+                        let r = self.power(action, force, &who).await;
+                        if r.is_ok() {
+                            accepted_at = Some(Instant::now());
+                        }
+                        let _ = reply.send(r);
+                    }
+                    Some(other) => tracing::error!(command = ?other, "command sent to the power task by mistake; dropped"),
+                    None => return,
+                },
+                r = self.snapshot.changed() => if r.is_err() { return },
+                _ = sleep_until(deadline) => {}
+                _ = sleep_until(still_up) => {
+                    accepted_at = None;
+                    tracing::error!("logind accepted our reboot {} s ago but the device is still up; giving the locks back",
+                        STILL_UP_AFTER.as_secs());
+                    self.give_back().await;
+                }
+            }
+        }
+    }
 
-impl Power {
-    pub async fn run(
-        &self,
-        conn: &Connection,
+    async fn power(
+        &mut self,
         action: PowerAction,
         force: bool,
         who: &str,
-    ) -> Result<(), PowerError> {
-        request(&self.commands, |reply| Command::PreparePower {
-            action,
-            force,
-            who: who.to_owned(),
-            reply,
-        })
-        .await??;
-        let mut inh = self.inhibitor.clone();
-        let released = tokio::time::timeout(Duration::from_secs(5), inh.wait_for(|s| !s.held))
-            .await
-            .is_ok_and(|r| r.is_ok());
-        let result = if released {
-            let login = Login1ManagerProxy::new(conn)
-                .await
-                .map_err(|e| PowerError::Bus(e.to_string()))?;
-            match action {
-                PowerAction::Reboot => login.reboot(false).await,
-                PowerAction::PowerOff => login.power_off(false).await,
-            }
-            .map_err(|e| PowerError::Refused(action.verb(), e.to_string()))
-        } else {
-            Err(PowerError::InhibitorStuck)
+    ) -> Result<(), CommandError> {
+        let snap = self.snapshot.borrow().clone();
+        let locked = |blocked_by| CommandError::Locked {
+            blocked_by,
+            action: action.verb().into(),
         };
-        if result.is_err() {
-            let _ = request(&self.commands, |reply| Command::AbortPower { reply }).await;
+        // Forced, or the override on: app locks are passed, not obeyed.
+        let force = match gate::power(&snap, force.then_some(who)) {
+            Decision::Blocked(b) => {
+                tracing::info!(who, "refused to {}: {}", action.verb(), describe(&b));
+                return Err(locked(b));
+            }
+            Decision::Through { why, passed } => {
+                tracing::warn!(who, forced = %describe(&passed),
+                    "forced {} through update locks: {} ({why})", action.verb(), describe(&passed));
+                true
+            }
+            Decision::Go => force,
+        };
+        let apps = snap.table.apps();
+        let taken = self
+            .handle
+            .request(|reply| Command::TakeForPower { apps, force, reply })
+            .await?;
+        match taken {
+            Ok(_) => {}
+            Err(e) if force => {
+                tracing::warn!(error = %e, "forced {}: not every app's locks could be taken: {e}", action.verb())
+            }
+            Err(CommandError::OwnLock(OwnLockError::Contended { id, .. })) => {
+                tracing::info!(
+                    who,
+                    "refused to {}: {id} was locked meanwhile",
+                    action.verb()
+                );
+                return Err(locked(vec![Blocker::Lock(id)]));
+            }
+            Err(e) => {
+                tracing::error!(who, error = %e, "refused to {}: cannot take every app's locks", action.verb());
+                return Err(CommandError::Failed(format!(
+                    "not going to {}: cannot take every app's locks first: {e}",
+                    action.verb()
+                )));
+            }
         }
-        result
+        self.write_staged_boot_config(action).await;
+        tracing::info!(
+            who,
+            force,
+            "{} requested; releasing holdfast's inhibitor first",
+            action.verb()
+        );
+        let _ = self
+            .handle
+            .request(|reply| Command::SetPowering { on: true, reply })
+            .await;
+        let (reply, answer) = oneshot::channel();
+        let asked = self
+            .system
+            .send(SystemRequest::Power { action, reply })
+            .await
+            .is_ok();
+        let answer = match asked {
+            true => answer
+                .await
+                .unwrap_or_else(|_| Err("holdfast is stopping".into())),
+            false => Err("the system layer is gone".into()),
+        };
+        match answer {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                tracing::error!(error = %e, "logind refused to {}: {e}; giving the locks back", action.verb());
+                self.give_back().await;
+                Err(CommandError::Failed(format!(
+                    "logind refused to {}: {e}",
+                    action.verb()
+                )))
+            }
+        }
+    }
+
+    async fn give_back(&self) {
+        if let Ok(Err(e)) = self
+            .handle
+            .request(|reply| Command::ReleaseForPower { reply })
+            .await
+        {
+            tracing::error!(error = %e, "cannot give back every app's locks: {e}");
+        }
+        let _ = self
+            .handle
+            .request(|reply| Command::SetPowering { on: false, reply })
+            .await;
+    }
+
+    /// The one moment a reboot is known to be allowed: staged boot config
+    /// goes to config.txt. A failure leaves it staged for the next one.
+    async fn write_staged_boot_config(&self, action: PowerAction) {
+        let s = self.settings.borrow().clone();
+        let boot = BootConfig::new(&s.boot_config_txt, &s.state_dir);
+        let shown = s.boot_config_txt.display().to_string();
+        match tokio::task::spawn_blocking(move || boot.apply_staged()).await {
+            Ok(Ok(true)) => tracing::info!(file = %shown,
+                "staged boot config written before the {}", action.verb()),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => tracing::error!(file = %shown, error = %e,
+                "cannot write the staged boot config; it stays staged: {e}"),
+            Err(e) => tracing::error!(error = %e, "writing the staged boot config failed"),
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

@@ -1,15 +1,13 @@
 //! The one-line human summary used for systemd's STATUS= and `holdfast status`.
 
-use crate::devconfig::Override;
-use crate::inhibit::InhibitorStatus;
 use crate::locks::LockTable;
-use crate::update::status::UpdateStatus;
+use crate::model::{InhibitorStatus, Snapshot, UpdateStatus};
 
 const MAX_NAMES: usize = 5;
 
 pub fn summary(table: &LockTable, inhibitor: &InhibitorStatus) -> String {
     let ids = table.locked_ids();
-    let locks = match ids.len() {
+    let mut locks = match ids.len() {
         0 => "no locks".to_owned(),
         n => {
             let mut names: Vec<String> =
@@ -24,6 +22,13 @@ pub fn summary(table: &LockTable, inhibitor: &InhibitorStatus) -> String {
             )
         }
     };
+    let unknown = table.unknown().count();
+    if unknown > 0 {
+        locks.push_str(&format!(" ({unknown} unreadable)"));
+    }
+    if table.blind().is_some() {
+        locks.push_str("; lock root unreadable");
+    }
     let inh = match (&inhibitor.error, inhibitor.held) {
         (_, true) => "inhibitor held".to_owned(),
         (Some(e), false) => format!("inhibitor unavailable: {e}"),
@@ -34,17 +39,20 @@ pub fn summary(table: &LockTable, inhibitor: &InhibitorStatus) -> String {
 
 /// The summary plus the update state of the apps, when there are any.
 pub fn full_summary(
-    table: &LockTable,
+    snapshot: &Snapshot,
     inhibitor: &InhibitorStatus,
     updates: &UpdateStatus,
-    lock_override: &Override,
-    pending_reboot: bool,
 ) -> String {
-    let mut line = summary(table, inhibitor);
-    if lock_override.enabled {
-        line.push_str(&format!("; lock override {}", lock_override.describe()));
+    let mut line = summary(&snapshot.table, inhibitor);
+    if snapshot.lock_override.enabled {
+        line.push_str(&format!(
+            "; lock override {}",
+            snapshot.lock_override.describe()
+        ));
     }
-    if pending_reboot {
+    if snapshot.powering {
+        line.push_str("; powering off");
+    } else if snapshot.pending_reboot.is_some() {
         line.push_str("; reboot pending");
     }
     if let Some(apps) = updates.summary() {
@@ -80,7 +88,8 @@ mod tests {
                     mtime_usec: 0,
                     dev: 0,
                     ino: i as u64,
-                    own_tag: false,
+                    token: None,
+                    own: false,
                 }],
             });
         }

@@ -159,7 +159,10 @@ async fn post_v1_update_force_goes_through_a_lock_once() {
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["status"], "failed");
     assert!(
-        v["message"].as_str().unwrap().contains("lock:app1/main"),
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("update locks are held by app1/main"),
         "{body}"
     );
     assert_eq!(started(&env), before);

@@ -11,6 +11,9 @@ pub use serve::serve;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::command::{Command, CommandError, Handle, PowerAction};
+use crate::model::{AppState, UpdateStatus};
+use crate::names::AppName;
 use axum::extract::{Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
@@ -19,19 +22,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, watch};
-
-use crate::command::{request, Command, CommandError, PowerAction};
-use crate::names::AppName;
-use crate::power::{Power, PowerError};
-use crate::update::runner::RestartError;
-use crate::update::status::{AppState, UpdateStatus};
 
 #[derive(Clone)]
 pub struct Api {
-    pub commands: mpsc::Sender<Command>,
-    pub power: Power,
-    pub updates: watch::Receiver<UpdateStatus>,
+    pub handle: Handle,
     pub key: Arc<String>,
 }
 
@@ -102,7 +96,7 @@ fn bad_request(msg: String) -> Response {
 }
 
 async fn healthy(State(api): State<Api>) -> Response {
-    let ping = request(&api.commands, |reply| Command::Ping { reply });
+    let ping = api.handle.request(|reply| Command::Ping { reply });
     match tokio::time::timeout(Duration::from_secs(2), ping).await {
         Ok(Ok(())) => StatusCode::OK.into_response(),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "Unhealthy").into_response(),
@@ -115,12 +109,14 @@ async fn update(State(api): State<Api>, bytes: axum::body::Bytes) -> Response {
         Err(m) => return bad_request(m),
     };
     let who = "HTTP API POST /v1/update".to_owned();
-    match request(&api.commands, |reply| Command::Update {
-        force: b.force,
-        who,
-        reply,
-    })
-    .await
+    match api
+        .handle
+        .request(|reply| Command::Update {
+            force: b.force,
+            who,
+            reply,
+        })
+        .await
     {
         Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
         Ok(Err(e)) | Err(e) => v1_error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
@@ -140,28 +136,24 @@ async fn power(api: Api, action: PowerAction, bytes: &[u8], route: &str) -> Resp
         Ok(b) => b,
         Err(m) => return bad_request(m),
     };
-    let conn = match zbus::Connection::system().await {
-        Ok(c) => c,
-        Err(e) => {
-            return v1_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &format!("no system bus: {e}"),
-            )
-        }
-    };
     let who = format!("HTTP API POST {route}");
     // logind may take the machine down before we answer; answer first is
-    // impossible, so the answer goes out when logind has accepted.
-    match api.power.run(&conn, action, b.force, &who).await {
-        Ok(()) => (
+    // impossible, so the answer goes out when logind has accepted. The power
+    // task carries the request out even if this client goes away.
+    let r = api.handle.request(|reply| Command::Power {
+        action,
+        force: b.force,
+        who,
+        reply,
+    });
+    match r.await {
+        Ok(Ok(())) => (
             StatusCode::ACCEPTED,
             Json(json!({"Data": "OK", "Error": null})),
         )
             .into_response(),
-        Err(PowerError::Command(e @ CommandError::Locked(..))) => {
-            v1_error(StatusCode::LOCKED, &e.to_string())
-        }
-        Err(e) => v1_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        Ok(Err(e @ CommandError::Locked { .. })) => v1_error(StatusCode::LOCKED, &e.to_string()),
+        Ok(Err(e)) | Err(e) => v1_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
 }
 
@@ -188,7 +180,7 @@ fn overall(u: &UpdateStatus) -> (&'static str, Option<u8>) {
 }
 
 async fn device(State(api): State<Api>) -> Json<Value> {
-    let u = api.updates.borrow().clone();
+    let u = api.handle.views.apps.borrow().clone();
     let (status, progress) = overall(&u);
     let pending = u.apps.values().any(|a| a.state != AppState::Applied);
     let failed = u.apps.values().any(|a| a.state == AppState::Failed);
@@ -220,24 +212,26 @@ async fn restart_app(
         Err(e) => return v2(StatusCode::BAD_REQUEST, e.to_string()),
     };
     let who = format!("HTTP API POST /v2/applications/{app}/restart");
-    let r = request(&api.commands, |reply| Command::RestartApp {
-        app,
-        force: b.force,
-        who,
-        reply,
-    })
-    .await;
+    let r = api
+        .handle
+        .request(|reply| Command::RestartApp {
+            app,
+            force: b.force,
+            who,
+            reply,
+        })
+        .await;
     match r {
         Ok(Ok(_)) => (StatusCode::OK, "OK").into_response(),
-        Ok(Err(e @ RestartError::Locked { .. })) => v2(StatusCode::LOCKED, e.to_string()),
-        Ok(Err(e @ RestartError::NotFound(_))) => v2(StatusCode::NOT_FOUND, e.to_string()),
+        Ok(Err(e @ CommandError::Locked { .. })) => v2(StatusCode::LOCKED, e.to_string()),
+        Ok(Err(e @ CommandError::NotFound(_))) => v2(StatusCode::NOT_FOUND, e.to_string()),
         Ok(Err(e)) => v2(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         Err(e) => v2(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }
 
 async fn state_status(State(api): State<Api>) -> Json<Value> {
-    let u = api.updates.borrow().clone();
+    let u = api.handle.views.apps.borrow().clone();
     let (_, progress) = overall(&u);
     let app_state = if u.apps.values().all(|a| a.state == AppState::Applied) {
         "applied"
@@ -255,5 +249,5 @@ async fn state_status(State(api): State<Api>) -> Json<Value> {
 }
 
 async fn applications_state(State(api): State<Api>) -> Json<Value> {
-    Json(serde_json::to_value(&api.updates.borrow().apps).unwrap_or_default())
+    Json(serde_json::to_value(&api.handle.views.apps.borrow().apps).unwrap_or_default())
 }

@@ -84,26 +84,32 @@ const LIMITS: Limits = Limits {
 /// the API.
 pub async fn serve(api: Api, socket: PathBuf, tcp: Option<std::net::SocketAddr>) {
     let app = with_limits(router(api));
-    if let Some(addr) = tcp {
+    // Both listeners live in this one future: dropping it (a reload that
+    // moves them) closes both.
+    let tcp_loop = async {
+        let Some(addr) = tcp else { return };
         match tokio::net::TcpListener::bind(addr).await {
             Ok(l) => {
                 tracing::info!(%addr, "HTTP API listening on TCP {addr}");
-                tokio::spawn(accept_loop(l, app.clone(), "TCP", LIMITS));
+                accept_loop(l, app.clone(), "TCP", LIMITS).await
             }
             Err(e) => {
                 tracing::error!(%addr, error = %e, "cannot listen for the HTTP API on TCP {addr}")
             }
         }
-    }
-    let listener = match bind_unix(&socket).await {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(socket = %socket.display(), error = %e, "cannot listen for the HTTP API");
-            return;
+    };
+    let unix_loop = async {
+        match bind_unix(&socket).await {
+            Ok(l) => {
+                tracing::info!(socket = %socket.display(), "HTTP API listening on {}", socket.display());
+                accept_loop(l, app.clone(), "the unix socket", LIMITS).await
+            }
+            Err(e) => {
+                tracing::error!(socket = %socket.display(), error = %e, "cannot listen for the HTTP API")
+            }
         }
     };
-    tracing::info!(socket = %socket.display(), "HTTP API listening on {}", socket.display());
-    accept_loop(listener, app, "the unix socket", LIMITS).await
+    tokio::join!(tcp_loop, unix_loop);
 }
 
 /// The request-level limits: body size (413) and request time (503), both

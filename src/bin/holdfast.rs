@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use holdfast::arbiter::now_usec;
 use holdfast::cli::{self, deadline, lock, render, BusFailure};
 use holdfast::config;
+use holdfast::model::now_usec;
+use holdfast::model::AppStatus;
 use holdfast::names::{AppName, ServiceId};
-use holdfast::update::status::AppStatus;
 use nix::sys::signal::{signal, SigHandler, Signal};
 
 /// Control and inspect holdfastd, the update-lock aware supervisor.

@@ -1,50 +1,46 @@
 //! `holdfastd`: wires the subsystems together, talks to systemd (sd_notify,
-//! watchdog, signals) and supervises the long-lived tasks.
+//! watchdog, signals) and supervises the long-lived tasks: they run in one
+//! set, and any of them ending is fatal (logged, then systemd restarts us).
 
-mod core;
+mod reload;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sd_notify::NotifyState;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinSet;
 
 use crate::api;
-use crate::arbiter::{Arbiter, PendingReboot};
-use crate::bootcfg::BootConfig;
-use crate::command::{request, Command};
+use crate::command::{Command, Handle};
 use crate::config::{self, ConfigError, Settings};
+use crate::core::Core;
 use crate::dbus;
-use crate::devconfig::Override;
-use crate::engine::SupervisorApi;
-use crate::inhibit::InhibitorStatus;
-use crate::inotify::NamesWatch;
-use crate::locks::fs::FsError;
+use crate::device_config::DeviceConfig;
+use crate::keeper::Keeper;
+use crate::liveness::Liveness;
+use crate::locks::holders;
 use crate::locks::own::{OwnLockError, OwnLocks};
-use crate::locks::state::LockEvent;
 use crate::locks::watch::Watcher;
-use crate::locks::LockTable;
-use crate::logging::msgid;
-use crate::power::Power;
+use crate::model::{InhibitorStatus, Snapshot, UpdateStatus, Views};
+use crate::power::PowerTask;
 use crate::status::full_summary;
-use crate::update::runner::Updater;
-use crate::update::status::UpdateStatus;
-use crate::update::store::TargetStore;
+use crate::system::System;
+use crate::target::store::{TargetStore, TargetTask};
+use crate::update::Updates;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error("configuration: {0}")]
     Config(#[from] ConfigError),
-    #[error("lock root: {0}")]
-    LockRoot(#[from] FsError),
     #[error("own locks: {0}")]
     OwnLocks(#[from] OwnLockError),
     #[error("cannot set up signal handling: {0}")]
     Signals(std::io::Error),
-    #[error("a core task stopped unexpectedly")]
-    TaskDied,
+    #[error("the {0} task stopped unexpectedly")]
+    TaskDied(&'static str),
 }
 
 pub struct Options {
@@ -57,161 +53,159 @@ fn notify(states: &[NotifyState]) {
     let _ = sd_notify::notify(false, states);
 }
 
+/// The supervised set: every task with the name it is logged under.
+#[derive(Default)]
+struct Tasks(JoinSet<&'static str>);
+
+impl Tasks {
+    fn spawn(
+        &mut self,
+        name: &'static str,
+        f: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        self.0.spawn(async move {
+            f.await;
+            name
+        });
+    }
+}
+
 pub async fn run(opts: Options) -> Result<(), DaemonError> {
     let (config_path, required) = config::main_path(opts.config);
-    let sourced = config::load(&config_path, required)?;
-    let mut settings = sourced.settings;
+    let settings = config::load(&config_path, required)?.settings;
     tracing::info!(config = %config_path.display(), lock_root = %settings.lock_root.display(),
         "holdfastd {} starting", env!("CARGO_PKG_VERSION"));
+    let lock_root = settings.lock_root.clone();
+    let state_dir = settings.state_dir.clone();
 
-    let mut own = OwnLocks::new(&settings.lock_root, &settings.state_dir);
-    let cleanup = own.cleanup_leftovers()?;
-    for path in &cleanup.removed {
-        tracing::info!(message_id = msgid::OWN_LEFTOVER_REMOVED, path = %path,
-            "removed holdfast's own lock left over from a previous run: {path}");
-    }
-    for path in &cleanup.kept {
-        tracing::warn!(path = %path, "recorded own lock {path} now belongs to someone else; left alone");
-    }
-
-    let (target_store, target_rx) = TargetStore::load(&settings.target_file, &settings.state_dir);
-    let scan_started = std::time::Instant::now();
-    let (watcher, scan) = Watcher::start(&settings.lock_root)?;
-    let (table_tx, table_rx) = watch::channel(Arc::new(LockTable::default()));
-    let (power_tx, power_rx) = watch::channel(false);
-    let (override_tx, override_rx) = watch::channel(Override::default());
-    let (update_req_tx, update_req_rx) = mpsc::channel(8);
-    let (pending_tx, pending_rx) = watch::channel(None);
-    let mut core = core::Core {
-        table: LockTable::default(),
-        own,
-        table_tx,
-        proc_root: PathBuf::from("/proc"),
-        power_tx,
-        power_locks: Vec::new(),
-        target: target_store,
-        lock_root: settings.lock_root.clone(),
-        config_json: settings.config_json.clone(),
-        lock_override: override_tx,
-        updates: update_req_tx,
-        pending_reboot: pending_tx.clone(),
-        boot: BootConfig::new(&settings.boot_config_txt, &settings.state_dir),
-    };
-    let initial: Vec<_> = scan
-        .services
-        .iter()
-        .filter(|(_, e)| !e.is_empty())
-        .map(|(id, _)| id.clone())
-        .collect();
-    core.apply(LockEvent::Resync(scan.services));
-    core.load_device_config(true);
-    if let Some(t) = target_rx.borrow().clone() {
-        core.take_device_config(&t);
-    }
-    tracing::info!(
-        services = core.table.service_count(),
-        locks = core.table.lock_count(),
-        scan_us = scan_started.elapsed().as_micros() as u64,
-        "initial scan done"
-    );
-
-    let (ev_tx, ev_rx) = mpsc::channel(1024);
-    let (cmd_tx, cmd_rx) = mpsc::channel(64);
-    let (what_tx, what_rx) = watch::channel(settings.inhibit_what_arg());
-    let (inh_tx, inh_rx) = watch::channel(InhibitorStatus::default());
-
-    let (updates_tx, updates_rx) = watch::channel(UpdateStatus {
+    let (settings_tx, settings_rx) = watch::channel(Arc::new(settings.clone()));
+    let (snapshot_tx, snapshot_rx) = watch::channel(Snapshot::default());
+    let (apps_tx, apps_rx) = watch::channel(UpdateStatus {
         engine: "unknown".into(),
         ..Default::default()
     });
-    let mut watcher_task = tokio::spawn(watcher.run(ev_tx, initial));
-    tokio::spawn(watch_file(
-        settings.target_file.clone(),
-        cmd_tx.clone(),
-        || Command::ReloadTarget,
-    ));
-    tokio::spawn(watch_file(
-        settings.config_json.clone(),
-        cmd_tx.clone(),
-        || Command::ReloadDeviceConfig,
-    ));
-    let api_key = api::load_or_create_key(&settings.state_dir)
-        .map_err(|e| tracing::error!(error = %e, "no HTTP API: cannot read or create its key"))
-        .ok();
-    let updater = Updater {
-        socket: settings.engine_socket(),
-        engine: None,
-        lock_root: settings.lock_root.clone(),
-        state_dir: settings.state_dir.clone(),
-        commands: cmd_tx.clone(),
-        table: table_rx.clone(),
-        target: target_rx,
-        status: updates_tx,
-        lock_override: override_rx.clone(),
-        requests: update_req_rx,
-        forced: None,
-        supervisor_api: settings
-            .api_tcp
-            .zip(api_key.as_deref())
-            .map(|(addr, key)| SupervisorApi::from_bind(addr, key)),
-        saved: Vec::new(),
+    let (inhibitor_tx, inhibitor_rx) = watch::channel(InhibitorStatus::default());
+    let views = Views {
+        snapshot: snapshot_rx.clone(),
+        apps: apps_rx,
+        inhibitor: inhibitor_rx,
+        settings: settings_rx.clone(),
     };
-    let updater_task = tokio::spawn(updater.run());
-    let power = Power {
-        commands: cmd_tx.clone(),
-        inhibitor: inh_rx.clone(),
+    let (handle, inboxes) = Handle::new(views.clone(), PathBuf::from("/proc"));
+    let mut liveness = Liveness::new();
+    let (events_tx, mut events_rx) = mpsc::channel(1024);
+    let (holders_tx, holders_rx) = mpsc::channel(1024);
+
+    // Own leftovers go before the scan, so the table never shows them.
+    let keeper = Keeper::start(OwnLocks::new(&lock_root, &state_dir), events_tx.clone()).await?;
+    let (target_store, target_rx) = TargetStore::load(&settings.target_file, &state_dir);
+    let scan_started = Instant::now();
+    let watcher = Watcher::start(
+        &lock_root,
+        events_tx.clone(),
+        holders_tx,
+        liveness.beat("lock watcher"),
+    )
+    .await;
+    let mut core = Core::new(snapshot_tx, lock_root.clone(), liveness.beat("core"));
+    core.prime(&mut events_rx);
+    {
+        let s = snapshot_rx.borrow();
+        tracing::info!(
+            services = s.table.service_count(),
+            locks = s.table.lock_count(),
+            scan_us = scan_started.elapsed().as_micros() as u64,
+            "initial scan done"
+        );
+    }
+
+    let api_key = match api::load_or_create_key(&state_dir) {
+        Ok(k) => Some(k),
+        Err(e) => {
+            tracing::error!(error = %e, "no HTTP API: {e}");
+            None
+        }
     };
-    let arbiter = Arbiter {
-        power: power.clone(),
-        table: table_rx.clone(),
-        lock_override: override_rx.clone(),
-        pending: pending_tx,
-    };
-    tokio::spawn(arbiter.run());
+    let (system_tx, system_rx) = mpsc::channel(4);
+    let (ready_tx, mut ready_rx) = oneshot::channel();
+    let mut tasks = Tasks::default();
+    tasks.spawn("lock watcher", watcher.run());
+    tasks.spawn(
+        "holder scan",
+        holders::run(PathBuf::from("/proc"), holders_rx, events_tx),
+    );
+    tasks.spawn("core", core.run(events_rx, inboxes.core));
+    tasks.spawn("own locks", keeper.run(inboxes.keeper));
+    tasks.spawn(
+        "target",
+        TargetTask {
+            store: target_store,
+            handle: handle.clone(),
+            settings: settings_rx.clone(),
+        }
+        .run(inboxes.target),
+    );
+    tasks.spawn(
+        "config.json",
+        DeviceConfig {
+            handle: handle.clone(),
+            settings: settings_rx.clone(),
+        }
+        .run(),
+    );
+    tasks.spawn(
+        "system",
+        System {
+            snapshot: snapshot_rx.clone(),
+            settings: settings_rx.clone(),
+            target: target_rx.clone(),
+            status: inhibitor_tx,
+            requests: system_rx,
+            handle: handle.clone(),
+            beat: liveness.beat("system"),
+        }
+        .run(),
+    );
+    tasks.spawn(
+        "power",
+        PowerTask {
+            handle: handle.clone(),
+            snapshot: snapshot_rx.clone(),
+            settings: settings_rx.clone(),
+            system: system_tx,
+        }
+        .run(inboxes.power),
+    );
+    tasks.spawn(
+        "updates",
+        Updates {
+            handle: handle.clone(),
+            snapshot: snapshot_rx.clone(),
+            target: target_rx,
+            settings: settings_rx.clone(),
+            status: apps_tx,
+            api_key: api_key.clone(),
+        }
+        .run(inboxes.updates),
+    );
     if let Some(key) = api_key {
         let api = api::Api {
-            commands: cmd_tx.clone(),
-            power,
-            updates: updates_rx.clone(),
+            handle: handle.clone(),
             key: Arc::new(key),
         };
-        tokio::spawn(api::serve(
-            api,
-            settings.api_socket.clone(),
-            settings.api_tcp,
-        ));
+        tasks.spawn("http api", serve_api(api, settings_rx.clone()));
     }
-    let mut core_task = tokio::spawn(core.run(ev_rx, cmd_rx));
-    let (settings_tx, settings_rx) = watch::channel(Arc::new(settings.clone()));
-    let shared = dbus::Shared {
-        commands: cmd_tx.clone(),
-        table: table_rx.clone(),
-        inhibitor: inh_rx.clone(),
-        what: what_rx,
-        powering: power_rx,
-        inhibitor_tx: Arc::new(inh_tx),
-        lock_root: settings.lock_root.display().to_string(),
-        updates: updates_rx.clone(),
-        engine_socket: settings.engine_socket(),
-        lock_override: override_rx.clone(),
-        pending_reboot: pending_rx.clone(),
-        settings: settings_rx,
-    };
-    let (ready_tx, mut ready_rx) = oneshot::channel();
-    let bus_task = tokio::spawn(dbus::run(shared, ready_tx));
-    tokio::spawn(status_lines(StatusInputs {
-        table: table_rx,
-        inh: inh_rx,
-        updates: updates_rx,
-        lock_override: override_rx,
-        pending: pending_rx,
-    }));
+    tasks.spawn(
+        "d-bus",
+        dbus::run(handle.clone(), lock_root.display().to_string(), ready_tx),
+    );
+    tasks.spawn("status line", status_lines(views));
     let mut watchdog_usec = 0u64;
     if sd_notify::watchdog_enabled(false, &mut watchdog_usec) {
-        tokio::spawn(watchdog(
-            cmd_tx.clone(),
-            Duration::from_micros(watchdog_usec),
-        ));
+        tasks.spawn(
+            "watchdog",
+            watchdog(liveness, Duration::from_micros(watchdog_usec)),
+        );
     }
 
     let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
@@ -232,134 +226,98 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
                 let mut states = vec![NotifyState::Reloading];
                 states.extend(mono);
                 notify(&states);
-                reload(&config_path, required, &mut settings, &what_tx);
-                settings_tx.send_replace(Arc::new(settings.clone()));
+                let current = settings_tx.borrow().clone();
+                if let Some(new) = reload::reload(&config_path, required, &current) {
+                    settings_tx.send_replace(Arc::new(new));
+                }
                 notify(&[NotifyState::Ready]);
             }
             _ = term.recv() => break Ok(()),
             _ = int.recv() => break Ok(()),
-            _ = &mut watcher_task => break Err(DaemonError::TaskDied),
-            _ = &mut core_task => break Err(DaemonError::TaskDied),
+            Some(done) = tasks.0.join_next() => {
+                let name = match done {
+                    Ok(name) => name,
+                    Err(e) => {
+                        tracing::error!(error = %e, "a task failed");
+                        "unnamed"
+                    }
+                };
+                tracing::error!(task = name, "the {name} task stopped unexpectedly; exiting so systemd restarts holdfast");
+                break Err(DaemonError::TaskDied(name));
+            }
         }
     };
     notify(&[NotifyState::Stopping]);
     tracing::info!("stopping");
     let _ = tokio::time::timeout(
         Duration::from_secs(5),
-        request(&cmd_tx, |reply| Command::Shutdown { reply }),
+        handle.request(|reply| Command::Shutdown { reply }),
     )
     .await;
-    bus_task.abort();
-    updater_task.abort();
+    tasks.0.abort_all();
     result
 }
 
-/// Re-reads the config. A bad config is logged and the running one stays.
-fn reload(
-    path: &std::path::Path,
-    required: bool,
-    settings: &mut Settings,
-    what_tx: &watch::Sender<String>,
-) {
-    match config::load(path, required) {
-        Ok(new) => {
-            let new = new.settings;
-            for (key, old, now) in [
-                ("lock_root", &settings.lock_root, &new.lock_root),
-                ("state_dir", &settings.state_dir, &new.state_dir),
-            ] {
-                if old != now {
-                    tracing::warn!(
-                        key,
-                        "{key} changed to {}; it takes effect at the next restart",
-                        now.display()
-                    );
+/// The HTTP API, listening again where the settings say whenever
+/// `api.socket` or `api.tcp` change (a reload).
+async fn serve_api(api: api::Api, mut settings: watch::Receiver<Arc<Settings>>) {
+    loop {
+        let (socket, tcp) = {
+            let s = settings.borrow_and_update();
+            (s.api_socket.clone(), s.api_tcp)
+        };
+        let serving = api::serve(api.clone(), socket.clone(), tcp);
+        tokio::pin!(serving);
+        // Listening failed: wait for settings that may work.
+        let mut failed = false;
+        loop {
+            tokio::select! {
+                _ = &mut serving, if !failed => failed = true,
+                r = settings.changed() => {
+                    if r.is_err() { return }
+                    let s = settings.borrow();
+                    if s.api_socket != socket || s.api_tcp != tcp {
+                        break;
+                    }
                 }
             }
-            what_tx.send_if_modified(|w| {
-                let arg = new.inhibit_what_arg();
-                let changed = *w != arg;
-                *w = arg;
-                changed
-            });
-            let keep = (settings.lock_root.clone(), settings.state_dir.clone());
-            *settings = new;
-            (settings.lock_root, settings.state_dir) = keep;
-            tracing::info!(config = %path.display(), "configuration reloaded");
         }
-        Err(e) => {
-            tracing::error!(error = %e, "configuration rejected; keeping the running configuration");
-            notify(&[NotifyState::Status(&format!("config rejected: {e}"))]);
-        }
+        tracing::info!("HTTP API settings changed; listening anew");
     }
 }
 
-struct StatusInputs {
-    table: watch::Receiver<Arc<LockTable>>,
-    inh: watch::Receiver<InhibitorStatus>,
-    updates: watch::Receiver<UpdateStatus>,
-    lock_override: watch::Receiver<Override>,
-    pending: watch::Receiver<Option<PendingReboot>>,
-}
-
 /// Keeps systemd's STATUS= line in step with the published state.
-async fn status_lines(mut i: StatusInputs) {
+async fn status_lines(mut v: Views) {
     let mut last = String::new();
     loop {
         let line = full_summary(
-            &i.table.borrow_and_update(),
-            &i.inh.borrow_and_update(),
-            &i.updates.borrow_and_update(),
-            &i.lock_override.borrow_and_update(),
-            i.pending.borrow_and_update().is_some(),
+            &v.snapshot.borrow_and_update(),
+            &v.inhibitor.borrow_and_update(),
+            &v.apps.borrow_and_update(),
         );
         if line != last {
             notify(&[NotifyState::Status(&line)]);
             last = line;
         }
         tokio::select! {
-            r = i.table.changed() => if r.is_err() { return },
-            r = i.inh.changed() => if r.is_err() { return },
-            r = i.updates.changed() => if r.is_err() { return },
-            r = i.lock_override.changed() => if r.is_err() { return },
-            r = i.pending.changed() => if r.is_err() { return },
+            r = v.snapshot.changed() => if r.is_err() { return },
+            r = v.inhibitor.changed() => if r.is_err() { return },
+            r = v.apps.changed() => if r.is_err() { return },
         }
     }
 }
 
-/// Tells the core to re-read `file` whenever it is written, renamed over or
-/// removed (the core keeps what is in force when it is bad or gone).
-async fn watch_file(file: PathBuf, commands: mpsc::Sender<Command>, make: fn() -> Command) {
-    let (Some(dir), Some(name)) = (file.parent(), file.file_name().and_then(|n| n.to_str())) else {
-        tracing::error!(file = %file.display(), "path has no directory or name; not watching it");
-        return;
-    };
-    let watch = std::fs::create_dir_all(dir).and_then(|_| NamesWatch::new(dir, &[name]));
-    let mut watch = match watch {
-        Ok(w) => w,
-        Err(e) => {
-            tracing::error!(dir = %dir.display(), error = %e, "cannot watch {}; changes to it need a restart", file.display());
-            return;
-        }
-    };
-    while watch.changed().await.is_ok() {
-        if commands.send(make()).await.is_err() {
-            return;
-        }
-    }
-}
-
-/// WATCHDOG=1 only when the core loop answered a ping: a hung core stops
+/// WATCHDOG=1 only when every critical loop answered: a hung loop stops
 /// the pings and systemd restarts us.
-async fn watchdog(commands: mpsc::Sender<Command>, interval: Duration) {
+async fn watchdog(liveness: Liveness, interval: Duration) {
     let period = interval / 2;
     let mut tick = tokio::time::interval(period);
     loop {
         tick.tick().await;
-        let ping = request(&commands, |reply| Command::Ping { reply });
-        match tokio::time::timeout(period, ping).await {
-            Ok(Ok(())) => notify(&[NotifyState::Watchdog]),
-            _ => tracing::warn!("core loop did not answer the watchdog ping"),
+        match liveness.check(period).await {
+            Ok(()) => notify(&[NotifyState::Watchdog]),
+            Err(stuck) => tracing::warn!(loops = ?stuck,
+                "no watchdog ping: {} did not answer", stuck.join(", ")),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The engine adapter (balenaEngine / Docker Engine API 1.41 over a unix
-//! socket, through bollard). Only the update executor calls it.
+//! socket, through bollard). Only the update executor (`update::exec`)
+//! calls it.
 
 mod body;
 
@@ -19,7 +20,28 @@ pub use body::{
 };
 
 use crate::names::{AppName, ServiceName};
-use crate::update::plan::{Container, RunState};
+
+/// A container holdfast manages, as the engine reports it (from its labels).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Container {
+    pub id: String,
+    pub name: String,
+    pub app: AppName,
+    pub service: ServiceName,
+    pub release: String,
+    pub hash: String,
+    pub image: String,
+    pub state: RunState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    /// Created but never started (e.g. holdfastd died between create and start).
+    Created,
+    Running,
+    /// Exited, dead, paused, restarting: left to the restart policy.
+    Other,
+}
 
 /// balenaEngine and Docker 20.10 both speak 1.41; newer engines accept it.
 const API_VERSION: ClientVersion = ClientVersion {
@@ -96,9 +118,14 @@ impl Engine {
         self.docker.ping().await.map(drop).map_err(|e| self.map(e))
     }
 
-    /// Every container carrying holdfast's labels, running or not.
-    pub async fn managed(&self) -> Result<Vec<Container>, EngineError> {
-        let filters = HashMap::from([("label".to_owned(), vec![LABEL_APP.to_owned()])]);
+    /// Every container carrying holdfast's labels (of `app` only, when
+    /// given), running or not.
+    pub async fn managed(&self, app: Option<&AppName>) -> Result<Vec<Container>, EngineError> {
+        let label = match app {
+            Some(a) => format!("{LABEL_APP}={a}"),
+            None => LABEL_APP.to_owned(),
+        };
+        let filters = HashMap::from([("label".to_owned(), vec![label])]);
         let list = self
             .docker
             .list_containers(Some(ListContainersOptions {

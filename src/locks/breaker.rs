@@ -1,7 +1,8 @@
 //! Deleting app locks: only when the lock override is turned on (the
 //! documented one-time effect). Relative to opened, no-follow directories;
-//! holdfast's own lock files are left to their owner.
+//! holdfast's own lock files (a recorded token) are left to their owner.
 
+use std::collections::BTreeSet;
 use std::os::fd::AsFd;
 use std::path::Path;
 
@@ -24,7 +25,11 @@ pub struct Broken {
 /// Removes every app lock path of the given services (files, symlinks
 /// themselves, empty directories). A non-empty lock directory is reported,
 /// not emptied.
-pub fn remove_app_locks(root_path: &Path, ids: &[ServiceId]) -> Result<Vec<Broken>, FsError> {
+pub fn remove_app_locks(
+    root_path: &Path,
+    ids: &[ServiceId],
+    own_tokens: &BTreeSet<String>,
+) -> Result<Vec<Broken>, FsError> {
     let root = open_root(root_path)?;
     let mut out = Vec::new();
     for id in ids {
@@ -36,10 +41,21 @@ pub fn remove_app_locks(root_path: &Path, ids: &[ServiceId]) -> Result<Vec<Broke
         let Ok(dir) = open_subdir(app.as_fd(), id.service.as_str(), &shown) else {
             continue;
         };
-        for entry in read_lock_entries(dir.as_fd())
+        let entries = match read_lock_entries(dir.as_fd()) {
+            Ok(e) => e,
+            Err(e) => {
+                out.push(Broken {
+                    id: id.clone(),
+                    name: "(directory)".into(),
+                    result: Err(e.desc().to_owned()),
+                });
+                continue;
+            }
+        };
+        let apps = entries
             .into_iter()
-            .filter(|e| !e.own_tag)
-        {
+            .filter(|e| !e.token.as_ref().is_some_and(|t| own_tokens.contains(t)));
+        for entry in apps {
             // Re-check right before the unlink: same object as just read.
             let same = fstatat(
                 dir.as_fd(),
@@ -87,7 +103,7 @@ mod tests {
         std::fs::create_dir_all(&svc2).unwrap();
         std::os::unix::fs::symlink(&outside, svc2.join("updates.lock")).unwrap();
         let id = |s: &str| ServiceId::new(AppName::new("a").unwrap(), ServiceName::new(s).unwrap());
-        let done = remove_app_locks(&root, &[id("s"), id("t")]).unwrap();
+        let done = remove_app_locks(&root, &[id("s"), id("t")], &BTreeSet::new()).unwrap();
         assert_eq!(done.len(), 3);
         assert!(done.iter().all(|b| b.result.is_ok()), "{done:?}");
         assert!(!svc.join("updates.lock").exists() && !svc.join("resin-updates.lock").exists());

@@ -14,7 +14,7 @@ use nix::fcntl::{openat, AtFlags, OFlag};
 use nix::sys::stat::{fstat, fstatat, mkdirat, FileStat, Mode, SFlag};
 
 use super::state::{EntryKind, LockEntry, LOCK_FILE_NAMES};
-use crate::names::{AppName, NameError, ServiceId, ServiceName};
+use crate::names::{NameError, ServiceId};
 
 /// Content prefix of holdfast's own lock files.
 pub const OWN_TAG: &str = "holdfast-own-lock ";
@@ -39,6 +39,28 @@ pub enum FsError {
         #[source]
         source: NameError,
     },
+}
+
+impl FsError {
+    /// The entry is not there (any more): an answer, not a failure to look.
+    pub fn vanished(&self) -> bool {
+        matches!(
+            self,
+            FsError::Io {
+                source: Errno::ENOENT,
+                ..
+            }
+        )
+    }
+
+    /// Not a usable directory by design (a symlink, a file, a bad name):
+    /// reported and skipped, never a failure to look.
+    pub fn skipped(&self) -> bool {
+        matches!(
+            self,
+            FsError::Symlink { .. } | FsError::NotADirectory { .. } | FsError::BadName { .. }
+        )
+    }
 }
 
 fn io_err(path: &Path, source: Errno) -> FsError {
@@ -148,7 +170,8 @@ pub fn list_subdirs(
             Some(t) => t,
             None => match fstatat(dir, raw, AtFlags::AT_SYMLINK_NOFOLLOW) {
                 Ok(st) => sflag_to_type(file_type(&st)),
-                Err(_) => continue, // vanished meanwhile
+                Err(Errno::ENOENT) => continue, // vanished meanwhile
+                Err(e) => return Err(io_err(&path, e)),
             },
         };
         let name = match std::str::from_utf8(bytes) {
@@ -199,28 +222,35 @@ fn mtime_usec(st: &FileStat) -> u64 {
     (st.st_mtime.max(0) as u64) * 1_000_000 + (st.st_mtime_nsec.max(0) as u64) / 1_000
 }
 
-/// Reads the lock paths in an opened service directory.
-pub fn read_lock_entries(service_dir: BorrowedFd<'_>) -> Vec<LockEntry> {
-    LOCK_FILE_NAMES
-        .iter()
-        .filter_map(|name| {
-            let st = fstatat(service_dir, *name, AtFlags::AT_SYMLINK_NOFOLLOW).ok()?;
-            let kind = entry_kind(&st);
-            let own_tag = kind == EntryKind::File
-                && st.st_uid == NOBODY
-                && read_own_tag(service_dir, name, &st).is_some();
-            let (dev, ino) = file_key(&st);
-            Some(LockEntry {
-                name: (*name).to_owned(),
-                kind,
-                uid: st.st_uid,
-                mtime_usec: mtime_usec(&st),
-                dev,
-                ino,
-                own_tag,
-            })
-        })
-        .collect()
+/// Reads the lock paths in an opened service directory. Only "no such
+/// entry" means absent; any other failure is an error, never "unlocked".
+pub fn read_lock_entries(service_dir: BorrowedFd<'_>) -> Result<Vec<LockEntry>, Errno> {
+    let mut found = Vec::new();
+    for name in LOCK_FILE_NAMES {
+        let st = match fstatat(service_dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::ENOENT) => continue,
+            Err(e) => return Err(e),
+        };
+        let kind = entry_kind(&st);
+        // Whether the token is one holdfast recorded is the table's call.
+        let token = match kind {
+            EntryKind::File => read_own_tag(service_dir, name, &st),
+            _ => None,
+        };
+        let (dev, ino) = file_key(&st);
+        found.push(LockEntry {
+            name: name.to_owned(),
+            kind,
+            uid: st.st_uid,
+            mtime_usec: mtime_usec(&st),
+            dev,
+            ino,
+            token,
+            own: false,
+        });
+    }
+    Ok(found)
 }
 
 /// (dev, ino) of the lock paths in a service directory: stat only, never an
@@ -268,55 +298,6 @@ pub fn open_service_dir(
 
 /// One service directory found by a scan.
 pub type ServiceScan = (ServiceId, Vec<LockEntry>);
-
-/// Reads the whole lock root: every service directory and its lock paths.
-pub fn scan_root(
-    root: BorrowedFd<'_>,
-    root_path: &Path,
-) -> Result<(Vec<ServiceScan>, Vec<Skipped>), FsError> {
-    let mut found = Vec::new();
-    let (apps, mut skipped) = list_subdirs(root, root_path)?;
-    for app_name in apps {
-        let app_path = root_path.join(&app_name);
-        let app = match AppName::new(app_name.as_str()) {
-            Ok(a) => a,
-            Err(e) => {
-                skipped.push(Skipped {
-                    path: app_path,
-                    reason: e.to_string(),
-                });
-                continue;
-            }
-        };
-        let Ok(app_fd) = open_subdir(root, app.as_str(), &app_path) else {
-            continue;
-        };
-        let Ok((services, more)) = list_subdirs(app_fd.as_fd(), &app_path) else {
-            continue;
-        };
-        skipped.extend(more);
-        for service_name in services {
-            let service_path = app_path.join(&service_name);
-            let service = match ServiceName::new(service_name.as_str()) {
-                Ok(s) => s,
-                Err(e) => {
-                    skipped.push(Skipped {
-                        path: service_path,
-                        reason: e.to_string(),
-                    });
-                    continue;
-                }
-            };
-            if let Ok(dir) = open_subdir(app_fd.as_fd(), service.as_str(), &service_path) {
-                found.push((
-                    ServiceId::new(app.clone(), service),
-                    read_lock_entries(dir.as_fd()),
-                ));
-            }
-        }
-    }
-    Ok((found, skipped))
-}
 
 /// Errors of std I/O as an errno, for uniform reporting.
 pub fn errno_of(e: &io::Error) -> Errno {

@@ -1,15 +1,72 @@
 //! Best-effort: which processes hold a lock file, from `/proc`. Used for
-//! reporting only; it never decides whether something is locked.
+//! reporting only; it never decides whether something is locked. A walk
+//! of `/proc` takes milliseconds and grows with the process count, so it
+//! runs in a task of its own on the blocking pool: lock events never wait
+//! behind it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use super::state::{HoldKind, Holder};
+use tokio::sync::mpsc;
 
-/// Identity of a file: (device, inode).
-pub type FileKey = (u64, u64);
+use super::state::{HoldKind, Holder, LockEvent};
+use crate::names::ServiceId;
+
+pub use super::state::FileKey;
+
+/// "Who holds these files of this service?"
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanRequest {
+    pub id: ServiceId,
+    pub keys: Vec<FileKey>,
+}
+
+/// Answers scan requests with `HoldersObserved` events, one `/proc` walk
+/// for everything queued meanwhile. Runs until either side goes away.
+pub async fn run(
+    proc_root: PathBuf,
+    mut requests: mpsc::Receiver<ScanRequest>,
+    events: mpsc::Sender<LockEvent>,
+) {
+    while let Some(first) = requests.recv().await {
+        // The latest keys per service: earlier requests are superseded.
+        let mut batch: BTreeMap<ServiceId, Vec<FileKey>> = BTreeMap::new();
+        batch.insert(first.id, first.keys);
+        while let Ok(r) = requests.try_recv() {
+            batch.insert(r.id, r.keys);
+        }
+        let all: Vec<FileKey> = batch.values().flatten().copied().collect();
+        let root = proc_root.clone();
+        let Ok(found) = tokio::task::spawn_blocking(move || scan(&root, &all)).await else {
+            continue;
+        };
+        for (id, keys) in batch {
+            let holders = holders_of(&found, &keys);
+            if events
+                .send(LockEvent::HoldersObserved { id, keys, holders })
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+}
+
+/// The holders of any of `keys`, one per process, sorted.
+pub fn holders_of(found: &HashMap<FileKey, Vec<Holder>>, keys: &[FileKey]) -> Vec<Holder> {
+    let mut hs: Vec<Holder> = keys
+        .iter()
+        .filter_map(|k| found.get(k))
+        .flatten()
+        .cloned()
+        .collect();
+    hs.sort();
+    hs.dedup_by(|a, b| a.pid == b.pid);
+    hs
+}
 
 /// Finds, for each key, the processes that have the file open or hold a
 /// `flock`/POSIX lock on it. Our own process is left out.

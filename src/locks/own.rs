@@ -5,15 +5,20 @@
 //! Own locks are recorded durably under the state directory *before* the
 //! files are created and carry a random token in their content, so after a
 //! crash holdfast removes exactly its own leftovers, even when an app also
-//! runs as uid 65534.
+//! runs as uid 65534; only a recorded token makes a file holdfast's. While
+//! holdfast owns a lock file it also holds a `flock` on it, so `flock(1)`
+//! (which apps may use) fails against it too. A file that cannot be
+//! removed stays held and recorded, and its removal is retried: the record
+//! never forgets a file that is still there.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{openat, AtFlags, OFlag};
+use nix::fcntl::{openat, AtFlags, Flock, FlockArg, OFlag};
 use nix::sys::stat::{fstatat, Mode, SFlag};
 use nix::unistd::{fchown, unlinkat, Gid, Uid, UnlinkatFlags};
 use serde::{Deserialize, Serialize};
@@ -28,16 +33,32 @@ use crate::names::{AppName, ServiceId, ServiceName};
 
 const RECORD_FILE: &str = "own-locks.json";
 
+/// Why holdfast holds an app's locks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Purpose {
+    /// `holdfast take` / D-Bus TakeLocks: until the operator releases them.
+    Operator,
+    /// An update or restart of the app under way.
+    Update,
+    /// A reboot or power-off under way.
+    Power,
+    /// Left over from a previous run and not removable yet.
+    Leftover,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum OwnLockError {
     #[error("{id} is locked ({file} exists); no lock of app {} was taken", id.app)]
     Contended { id: ServiceId, file: String },
     #[error("app {0} has no service directories to lock")]
     NoServices(AppName),
-    #[error("holdfast already holds the locks of app {0}")]
-    AlreadyHeld(AppName),
+    #[error("holdfast already holds the locks of app {app} ({purpose:?})")]
+    AlreadyHeld { app: AppName, purpose: Purpose },
     #[error("holdfast holds no locks of app {0}")]
     NotHeld(AppName),
+    #[error("cannot remove holdfast's own locks of app {app}: {}; they stay recorded and are retried", failures.join(", "))]
+    Release { app: AppName, failures: Vec<String> },
     #[error(transparent)]
     Fs(#[from] FsError),
     #[error("cannot record own locks in {path}: {source}")]
@@ -46,6 +67,8 @@ pub enum OwnLockError {
         #[source]
         source: std::io::Error,
     },
+    #[error("the own-lock record {path} is damaged ({reason}); no leftover is removed: fix or remove it")]
+    RecordDamaged { path: PathBuf, reason: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,11 +83,22 @@ struct Record {
     locks: Vec<RecordEntry>,
 }
 
-#[derive(Debug, Clone)]
+/// One own lock file: created by us, `flock`ed while we hold it.
+#[derive(Debug)]
 struct Held {
     entry: RecordEntry,
     dev: u64,
     ino: u64,
+    /// `None` for leftovers of a previous run (we never opened them).
+    _flock: Option<Flock<File>>,
+}
+
+#[derive(Debug)]
+struct HeldApp {
+    purpose: Purpose,
+    files: Vec<Held>,
+    /// A release was asked and failed: retry it, never hand these out.
+    releasing: bool,
 }
 
 /// What the start-up cleanup did.
@@ -73,12 +107,14 @@ pub struct Cleanup {
     pub removed: Vec<String>,
     /// Recorded paths now held by someone else: left alone.
     pub kept: Vec<String>,
+    /// Ours, but removing them failed: still recorded, retried.
+    pub failed: Vec<String>,
 }
 
 pub struct OwnLocks {
     root_path: PathBuf,
     record_path: PathBuf,
-    held: BTreeMap<AppName, Vec<Held>>,
+    held: BTreeMap<AppName, HeldApp>,
 }
 
 impl OwnLocks {
@@ -94,41 +130,108 @@ impl OwnLocks {
         self.held.keys()
     }
 
+    /// Whose a held app's locks are.
+    pub fn purpose(&self, app: &AppName) -> Option<Purpose> {
+        self.held.get(app).map(|h| h.purpose)
+    }
+
+    /// Apps whose release failed and is to be retried.
+    pub fn releasing(&self) -> Vec<AppName> {
+        self.held
+            .iter()
+            .filter(|(_, h)| h.releasing)
+            .map(|(a, _)| a.clone())
+            .collect()
+    }
+
+    /// Every token recorded for a file that may still exist: the only
+    /// tokens that make a lock file holdfast's.
+    pub fn tokens(&self) -> BTreeSet<String> {
+        self.held
+            .values()
+            .flat_map(|h| h.files.iter().map(|f| f.entry.token.clone()))
+            .collect()
+    }
+
     /// Takes the lock of every listed service of `app` (every service
-    /// directory of the app when `services` is empty). Missing service
-    /// directories are created. On the first contended lock, every lock taken
-    /// so far is released again.
+    /// directory of the app when `services` is empty); missing service
+    /// directories are created. On the first contended lock every lock
+    /// taken so far is released again. `through`: a lock an app holds is
+    /// passed over instead (override, forced update). `announce` gets the
+    /// tokens about to be used before any file is created.
     pub fn take(
         &mut self,
         app: &AppName,
         services: &[ServiceName],
-    ) -> Result<Vec<ServiceId>, OwnLockError> {
-        self.take_inner(app, services, false)
-    }
-
-    /// As `take`, but a lock an app holds is passed over instead of failing
-    /// (under the lock override or a forced update).
-    pub fn take_through(
-        &mut self,
-        app: &AppName,
-        services: &[ServiceName],
-    ) -> Result<Vec<ServiceId>, OwnLockError> {
-        self.take_inner(app, services, true)
-    }
-
-    fn take_inner(
-        &mut self,
-        app: &AppName,
-        services: &[ServiceName],
         through: bool,
+        purpose: Purpose,
+        announce: impl FnOnce(BTreeSet<String>),
     ) -> Result<Vec<ServiceId>, OwnLockError> {
-        if self.held.contains_key(app) {
-            return Err(OwnLockError::AlreadyHeld(app.clone()));
-        }
+        self.settle(app)?;
         let root = open_root(&self.root_path)?;
+        let plan = self.plan_app(root.as_fd(), app, services)?;
+        let mut ids: Vec<ServiceId> = plan.iter().map(|(id, _)| id.clone()).collect();
+        ids.dedup();
+        self.take_planned(
+            root.as_fd(),
+            vec![(app.clone(), plan)],
+            through,
+            purpose,
+            announce,
+        )?;
+        Ok(ids)
+    }
+
+    /// Takes the locks of every service directory of each app at once, with
+    /// one durable record write (a reboot may lock thousands of apps).
+    /// Apps holdfast already holds are left as they are; apps with no
+    /// service directory are skipped. All-or-nothing across the apps.
+    pub fn take_many(
+        &mut self,
+        apps: &[AppName],
+        through: bool,
+        purpose: Purpose,
+        announce: impl FnOnce(BTreeSet<String>),
+    ) -> Result<Vec<AppName>, OwnLockError> {
+        let root = open_root(&self.root_path)?;
+        let mut plans = Vec::new();
+        for app in apps.iter().filter(|a| !self.held.contains_key(*a)) {
+            match self.plan_app(root.as_fd(), app, &[]) {
+                Ok(plan) => plans.push((app.clone(), plan)),
+                Err(OwnLockError::NoServices(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let taken = plans.iter().map(|(a, _)| a.clone()).collect();
+        self.take_planned(root.as_fd(), plans, through, purpose, announce)?;
+        Ok(taken)
+    }
+
+    /// A stranded release of `app` is retried before anything else.
+    fn settle(&mut self, app: &AppName) -> Result<(), OwnLockError> {
+        match self.held.get(app) {
+            None => Ok(()),
+            Some(h) if h.releasing => self.release(app).map(drop),
+            Some(h) => Err(OwnLockError::AlreadyHeld {
+                app: app.clone(),
+                purpose: h.purpose,
+            }),
+        }
+    }
+
+    fn plan_app(
+        &self,
+        root: BorrowedFd<'_>,
+        app: &AppName,
+        services: &[ServiceName],
+    ) -> Result<Vec<(ServiceId, String)>, OwnLockError> {
         let app_path = self.root_path.join(app.as_str());
-        let app_dir = open_or_create_subdir(root.as_fd(), app.as_str(), &app_path)?;
         let services = if services.is_empty() {
+            let app_dir = match super::fs::open_subdir(root, app.as_str(), &app_path) {
+                Ok(d) => d,
+                Err(e) if e.vanished() => return Err(OwnLockError::NoServices(app.clone())),
+                Err(e) => return Err(e.into()),
+            };
             let (names, _) = list_subdirs(app_dir.as_fd(), &app_path)?;
             names
                 .into_iter()
@@ -140,109 +243,220 @@ impl OwnLocks {
         if services.is_empty() {
             return Err(OwnLockError::NoServices(app.clone()));
         }
+        Ok(services
+            .into_iter()
+            .flat_map(|s| {
+                let id = ServiceId::new(app.clone(), s);
+                LOCK_FILE_NAMES.map(|f| (id.clone(), f.to_owned()))
+            })
+            .collect())
+    }
+
+    fn take_planned(
+        &mut self,
+        root: BorrowedFd<'_>,
+        plans: Vec<(AppName, Vec<(ServiceId, String)>)>,
+        through: bool,
+        purpose: Purpose,
+        announce: impl FnOnce(BTreeSet<String>),
+    ) -> Result<(), OwnLockError> {
+        if plans.is_empty() {
+            return Ok(());
+        }
         let token = random_token().map_err(|source| OwnLockError::Record {
             path: self.record_path.clone(),
             source,
         })?;
-        let intents: Vec<RecordEntry> = services
+        let intents: Vec<RecordEntry> = plans
             .iter()
-            .flat_map(|s| {
-                LOCK_FILE_NAMES.iter().map(|f| RecordEntry {
-                    service: ServiceId::new(app.clone(), s.clone()),
-                    file: (*f).to_owned(),
-                    token: token.clone(),
-                })
+            .flat_map(|(_, p)| p.iter())
+            .map(|(id, file)| RecordEntry {
+                service: id.clone(),
+                file: file.clone(),
+                token: token.clone(),
             })
             .collect();
         // Durable intent first: a crash between here and the creates leaves
         // a record whose files, if any, carry our token.
         self.write_record(&intents)?;
+        let mut tokens = self.tokens();
+        tokens.insert(token.clone());
+        announce(tokens);
 
-        let mut taken: Vec<Held> = Vec::new();
+        let mut taken: Vec<(AppName, Vec<Held>)> = Vec::new();
         let mut failure = None;
-        'services: for service in &services {
-            let id = ServiceId::new(app.clone(), service.clone());
-            let shown = app_path.join(service.as_str());
-            let dir = match open_or_create_subdir(app_dir.as_fd(), service.as_str(), &shown) {
+        'apps: for (app, plan) in plans {
+            let app_path = self.root_path.join(app.as_str());
+            let app_dir = match open_or_create_subdir(root, app.as_str(), &app_path) {
                 Ok(d) => d,
                 Err(e) => {
                     failure = Some(OwnLockError::Fs(e));
                     break;
                 }
             };
-            for file in LOCK_FILE_NAMES {
-                let entry = RecordEntry {
-                    service: id.clone(),
-                    file: file.to_owned(),
-                    token: token.clone(),
-                };
-                match create_own_lock(dir.as_fd(), file, &token, &shown) {
-                    Ok((dev, ino)) => taken.push(Held { entry, dev, ino }),
+            let mut files = Vec::new();
+            let mut dirs: BTreeMap<ServiceName, OwnedFd> = BTreeMap::new();
+            for entry in intents.iter().filter(|e| e.service.app == app) {
+                let service = &entry.service.service;
+                let shown = app_path.join(service.as_str());
+                if !dirs.contains_key(service) {
+                    match open_or_create_subdir(app_dir.as_fd(), service.as_str(), &shown) {
+                        Ok(d) => dirs.insert(service.clone(), d),
+                        Err(e) => {
+                            failure = Some(OwnLockError::Fs(e));
+                            taken.push((app, files));
+                            break 'apps;
+                        }
+                    };
+                }
+                let dir = dirs[service].as_fd();
+                match create_own_lock(dir, &entry.file, &token, &shown) {
+                    Ok(held) => files.push(Held {
+                        entry: entry.clone(),
+                        dev: held.0,
+                        ino: held.1,
+                        _flock: Some(held.2),
+                    }),
                     Err(Errno::EEXIST) if through => {}
-                    Err(Errno::EEXIST) => {
+                    Err(Errno::EEXIST | Errno::EWOULDBLOCK) => {
                         failure = Some(OwnLockError::Contended {
-                            id: id.clone(),
-                            file: file.to_owned(),
+                            id: entry.service.clone(),
+                            file: entry.file.clone(),
                         });
-                        break 'services;
+                        taken.push((app, files));
+                        break 'apps;
                     }
                     Err(e) => {
                         failure = Some(OwnLockError::Fs(FsError::Io {
-                            path: shown.join(file),
+                            path: shown.join(&entry.file),
                             source: e,
                         }));
-                        break 'services;
+                        taken.push((app, files));
+                        break 'apps;
                     }
                 }
             }
+            drop(plan);
+            taken.push((app, files));
         }
         if let Some(err) = failure {
-            for h in &taken {
-                self.remove_held(root.as_fd(), h);
+            // Give back what we took; what cannot be removed stays held.
+            for (app, files) in taken {
+                let kept: Vec<Held> = files
+                    .into_iter()
+                    .filter(|h| remove_held(root, &self.root_path, h).is_err())
+                    .collect();
+                if !kept.is_empty() {
+                    self.held.insert(
+                        app,
+                        HeldApp {
+                            purpose,
+                            files: kept,
+                            releasing: true,
+                        },
+                    );
+                }
             }
             self.write_record(&[])?;
             return Err(err);
         }
-        let ids: Vec<ServiceId> = services
-            .iter()
-            .map(|s| ServiceId::new(app.clone(), s.clone()))
-            .collect();
-        self.held.insert(app.clone(), taken);
-        Ok(ids)
-    }
-
-    /// Removes holdfast's own locks of `app`; app locks are never touched.
-    pub fn release(&mut self, app: &AppName) -> Result<usize, OwnLockError> {
-        let root = open_root(&self.root_path)?;
-        let held = self
-            .held
-            .remove(app)
-            .ok_or_else(|| OwnLockError::NotHeld(app.clone()))?;
-        let removed = held
-            .iter()
-            .filter(|h| self.remove_held(root.as_fd(), h))
-            .count();
-        self.write_record(&[])?;
-        Ok(removed)
-    }
-
-    pub fn release_all(&mut self) -> Result<usize, OwnLockError> {
-        let apps: Vec<AppName> = self.held.keys().cloned().collect();
-        let mut n = 0;
-        for app in apps {
-            n += self.release(&app)?;
+        for (app, files) in taken {
+            self.held.insert(
+                app,
+                HeldApp {
+                    purpose,
+                    files,
+                    releasing: false,
+                },
+            );
         }
-        Ok(n)
+        // The record now lists exactly what we hold.
+        self.write_record(&[])
     }
 
-    /// Start-up: removes the own locks a previous run left behind.
+    /// Removes holdfast's own locks of `app` (app locks are never touched).
+    /// Files that cannot be removed stay held and recorded, the release is
+    /// retried later, and the error names them.
+    pub fn release(&mut self, app: &AppName) -> Result<usize, OwnLockError> {
+        let Some(mut h) = self.held.remove(app) else {
+            return Err(OwnLockError::NotHeld(app.clone()));
+        };
+        let root = match open_root(&self.root_path) {
+            Ok(r) => r,
+            Err(e) => {
+                h.releasing = true;
+                self.held.insert(app.clone(), h);
+                return Err(e.into());
+            }
+        };
+        let mut failures = Vec::new();
+        let mut kept = Vec::new();
+        let mut removed = 0;
+        for f in h.files {
+            match remove_held(root.as_fd(), &self.root_path, &f) {
+                Ok(gone) => removed += usize::from(gone),
+                Err(e) => {
+                    failures.push(format!("{}/{}: {e}", f.entry.service, f.entry.file));
+                    kept.push(f);
+                }
+            }
+        }
+        if !kept.is_empty() {
+            self.held.insert(
+                app.clone(),
+                HeldApp {
+                    purpose: h.purpose,
+                    files: kept,
+                    releasing: true,
+                },
+            );
+        }
+        self.write_record(&[])?;
+        if failures.is_empty() {
+            Ok(removed)
+        } else {
+            Err(OwnLockError::Release {
+                app: app.clone(),
+                failures,
+            })
+        }
+    }
+
+    /// Releases every app held for `purpose` (all apps when `None`).
+    pub fn release_all(&mut self, purpose: Option<Purpose>) -> Result<usize, OwnLockError> {
+        let apps: Vec<AppName> = self
+            .held
+            .iter()
+            .filter(|(_, h)| purpose.is_none_or(|p| h.purpose == p))
+            .map(|(a, _)| a.clone())
+            .collect();
+        let mut n = 0;
+        let mut first_err = None;
+        for app in apps {
+            match self.release(&app) {
+                Ok(k) => n += k,
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(n),
+        }
+    }
+
+    /// Start-up: removes the own locks a previous run left behind. Files
+    /// that cannot be removed now stay recorded (and count as ours) and are
+    /// retried like a failed release.
     pub fn cleanup_leftovers(&mut self) -> Result<Cleanup, OwnLockError> {
         let record = match std::fs::read(&self.record_path) {
-            Ok(bytes) => serde_json::from_slice::<Record>(&bytes).unwrap_or_else(|e| {
-                tracing::warn!(path = %self.record_path.display(), error = %e,
-                    "own-lock record is unreadable; no leftover lock is removed");
-                Record::default()
-            }),
+            Ok(bytes) => serde_json::from_slice::<Record>(&bytes).map_err(|e| {
+                OwnLockError::RecordDamaged {
+                    path: self.record_path.clone(),
+                    reason: e.to_string(),
+                }
+            })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Record::default(),
             Err(source) => {
                 return Err(OwnLockError::Record {
@@ -256,40 +470,63 @@ impl OwnLocks {
             return Ok(report);
         }
         let root = open_root(&self.root_path)?;
-        for entry in &record.locks {
+        for entry in record.locks {
             let shown = format!("{}/{}", entry.service, entry.file);
-            let Ok(dir) = open_service_dir(root.as_fd(), &self.root_path, &entry.service) else {
-                continue;
+            let dir = match open_service_dir(root.as_fd(), &self.root_path, &entry.service) {
+                Ok(d) => d,
+                Err(e) if e.vanished() || e.skipped() => continue,
+                Err(e) => {
+                    report.failed.push(format!("{shown}: {e}"));
+                    self.keep_leftover(entry, 0, 0);
+                    continue;
+                }
             };
-            let Ok(st) = fstatat(&dir, entry.file.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW) else {
-                continue;
+            let st = match fstatat(&dir, entry.file.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
+                Err(Errno::ENOENT) => continue,
+                Err(e) => {
+                    report.failed.push(format!("{shown}: {e}"));
+                    self.keep_leftover(entry, 0, 0);
+                    continue;
+                }
             };
             let is_file =
                 SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFREG;
             let ours = is_file
                 && read_own_tag(dir.as_fd(), &entry.file, &st).as_deref()
                     == Some(entry.token.as_str());
-            if ours && unlinkat(&dir, entry.file.as_str(), UnlinkatFlags::NoRemoveDir).is_ok() {
-                report.removed.push(shown);
-            } else {
+            if !ours {
                 report.kept.push(shown);
+                continue;
+            }
+            match unlinkat(&dir, entry.file.as_str(), UnlinkatFlags::NoRemoveDir) {
+                Ok(()) => report.removed.push(shown),
+                Err(e) => {
+                    report.failed.push(format!("{shown}: {e}"));
+                    let (dev, ino) = file_key(&st);
+                    self.keep_leftover(entry, dev, ino);
+                }
             }
         }
         self.write_record(&[])?;
         Ok(report)
     }
 
-    /// Removes one own lock file if it is still the one we created.
-    fn remove_held(&self, root: BorrowedFd<'_>, h: &Held) -> bool {
-        let Ok(dir) = open_service_dir(root, &self.root_path, &h.entry.service) else {
-            return false;
-        };
-        match fstatat(&dir, h.entry.file.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
-            Ok(st) if file_key(&st) == (h.dev, h.ino) => {
-                unlinkat(&dir, h.entry.file.as_str(), UnlinkatFlags::NoRemoveDir).is_ok()
-            }
-            _ => false,
-        }
+    fn keep_leftover(&mut self, entry: RecordEntry, dev: u64, ino: u64) {
+        let h = self
+            .held
+            .entry(entry.service.app.clone())
+            .or_insert(HeldApp {
+                purpose: Purpose::Leftover,
+                files: Vec::new(),
+                releasing: true,
+            });
+        h.files.push(Held {
+            entry,
+            dev,
+            ino,
+            _flock: None,
+        });
     }
 
     /// Persists every held lock plus `pending` (locks about to be created).
@@ -297,8 +534,7 @@ impl OwnLocks {
         let mut locks: Vec<RecordEntry> = self
             .held
             .values()
-            .flatten()
-            .map(|h| h.entry.clone())
+            .flat_map(|h| h.files.iter().map(|f| f.entry.clone()))
             .collect();
         locks.extend_from_slice(pending);
         let bytes = serde_json::to_vec_pretty(&Record { locks }).expect("record serializes");
@@ -309,141 +545,68 @@ impl OwnLocks {
     }
 }
 
-/// Exclusive, no-follow create relative to the service directory, tagged and
-/// handed to uid 65534 through the fd (never through a path).
+/// Removes one own lock file if it is still ours: the one we created, or
+/// for a leftover (no identity known) one that carries its token. Gone
+/// already is done; true when this call removed it.
+fn remove_held(root: BorrowedFd<'_>, root_path: &Path, h: &Held) -> Result<bool, Errno> {
+    let dir = match open_service_dir(root, root_path, &h.entry.service) {
+        Ok(d) => d,
+        Err(e) if e.vanished() || e.skipped() => return Ok(false),
+        Err(FsError::Io { source, .. }) => return Err(source),
+        Err(_) => return Err(Errno::EIO),
+    };
+    let st = match fstatat(&dir, h.entry.file.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(Errno::ENOENT) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let ours = if (h.dev, h.ino) == (0, 0) {
+        read_own_tag(dir.as_fd(), &h.entry.file, &st).as_deref() == Some(h.entry.token.as_str())
+    } else {
+        file_key(&st) == (h.dev, h.ino)
+    };
+    if !ours {
+        return Ok(false); // replaced by someone else's: not ours to remove
+    }
+    unlinkat(&dir, h.entry.file.as_str(), UnlinkatFlags::NoRemoveDir).map(|()| true)
+}
+
+/// Exclusive, no-follow create relative to the service directory, `flock`ed,
+/// tagged and handed to uid 65534 through the fd (never through a path).
 fn create_own_lock(
     dir: BorrowedFd<'_>,
     file: &str,
     token: &str,
     shown: &Path,
-) -> Result<(u64, u64), Errno> {
+) -> Result<(u64, u64, Flock<File>), Errno> {
     let flags =
         OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let fd: OwnedFd = openat(dir, file, flags, Mode::from_bits_truncate(0o644))?;
-    let mut f = std::fs::File::from(fd);
+    let undo = |e: Errno| {
+        let _ = unlinkat(dir, file, UnlinkatFlags::NoRemoveDir);
+        e
+    };
+    // Someone's flock(1) opened our fresh file first: theirs, not ours.
+    let mut f =
+        Flock::lock(File::from(fd), FlockArg::LockExclusiveNonblock).map_err(|(_, e)| undo(e))?;
     let content = format!("{OWN_TAG}{token}\n");
     if let Err(e) = f.write_all(content.as_bytes()) {
-        let _ = unlinkat(dir, file, UnlinkatFlags::NoRemoveDir);
-        return Err(Errno::from_raw(
+        return Err(undo(Errno::from_raw(
             e.raw_os_error().unwrap_or(Errno::EIO as i32),
-        ));
+        )));
     }
-    if let Err(e) = fchown(&f, Some(Uid::from_raw(NOBODY)), Some(Gid::from_raw(NOBODY))) {
+    if let Err(e) = fchown(
+        &*f,
+        Some(Uid::from_raw(NOBODY)),
+        Some(Gid::from_raw(NOBODY)),
+    ) {
         // Unprivileged runs (development) cannot chown; the tag still marks it.
         tracing::debug!(path = %shown.join(file).display(), error = %e, "cannot hand own lock to uid 65534");
     }
-    let st = nix::sys::stat::fstat(&f)?;
-    Ok(file_key(&st))
+    let st = nix::sys::stat::fstat(&*f).map_err(undo)?;
+    let (dev, ino) = file_key(&st);
+    Ok((dev, ino, f))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn setup() -> (tempfile::TempDir, PathBuf, PathBuf) {
-        let t = tempfile::tempdir().unwrap();
-        let root = t.path().join("locks");
-        let state = t.path().join("state");
-        for s in ["main", "worker"] {
-            std::fs::create_dir_all(root.join("app1").join(s)).unwrap();
-        }
-        (t, root, state)
-    }
-
-    fn app(s: &str) -> AppName {
-        AppName::new(s).unwrap()
-    }
-
-    #[test]
-    fn takes_and_releases_every_service() {
-        let (_t, root, state) = setup();
-        let mut own = OwnLocks::new(&root, &state);
-        let ids = own.take(&app("app1"), &[]).unwrap();
-        assert_eq!(ids.len(), 2);
-        for s in ["main", "worker"] {
-            for f in LOCK_FILE_NAMES {
-                let text = std::fs::read_to_string(root.join("app1").join(s).join(f)).unwrap();
-                assert!(text.starts_with(OWN_TAG));
-            }
-        }
-        assert!(matches!(
-            own.take(&app("app1"), &[]),
-            Err(OwnLockError::AlreadyHeld(_))
-        ));
-        assert_eq!(own.release(&app("app1")).unwrap(), 4);
-        assert!(!root.join("app1/main/updates.lock").exists());
-    }
-
-    #[test]
-    fn all_or_nothing_against_an_app_lock() {
-        let (_t, root, state) = setup();
-        std::fs::write(root.join("app1/worker/updates.lock"), b"").unwrap();
-        let mut own = OwnLocks::new(&root, &state);
-        let err = own.take(&app("app1"), &[]).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "app1/worker is locked (updates.lock exists); no lock of app app1 was taken"
-        );
-        assert!(!root.join("app1/main/updates.lock").exists());
-        assert!(!root.join("app1/main/resin-updates.lock").exists());
-        assert!(
-            root.join("app1/worker/updates.lock").exists(),
-            "app lock kept"
-        );
-    }
-
-    #[test]
-    fn leftovers_are_cleaned_but_app_locks_survive() {
-        let (_t, root, state) = setup();
-        let mut own = OwnLocks::new(&root, &state);
-        own.take(&app("app1"), &[]).unwrap();
-        drop(own); // "crash": nothing released
-                   // An app replaced one of our files with its own meanwhile.
-        std::fs::remove_file(root.join("app1/main/updates.lock")).unwrap();
-        std::fs::write(root.join("app1/main/updates.lock"), b"app").unwrap();
-        let mut own = OwnLocks::new(&root, &state);
-        let report = own.cleanup_leftovers().unwrap();
-        assert_eq!(report.removed.len(), 3);
-        assert_eq!(report.kept, vec!["app1/main/updates.lock".to_string()]);
-        assert_eq!(
-            std::fs::read(root.join("app1/main/updates.lock")).unwrap(),
-            b"app"
-        );
-        // The record is empty now: a second start removes nothing.
-        let report = OwnLocks::new(&root, &state).cleanup_leftovers().unwrap();
-        assert_eq!(report, Cleanup::default());
-    }
-
-    #[test]
-    fn symlinked_service_dir_is_refused() {
-        let (t, root, state) = setup();
-        let elsewhere = t.path().join("elsewhere");
-        std::fs::create_dir_all(&elsewhere).unwrap();
-        std::os::unix::fs::symlink(&elsewhere, root.join("app1/evil")).unwrap();
-        let mut own = OwnLocks::new(&root, &state);
-        let err = own
-            .take(&app("app1"), &[ServiceName::new("evil").unwrap()])
-            .unwrap_err();
-        assert!(
-            matches!(err, OwnLockError::Fs(FsError::Symlink { .. })),
-            "{err}"
-        );
-        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
-    }
-
-    #[test]
-    fn planted_symlink_lock_is_not_followed() {
-        let (t, root, state) = setup();
-        let target = t.path().join("target");
-        std::os::unix::fs::symlink(&target, root.join("app1/main/updates.lock")).unwrap();
-        let mut own = OwnLocks::new(&root, &state);
-        assert!(matches!(
-            own.take(&app("app1"), &[]),
-            Err(OwnLockError::Contended { .. })
-        ));
-        assert!(
-            !target.exists(),
-            "O_NOFOLLOW|O_EXCL never creates through a link"
-        );
-    }
-}
+mod tests;

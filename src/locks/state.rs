@@ -1,6 +1,11 @@
 //! The lock table and its pure reducer. Filesystem observations come in as
 //! [`LockEvent`]s; the reducer returns the [`Change`]s worth logging, and
-//! subscribers (the logind inhibitor, later the update gate) read the table.
+//! the core publishes the table in its snapshot.
+//!
+//! "Could not look" is never "absent": a service whose lock paths cannot be
+//! read stays (or becomes) locked with an `unknown` reason, and a lock root
+//! that cannot be watched makes the whole table `blind`; both bind until a
+//! later read succeeds.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,6 +17,9 @@ use crate::names::{AppName, ServiceId};
 /// directory, so the legacy name sits beside the current one).
 pub const LOCK_FILE_NAMES: [&str; 2] = ["updates.lock", "resin-updates.lock"];
 
+/// Identity of a file: (device, inode).
+pub type FileKey = (u64, u64);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EntryKind {
@@ -20,6 +28,8 @@ pub enum EntryKind {
     /// Never followed; its existence alone is the lock.
     Symlink,
     Other,
+    /// The service directory could not be read.
+    Unknown,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -30,7 +40,7 @@ pub enum Owner {
 }
 
 /// One existing lock path in a service directory.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockEntry {
     pub name: String,
     pub kind: EntryKind,
@@ -38,12 +48,13 @@ pub struct LockEntry {
     /// Modification time in microseconds since the epoch: when an exclusive
     /// create made it.
     pub mtime_usec: u64,
-    #[serde(skip)]
     pub dev: u64,
-    #[serde(skip)]
     pub ino: u64,
-    /// Content carries holdfast's own-lock tag.
-    pub own_tag: bool,
+    /// The token of holdfast's own-lock tag in its content, if it has one.
+    pub token: Option<String>,
+    /// The token is one holdfast recorded (set by the table, not the reader:
+    /// a tag alone proves nothing).
+    pub own: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -62,16 +73,20 @@ pub struct Holder {
 }
 
 /// A locked service as the table reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceLock {
+    /// The lock paths as last read (empty when never read).
     pub entries: Vec<LockEntry>,
-    /// `None` until a holder scan ran for this lock.
+    /// `None` until a holder scan ran for these files.
     pub holders: Option<Vec<Holder>>,
+    /// Why the directory could not be read the last time we looked; the
+    /// lock binds until a read succeeds.
+    pub unknown: Option<String>,
 }
 
 impl ServiceLock {
     pub fn owner(&self) -> Owner {
-        if self.entries.iter().all(|e| e.own_tag) {
+        if !self.entries.is_empty() && self.entries.iter().all(|e| e.own) {
             Owner::Holdfast
         } else {
             Owner::App
@@ -79,7 +94,10 @@ impl ServiceLock {
     }
 
     pub fn kind(&self) -> EntryKind {
-        self.entries[0].kind
+        match (&self.unknown, self.entries.first()) {
+            (None, Some(e)) => e.kind,
+            _ => EntryKind::Unknown,
+        }
     }
 
     pub fn since_usec(&self) -> u64 {
@@ -89,7 +107,11 @@ impl ServiceLock {
     /// Nothing has it open or locked: typical of `flock(1)` leftovers and
     /// crashed apps, but also of create-and-close clients like `lockfile(1)`.
     pub fn stale(&self) -> bool {
-        matches!(&self.holders, Some(h) if h.is_empty())
+        self.unknown.is_none() && matches!(&self.holders, Some(h) if h.is_empty())
+    }
+
+    pub fn keys(&self) -> Vec<FileKey> {
+        self.entries.iter().map(|e| (e.dev, e.ino)).collect()
     }
 
     fn same_files(&self, entries: &[LockEntry]) -> bool {
@@ -103,11 +125,27 @@ impl ServiceLock {
 }
 
 /// Everything holdfast knows about the lock directories.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct LockTable {
     /// Every known service directory; `Some` when it is locked.
     services: BTreeMap<ServiceId, Option<ServiceLock>>,
+    /// Tokens of holdfast's own locks, as recorded before their creation.
+    own_tokens: BTreeSet<String>,
+    /// Why the lock root cannot be watched right now.
+    blind: Option<String>,
+    /// Bumped by every mutation: readers tell "changed" without comparing.
+    generation: u64,
 }
+
+impl PartialEq for LockTable {
+    fn eq(&self, other: &Self) -> bool {
+        self.services == other.services
+            && self.own_tokens == other.own_tokens
+            && self.blind == other.blind
+    }
+}
+
+impl Eq for LockTable {}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LockEvent {
@@ -116,16 +154,30 @@ pub enum LockEvent {
         id: ServiceId,
         entries: Vec<LockEntry>,
     },
-    /// Holder scan result for a service's current lock files.
+    /// A service directory (or the lock root on the way to it) could not be
+    /// read: whatever it held, it now binds as unknown.
+    ServiceUnreadable {
+        id: ServiceId,
+        reason: String,
+    },
+    /// Holder scan result for the files with these keys.
     HoldersObserved {
         id: ServiceId,
+        keys: Vec<FileKey>,
         holders: Vec<Holder>,
     },
     ServiceRemoved(ServiceId),
     AppRemoved(AppName),
-    /// A full rescan: replaces the whole table (start-up, queue overflow,
-    /// lock root recreated).
+    /// A complete rescan: replaces the whole table and clears `blind` and
+    /// every `unknown` (start-up, queue overflow, lock root recreated,
+    /// recovery after an error).
     Resync(Vec<(ServiceId, Vec<LockEntry>)>),
+    /// The lock root cannot be watched or read: nothing is forgotten, and
+    /// everything binds until a `Resync`.
+    Blind(String),
+    /// The tokens holdfast recorded for its own locks (sent before the
+    /// files are created, so their events are classified right).
+    OwnTokens(BTreeSet<String>),
 }
 
 /// What changed, for logs and signals.
@@ -134,6 +186,9 @@ pub enum Change {
     Taken { id: ServiceId, owner: Owner },
     Released { id: ServiceId },
     Stale { id: ServiceId },
+    Unknown { id: ServiceId, reason: String },
+    Blind { reason: String },
+    Sighted,
 }
 
 impl LockTable {
@@ -143,12 +198,14 @@ impl LockTable {
             .filter_map(|(id, l)| l.as_ref().map(|l| (id, l)))
     }
 
+    /// Every locked service: by an app, by holdfast, or unknown.
     pub fn locked_ids(&self) -> Vec<&ServiceId> {
         self.locks().map(|(id, _)| id).collect()
     }
 
+    /// Anything that keeps the inhibitor: a lock, or not being able to see.
     pub fn is_locked(&self) -> bool {
-        self.locks().next().is_some()
+        self.blind.is_some() || self.locks().next().is_some()
     }
 
     pub fn lock_count(&self) -> usize {
@@ -157,6 +214,20 @@ impl LockTable {
 
     pub fn get(&self, id: &ServiceId) -> Option<&ServiceLock> {
         self.services.get(id).and_then(Option::as_ref)
+    }
+
+    /// Why the lock root cannot be watched, while it cannot.
+    pub fn blind(&self) -> Option<&str> {
+        self.blind.as_deref()
+    }
+
+    /// The tokens recorded for holdfast's own locks.
+    pub fn own_tokens(&self) -> &BTreeSet<String> {
+        &self.own_tokens
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Known service directories of one app, locked or not.
@@ -175,7 +246,8 @@ impl LockTable {
         self.services.len()
     }
 
-    /// Services whose lock an app holds (not holdfast itself).
+    /// Services whose lock an app holds (not holdfast itself), the ones that
+    /// could not be read included.
     pub fn held_by_apps(&self) -> Vec<&ServiceId> {
         self.locks()
             .filter(|(_, l)| l.owner() == Owner::App)
@@ -183,35 +255,81 @@ impl LockTable {
             .collect()
     }
 
+    /// Services that could not be read, with the reason.
+    pub fn unknown(&self) -> impl Iterator<Item = (&ServiceId, &str)> {
+        self.locks()
+            .filter_map(|(id, l)| l.unknown.as_deref().map(|r| (id, r)))
+    }
+
     pub fn apply(&mut self, event: LockEvent) -> Vec<Change> {
         let mut changes = Vec::new();
+        let mutated = self.reduce(event, &mut changes);
+        if mutated {
+            self.generation += 1;
+        }
+        changes
+    }
+
+    /// Applies one event; true when the table changed.
+    fn reduce(&mut self, event: LockEvent, changes: &mut Vec<Change>) -> bool {
         match event {
-            LockEvent::ServiceObserved { id, entries } => {
-                self.observe(id, entries, &mut changes);
-            }
-            LockEvent::HoldersObserved { id, holders } => {
-                if let Some(Some(lock)) = self.services.get_mut(&id) {
-                    let was_stale = lock.stale();
-                    lock.holders = Some(holders);
-                    if lock.stale() && !was_stale {
-                        changes.push(Change::Stale { id });
-                    }
+            LockEvent::ServiceObserved { id, entries } => self.observe(id, entries, changes),
+            LockEvent::ServiceUnreadable { id, reason } => {
+                let slot = self.services.entry(id.clone()).or_insert(None);
+                let lock = slot.get_or_insert_with(|| ServiceLock {
+                    entries: Vec::new(),
+                    holders: None,
+                    unknown: None,
+                });
+                if lock.unknown.as_ref() == Some(&reason) {
+                    return false;
                 }
+                if lock.unknown.is_none() {
+                    changes.push(Change::Unknown {
+                        id,
+                        reason: reason.clone(),
+                    });
+                }
+                lock.unknown = Some(reason);
+                true
             }
-            LockEvent::ServiceRemoved(id) => {
-                if let Some(Some(_)) = self.services.remove(&id) {
+            LockEvent::HoldersObserved { id, keys, holders } => {
+                let Some(Some(lock)) = self.services.get_mut(&id) else {
+                    return false;
+                };
+                // A scan of files that have since been replaced says nothing.
+                if lock.keys() != keys || lock.holders.as_ref() == Some(&holders) {
+                    return false;
+                }
+                let was_stale = lock.stale();
+                lock.holders = Some(holders);
+                if lock.stale() && !was_stale {
+                    changes.push(Change::Stale { id });
+                }
+                true
+            }
+            LockEvent::ServiceRemoved(id) => match self.services.remove(&id) {
+                Some(Some(_)) => {
                     changes.push(Change::Released { id });
+                    true
                 }
-            }
+                Some(None) => true,
+                None => false,
+            },
             LockEvent::AppRemoved(app) => {
                 let gone: Vec<ServiceId> = self.services_of(&app).cloned().collect();
-                for id in gone {
-                    if let Some(Some(_)) = self.services.remove(&id) {
-                        changes.push(Change::Released { id });
+                for id in &gone {
+                    if let Some(Some(_)) = self.services.remove(id) {
+                        changes.push(Change::Released { id: id.clone() });
                     }
                 }
+                !gone.is_empty()
             }
             LockEvent::Resync(all) => {
+                let before = (self.services.clone(), self.blind.take());
+                if before.1.is_some() {
+                    changes.push(Change::Sighted);
+                }
                 let seen: BTreeSet<ServiceId> = all.iter().map(|(id, _)| id.clone()).collect();
                 let vanished: Vec<ServiceId> = self
                     .services
@@ -225,23 +343,61 @@ impl LockTable {
                     }
                 }
                 for (id, entries) in all {
-                    self.observe(id, entries, &mut changes);
+                    self.observe(id, entries, changes);
                 }
+                self.services != before.0 || before.1.is_some()
+            }
+            LockEvent::Blind(reason) => {
+                if self.blind.as_ref() == Some(&reason) {
+                    return false;
+                }
+                if self.blind.is_none() {
+                    changes.push(Change::Blind {
+                        reason: reason.clone(),
+                    });
+                }
+                self.blind = Some(reason);
+                true
+            }
+            LockEvent::OwnTokens(tokens) => {
+                if tokens == self.own_tokens {
+                    return false;
+                }
+                self.own_tokens = tokens;
+                for lock in self.services.values_mut().flatten() {
+                    for e in &mut lock.entries {
+                        e.own = is_own(&self.own_tokens, e);
+                    }
+                }
+                true
             }
         }
-        changes
     }
 
-    fn observe(&mut self, id: ServiceId, entries: Vec<LockEntry>, changes: &mut Vec<Change>) {
+    /// Returns whether the table changed.
+    fn observe(
+        &mut self,
+        id: ServiceId,
+        mut entries: Vec<LockEntry>,
+        changes: &mut Vec<Change>,
+    ) -> bool {
+        for e in &mut entries {
+            e.own = is_own(&self.own_tokens, e);
+        }
+        let known = self.services.contains_key(&id);
         let slot = self.services.entry(id.clone()).or_insert(None);
         match (slot.as_mut(), entries.is_empty()) {
-            (None, true) => {}
+            (None, true) => !known,
             (Some(_), true) => {
                 *slot = None;
                 changes.push(Change::Released { id });
+                true
             }
             (Some(lock), false) if lock.same_files(&entries) => {
+                let changed = lock.entries != entries || lock.unknown.is_some();
                 lock.entries = entries;
+                lock.unknown = None;
+                changed
             }
             (current, false) => {
                 // New lock, or the files were replaced: holders are unknown again.
@@ -249,6 +405,7 @@ impl LockTable {
                 let lock = ServiceLock {
                     entries,
                     holders: None,
+                    unknown: None,
                 };
                 if !was_locked {
                     changes.push(Change::Taken {
@@ -257,9 +414,14 @@ impl LockTable {
                     });
                 }
                 *slot = Some(lock);
+                true
             }
         }
     }
+}
+
+fn is_own(tokens: &BTreeSet<String>, e: &LockEntry) -> bool {
+    e.kind == EntryKind::File && e.token.as_ref().is_some_and(|t| tokens.contains(t))
 }
 
 #[cfg(test)]
@@ -278,12 +440,25 @@ mod tests {
             mtime_usec: ino * 10,
             dev: 1,
             ino,
-            own_tag: own,
+            token: own.then(|| "t1".to_owned()),
+            own: false,
         }
+    }
+
+    fn tokens(t: &[&str]) -> LockEvent {
+        LockEvent::OwnTokens(t.iter().map(|s| s.to_string()).collect())
     }
 
     fn observed(s: &str, entries: Vec<LockEntry>) -> LockEvent {
         LockEvent::ServiceObserved { id: id(s), entries }
+    }
+
+    fn holders(s: &str, ino: u64, holders: Vec<Holder>) -> LockEvent {
+        LockEvent::HoldersObserved {
+            id: id(s),
+            keys: vec![(1, ino)],
+            holders,
+        }
     }
 
     #[test]
@@ -312,8 +487,14 @@ mod tests {
     }
 
     #[test]
-    fn own_locks_are_recognised_by_tag() {
+    fn own_locks_are_recognised_by_recorded_tag_only() {
         let mut t = LockTable::default();
+        // A tag whose token holdfast never recorded is an app's lock.
+        t.apply(observed("a/x", vec![entry("updates.lock", 9, true)]));
+        assert_eq!(t.get(&id("a/x")).unwrap().owner(), Owner::App);
+        t.apply(tokens(&["t1"]));
+        assert_eq!(t.get(&id("a/x")).unwrap().owner(), Owner::Holdfast);
+        t.apply(LockEvent::ServiceRemoved(id("a/x")));
         let c = t.apply(observed(
             "a/main",
             vec![
@@ -353,22 +534,13 @@ mod tests {
             comm: "flock".into(),
             how: HoldKind::Flock,
         };
-        let c = t.apply(LockEvent::HoldersObserved {
-            id: id("a/main"),
-            holders: vec![holder],
-        });
+        let c = t.apply(holders("a/main", 1, vec![holder]));
         assert!(c.is_empty());
-        let c = t.apply(LockEvent::HoldersObserved {
-            id: id("a/main"),
-            holders: vec![],
-        });
+        let c = t.apply(holders("a/main", 1, vec![]));
         assert_eq!(c, vec![Change::Stale { id: id("a/main") }]);
         assert!(t.get(&id("a/main")).unwrap().stale());
         // Reported once.
-        let c = t.apply(LockEvent::HoldersObserved {
-            id: id("a/main"),
-            holders: vec![],
-        });
+        let c = t.apply(holders("a/main", 1, vec![]));
         assert!(c.is_empty());
         // Stale locks still count.
         assert!(t.is_locked());
@@ -378,10 +550,7 @@ mod tests {
     fn replaced_file_resets_holders_without_a_new_taken() {
         let mut t = LockTable::default();
         t.apply(observed("a/main", vec![entry("updates.lock", 1, false)]));
-        t.apply(LockEvent::HoldersObserved {
-            id: id("a/main"),
-            holders: vec![],
-        });
+        t.apply(holders("a/main", 1, vec![]));
         let c = t.apply(observed("a/main", vec![entry("updates.lock", 2, false)]));
         assert!(c.is_empty());
         assert_eq!(t.get(&id("a/main")).unwrap().holders, None);
@@ -421,5 +590,86 @@ mod tests {
         );
         assert_eq!(t.service_count(), 2);
         assert_eq!(t.locked_ids(), vec![&id("a/w")]);
+    }
+
+    #[test]
+    fn a_holder_scan_of_replaced_files_is_ignored() {
+        let mut t = LockTable::default();
+        t.apply(observed("a/main", vec![entry("updates.lock", 2, false)]));
+        let g = t.generation();
+        assert!(t.apply(holders("a/main", 1, vec![])).is_empty());
+        assert_eq!(t.get(&id("a/main")).unwrap().holders, None);
+        assert_eq!(t.generation(), g, "nothing changed");
+    }
+
+    #[test]
+    fn unreadable_binds_until_read_again() {
+        let mut t = LockTable::default();
+        t.apply(observed("a/main", vec![entry("updates.lock", 1, false)]));
+        t.apply(observed("a/w", vec![]));
+        // Could not look: the lock stays, and an unlocked service binds too.
+        let unreadable = |s: &str| LockEvent::ServiceUnreadable {
+            id: id(s),
+            reason: "Too many open files".into(),
+        };
+        let c = t.apply(unreadable("a/main"));
+        assert_eq!(
+            c,
+            vec![Change::Unknown {
+                id: id("a/main"),
+                reason: "Too many open files".into()
+            }]
+        );
+        t.apply(unreadable("a/w"));
+        assert_eq!(t.held_by_apps(), vec![&id("a/main"), &id("a/w")]);
+        assert_eq!(t.get(&id("a/w")).unwrap().kind(), EntryKind::Unknown);
+        assert!(!t.get(&id("a/w")).unwrap().stale());
+        assert_eq!(t.unknown().count(), 2);
+        // Reported once.
+        assert!(t.apply(unreadable("a/main")).is_empty());
+        // A successful read settles both.
+        assert!(t
+            .apply(observed("a/main", vec![entry("updates.lock", 1, false)]))
+            .is_empty());
+        let c = t.apply(observed("a/w", vec![]));
+        assert_eq!(c, vec![Change::Released { id: id("a/w") }]);
+        assert_eq!(t.unknown().count(), 0);
+        assert_eq!(t.held_by_apps(), vec![&id("a/main")]);
+    }
+
+    #[test]
+    fn blind_keeps_everything_until_a_resync() {
+        let mut t = LockTable::default();
+        assert!(!t.is_locked());
+        let c = t.apply(LockEvent::Blind("EMFILE".into()));
+        assert_eq!(
+            c,
+            vec![Change::Blind {
+                reason: "EMFILE".into()
+            }]
+        );
+        assert!(t.is_locked(), "not seeing binds like a lock");
+        t.apply(observed("a/main", vec![entry("updates.lock", 1, false)]));
+        let c = t.apply(LockEvent::Resync(vec![(id("a/main"), vec![])]));
+        assert_eq!(
+            c,
+            vec![Change::Sighted, Change::Released { id: id("a/main") }]
+        );
+        assert!(!t.is_locked());
+        assert_eq!(t.blind(), None);
+    }
+
+    #[test]
+    fn generation_moves_only_on_change() {
+        let mut t = LockTable::default();
+        t.apply(observed("a/main", vec![]));
+        let g = t.generation();
+        assert_eq!(g, 1, "a new directory is news");
+        t.apply(observed("a/main", vec![]));
+        assert_eq!(t.generation(), g, "an unlocked directory seen again");
+        t.apply(observed("a/main", vec![entry("updates.lock", 1, false)]));
+        assert_eq!(t.generation(), g + 1);
+        t.apply(observed("a/main", vec![entry("updates.lock", 1, false)]));
+        assert_eq!(t.generation(), g + 1);
     }
 }

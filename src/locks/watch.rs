@@ -1,21 +1,32 @@
 //! Turns lock-directory changes into [`LockEvent`]s with inotify only: one
 //! watch on the lock root, one per app directory, one per service directory.
-//! Queue overflow, the root vanishing and start-up are all handled by one
-//! full rescan on a fresh inotify instance.
+//!
+//! A failure to look is never reported as "gone": a service that cannot be
+//! read becomes `ServiceUnreadable`, a lock root that cannot be scanned
+//! makes the table `Blind`, and either schedules a full rebuild, retried
+//! with a bounded back-off until it succeeds. A rebuild builds a fresh
+//! inotify instance and scans it completely before it replaces the old one,
+//! so a failed rebuild never leaves us with fewer watches than before.
 
 use std::collections::{BTreeSet, HashMap};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use crate::inotify::AsyncInotify;
 use nix::errno::Errno;
 use nix::sys::inotify::{AddWatchFlags, InotifyEvent, WatchDescriptor};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
-use super::fs::{self as lockfs, FsError, ServiceScan, Skipped};
-use super::holders;
+use super::fs::{self as lockfs, FsError, ServiceScan};
+use super::holders::ScanRequest;
 use super::state::{LockEvent, LOCK_FILE_NAMES};
+use crate::inotify::AsyncInotify;
+use crate::liveness::Beat;
 use crate::names::{AppName, ServiceId, ServiceName};
+
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Node {
@@ -39,60 +50,123 @@ fn service_mask() -> AddWatchFlags {
     dir_mask() | AddWatchFlags::IN_CLOSE_WRITE | AddWatchFlags::IN_CLOSE_NOWRITE
 }
 
-pub struct Watcher {
-    root_path: PathBuf,
-    proc_root: PathBuf,
+/// One inotify instance and what each of its watches is.
+struct Watches {
     inotify: AsyncInotify,
     nodes: HashMap<WatchDescriptor, Node>,
 }
 
-/// What the initial scan found, for the table and the logs.
-pub struct Scan {
-    pub services: Vec<ServiceScan>,
-    pub skipped: Vec<Skipped>,
+impl Watches {
+    fn new() -> Result<Self, Errno> {
+        let inotify = AsyncInotify::new().map_err(|e| lockfs::errno_of(&e))?;
+        Ok(Self {
+            inotify,
+            nodes: HashMap::new(),
+        })
+    }
+
+    /// Watches through the opened fd: the path can't be swapped for a
+    /// symlink between our no-follow open and the watch.
+    fn add(&mut self, dir: BorrowedFd<'_>, node: Node, mask: AddWatchFlags) -> Result<(), Errno> {
+        let path = format!("/proc/self/fd/{}", dir.as_raw_fd());
+        let wd = self.inotify.add(path.as_ref(), mask)?;
+        self.nodes.insert(wd, node);
+        Ok(())
+    }
+
+    fn forget(&mut self, pred: impl Fn(&Node) -> bool) {
+        let doomed: Vec<WatchDescriptor> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| pred(n))
+            .map(|(wd, _)| *wd)
+            .collect();
+        for wd in doomed {
+            self.nodes.remove(&wd);
+            // A renamed-away directory keeps its watch unless removed.
+            self.inotify.remove(wd);
+        }
+    }
+}
+
+pub struct Watcher {
+    root_path: PathBuf,
+    /// `None` only when no instance could ever be made (then we are blind).
+    watches: Option<Watches>,
+    events: mpsc::Sender<LockEvent>,
+    holders: mpsc::Sender<ScanRequest>,
+    beat: Beat,
+    rebuild_at: Option<Instant>,
+    backoff: Duration,
+    /// The last failure reported, so a retry loop logs it once.
+    failing: Option<String>,
+}
+
+/// What a complete scan found.
+struct Scan {
+    services: Vec<ServiceScan>,
+    watches: Watches,
 }
 
 impl Watcher {
-    /// Creates the lock root if needed, watches it and scans it.
-    pub fn start(root_path: &Path) -> Result<(Self, Scan), FsError> {
-        let inotify = new_inotify(root_path)?;
+    /// Creates the lock root if needed, watches and scans it, and sends the
+    /// result (a `Resync`, or `Blind` with a rebuild scheduled) before it
+    /// returns, so the table is complete before holdfast says it is ready.
+    pub async fn start(
+        root_path: &Path,
+        events: mpsc::Sender<LockEvent>,
+        holders: mpsc::Sender<ScanRequest>,
+        beat: Beat,
+    ) -> Watcher {
         let mut w = Watcher {
             root_path: root_path.to_owned(),
-            proc_root: PathBuf::from("/proc"),
-            inotify,
-            nodes: HashMap::new(),
+            watches: None,
+            events,
+            holders,
+            beat,
+            rebuild_at: None,
+            backoff: RETRY_MIN,
+            failing: None,
         };
-        let scan = w.watch_and_scan_root()?;
-        Ok((w, scan))
+        w.rebuild().await;
+        w
     }
 
-    /// Runs until the receiver goes away.
-    pub async fn run(mut self, tx: mpsc::Sender<LockEvent>, initial: Vec<ServiceId>) {
-        self.send_holders(&tx, initial.into_iter().collect()).await;
+    /// Runs until the table side has gone away.
+    pub async fn run(mut self) {
         loop {
-            let events = match self.inotify.next_batch().await {
-                Ok(ev) => ev,
-                Err(e) => {
-                    tracing::error!(error = %e, "inotify read failed; rescanning");
-                    vec![]
+            let rebuild_at = self.rebuild_at;
+            let ok = tokio::select! {
+                batch = next_batch(self.watches.as_mut()) => match batch {
+                    Ok(events) => self.handle_batch(events).await,
+                    Err(e) => {
+                        tracing::error!(error = %e, "inotify read failed; rebuilding the lock root watch");
+                        self.rebuild().await
+                    }
+                },
+                _ = sleep_until(rebuild_at) => self.rebuild().await,
+                g = self.beat.asked() => {
+                    self.beat.answer(g);
+                    true
                 }
             };
-            if !self.handle_batch(events, &tx).await {
+            if !ok {
                 return;
             }
         }
     }
 
     /// Returns false when the table side has gone away.
-    async fn handle_batch(
-        &mut self,
-        events: Vec<InotifyEvent>,
-        tx: &mpsc::Sender<LockEvent>,
-    ) -> bool {
-        let mut rescan = events.is_empty();
+    async fn handle_batch(&mut self, events: Vec<InotifyEvent>) -> bool {
+        let Some(watches) = self.watches.as_mut() else {
+            return true;
+        };
+        let mut rescan = false;
         let mut out = Vec::new();
         let mut inspect: BTreeSet<ServiceId> = BTreeSet::new();
         let mut closed: BTreeSet<ServiceId> = BTreeSet::new();
+        let mut appeared_apps: Vec<String> = Vec::new();
+        let mut appeared_services: Vec<(AppName, String)> = Vec::new();
         for ev in events {
             if ev.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
                 tracing::warn!("inotify queue overflowed; rescanning the lock root");
@@ -100,10 +174,13 @@ impl Watcher {
                 continue;
             }
             if ev.mask.contains(AddWatchFlags::IN_IGNORED) {
-                self.nodes.remove(&ev.wd);
+                // The root's watch going means it is gone or unmounted.
+                if watches.nodes.remove(&ev.wd) == Some(Node::Root) {
+                    rescan = true;
+                }
                 continue;
             }
-            let Some(node) = self.nodes.get(&ev.wd).cloned() else {
+            let Some(node) = watches.nodes.get(&ev.wd).cloned() else {
                 continue;
             };
             let gone_self = ev
@@ -124,10 +201,10 @@ impl Watcher {
                 Node::Root => {
                     let Some(name) = name else { continue };
                     if appeared {
-                        self.app_appeared(&name, &mut out);
+                        appeared_apps.push(name);
                     } else if vanished {
                         if let Ok(app) = AppName::new(name) {
-                            self.forget(|n| {
+                            watches.forget(|n| {
                                 matches!(n, Node::App(a) if *a == app)
                                     || matches!(n, Node::Service(id) if id.app == app)
                             });
@@ -142,13 +219,11 @@ impl Watcher {
                         continue; // the root's event reports it
                     }
                     if appeared {
-                        if let Some(id) = self.service_appeared(&app, &name) {
-                            inspect.insert(id);
-                        }
+                        appeared_services.push((app, name));
                     } else if vanished {
                         if let Ok(service) = ServiceName::new(name) {
                             let id = ServiceId::new(app.clone(), service);
-                            self.forget(|n| matches!(n, Node::Service(s) if *s == id));
+                            watches.forget(|n| matches!(n, Node::Service(s) if *s == id));
                             inspect.remove(&id);
                             out.push(LockEvent::ServiceRemoved(id));
                         }
@@ -170,151 +245,126 @@ impl Watcher {
                 }
             }
         }
-
         if rescan {
-            match self.rebuild() {
-                Ok(scan) => {
-                    let ids = scan
-                        .services
-                        .iter()
-                        .filter(|(_, e)| !e.is_empty())
-                        .map(|(id, _)| id.clone())
-                        .collect();
-                    if tx.send(LockEvent::Resync(scan.services)).await.is_err() {
-                        return false;
-                    }
-                    self.send_holders(tx, ids).await;
-                }
-                Err(e) => tracing::error!(error = %e, "cannot rescan the lock root"),
-            }
-            return true;
+            return self.rebuild().await;
         }
 
-        let root = self.open_root_quiet();
-        for id in &inspect {
-            let entries = root
-                .as_ref()
-                .and_then(|r| lockfs::open_service_dir(r.as_fd(), &self.root_path, id).ok())
-                .map(|d| lockfs::read_lock_entries(d.as_fd()));
-            match entries {
-                Some(entries) => {
-                    if !entries.is_empty() {
-                        closed.insert(id.clone());
+        let root = lockfs::open_root(&self.root_path);
+        for name in appeared_apps {
+            match &root {
+                Ok(root) => self.app_appeared(root.as_fd(), &name, &mut out),
+                Err(e) => self.failed(e, &mut out),
+            }
+        }
+        for (app, name) in appeared_services {
+            match &root {
+                Ok(root) => {
+                    if let Some(id) = self.service_appeared(root.as_fd(), &app, &name, &mut out) {
+                        inspect.insert(id);
                     }
-                    out.push(LockEvent::ServiceObserved {
-                        id: id.clone(),
-                        entries,
-                    });
                 }
-                None => out.push(LockEvent::ServiceRemoved(id.clone())),
+                Err(e) => self.failed(e, &mut out),
+            }
+        }
+        let mut scans = Vec::new();
+        for id in inspect {
+            let read = match &root {
+                Ok(root) => read_service(root.as_fd(), &self.root_path, &id),
+                Err(e) => Err(e.to_string()),
+            };
+            match read {
+                Ok(Some(entries)) => {
+                    if !entries.is_empty() {
+                        scans.push(ScanRequest {
+                            id: id.clone(),
+                            keys: entries.iter().map(|e| (e.dev, e.ino)).collect(),
+                        });
+                        closed.remove(&id);
+                    }
+                    out.push(LockEvent::ServiceObserved { id, entries });
+                }
+                Ok(None) => out.push(LockEvent::ServiceRemoved(id)),
+                Err(reason) => {
+                    self.schedule_rebuild(&reason);
+                    out.push(LockEvent::ServiceUnreadable { id, reason });
+                }
+            }
+        }
+        if let Ok(root) = &root {
+            for id in closed {
+                if let Ok(dir) = lockfs::open_service_dir(root.as_fd(), &self.root_path, &id) {
+                    let keys = lockfs::lock_file_keys(dir.as_fd());
+                    if !keys.is_empty() {
+                        scans.push(ScanRequest { id, keys });
+                    }
+                }
             }
         }
         for ev in out {
-            if tx.send(ev).await.is_err() {
+            if self.events.send(ev).await.is_err() {
                 return false;
             }
         }
-        // Holder scans come after the lock events so a new lock is reported
-        // (and inhibited) before /proc is walked.
-        self.send_holders(tx, closed).await;
+        // Holder scans walk /proc elsewhere: the next batch never waits.
+        self.ask_holders(scans);
         true
     }
 
-    async fn send_holders(&self, tx: &mpsc::Sender<LockEvent>, ids: BTreeSet<ServiceId>) {
-        if ids.is_empty() {
-            return;
-        }
-        let Some(root) = self.open_root_quiet() else {
-            return;
-        };
-        let mut files: Vec<(ServiceId, Vec<holders::FileKey>)> = Vec::new();
-        for id in ids {
-            if let Ok(dir) = lockfs::open_service_dir(root.as_fd(), &self.root_path, &id) {
-                let keys = lockfs::lock_file_keys(dir.as_fd());
-                if !keys.is_empty() {
-                    files.push((id, keys));
-                }
-            }
-        }
-        let all: Vec<holders::FileKey> = files.iter().flat_map(|(_, k)| k.clone()).collect();
-        // Walking /proc takes milliseconds: off the event loop, so lock
-        // events and the inhibitor never wait behind it.
-        let proc_root = self.proc_root.clone();
-        let Ok(found) = tokio::task::spawn_blocking(move || holders::scan(&proc_root, &all)).await
-        else {
-            return;
-        };
-        for (id, keys) in files {
-            let mut hs: Vec<_> = keys
-                .iter()
-                .filter_map(|k| found.get(k))
-                .flatten()
-                .cloned()
-                .collect();
-            hs.sort();
-            hs.dedup_by(|a, b| a.pid == b.pid);
-            if tx
-                .send(LockEvent::HoldersObserved { id, holders: hs })
-                .await
-                .is_err()
-            {
-                return;
-            }
+    fn ask_holders(&self, scans: Vec<ScanRequest>) {
+        for s in scans {
+            // Best effort: holders are a hint, never a decision.
+            let _ = self.holders.try_send(s);
         }
     }
 
-    fn open_root_quiet(&self) -> Option<OwnedFd> {
-        lockfs::open_root(&self.root_path).ok()
+    /// A failure to look somewhere: everything binds until a rebuild works.
+    fn failed(&mut self, e: &FsError, out: &mut Vec<LockEvent>) {
+        let reason = e.to_string();
+        self.schedule_rebuild(&reason);
+        out.push(LockEvent::Blind(reason));
     }
 
-    fn forget(&mut self, pred: impl Fn(&Node) -> bool) {
-        let doomed: Vec<WatchDescriptor> = self
-            .nodes
-            .iter()
-            .filter(|(_, n)| pred(n))
-            .map(|(wd, _)| *wd)
-            .collect();
-        for wd in doomed {
-            self.nodes.remove(&wd);
-            // A renamed-away directory keeps its watch unless removed.
-            self.inotify.remove(wd);
+    fn schedule_rebuild(&mut self, reason: &str) {
+        if self.failing.as_deref() != Some(reason) {
+            tracing::error!(root = %self.root_path.display(), reason,
+                "cannot read the lock directories; what cannot be read counts as locked until a rescan succeeds");
+            self.failing = Some(reason.to_owned());
+        }
+        if self.rebuild_at.is_none() {
+            self.rebuild_at = Some(Instant::now() + self.backoff);
+            self.backoff = (self.backoff * 2).min(RETRY_MAX);
         }
     }
 
-    fn add_watch(
-        &mut self,
-        dir: BorrowedFd<'_>,
-        node: Node,
-        mask: AddWatchFlags,
-    ) -> Result<(), Errno> {
-        // Watching through the opened fd: the path can't be swapped for a
-        // symlink between our no-follow open and the watch.
-        let path = format!("/proc/self/fd/{}", dir.as_raw_fd());
-        let wd = self.inotify.add(path.as_ref(), mask)?;
-        self.nodes.insert(wd, node);
-        Ok(())
-    }
-
-    fn app_appeared(&mut self, name: &str, out: &mut Vec<LockEvent>) {
+    fn app_appeared(&mut self, root: BorrowedFd<'_>, name: &str, out: &mut Vec<LockEvent>) {
         let path = self.root_path.join(name);
         let app = match AppName::new(name) {
             Ok(a) => a,
             Err(e) => return report_skipped(&path, &e.to_string()),
         };
-        let Some(root) = self.open_root_quiet() else {
+        let Some(watches) = self.watches.as_mut() else {
             return;
         };
-        match self.watch_app(root.as_fd(), &app) {
+        match watch_app(watches, &self.root_path, root, &app) {
             Ok(found) => out.extend(
                 found
                     .into_iter()
                     .map(|(id, entries)| LockEvent::ServiceObserved { id, entries }),
             ),
-            Err(e) => report_fs_error(&e),
+            Err(e) if e.skipped() => report_fs_error(&e),
+            Err(e) if e.vanished() => {}
+            Err(e) => self.failed(&e, out),
         }
     }
 
-    fn service_appeared(&mut self, app: &AppName, name: &str) -> Option<ServiceId> {
+    /// Watches a new service directory; `None` when there is nothing to read.
+    fn service_appeared(
+        &mut self,
+        root: BorrowedFd<'_>,
+        app: &AppName,
+        name: &str,
+        out: &mut Vec<LockEvent>,
+    ) -> Option<ServiceId> {
         let path = self.root_path.join(app.as_str()).join(name);
         let service = match ServiceName::new(name) {
             Ok(s) => s,
@@ -324,109 +374,197 @@ impl Watcher {
             }
         };
         let id = ServiceId::new(app.clone(), service);
-        let root = self.open_root_quiet()?;
-        match lockfs::open_service_dir(root.as_fd(), &self.root_path, &id) {
-            Ok(dir) => {
-                if let Err(e) =
-                    self.add_watch(dir.as_fd(), Node::Service(id.clone()), service_mask())
-                {
-                    tracing::error!(service = %id, error = %e, "cannot watch service directory");
-                }
-                Some(id)
-            }
-            Err(e) => {
+        let watched = lockfs::open_service_dir(root, &self.root_path, &id).and_then(|dir| {
+            let watches = self.watches.as_mut().expect("a batch came from it");
+            watches
+                .add(dir.as_fd(), Node::Service(id.clone()), service_mask())
+                .map_err(|source| FsError::Io {
+                    path: path.clone(),
+                    source,
+                })
+        });
+        match watched {
+            Ok(()) => Some(id),
+            Err(e) if e.skipped() => {
                 report_fs_error(&e);
+                None
+            }
+            Err(e) if e.vanished() => None,
+            Err(e) => {
+                // Unwatched, a lock there could come and go unseen.
+                let reason = e.to_string();
+                self.schedule_rebuild(&reason);
+                out.push(LockEvent::ServiceUnreadable { id, reason });
                 None
             }
         }
     }
 
-    /// Watches an app directory and its services, then reads them.
-    fn watch_app(
-        &mut self,
-        root: BorrowedFd<'_>,
-        app: &AppName,
-    ) -> Result<Vec<ServiceScan>, FsError> {
-        let app_path = self.root_path.join(app.as_str());
-        let app_dir = lockfs::open_subdir(root, app.as_str(), &app_path)?;
-        self.add_watch(app_dir.as_fd(), Node::App(app.clone()), dir_mask())
-            .map_err(|source| FsError::Io {
-                path: app_path.clone(),
-                source,
-            })?;
-        let (names, skipped) = lockfs::list_subdirs(app_dir.as_fd(), &app_path)?;
-        skipped
-            .iter()
-            .for_each(|s| report_skipped(&s.path, &s.reason));
-        let mut found = Vec::new();
-        for name in names {
-            let shown = app_path.join(&name);
-            let service = match ServiceName::new(name.as_str()) {
-                Ok(s) => s,
-                Err(e) => {
-                    report_skipped(&shown, &e.to_string());
-                    continue;
+    /// A fresh instance, every directory watched and read, then swapped in.
+    /// Returns false when the table side has gone away.
+    async fn rebuild(&mut self) -> bool {
+        self.rebuild_at = None;
+        let started = std::time::Instant::now();
+        match scan(&self.root_path) {
+            Ok(scan) => {
+                self.watches = Some(scan.watches);
+                self.backoff = RETRY_MIN;
+                if self.failing.take().is_some() {
+                    tracing::info!(root = %self.root_path.display(),
+                        "lock directories readable again; rescanned");
                 }
-            };
-            let id = ServiceId::new(app.clone(), service);
-            let Ok(dir) = lockfs::open_subdir(app_dir.as_fd(), &name, &shown) else {
-                continue;
-            };
-            self.add_watch(dir.as_fd(), Node::Service(id.clone()), service_mask())
-                .map_err(|source| FsError::Io {
-                    path: shown.clone(),
-                    source,
-                })?;
-            found.push((id, lockfs::read_lock_entries(dir.as_fd())));
-        }
-        Ok(found)
-    }
-
-    fn watch_and_scan_root(&mut self) -> Result<Scan, FsError> {
-        let root = lockfs::open_root(&self.root_path)?;
-        self.add_watch(root.as_fd(), Node::Root, dir_mask())
-            .map_err(|source| FsError::Io {
-                path: self.root_path.clone(),
-                source,
-            })?;
-        let (apps, mut skipped) = lockfs::list_subdirs(root.as_fd(), &self.root_path)?;
-        let mut services = Vec::new();
-        for name in apps {
-            let path = self.root_path.join(&name);
-            match AppName::new(name.as_str()) {
-                Ok(app) => match self.watch_app(root.as_fd(), &app) {
-                    Ok(found) => services.extend(found),
-                    Err(e) => skipped.push(Skipped {
-                        path,
-                        reason: e.to_string(),
-                    }),
-                },
-                Err(e) => skipped.push(Skipped {
-                    path,
-                    reason: e.to_string(),
-                }),
+                tracing::debug!(
+                    services = scan.services.len(),
+                    scan_us = started.elapsed().as_micros() as u64,
+                    "lock root scanned"
+                );
+                let scans: Vec<ScanRequest> = scan
+                    .services
+                    .iter()
+                    .filter(|(_, e)| !e.is_empty())
+                    .map(|(id, e)| ScanRequest {
+                        id: id.clone(),
+                        keys: e.iter().map(|e| (e.dev, e.ino)).collect(),
+                    })
+                    .collect();
+                if self
+                    .events
+                    .send(LockEvent::Resync(scan.services))
+                    .await
+                    .is_err()
+                {
+                    return false;
+                }
+                self.ask_holders(scans);
+                true
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                self.schedule_rebuild(&reason);
+                self.events.send(LockEvent::Blind(reason)).await.is_ok()
             }
         }
-        skipped
-            .iter()
-            .for_each(|s| report_skipped(&s.path, &s.reason));
-        Ok(Scan { services, skipped })
-    }
-
-    /// A fresh inotify instance and a full scan: nothing is missed in between
-    /// because every directory is watched before it is read.
-    fn rebuild(&mut self) -> Result<Scan, FsError> {
-        self.inotify = new_inotify(&self.root_path)?;
-        self.nodes.clear();
-        self.watch_and_scan_root()
     }
 }
 
-fn new_inotify(root_path: &Path) -> Result<AsyncInotify, FsError> {
-    AsyncInotify::new().map_err(|e| FsError::Io {
+/// The next batch of the current instance; never resolves without one.
+async fn next_batch(watches: Option<&mut Watches>) -> Result<Vec<InotifyEvent>, Errno> {
+    match watches {
+        Some(w) => w.inotify.next_batch().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Reads one service directory: `Ok(None)` when it is gone (or no longer
+/// a directory), `Err` when it could not be read.
+fn read_service(
+    root: BorrowedFd<'_>,
+    root_path: &Path,
+    id: &ServiceId,
+) -> Result<Option<Vec<super::state::LockEntry>>, String> {
+    match lockfs::open_service_dir(root, root_path, id) {
+        Ok(dir) => lockfs::read_lock_entries(dir.as_fd())
+            .map(Some)
+            .map_err(|e| format!("{}: {e}", root_path.join(id.to_string()).display())),
+        Err(e) if e.vanished() => Ok(None),
+        Err(e) if e.skipped() => {
+            report_fs_error(&e);
+            Ok(None)
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A complete scan on a new instance. Any failure to look fails it whole:
+/// a partial scan would read as "those services are gone".
+fn scan(root_path: &Path) -> Result<Scan, FsError> {
+    let io = |source: Errno| FsError::Io {
         path: root_path.to_owned(),
-        source: lockfs::errno_of(&e),
-    })
+        source,
+    };
+    let mut watches = Watches::new().map_err(io)?;
+    let root: OwnedFd = lockfs::open_root(root_path)?;
+    watches
+        .add(root.as_fd(), Node::Root, dir_mask())
+        .map_err(io)?;
+    let (apps, skipped) = lockfs::list_subdirs(root.as_fd(), root_path)?;
+    skipped
+        .iter()
+        .for_each(|s| report_skipped(&s.path, &s.reason));
+    let mut services = Vec::new();
+    for name in apps {
+        let path = root_path.join(&name);
+        let app = match AppName::new(name.as_str()) {
+            Ok(a) => a,
+            Err(e) => {
+                report_skipped(&path, &e.to_string());
+                continue;
+            }
+        };
+        match watch_app(&mut watches, root_path, root.as_fd(), &app) {
+            Ok(found) => services.extend(found),
+            Err(e) if e.skipped() => report_fs_error(&e),
+            Err(e) if e.vanished() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Scan { services, watches })
+}
+
+/// Watches an app directory and its services, then reads them.
+fn watch_app(
+    watches: &mut Watches,
+    root_path: &Path,
+    root: BorrowedFd<'_>,
+    app: &AppName,
+) -> Result<Vec<ServiceScan>, FsError> {
+    let app_path = root_path.join(app.as_str());
+    let io = |path: &Path, source: Errno| FsError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let app_dir = lockfs::open_subdir(root, app.as_str(), &app_path)?;
+    watches
+        .add(app_dir.as_fd(), Node::App(app.clone()), dir_mask())
+        .map_err(|e| io(&app_path, e))?;
+    let (names, skipped) = lockfs::list_subdirs(app_dir.as_fd(), &app_path)?;
+    skipped
+        .iter()
+        .for_each(|s| report_skipped(&s.path, &s.reason));
+    let mut found = Vec::new();
+    for name in names {
+        let shown = app_path.join(&name);
+        let service = match ServiceName::new(name.as_str()) {
+            Ok(s) => s,
+            Err(e) => {
+                report_skipped(&shown, &e.to_string());
+                continue;
+            }
+        };
+        let id = ServiceId::new(app.clone(), service);
+        let dir = match lockfs::open_subdir(app_dir.as_fd(), &name, &shown) {
+            Ok(d) => d,
+            Err(e) if e.skipped() => {
+                report_fs_error(&e);
+                continue;
+            }
+            Err(e) if e.vanished() => continue,
+            Err(e) => return Err(e),
+        };
+        watches
+            .add(dir.as_fd(), Node::Service(id.clone()), service_mask())
+            .map_err(|e| io(&shown, e))?;
+        let entries = lockfs::read_lock_entries(dir.as_fd()).map_err(|e| io(&shown, e))?;
+        found.push((id, entries));
+    }
+    Ok(found)
 }
 
 fn report_skipped(path: &Path, reason: &str) {

@@ -1,9 +1,11 @@
 //! The target state: which apps, releases and services should run. Parsed
 //! strictly (`parse`); a service's config hash (`ServiceSpec::config_hash`)
-//! tells whether a running container still matches its target.
+//! tells whether a running container still matches its target; the target
+//! in force is kept by `store`.
 
 mod parse;
 mod spec;
+pub mod store;
 mod strict;
 mod validate;
 

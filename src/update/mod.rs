@@ -1,9 +1,241 @@
-//! Container updates: the pure planner (`plan`), the executor that alone
-//! calls the engine (`exec`), and the updater task that drives them from
-//! the target, the lock table and the engine's state.
+//! Container updates: the pure planner (`plan`), one pure state machine per
+//! app (`machine`), one task per app driving it (`app`), and the executor
+//! (`exec`), the only caller of the engine. This module's task keeps one
+//! app task per app in the target or in the engine, routes requests to
+//! them, and saves their states in `apps.json`.
 
+mod app;
+pub mod exec;
+pub mod machine;
 pub mod plan;
-pub mod runner;
-pub mod shutdown;
-pub mod status;
-pub mod store;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::command::{Command, CommandError, Handle};
+use crate::config::Settings;
+use crate::engine::SupervisorApi;
+use crate::fsutil::atomic_write;
+use crate::logging::msgid;
+use crate::model::{Snapshot, UpdateStatus};
+use crate::names::AppName;
+use crate::target::Target;
+use app::{AppRequest, AppTask};
+use exec::Executor;
+
+const DISCOVER_RETRY_MIN: Duration = Duration::from_millis(100);
+const DISCOVER_RETRY_MAX: Duration = Duration::from_secs(5);
+
+pub struct Updates {
+    pub handle: Handle,
+    pub snapshot: watch::Receiver<Snapshot>,
+    pub target: watch::Receiver<Option<Arc<Target>>>,
+    pub settings: watch::Receiver<Arc<Settings>>,
+    pub status: watch::Sender<UpdateStatus>,
+    /// The HTTP API key, told (with `api.tcp`) to services that ask for the
+    /// API by label.
+    pub api_key: Option<String>,
+}
+
+impl Updates {
+    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let (lock_root, state_dir) = {
+            let s = self.settings.borrow_and_update();
+            (s.lock_root.clone(), s.state_dir.clone())
+        };
+        let mut engine = self.engine_settings();
+        let (exec_tx, exec_rx) = watch::channel(self.executor(&engine, &lock_root));
+        let mut apps: BTreeMap<AppName, mpsc::UnboundedSender<AppRequest>> = BTreeMap::new();
+        let mut tasks: JoinSet<AppName> = JoinSet::new();
+        // Apps the engine has containers of (found at start and after each
+        // new target): an app gone from the target is removed by its task.
+        let mut in_engine: BTreeSet<AppName> = BTreeSet::new();
+        let mut discover_at = self.target.borrow().is_some().then(Instant::now);
+        let mut backoff = DISCOVER_RETRY_MIN;
+        let mut status_rx = self.status.subscribe();
+        let mut saved = Vec::new();
+        loop {
+            let target = self.target.borrow_and_update().clone();
+            self.status.send_if_modified(|s| {
+                std::mem::replace(&mut s.target, target.is_some()) != target.is_some()
+            });
+            if let Some(t) = &target {
+                let wanted: BTreeSet<&AppName> = t.apps.keys().chain(in_engine.iter()).collect();
+                for app in wanted {
+                    if !apps.contains_key(app) {
+                        let (tx, rx) = mpsc::unbounded_channel();
+                        let task = AppTask {
+                            app: app.clone(),
+                            handle: self.handle.clone(),
+                            snapshot: self.snapshot.clone(),
+                            target: self.target.clone(),
+                            exec: exec_rx.clone(),
+                            status: self.status.clone(),
+                            requests: rx,
+                        };
+                        let name = app.clone();
+                        tasks.spawn(async move {
+                            task.run().await;
+                            name
+                        });
+                        apps.insert(app.clone(), tx);
+                    }
+                }
+            }
+            tokio::select! {
+                r = self.target.changed() => {
+                    if r.is_err() { return }
+                    // No target: holdfast touches no container, asks nothing.
+                    if self.target.borrow().is_some() {
+                        discover_at = Some(Instant::now());
+                    }
+                }
+                r = self.settings.changed() => {
+                    if r.is_err() { return }
+                    self.settings.borrow_and_update();
+                    let now = self.engine_settings();
+                    if now != engine {
+                        tracing::info!(socket = %now.0.display(), "engine settings changed; using them from now on");
+                        engine = now;
+                        exec_tx.send_replace(self.executor(&engine, &lock_root));
+                    }
+                }
+                Some(done) = tasks.join_next() => {
+                    if let Ok(app) = done {
+                        apps.remove(&app);
+                        in_engine.remove(&app);
+                    }
+                }
+                _ = sleep_until(discover_at) => {
+                    discover_at = None;
+                    let exec = exec_rx.borrow().clone();
+                    match discover(exec).await {
+                        Ok(found) => {
+                            in_engine = found;
+                            backoff = DISCOVER_RETRY_MIN;
+                            set_engine(&self.status, Ok(()));
+                        }
+                        Err(e) => {
+                            set_engine(&self.status, Err(e));
+                            discover_at = Some(Instant::now() + backoff);
+                            backoff = (backoff * 2).min(DISCOVER_RETRY_MAX);
+                        }
+                    }
+                }
+                r = status_rx.changed() => {
+                    if r.is_err() { return }
+                    let data = serde_json::to_vec_pretty(&status_rx.borrow_and_update().apps)
+                        .expect("status serializes");
+                    if data != saved {
+                        save(state_dir.join("apps.json"), data.clone()).await;
+                        saved = data;
+                    }
+                }
+                cmd = commands.recv() => match cmd {
+                    None => return,
+                    Some(Command::Update { force, who, reply }) => {
+                        if target.is_none() {
+                            tracing::info!(who = %who, "update check asked by {who}: no target in force");
+                        } else if force {
+                            tracing::warn!(message_id = msgid::UPDATE_FORCED, who = %who,
+                                "one-time forced update asked by {who}: pending updates go through locks");
+                        } else {
+                            tracing::info!(who = %who, "update check asked by {who}");
+                        }
+                        for tx in apps.values() {
+                            let forced_by = force.then(|| who.clone());
+                            let _ = tx.send(AppRequest::Check { forced_by });
+                        }
+                        let _ = reply.send(Ok(()));
+                    }
+                    Some(Command::RestartApp { app, force, who, reply }) => match apps.get(&app) {
+                        Some(tx) => {
+                            if let Err(e) = tx.send(AppRequest::Restart { force, who, reply }) {
+                                let AppRequest::Restart { reply, .. } = e.0 else { unreachable!() };
+                                let _ = reply.send(Err(CommandError::Unavailable));
+                            }
+                        }
+                        None => {
+                            let _ = reply.send(Err(CommandError::NotFound(format!(
+                                "app {app} is not managed by holdfast (not in the target)"
+                            ))));
+                        }
+                    },
+                    Some(Command::StopAll { grace, reply }) => {
+                        let exec = exec_rx.borrow().clone();
+                        tokio::spawn(async move {
+                            let n = exec.stop_all(grace).await;
+                            let _ = reply.send(n);
+                        });
+                    }
+                    Some(other) => tracing::error!(command = ?other, "command sent to the updater by mistake; dropped"),
+                },
+            }
+        }
+    }
+
+    /// What the executor is made from: the engine socket, and where
+    /// containers reach the HTTP API.
+    fn engine_settings(&self) -> (PathBuf, Option<SupervisorApi>) {
+        let s = self.settings.borrow();
+        let api = s
+            .api_tcp
+            .zip(self.api_key.as_deref())
+            .map(|(addr, key)| SupervisorApi::from_bind(addr, key));
+        (s.engine_socket(), api)
+    }
+
+    fn executor(
+        &self,
+        (socket, api): &(PathBuf, Option<SupervisorApi>),
+        lock_root: &std::path::Path,
+    ) -> Executor {
+        Executor::new(socket, lock_root, api.clone())
+    }
+}
+
+/// Apps the engine has managed containers of.
+async fn discover(exec: Executor) -> Result<BTreeSet<AppName>, String> {
+    let all = exec.containers(None).await.map_err(|e| e.to_string())?;
+    Ok(all.into_iter().map(|c| c.app).collect())
+}
+
+/// The `engine` line of the status: `available` or `unavailable: why`.
+pub(crate) fn set_engine(status: &watch::Sender<UpdateStatus>, r: Result<(), String>) {
+    let line = match r {
+        Ok(()) => "available".to_owned(),
+        Err(e) => format!("unavailable: {e}"),
+    };
+    status.send_if_modified(|s| {
+        if s.engine == line {
+            return false;
+        }
+        if line == "available" {
+            tracing::info!("container engine available");
+        }
+        s.engine = line;
+        true
+    });
+}
+
+async fn save(path: PathBuf, data: Vec<u8>) {
+    let shown = path.display().to_string();
+    match tokio::task::spawn_blocking(move || atomic_write(&path, &data)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(path = %shown, error = %e, "cannot save update progress"),
+        Err(e) => tracing::warn!(path = %shown, error = %e, "saving update progress failed"),
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -6,30 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+pub use crate::engine::{Container, RunState};
 use crate::names::{AppName, ServiceName};
 use crate::target::{AppTarget, Strategy};
-
-/// A container holdfast manages, as the engine reports it (from its labels).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Container {
-    pub id: String,
-    pub name: String,
-    pub app: AppName,
-    pub service: ServiceName,
-    pub release: String,
-    pub hash: String,
-    pub image: String,
-    pub state: RunState,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunState {
-    /// Created but never started (e.g. holdfastd died between create and start).
-    Created,
-    Running,
-    /// Exited, dead, paused, restarting: left to the restart policy.
-    Other,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "step", rename_all = "snake_case")]
@@ -67,9 +46,10 @@ pub enum Step {
 }
 
 impl Step {
-    /// Steps that may run while the app holds locks.
+    /// Steps that may run while the app holds locks: they touch nothing
+    /// that runs.
     pub fn lock_free(&self) -> bool {
-        matches!(self, Step::Pull { .. })
+        matches!(self, Step::Pull { .. } | Step::Create { .. })
     }
 }
 
@@ -144,12 +124,17 @@ pub fn plan(
             steps.push(step);
         }
     };
-    // Downloads first: they never wait for locks.
-    for s in svcs
-        .iter()
-        .filter(|s| s.new.is_none() && s.strategy.downloads_first())
-    {
+    // Before the lock gate: downloads, and the new containers created (not
+    // started), so an engine that refuses the new config costs nothing
+    // that runs.
+    let early = |s: &Svc| s.new.is_none() && s.strategy.downloads_first();
+    for s in svcs.iter().filter(|s| early(s)) {
         pull(&mut steps, s.image);
+    }
+    for s in svcs.iter().filter(|s| early(s)) {
+        steps.push(Step::Create {
+            service: s.name.clone(),
+        });
     }
     if mutate {
         let mut services: BTreeSet<ServiceName> = target.services.keys().cloned().collect();
@@ -158,8 +143,6 @@ pub fn plan(
             services: services.into_iter().collect(),
         });
     }
-    // Kill phase, dependants first: removed services, then changed ones
-    // (hand-over keeps the old container running until its successor is up).
     let stop = |steps: &mut Vec<Step>, c: &Container| {
         if c.state != RunState::Created {
             steps.push(Step::Stop {
@@ -167,27 +150,37 @@ pub fn plan(
                 id: c.id.clone(),
             });
         }
+    };
+    let remove = |steps: &mut Vec<Step>, c: &Container| {
         steps.push(Step::Remove {
             service: c.service.clone(),
             id: c.id.clone(),
         });
     };
+    // Kill phase, dependants first: removed services, then changed ones.
+    // download-then-kill only stops: the old container is removed once its
+    // successor started. Hand-over keeps the old one running until then.
     for c in &removed {
         stop(&mut steps, c);
+        remove(&mut steps, c);
     }
     let in_use: BTreeSet<&str> = svcs.iter().map(|s| s.image).collect();
     for s in svcs.iter().rev() {
-        // Hand-over stops the old container only after its successor is up.
-        if s.strategy == Strategy::HandOver {
-            continue;
-        }
-        let olds = &s.olds;
-        for c in olds {
-            stop(&mut steps, c);
-            if s.strategy == Strategy::DeleteThenDownload && !in_use.contains(c.image.as_str()) {
-                steps.push(Step::RemoveImage {
-                    image: c.image.clone(),
-                });
+        match s.strategy {
+            Strategy::HandOver => {}
+            Strategy::DownloadThenKill => s.olds.iter().for_each(|c| stop(&mut steps, c)),
+            Strategy::KillThenDownload | Strategy::DeleteThenDownload => {
+                for c in &s.olds {
+                    stop(&mut steps, c);
+                    remove(&mut steps, c);
+                    if s.strategy == Strategy::DeleteThenDownload
+                        && !in_use.contains(c.image.as_str())
+                    {
+                        steps.push(Step::RemoveImage {
+                            image: c.image.clone(),
+                        });
+                    }
+                }
             }
         }
     }
@@ -200,7 +193,7 @@ pub fn plan(
     }
     for s in &svcs {
         match s.new {
-            None => {
+            None if !s.strategy.downloads_first() => {
                 steps.push(Step::Create {
                     service: s.name.clone(),
                 });
@@ -208,6 +201,9 @@ pub fn plan(
                     service: s.name.clone(),
                 });
             }
+            None => steps.push(Step::Start {
+                service: s.name.clone(),
+            }),
             Some(c) if c.state == RunState::Created => steps.push(Step::Start {
                 service: s.name.clone(),
             }),
@@ -222,8 +218,15 @@ pub fn plan(
             }
             for c in &s.olds {
                 stop(&mut steps, c);
+                remove(&mut steps, c);
             }
         }
+    }
+    for s in svcs
+        .iter()
+        .filter(|s| s.strategy == Strategy::DownloadThenKill)
+    {
+        s.olds.iter().for_each(|c| remove(&mut steps, c));
     }
     if mutate {
         steps.push(Step::ReleaseLocks);

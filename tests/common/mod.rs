@@ -11,7 +11,7 @@ pub mod engine;
 
 use holdfast::command::LockInfo;
 use holdfast::dbus::Supervisor1Proxy;
-use holdfast::inhibit::Login1ManagerProxy;
+use holdfast::system::logind::Login1ManagerProxy;
 
 pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
 

@@ -75,10 +75,10 @@ fn first_deploy_pulls_then_starts_in_dependency_order() {
         [
             "pull main:1",
             "pull worker:1",
-            "lock main,worker",
             "create main",
-            "start main",
             "create worker",
+            "lock main,worker",
+            "start main",
             "start worker",
             "unlock"
         ]
@@ -102,15 +102,15 @@ fn download_then_kill_updates_only_the_changed_service() {
         show(&steps),
         [
             "pull worker:2",
+            "create worker",
             "lock main,worker",
             "stop w1",
-            "remove w1",
-            "create worker",
             "start worker",
+            "remove w1",
             "unlock"
         ]
     );
-    assert!(steps[0].lock_free() && !steps[1].lock_free());
+    assert!(steps[0].lock_free() && steps[1].lock_free() && !steps[2].lock_free());
 }
 
 /// main:1 -> main:2 under `strategy`, main:1 present.
@@ -166,8 +166,8 @@ fn hand_over_starts_the_new_one_before_stopping_the_old() {
         show(&steps),
         [
             "pull main:2",
-            "lock main",
             "create main",
+            "lock main",
             "start main",
             "handover main 5000",
             "stop m1",
@@ -241,11 +241,55 @@ fn a_changed_dependency_restarts_only_itself() {
     assert_eq!(
         show(&steps),
         [
+            "create main",
             "lock main,worker",
             "stop m1",
-            "remove m1",
-            "create main",
             "start main",
+            "remove m1",
+            "unlock"
+        ]
+    );
+}
+
+/// Whatever the engine refuses at create costs nothing that runs: every
+/// create of the default and hand-over strategies comes before the lock,
+/// and no old container is removed before its successor started.
+#[test]
+fn nothing_running_is_removed_before_its_successor_started() {
+    let old = target(TWO);
+    let cur = [running(&old, "main", "m1"), running(&old, "worker", "w1")];
+    let new = target(&TWO.replace(":1", ":2"));
+    let steps = show(&plan(
+        Some(app(&new)),
+        &cur,
+        &images(&["main:1", "worker:1"]),
+    ));
+    let at = |s: &str| steps.iter().position(|x| x == s).unwrap();
+    assert!(at("create main") < at("lock main,worker"));
+    assert!(at("create worker") < at("lock main,worker"));
+    assert!(at("start main") < at("remove m1"));
+    assert!(at("start worker") < at("remove w1"));
+    // Dependants stop first, dependencies start first.
+    assert!(at("stop w1") < at("stop m1"));
+    assert!(at("start main") < at("start worker"));
+    // Waiting on the lock after the creates: the re-plan starts them.
+    let mut created = vec![running(&new, "main", "m2"), running(&new, "worker", "w2")];
+    created.iter_mut().for_each(|c| c.state = RunState::Created);
+    let all: Vec<Container> = cur.iter().cloned().chain(created).collect();
+    assert_eq!(
+        show(&plan(
+            Some(app(&new)),
+            &all,
+            &images(&["main:2", "worker:2"])
+        )),
+        [
+            "lock main,worker",
+            "stop w1",
+            "stop m1",
+            "start main",
+            "start worker",
+            "remove m1",
+            "remove w1",
             "unlock"
         ]
     );

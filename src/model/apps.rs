@@ -1,4 +1,4 @@
-//! What the updater reports per app: on D-Bus, in `holdfast status` and in
+//! What the per-app update tasks report: on D-Bus, in `holdfast status` and in
 //! systemd's STATUS=. Waiting on a lock is a state of its own, never a
 //! failure.
 
@@ -32,6 +32,17 @@ pub struct AppStatus {
     pub blocked_by: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Failed attempts at this release so far.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempts: u32,
+    /// When the next attempt is due (failed, or waiting for the engine),
+    /// RFC 3339 UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl AppStatus {
@@ -43,6 +54,8 @@ impl AppStatus {
             images: BTreeMap::new(),
             blocked_by: Vec::new(),
             error: None,
+            attempts: 0,
+            retry_at: None,
         }
     }
 
@@ -64,6 +77,9 @@ impl AppStatus {
         }
         if let Some(e) = &self.error {
             s.push_str(&format!(": {e}"));
+        }
+        if let Some(at) = &self.retry_at {
+            s.push_str(&format!(" (attempt {}; next at {at})", self.attempts + 1));
         }
         s
     }

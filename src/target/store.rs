@@ -1,0 +1,323 @@
+//! The target in force: loaded from the target file (or the last good copy
+//! under the state dir), replaced only by a target that parses, and saved
+//! durably before it is used. Its task serves SetTarget, follows the file
+//! on disk and stages the target's device config; all file work runs on
+//! the blocking pool.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::bootcfg::BootConfig;
+use crate::command::{Command, CommandError, Handle};
+use crate::config::Settings;
+use crate::fsutil::{atomic_write, read_regular};
+use crate::inotify::NamesWatch;
+use crate::target::{parse, Target, TargetError};
+
+pub const LAST_GOOD: &str = "target.last-good.json";
+/// A target bigger than this is refused (a FIFO or /dev/zero never blocks
+/// or bloats the daemon: only regular files are read).
+pub const MAX_TARGET_BYTES: u64 = 4 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Invalid(#[from] TargetError),
+    #[error("cannot save the target to {path}: {source}")]
+    Save {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// What re-reading the target file found.
+pub enum Reloaded {
+    Changed(Arc<Target>),
+    Unchanged,
+    Missing,
+}
+
+#[derive(Clone)]
+pub struct TargetStore {
+    file: PathBuf,
+    last_good: PathBuf,
+    tx: Arc<watch::Sender<Option<Arc<Target>>>>,
+}
+
+impl TargetStore {
+    /// Loads the target file; when it is missing or bad, the last good copy.
+    pub fn load(file: &Path, state_dir: &Path) -> (Self, watch::Receiver<Option<Arc<Target>>>) {
+        let last_good = state_dir.join(LAST_GOOD);
+        let initial = match read(file) {
+            Ok(Some(t)) => Some(t),
+            Ok(None) => read(&last_good).ok().flatten(),
+            Err(e) => {
+                tracing::error!(error = %e, "target rejected; using the last good target");
+                read(&last_good).ok().flatten()
+            }
+        };
+        if let Some(t) = &initial {
+            tracing::info!(apps = t.apps.len(), "target loaded");
+        } else {
+            tracing::info!(file = %file.display(), "no target yet: no container will be touched");
+        }
+        let (tx, rx) = watch::channel(initial.map(Arc::new));
+        let store = Self {
+            file: file.to_owned(),
+            last_good,
+            tx: Arc::new(tx),
+        };
+        if let Some(t) = store.tx.borrow().clone() {
+            let _ = store.save_last_good(&t);
+        }
+        (store, rx)
+    }
+
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// A target from D-Bus, CLI or HTTP: validated, written to the target
+    /// file (atomically), then put in force.
+    pub fn accept(&self, text: &str, source: &str) -> Result<Arc<Target>, StoreError> {
+        let target = Arc::new(parse(text, source)?);
+        let pretty = serde_json::to_vec_pretty(&*target).expect("target serializes");
+        atomic_write(&self.file, &pretty).map_err(|source| StoreError::Save {
+            path: self.file.clone(),
+            source,
+        })?;
+        // Accepted again unchanged: still answered as accepted.
+        self.put(target.clone())?;
+        Ok(target)
+    }
+
+    /// The target file changed on disk: re-read it. A bad or missing file
+    /// keeps the target in force.
+    pub fn reload_file(&self) -> Result<Reloaded, StoreError> {
+        match read(&self.file)? {
+            Some(t) => {
+                let t = Arc::new(t);
+                Ok(match self.put(t.clone())? {
+                    true => Reloaded::Changed(t),
+                    // Typically our own write of an accepted target.
+                    false => Reloaded::Unchanged,
+                })
+            }
+            None => Ok(Reloaded::Missing),
+        }
+    }
+
+    /// Puts a target in force; false when it is the one in force already.
+    fn put(&self, target: Arc<Target>) -> Result<bool, StoreError> {
+        let same = self.tx.borrow().as_deref() == Some(&*target);
+        if !same {
+            self.save_last_good(&target)?;
+            self.tx.send_replace(Some(target));
+        }
+        Ok(!same)
+    }
+
+    fn save_last_good(&self, t: &Target) -> Result<(), StoreError> {
+        let data = serde_json::to_vec_pretty(t).expect("target serializes");
+        atomic_write(&self.last_good, &data).map_err(|source| StoreError::Save {
+            path: self.last_good.clone(),
+            source,
+        })
+    }
+}
+
+fn read(path: &Path) -> Result<Option<Target>, TargetError> {
+    let unreadable = |reason: String| TargetError::Invalid {
+        source_name: path.display().to_string(),
+        path: "(file)".into(),
+        reason,
+    };
+    match read_regular(path, MAX_TARGET_BYTES) {
+        Ok(None) => Ok(None),
+        Ok(Some(bytes)) => {
+            let text =
+                String::from_utf8(bytes).map_err(|e| unreadable(format!("not UTF-8: {e}")))?;
+            parse(&text, &path.display().to_string()).map(Some)
+        }
+        Err(e) => Err(unreadable(e.reason())),
+    }
+}
+
+/// The target store's task.
+pub struct TargetTask {
+    pub store: TargetStore,
+    pub handle: Handle,
+    pub settings: watch::Receiver<Arc<Settings>>,
+}
+
+impl TargetTask {
+    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut watch = self.watch_file();
+        loop {
+            tokio::select! {
+                cmd = commands.recv() => match cmd {
+                    Some(Command::SetTarget { json, source, reply }) => {
+                        let store = self.store.clone();
+                        let r = blocking(move || store.accept(&json, &source).map(|t| (t, source))).await;
+                        let r = match r {
+                            Ok((t, source)) => {
+                                let summary = summary(&t);
+                                tracing::info!(source, "target accepted from {source}: {summary}");
+                                self.take_device_config(&t).await;
+                                Ok(summary)
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "target rejected; the previous one stays in force");
+                                Err(match e {
+                                    StoreError::Invalid(e) => CommandError::InvalidTarget(e.to_string()),
+                                    other => CommandError::Failed(other.to_string()),
+                                })
+                            }
+                        };
+                        let _ = reply.send(r);
+                    }
+                    Some(Command::ReloadTarget) => self.reload().await,
+                    Some(other) => tracing::error!(command = ?other, "command sent to the target store by mistake; dropped"),
+                    None => return,
+                },
+                r = watch.changed() => match r {
+                    Ok(()) => self.reload().await,
+                    Err(e) => {
+                        tracing::error!(error = %e, "watching the target file failed; watching it anew");
+                        watch = self.watch_file();
+                    }
+                },
+                r = self.settings.changed() => {
+                    if r.is_err() { return }
+                    let file = self.settings.borrow_and_update().target_file.clone();
+                    if file != self.store.file {
+                        tracing::info!(file = %file.display(), "target file is now {}", file.display());
+                        self.store.file = file;
+                        watch = self.watch_file();
+                        self.reload().await;
+                    }
+                }
+            }
+        }
+    }
+
+    fn watch_file(&self) -> NamesWatch {
+        let file = &self.store.file;
+        let dir = file.parent().unwrap_or(Path::new("/"));
+        let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let _ = std::fs::create_dir_all(dir);
+        NamesWatch::content(dir, &[name])
+    }
+
+    async fn reload(&self) {
+        let store = self.store.clone();
+        let file = store.file.display().to_string();
+        match blocking(move || store.reload_file()).await {
+            Ok(Reloaded::Changed(t)) => {
+                tracing::info!(file = %file, "target file read: {}", summary(&t));
+                self.take_device_config(&t).await;
+            }
+            Ok(Reloaded::Unchanged) => {}
+            Ok(Reloaded::Missing) => {
+                tracing::warn!(file = %file, "target file is gone; the target in force stays")
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "target file rejected; the previous target stays in force")
+            }
+        }
+    }
+
+    /// The target's device config: immediate keys now, boot keys staged
+    /// with a reboot requested for when the locks allow it.
+    async fn take_device_config(&self, target: &Target) {
+        let s = self.settings.borrow().clone();
+        let boot = BootConfig::new(&s.boot_config_txt, &s.state_dir);
+        let config = target.config.clone();
+        match blocking(move || boot.take(&config)).await {
+            Ok(true) if self.handle.views.snapshot.borrow().pending_reboot.is_none() => {
+                let r = self
+                    .handle
+                    .request(|reply| Command::RequestReboot {
+                        not_after_usec: 0,
+                        who: "holdfast".into(),
+                        reason: "staged boot config".into(),
+                        reply,
+                    })
+                    .await;
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "cannot request the reboot for staged boot config");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "cannot stage device config: {e}"),
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f)
+        .await
+        .expect("target file work does not panic")
+}
+
+fn summary(t: &Target) -> String {
+    let apps: Vec<String> = t
+        .apps
+        .iter()
+        .map(|(name, a)| {
+            format!(
+                "{name} release {} ({} services)",
+                a.release,
+                a.services.len()
+            )
+        })
+        .collect();
+    if apps.is_empty() {
+        "no apps".into()
+    } else {
+        apps.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T1: &str =
+        r#"{"version": 1, "apps": {"a": {"release": "1", "services": {"s": {"image": "i:1"}}}}}"#;
+
+    #[test]
+    fn bad_input_keeps_the_last_good_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("target.json");
+        let (store, rx) = TargetStore::load(&file, dir.path());
+        assert!(rx.borrow().is_none());
+        store.accept(T1, "test").unwrap();
+        assert_eq!(rx.borrow().as_ref().unwrap().apps.len(), 1);
+        let e = store
+            .accept("{\"version\": 1, \"apps\": 3}", "test")
+            .unwrap_err();
+        assert!(e.to_string().contains("apps"), "{e}");
+        std::fs::write(&file, "{ nope").unwrap();
+        assert!(store.reload_file().is_err());
+        assert_eq!(rx.borrow().as_ref().unwrap().apps.len(), 1);
+        // A restart with a broken file falls back to the last good copy.
+        let (_store, rx) = TargetStore::load(&file, dir.path());
+        assert_eq!(rx.borrow().as_ref().unwrap().apps.len(), 1);
+    }
+
+    #[test]
+    fn a_fifo_as_the_target_file_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("target.json");
+        let (store, rx) = TargetStore::load(&file, dir.path());
+        store.accept(T1, "test").unwrap();
+        std::fs::remove_file(&file).unwrap();
+        nix::unistd::mkfifo(&file, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let e = store.reload_file().err().expect("refused");
+        assert!(e.to_string().contains("FIFO"), "{e}");
+        assert_eq!(rx.borrow().as_ref().unwrap().apps.len(), 1);
+    }
+}

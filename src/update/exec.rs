@@ -1,0 +1,306 @@
+//! The executor: turns planned steps into engine calls. The only code that
+//! calls the engine; the per-app tasks decide, this does.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::OnceCell;
+
+use super::plan::{container_name, Step};
+use crate::engine::{Container, Engine, EngineError, RunState, ServiceContext, SupervisorApi};
+use crate::inotify::NamesWatch;
+use crate::names::{AppName, ServiceName};
+use crate::target::AppTarget;
+
+pub const HANDOVER_FILES: [&str; 2] = ["handover-complete", "resin-kill-me"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("cannot prepare {path}: {source}")]
+    LockDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl ExecError {
+    pub fn engine_unavailable(&self) -> bool {
+        matches!(self, ExecError::Engine(e) if e.is_unavailable())
+    }
+}
+
+/// One app's pass: its target, and the release it belongs to.
+#[derive(Clone, Copy)]
+pub struct Pass<'a> {
+    pub app: &'a AppName,
+    pub target: Option<&'a AppTarget>,
+    pub release: &'a str,
+}
+
+#[derive(Clone)]
+pub struct Executor {
+    socket: PathBuf,
+    /// Made on first use: the engine's socket may appear after holdfast.
+    client: Arc<OnceCell<Engine>>,
+    lock_root: PathBuf,
+    supervisor_api: Option<SupervisorApi>,
+}
+
+impl Executor {
+    pub fn new(socket: &Path, lock_root: &Path, supervisor_api: Option<SupervisorApi>) -> Self {
+        Self {
+            socket: socket.to_owned(),
+            client: Arc::new(OnceCell::new()),
+            lock_root: lock_root.to_owned(),
+            supervisor_api,
+        }
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// The engine client; every call before the socket exists is an
+    /// "unavailable" error, retried like any outage.
+    async fn engine(&self) -> Result<&Engine, EngineError> {
+        self.client
+            .get_or_try_init(|| async { Engine::new(&self.socket) })
+            .await
+    }
+
+    /// Every managed container (`app`'s only, when given).
+    pub async fn containers(&self, app: Option<&AppName>) -> Result<Vec<Container>, EngineError> {
+        self.engine().await?.managed(app).await
+    }
+
+    /// Which of the target's images the engine has.
+    pub async fn present(
+        &self,
+        target: Option<&AppTarget>,
+    ) -> Result<BTreeSet<String>, EngineError> {
+        let wanted: BTreeSet<&str> = target
+            .map(|t| t.services.values().map(|s| s.image.as_str()).collect())
+            .unwrap_or_default();
+        self.engine().await?.present(&wanted).await
+    }
+
+    pub async fn pull(&self, image: &str, progress: impl FnMut(u8)) -> Result<(), EngineError> {
+        self.engine().await?.pull(image, progress).await
+    }
+
+    /// One engine step (never a lock step: those are the gate's).
+    pub async fn step(&self, pass: Pass<'_>, step: &Step) -> Result<(), ExecError> {
+        let app = pass.app;
+        let engine = self.engine().await?;
+        match step {
+            Step::Stop { service, id } => {
+                tracing::info!(app = %app, service = %service, container = %id, "stopping {app}/{service}");
+                engine.stop(id).await?
+            }
+            Step::Remove { id, .. } => engine.remove(id).await?,
+            Step::RemoveImage { image } => engine.remove_image(image).await?,
+            Step::Create { service } => self.create(pass, service).await?,
+            Step::Start { service } => self.start(pass, service).await?,
+            Step::AwaitHandover {
+                service,
+                timeout_ms,
+            } => self.await_handover(app, service, *timeout_ms).await,
+            Step::Pull { .. } | Step::TakeLocks { .. } | Step::ReleaseLocks => {
+                unreachable!("the per-app task runs {step:?}")
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates and starts in dependency waves. Each service's own steps
+    /// run in order; services run beside each other, except that one whose
+    /// dependency is still to be started waits for it (creating needs no
+    /// order: nothing runs yet).
+    pub async fn wave(&self, pass: Pass<'_>, steps: &[Step]) -> Result<(), ExecError> {
+        let mut units: Vec<(ServiceName, Vec<&Step>)> = Vec::new();
+        for step in steps {
+            let (Step::Create { service } | Step::Start { service }) = step else {
+                unreachable!("waves hold creates and starts only")
+            };
+            match units.iter_mut().find(|(s, _)| s == service) {
+                Some((_, v)) => v.push(step),
+                None => units.push((service.clone(), vec![step])),
+            }
+        }
+        let deps = |s: &ServiceName| -> Vec<ServiceName> {
+            pass.target
+                .and_then(|t| t.services.get(s))
+                .map(|spec| spec.depends_on.clone())
+                .unwrap_or_default()
+        };
+        while !units.is_empty() {
+            let starting: Vec<ServiceName> = units
+                .iter()
+                .filter(|(_, v)| v.iter().any(|s| matches!(s, Step::Start { .. })))
+                .map(|(s, _)| s.clone())
+                .collect();
+            let (mut wave, mut rest): (Vec<_>, Vec<_>) = units
+                .into_iter()
+                .partition(|(s, _)| !deps(s).iter().any(|d| d != s && starting.contains(d)));
+            // A cycle cannot pass the parser; never spin on one anyway.
+            if wave.is_empty() {
+                wave = std::mem::take(&mut rest);
+            }
+            let runs = wave.iter().map(|(_, unit)| async move {
+                for step in unit {
+                    self.step(pass, step).await?;
+                }
+                Ok::<(), ExecError>(())
+            });
+            for r in futures_util::future::join_all(runs).await {
+                r?;
+            }
+            units = rest;
+        }
+        Ok(())
+    }
+
+    async fn create(&self, pass: Pass<'_>, service: &ServiceName) -> Result<(), ExecError> {
+        let spec = pass
+            .target
+            .and_then(|t| t.services.get(service))
+            .expect("the planner creates target services only");
+        let lock_dir = self
+            .lock_root
+            .join(pass.app.as_str())
+            .join(service.as_str());
+        prepare_lock_dir(&lock_dir, spec.user.as_deref()).map_err(|source| ExecError::LockDir {
+            path: lock_dir.clone(),
+            source,
+        })?;
+        let name = container_name(pass.app, service, &spec.config_hash());
+        let cx = ServiceContext {
+            app: pass.app,
+            service,
+            release: pass.release,
+            spec,
+            lock_dir: &lock_dir,
+            supervisor_api: self.supervisor_api.as_ref(),
+        };
+        match self.engine().await?.create(&name, &cx).await {
+            // Created before a crash: the same name means the same config.
+            Err(EngineError::Conflict(_)) => Ok(()),
+            r => r.map_err(Into::into),
+        }
+    }
+
+    async fn start(&self, pass: Pass<'_>, service: &ServiceName) -> Result<(), EngineError> {
+        let hash = pass
+            .target
+            .and_then(|t| t.services.get(service))
+            .map(|s| s.config_hash())
+            .unwrap_or_default();
+        let name = container_name(pass.app, service, &hash);
+        tracing::info!(app = %pass.app, service = %service, container = %name, "starting {}/{service}", pass.app);
+        self.engine().await?.start(&name).await
+    }
+
+    /// Stops containers (a failed apply takes back what it started).
+    pub async fn stop_ids(&self, ids: &[String]) {
+        let Ok(engine) = self.engine().await else {
+            return;
+        };
+        for id in ids {
+            if let Err(e) = engine.stop(id).await {
+                tracing::error!(container = %id, error = %e, "cannot stop the new container again");
+            }
+        }
+    }
+
+    /// Starts containers again (a failed apply puts back what it stopped).
+    pub async fn start_ids(&self, ids: &[String]) {
+        let Ok(engine) = self.engine().await else {
+            return;
+        };
+        for id in ids {
+            if let Err(e) = engine.start(id).await {
+                tracing::error!(container = %id, error = %e, "cannot start the previous container again");
+            }
+        }
+    }
+
+    /// Stop then start each container.
+    pub async fn restart(&self, containers: &[Container]) -> Result<(), EngineError> {
+        let engine = self.engine().await?;
+        for c in containers {
+            tracing::info!(app = %c.app, service = %c.service, "restarting {}/{}", c.app, c.service);
+            engine.stop(&c.id).await?;
+            engine.start(&c.id).await?;
+        }
+        Ok(())
+    }
+
+    /// Shutdown: every running managed container stopped at once, each
+    /// within `grace`. Answers how many stopped.
+    pub async fn stop_all(&self, grace: Duration) -> u32 {
+        let Ok(engine) = self.engine().await else {
+            return 0;
+        };
+        let running = match engine.managed(None).await {
+            Ok(list) => list
+                .into_iter()
+                .filter(|c| c.state == RunState::Running)
+                .collect::<Vec<_>>(),
+            Err(e) => {
+                tracing::warn!(error = %e, "shutting down: cannot list app containers");
+                return 0;
+            }
+        };
+        let grace_s = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX).max(1);
+        let stops = running
+            .iter()
+            .map(|c| engine.stop_with(&c.id, Some(grace_s)));
+        futures_util::future::join_all(stops)
+            .await
+            .iter()
+            .filter(|r| r.is_ok())
+            .count() as u32
+    }
+
+    async fn await_handover(&self, app: &AppName, service: &ServiceName, timeout_ms: u64) {
+        let dir = self.lock_root.join(app.as_str()).join(service.as_str());
+        let timeout = Duration::from_millis(timeout_ms);
+        let done = match NamesWatch::existence(&dir, &HANDOVER_FILES) {
+            Ok(mut w) => w.wait_exists(timeout).await.unwrap_or(false),
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot watch for hand-over; waiting out the timeout");
+                tokio::time::sleep(timeout).await;
+                false
+            }
+        };
+        tracing::info!(app = %app, service = %service, signalled = done,
+            "hand-over of {app}/{service} {}", if done { "complete" } else { "timed out" });
+        // Consumed: the next hand-over waits for a fresh signal.
+        for f in HANDOVER_FILES {
+            let _ = std::fs::remove_file(dir.join(f));
+        }
+    }
+}
+
+/// The service's lock directory, owned by the container's numeric user so
+/// an app not running as root can create its lock.
+fn prepare_lock_dir(dir: &Path, user: Option<&str>) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let Some(user) = user else { return Ok(()) };
+    let mut ids = user.split(':').map(|p| p.parse::<u32>().ok());
+    if let Some(Some(uid)) = ids.next() {
+        let gid = ids.next().flatten();
+        nix::unistd::fchownat(
+            nix::fcntl::AT_FDCWD,
+            dir,
+            Some(nix::unistd::Uid::from_raw(uid)),
+            gid.map(nix::unistd::Gid::from_raw),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,324 @@
+//! One app's update state machine. Pure: the per-app task feeds it what
+//! happened, it says what the app is doing and when to try again. Every
+//! transition is a named method that asserts the phases it may start from,
+//! so an impossible sequence is a loud bug, not a silent wrong status.
+
+use std::time::{Duration, Instant};
+
+use crate::model::{AppState, AppStatus};
+
+/// A failed apply is retried after this, doubling up to the maximum.
+pub const RETRY_MIN: Duration = Duration::from_secs(5);
+pub const RETRY_MAX: Duration = Duration::from_secs(300);
+/// An unreachable engine is retried sooner, doubling up to this.
+pub const ENGINE_RETRY_MIN: Duration = Duration::from_millis(100);
+pub const ENGINE_RETRY_MAX: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    /// At the target (or nothing to do yet).
+    Idle,
+    /// Pulling images; never held back by locks.
+    Downloading { progress: Option<u8> },
+    /// Held back: by locks (`lock:app/svc`, `unknown:app/svc`,
+    /// `lock-root`, `powering`), or by the engine (`engine`, retried at
+    /// `retry_at`).
+    Waiting {
+        blocked_by: Vec<String>,
+        retry_at: Option<Instant>,
+    },
+    /// Locks taken, containers being changed.
+    Applying,
+    /// The last attempt failed; the next one is due at `retry_at`.
+    Failed { error: String, retry_at: Instant },
+}
+
+impl Phase {
+    fn name(&self) -> &'static str {
+        match self {
+            Phase::Idle => "idle",
+            Phase::Downloading { .. } => "downloading",
+            Phase::Waiting { .. } => "waiting",
+            Phase::Applying => "applying",
+            Phase::Failed { .. } => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Machine {
+    phase: Phase,
+    /// The release being worked on (or applied).
+    release: String,
+    /// Failed attempts at this release.
+    attempts: u32,
+    /// Consecutive engine outages (their back-off).
+    outages: u32,
+}
+
+impl Machine {
+    pub fn new(release: &str) -> Self {
+        Self {
+            phase: Phase::Idle,
+            release: release.to_owned(),
+            attempts: 0,
+            outages: 0,
+        }
+    }
+
+    pub fn phase(&self) -> &Phase {
+        &self.phase
+    }
+
+    pub fn release(&self) -> &str {
+        &self.release
+    }
+
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// When the task must run again without being asked, if ever.
+    pub fn retry_at(&self) -> Option<Instant> {
+        match &self.phase {
+            Phase::Waiting { retry_at, .. } => *retry_at,
+            Phase::Failed { retry_at, .. } => Some(*retry_at),
+            _ => None,
+        }
+    }
+
+    /// Waiting on locks only (not on a timer): a snapshot change may free it.
+    pub fn waits_on_locks(&self) -> bool {
+        matches!(&self.phase, Phase::Waiting { retry_at: None, .. })
+    }
+
+    fn go(&mut self, to: Phase, allowed: &[&str]) {
+        assert!(
+            allowed.contains(&self.phase.name()),
+            "update machine: no transition from {} to {}",
+            self.phase.name(),
+            to.name()
+        );
+        self.phase = to;
+    }
+
+    /// A new target release for the app: a fresh start, failures forgotten.
+    pub fn new_target(&mut self, release: &str) {
+        if release != self.release {
+            self.release = release.to_owned();
+        }
+        self.attempts = 0;
+        if matches!(self.phase, Phase::Failed { .. }) {
+            self.phase = Phase::Idle;
+        }
+    }
+
+    /// A pass pulls images: before the lock gate, or after the old
+    /// containers are gone (kill-then-download).
+    pub fn downloading(&mut self, progress: Option<u8>) {
+        self.go(
+            Phase::Downloading { progress },
+            &["idle", "downloading", "waiting", "failed", "applying"],
+        );
+    }
+
+    /// The pass reached the lock gate and it said no.
+    pub fn wait(&mut self, blocked_by: Vec<String>) {
+        self.go(
+            Phase::Waiting {
+                blocked_by,
+                retry_at: None,
+            },
+            &["idle", "downloading", "waiting", "failed"],
+        );
+        self.outages = 0;
+    }
+
+    /// Locks taken: containers are about to change.
+    pub fn applying(&mut self) {
+        self.go(
+            Phase::Applying,
+            &["idle", "downloading", "waiting", "failed"],
+        );
+    }
+
+    /// The app is at its target.
+    pub fn applied(&mut self) {
+        self.go(
+            Phase::Idle,
+            &["idle", "downloading", "waiting", "applying", "failed"],
+        );
+        self.attempts = 0;
+        self.outages = 0;
+    }
+
+    /// The engine could not be reached: waiting, retried soon.
+    pub fn engine_down(&mut self, now: Instant) {
+        let wait = backoff(ENGINE_RETRY_MIN, ENGINE_RETRY_MAX, self.outages);
+        self.outages = self.outages.saturating_add(1);
+        self.phase = Phase::Waiting {
+            blocked_by: vec!["engine".into()],
+            retry_at: Some(now + wait),
+        };
+    }
+
+    /// The attempt failed for a reason of its own; retried with back-off.
+    pub fn fail(&mut self, error: String, now: Instant) {
+        self.go(
+            Phase::Failed {
+                error: String::new(),
+                retry_at: now,
+            },
+            &["idle", "downloading", "waiting", "applying", "failed"],
+        );
+        let wait = backoff(RETRY_MIN, RETRY_MAX, self.attempts);
+        self.attempts = self.attempts.saturating_add(1);
+        self.outages = 0;
+        self.phase = Phase::Failed {
+            error,
+            retry_at: now + wait,
+        };
+    }
+
+    /// As reported: `state`, `blocked_by`, `error`, `attempts`, `retry_at`.
+    /// `wall` turns a deadline into wall-clock time for people.
+    pub fn status(&self, wall: impl Fn(Instant) -> String) -> AppStatus {
+        let (state, blocked_by, error, retry_at, progress) = match &self.phase {
+            Phase::Idle => (AppState::Applied, vec![], None, None, None),
+            Phase::Downloading { progress } => {
+                (AppState::Downloading, vec![], None, None, *progress)
+            }
+            Phase::Waiting {
+                blocked_by,
+                retry_at,
+            } => (AppState::Waiting, blocked_by.clone(), None, *retry_at, None),
+            Phase::Applying => (AppState::Applying, vec![], None, None, None),
+            Phase::Failed { error, retry_at } => (
+                AppState::Failed,
+                vec![],
+                Some(error.clone()),
+                Some(*retry_at),
+                None,
+            ),
+        };
+        let mut st = AppStatus::new(state, &self.release);
+        st.blocked_by = blocked_by;
+        st.error = error;
+        st.progress = progress;
+        st.attempts = self.attempts;
+        st.retry_at = retry_at.map(wall);
+        st
+    }
+}
+
+fn backoff(min: Duration, max: Duration, n: u32) -> Duration {
+    min.saturating_mul(2u32.saturating_pow(n.min(20))).min(max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(m: &Machine) -> Option<Duration> {
+        m.retry_at().map(|t| t.duration_since(T0.with(|t| *t)))
+    }
+
+    thread_local! {
+        static T0: Instant = Instant::now();
+    }
+
+    fn t0() -> Instant {
+        T0.with(|t| *t)
+    }
+
+    #[test]
+    fn the_happy_path_and_waiting_on_a_lock() {
+        let mut m = Machine::new("r1");
+        m.downloading(Some(0));
+        m.downloading(Some(50));
+        m.wait(vec!["lock:app1/main".into()]);
+        assert!(m.waits_on_locks());
+        assert_eq!(m.retry_at(), None, "a lock wait has no timer: no polling");
+        m.applying();
+        m.applied();
+        assert_eq!(m.phase(), &Phase::Idle);
+        let st = m.status(|_| String::new());
+        assert_eq!(st.state, AppState::Applied);
+        assert_eq!(st.release, "r1");
+    }
+
+    #[test]
+    fn failures_back_off_and_a_new_target_resets_them() {
+        let mut m = Machine::new("r1");
+        m.applying();
+        m.fail("engine refused".into(), t0());
+        assert_eq!(at(&m), Some(RETRY_MIN));
+        assert_eq!(m.attempts(), 1);
+        m.applying();
+        m.fail("again".into(), t0());
+        assert_eq!(at(&m), Some(RETRY_MIN * 2));
+        for _ in 0..20 {
+            m.fail("again".into(), t0());
+        }
+        assert_eq!(at(&m), Some(RETRY_MAX));
+        let st = m.status(|_| "then".into());
+        assert_eq!(st.state, AppState::Failed);
+        assert_eq!(st.retry_at.as_deref(), Some("then"));
+        assert_eq!(st.attempts, 22);
+        m.new_target("r2");
+        assert_eq!(m.attempts(), 0);
+        assert_eq!(m.phase(), &Phase::Idle);
+        assert_eq!(m.release(), "r2");
+    }
+
+    #[test]
+    fn the_retry_deadline_does_not_move_while_nothing_happens() {
+        let mut m = Machine::new("r1");
+        m.fail("x".into(), t0());
+        let first = m.retry_at();
+        // Reading the machine (as a loop pass does) never moves it.
+        let _ = m.status(|_| String::new());
+        assert_eq!(m.retry_at(), first);
+    }
+
+    #[test]
+    fn engine_outages_are_retried_soon_and_reset_on_progress() {
+        let mut m = Machine::new("r1");
+        m.engine_down(t0());
+        assert_eq!(at(&m), Some(ENGINE_RETRY_MIN));
+        assert!(!m.waits_on_locks(), "an engine wait runs on its timer");
+        m.engine_down(t0());
+        assert_eq!(at(&m), Some(ENGINE_RETRY_MIN * 2));
+        let st = m.status(|_| String::new());
+        assert_eq!(st.blocked_by, ["engine"]);
+        m.applying();
+        m.applied();
+        m.engine_down(t0());
+        assert_eq!(at(&m), Some(ENGINE_RETRY_MIN));
+    }
+
+    #[test]
+    fn kill_then_download_pulls_after_taking_the_locks() {
+        let mut m = Machine::new("r1");
+        m.applying();
+        m.downloading(Some(10));
+        m.applied();
+        assert_eq!(m.phase(), &Phase::Idle);
+    }
+
+    #[test]
+    #[should_panic(expected = "no transition from idle to idle")]
+    fn applying_twice_without_a_pass_is_a_bug() {
+        let mut m = Machine::new("r1");
+        m.applied();
+        m.go(Phase::Idle, &["applying"]);
+    }
+
+    #[test]
+    #[should_panic(expected = "no transition from applying to waiting")]
+    fn waiting_on_locks_after_taking_them_is_a_bug() {
+        let mut m = Machine::new("r1");
+        m.applying();
+        m.wait(vec![]);
+    }
+}
