@@ -2,6 +2,7 @@
 //! TCP: a thin adapter over the same commands as D-Bus. Contract:
 //! docs/openapi.yaml. Listeners and their limits: `serve`; the key: `key`.
 
+mod conn;
 mod key;
 mod serve;
 

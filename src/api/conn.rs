@@ -1,0 +1,292 @@
+//! Connections: the accept loop and each connection's life. At most
+//! `MAX_CONNECTIONS` per listener (the idlest makes room for a newcomer),
+//! header and idle timeouts, a close grace; accept errors such as EMFILE
+//! back off instead of spinning.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::Request;
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tower::ServiceExt;
+
+use super::serve::{Limits, ACCEPT_BACKOFF, MAX_HEAD_BYTES};
+
+/// What the accept loop needs of a listener.
+pub(super) trait Listener: Send + 'static {
+    type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    fn accept(&self) -> impl Future<Output = io::Result<Self::Io>> + Send;
+}
+
+impl Listener for tokio::net::TcpListener {
+    type Io = tokio::net::TcpStream;
+    async fn accept(&self) -> io::Result<Self::Io> {
+        tokio::net::TcpListener::accept(self).await.map(|(s, _)| s)
+    }
+}
+
+impl Listener for tokio::net::UnixListener {
+    type Io = tokio::net::UnixStream;
+    async fn accept(&self) -> io::Result<Self::Io> {
+        tokio::net::UnixListener::accept(self).await.map(|(s, _)| s)
+    }
+}
+
+/// An accept error that concerns one incoming connection only: the next
+/// accept may work at once.
+fn only_this_connection(e: &io::Error) -> bool {
+    use nix::libc;
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+    ) || matches!(e.raw_os_error(), Some(libc::EPROTO | libc::EPERM))
+}
+
+/// One open connection, as the accept loop sees it.
+pub(super) struct Conn {
+    pub activity: Mutex<Activity>,
+    /// Told when the accept loop needs its place.
+    pub evict: Notify,
+}
+
+pub(super) struct Activity {
+    pub in_flight: usize,
+    /// The last request start or answer (or the accept).
+    pub last: Instant,
+}
+
+impl Conn {
+    fn activity(&self) -> (usize, Instant) {
+        let a = self.activity.lock().unwrap_or_else(|e| e.into_inner());
+        (a.in_flight, a.last)
+    }
+
+    fn request_started(self: &Arc<Self>) -> InFlight {
+        let mut a = self.activity.lock().unwrap_or_else(|e| e.into_inner());
+        a.in_flight += 1;
+        a.last = Instant::now();
+        InFlight(self.clone())
+    }
+}
+
+/// A request being served; its end (answered or dropped) counts as activity.
+struct InFlight(Arc<Conn>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut a = self.0.activity.lock().unwrap_or_else(|e| e.into_inner());
+        a.in_flight -= 1;
+        a.last = Instant::now();
+    }
+}
+
+#[derive(Default)]
+struct Open {
+    next_id: u64,
+    conns: BTreeMap<u64, Arc<Conn>>,
+}
+
+type Registry = Arc<Mutex<Open>>;
+
+/// A connection's place in the registry, given back when its task ends.
+struct Slot {
+    registry: Registry,
+    id: u64,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        open.conns.remove(&self.id);
+    }
+}
+
+enum Admission {
+    /// There was room.
+    Room(Slot, Arc<Conn>),
+    /// The connection idle longest was told to go to make room.
+    Evicted(Slot, Arc<Conn>),
+    /// Every connection has a request in flight.
+    Full,
+}
+
+fn admit(registry: &Registry, cap: usize) -> Admission {
+    let mut open = registry.lock().unwrap_or_else(|e| e.into_inner());
+    let mut evicted = false;
+    if open.conns.len() >= cap {
+        let idlest = open
+            .conns
+            .iter()
+            .filter_map(|(id, c)| {
+                let (in_flight, last) = c.activity();
+                (in_flight == 0).then_some((last, *id))
+            })
+            .min();
+        let Some((_, id)) = idlest else {
+            return Admission::Full;
+        };
+        if let Some(c) = open.conns.remove(&id) {
+            c.evict.notify_one();
+        }
+        evicted = true;
+    }
+    let id = open.next_id;
+    open.next_id += 1;
+    let conn = Arc::new(Conn {
+        activity: Mutex::new(Activity {
+            in_flight: 0,
+            last: Instant::now(),
+        }),
+        evict: Notify::new(),
+    });
+    open.conns.insert(id, conn.clone());
+    let slot = Slot {
+        registry: registry.clone(),
+        id,
+    };
+    if evicted {
+        Admission::Evicted(slot, conn)
+    } else {
+        Admission::Room(slot, conn)
+    }
+}
+
+/// Accepts forever. Failures and crowding are logged once per burst, with
+/// a count when it is over.
+pub(super) async fn accept_loop<L: Listener>(
+    listener: L,
+    app: Router,
+    on: &'static str,
+    limits: Limits,
+) {
+    let registry = Registry::default();
+    let mut failed = 0u64;
+    let mut crowded = 0u64;
+    loop {
+        let io = match listener.accept().await {
+            Ok(io) => io,
+            Err(e) if only_this_connection(&e) => {
+                tracing::debug!(error = %e, "HTTP API on {on}: accept failed for one connection");
+                continue;
+            }
+            Err(e) => {
+                if failed == 0 {
+                    tracing::warn!(error = %e,
+                        "HTTP API on {on}: cannot accept connections ({e}); retrying every {}",
+                        humantime::format_duration(ACCEPT_BACKOFF));
+                }
+                failed += 1;
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        if failed > 0 {
+            tracing::info!(
+                "HTTP API on {on}: accepting connections again after {failed} failed attempts"
+            );
+            failed = 0;
+        }
+        let mut crowding = || {
+            if crowded == 0 {
+                tracing::warn!("HTTP API on {on}: {} connections open; each new one takes the place of the one idle longest, or is closed when all are busy",
+                    limits.connections);
+            }
+            crowded += 1;
+        };
+        let (slot, conn) = match admit(&registry, limits.connections) {
+            Admission::Room(slot, conn) => {
+                if crowded > 0 {
+                    tracing::info!("HTTP API on {on}: below {} connections again; {crowded} were closed to stay under it",
+                        limits.connections);
+                    crowded = 0;
+                }
+                (slot, conn)
+            }
+            Admission::Evicted(slot, conn) => {
+                crowding();
+                (slot, conn)
+            }
+            Admission::Full => {
+                crowding();
+                continue;
+            }
+        };
+        let app = app.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            run_connection(io, app, conn, limits).await;
+        });
+    }
+}
+
+/// Serves one connection until the client or a limit ends it.
+pub(super) async fn run_connection<I>(io: I, app: Router, conn: Arc<Conn>, limits: Limits)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = {
+        let conn = conn.clone();
+        tower::service_fn(move |req: Request<hyper::body::Incoming>| {
+            let busy = conn.request_started();
+            let app = app.clone();
+            async move {
+                let r = app.oneshot(req).await;
+                drop(busy);
+                r
+            }
+        })
+    };
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read)
+        .max_buf_size(MAX_HEAD_BYTES);
+    let connection = http.serve_connection(TokioIo::new(io), TowerToHyperService::new(svc));
+    tokio::pin!(connection);
+    let mut closing = false;
+    let mut deadline = Instant::now() + limits.idle;
+    loop {
+        tokio::select! {
+            r = connection.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "HTTP API connection ended");
+                }
+                return;
+            }
+            _ = conn.evict.notified() => {
+                if conn.activity().0 == 0 {
+                    return;
+                }
+                // A request came in meanwhile: it is answered first.
+                connection.as_mut().graceful_shutdown();
+                closing = true;
+                deadline = Instant::now() + limits.close_grace;
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                let now = Instant::now();
+                let (in_flight, last) = conn.activity();
+                if in_flight > 0 {
+                    // Bounded by the request timeout; looked at again then.
+                    deadline = now + if closing { limits.close_grace } else { limits.idle };
+                } else if closing {
+                    return;
+                } else if last + limits.idle > now {
+                    deadline = last + limits.idle;
+                } else {
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                    deadline = now + limits.close_grace;
+                }
+            }
+        }
+    }
+}
