@@ -234,7 +234,12 @@ impl AppTask {
                 }
             }
         }
-        if done {
+        if target.is_none() && matches!(outcome, Outcome::Done { .. }) {
+            // Out of the target and its containers removed: the app is gone
+            // (not "applied" at release "").
+            return Outcome::Done { gone: true };
+        }
+        if matches!(outcome, Outcome::Done { .. }) {
             tracing::info!(message_id = msgid::UPDATE_APPLIED, app = %self.app, release = %release,
                 "app {} is at release {release}", self.app);
         }
