@@ -10,12 +10,13 @@ use std::time::{Instant, SystemTime};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::exec::{ExecError, Executor, Pass};
-use super::machine::Machine;
+use super::machine::{Machine, Phase};
 use super::plan::{container_name, plan, Step};
 use crate::command::{Command, CommandError, Handle};
 use crate::engine::{EngineError, RunState};
 use crate::gate::{self, Blocker, Decision};
 use crate::locks::own::OwnLockError;
+use crate::locks::state::Owner;
 use crate::logging::msgid;
 use crate::model::{Snapshot, UpdateStatus};
 use crate::names::{AppName, ServiceName};
@@ -120,11 +121,15 @@ impl AppTask {
                         match gate::update(&snap, &self.app, None) {
                             Decision::Blocked(b) => {
                                 let b: Vec<String> = b.iter().map(ToString::to_string).collect();
-                                if matches!(machine.phase(), super::machine::Phase::Waiting { blocked_by, .. } if *blocked_by != b) {
+                                if matches!(machine.phase(), Phase::Waiting { blocked_by, .. } if *blocked_by != b) {
                                     machine.wait(b);
                                     self.publish(&machine, &images);
                                 }
                             }
+                            // Held back by holdfast's own locks of the app (an
+                            // operator's `take`): they must go first, not merely
+                            // anything change.
+                            _ if waits_on_own_locks(&machine) && holds_own_locks(&snap, &self.app) => {}
                             _ => {
                                 tracing::info!(app = %self.app, "locks of app {} cleared; resuming its update", self.app);
                                 break;
@@ -234,7 +239,12 @@ impl AppTask {
                 }
             }
         }
-        if done {
+        if target.is_none() && matches!(outcome, Outcome::Done { .. }) {
+            // Out of the target and its containers removed: the app is gone
+            // (not "applied" at release "").
+            return Outcome::Done { gone: true };
+        }
+        if matches!(outcome, Outcome::Done { .. }) {
             tracing::info!(message_id = msgid::UPDATE_APPLIED, app = %self.app, release = %release,
                 "app {} is at release {release}", self.app);
         }
@@ -470,6 +480,20 @@ fn started_name(pass: Pass<'_>, step: &Step) -> Option<String> {
     };
     let hash = pass.target?.services.get(service)?.config_hash();
     Some(container_name(pass.app, service, &hash))
+}
+
+/// The keeper refused the app's locks because holdfast holds them already
+/// (`holdfast:operator`, `holdfast:power`, ...).
+fn waits_on_own_locks(machine: &Machine) -> bool {
+    matches!(machine.phase(), Phase::Waiting { blocked_by, .. }
+        if !blocked_by.is_empty() && blocked_by.iter().all(|b| b.starts_with("holdfast:")))
+}
+
+/// Whether the table shows a lock of `app` that holdfast holds.
+fn holds_own_locks(snap: &Snapshot, app: &AppName) -> bool {
+    snap.table
+        .locks()
+        .any(|(id, l)| id.app == *app && l.owner() == Owner::Holdfast)
 }
 
 fn engine_outcome(e: ExecError) -> Outcome {

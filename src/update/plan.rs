@@ -207,6 +207,14 @@ pub fn plan(
             Some(c) if c.state == RunState::Created => steps.push(Step::Start {
                 service: s.name.clone(),
             }),
+            // Not running while its predecessors are still there: a failed
+            // pass stopped it again when it put them back. It must run
+            // before they go; left alone, the service would end with none.
+            Some(c) if c.state == RunState::Other && !s.olds.is_empty() => {
+                steps.push(Step::Start {
+                    service: s.name.clone(),
+                })
+            }
             Some(_) => {}
         }
         if s.strategy == Strategy::HandOver && !s.olds.is_empty() {

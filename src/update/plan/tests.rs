@@ -294,3 +294,44 @@ fn nothing_running_is_removed_before_its_successor_started() {
         ]
     );
 }
+
+/// A failed pass started the new main, then stopped it again and put the
+/// old containers back: the retry starts the new main before the old one
+/// goes, not only the new worker that never started.
+#[test]
+fn a_successor_stopped_by_a_failed_pass_is_started_before_its_predecessor_goes() {
+    let old = target(TWO);
+    let new = target(&TWO.replace(":1", ":2"));
+    let mut main2 = running(&new, "main", "m2");
+    main2.state = RunState::Other;
+    let mut worker2 = running(&new, "worker", "w2");
+    worker2.state = RunState::Created;
+    let cur = [
+        running(&old, "main", "m1"),
+        running(&old, "worker", "w1"),
+        main2,
+        worker2,
+    ];
+    assert_eq!(
+        show(&plan(
+            Some(app(&new)),
+            &cur,
+            &images(&["main:2", "worker:2"])
+        )),
+        [
+            "lock main,worker",
+            "stop w1",
+            "stop m1",
+            "start main",
+            "start worker",
+            "remove m1",
+            "remove w1",
+            "unlock"
+        ]
+    );
+    // Without predecessors an exited container is its restart policy's.
+    let mut exited = running(&new, "main", "m2");
+    exited.state = RunState::Other;
+    let cur = [exited, running(&new, "worker", "w2")];
+    assert!(plan(Some(app(&new)), &cur, &images(&["main:2", "worker:2"])).is_empty());
+}
