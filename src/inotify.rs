@@ -2,14 +2,17 @@
 //! file, the hand-over wait and config.json.
 
 use std::ffi::OsString;
+use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, InotifyEvent, WatchDescriptor};
 use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 
 /// tokio's `AsyncFd` wants `AsRawFd`, which nix's `Inotify` does not implement.
 struct InotifyFd(Inotify);
@@ -58,9 +61,15 @@ impl AsyncInotify {
 /// Watches one directory for changes to some of its entries by name. A
 /// directory that goes away (removed, or its file system unmounted, as a
 /// boot partition may be) is watched again once it is back, retried with a
-/// bounded back-off, and that counts as a change: anything may differ.
+/// bounded back-off, and that counts as a change: anything may differ. A
+/// file system mounted over the directory (which inotify does not report)
+/// is noticed through the mount table and watched instead.
 pub struct NamesWatch {
     inotify: Option<AsyncInotify>,
+    /// The directory's (device, inode) when its watch was added.
+    watched: Option<(u64, u64)>,
+    /// `/proc/self/mountinfo`, ready (priority) when the mount table changes.
+    mounts: Option<AsyncFd<File>>,
     dir: PathBuf,
     names: Vec<OsString>,
     mask: AddWatchFlags,
@@ -69,6 +78,9 @@ pub struct NamesWatch {
     backoff: Duration,
     /// Why the directory is not watched, once logged.
     lost: Option<String>,
+    /// A change seen and not yet reported: kept when `changed` is dropped
+    /// midway (it runs in `select!` loops), so no change is ever lost.
+    dirty: bool,
 }
 
 const REWATCH_MIN: Duration = Duration::from_millis(100);
@@ -76,7 +88,53 @@ const REWATCH_MAX: Duration = Duration::from_secs(5);
 /// A content change is reported once the file has been quiet this long.
 const SETTLE: Duration = Duration::from_millis(50);
 /// ... but never later than this after the first event of a burst.
-const SETTLE_MAX: Duration = Duration::from_secs(1);
+pub const SETTLE_MAX: Duration = Duration::from_secs(1);
+
+/// The (device, inode) a path leads to now.
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// The mount table, to be told when it changes (the kernel flags
+/// `/proc/self/mountinfo` with POLLPRI at every mount and unmount).
+fn mount_table(dir: &Path) -> Option<AsyncFd<File>> {
+    let opened = OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open("/proc/self/mountinfo")
+        .and_then(|f| {
+            // SAFETY: the AsyncFd owns the File, whose fd stays open and
+            // unchanged until both are dropped together.
+            unsafe { AsyncFd::register_with_interest(f, Interest::PRIORITY) }
+                .map_err(io::Error::from)
+        });
+    match opened {
+        Ok(fd) => Some(fd),
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e,
+                "cannot follow the mount table; a file system mounted on {} is seen only once its old watch is lost",
+                dir.display());
+            None
+        }
+    }
+}
+
+/// Resolves when the mount table changed (never without one).
+async fn mount_table_changed(mounts: &Option<AsyncFd<File>>) {
+    match mounts {
+        Some(fd) => match fd.ready(Interest::PRIORITY).await {
+            Ok(mut guard) => guard.clear_ready(),
+            Err(_) => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// What one wait of [`NamesWatch`] saw.
+enum Woke {
+    Events(Result<Vec<InotifyEvent>, Errno>),
+    Mounts,
+}
 
 impl NamesWatch {
     /// For files read whole (config.json, the target): a change is a
@@ -108,6 +166,8 @@ impl NamesWatch {
     fn with(dir: &Path, names: &[&str], mask: AddWatchFlags, settle: Option<Duration>) -> Self {
         let mut w = Self {
             inotify: None,
+            watched: None,
+            mounts: mount_table(dir),
             dir: dir.to_owned(),
             names: names.iter().map(OsString::from).collect(),
             mask: mask
@@ -117,6 +177,7 @@ impl NamesWatch {
             settle,
             backoff: REWATCH_MIN,
             lost: None,
+            dirty: false,
         };
         if let Err(e) = w.rewatch() {
             w.report_lost(&e.to_string());
@@ -129,9 +190,13 @@ impl NamesWatch {
     }
 
     fn rewatch(&mut self) -> io::Result<()> {
+        // What the path leads to before the watch is added: a mount in
+        // between then differs at the next mount-table change.
+        let id = identity(&self.dir);
         let inotify = AsyncInotify::new()?;
         inotify.add(&self.dir, self.mask)?;
         self.inotify = Some(inotify);
+        self.watched = id;
         self.backoff = REWATCH_MIN;
         if self.lost.take().is_some() {
             tracing::info!(dir = %self.dir.display(), "watching {} again", self.dir.display());
@@ -147,35 +212,80 @@ impl NamesWatch {
         }
     }
 
+    fn lose(&mut self) {
+        self.inotify = None;
+        self.report_lost("the directory was removed or unmounted");
+    }
+
+    /// The mount table changed: when the path now leads to another
+    /// directory (a file system mounted on it or unmounted from it), that
+    /// one is watched, and that is a change.
+    fn follow_mounts(&mut self) -> bool {
+        let now = identity(&self.dir);
+        if now.is_none() || now == self.watched {
+            return false;
+        }
+        match self.rewatch() {
+            Ok(()) => {
+                tracing::info!(dir = %self.dir.display(),
+                    "{} is another file system now; watching it", self.dir.display());
+                true
+            }
+            Err(e) => {
+                self.inotify = None;
+                self.report_lost(&e.to_string());
+                false
+            }
+        }
+    }
+
     /// Returns when one of the names changed (or may have: a queue
-    /// overflow, the directory watched again after it went away).
+    /// overflow, the directory watched again after it went away, another
+    /// file system mounted on it). Cancel-safe.
     pub async fn changed(&mut self) -> io::Result<()> {
-        loop {
-            let Some(inotify) = self.inotify.as_mut() else {
-                tokio::time::sleep(self.backoff).await;
-                self.backoff = (self.backoff * 2).min(REWATCH_MAX);
-                match self.rewatch() {
-                    Ok(()) => return Ok(()),
-                    Err(e) => {
-                        self.report_lost(&e.to_string());
-                        continue;
-                    }
+        while !self.dirty {
+            self.dirty = self.next_change().await?;
+        }
+        if let Some(quiet) = self.settle {
+            self.settle_burst(quiet).await;
+        }
+        self.dirty = false;
+        Ok(())
+    }
+
+    /// One wait: true when it saw a change of the names.
+    async fn next_change(&mut self) -> io::Result<bool> {
+        let Some(inotify) = self.inotify.as_mut() else {
+            // Not watched: try again after the back-off, or at once when
+            // the mount table changes (the partition is back).
+            tokio::select! {
+                _ = tokio::time::sleep(self.backoff) => {
+                    self.backoff = (self.backoff * 2).min(REWATCH_MAX);
+                }
+                _ = mount_table_changed(&self.mounts) => {}
+            }
+            return match self.rewatch() {
+                Ok(()) => Ok(true),
+                Err(e) => {
+                    self.report_lost(&e.to_string());
+                    Ok(false)
                 }
             };
-            let events = inotify.next_batch().await?;
-            match self.classify(&events) {
-                Seen::Nothing => continue,
+        };
+        let woke = tokio::select! {
+            r = inotify.next_batch() => Woke::Events(r),
+            _ = mount_table_changed(&self.mounts) => Woke::Mounts,
+        };
+        match woke {
+            Woke::Events(r) => Ok(match self.classify(&r?) {
+                Seen::Nothing => false,
                 Seen::Lost => {
-                    self.inotify = None;
-                    self.report_lost("the directory was removed or unmounted");
-                    continue;
+                    self.lose();
+                    false
                 }
-                Seen::Change => {}
-            }
-            if let Some(quiet) = self.settle {
-                self.settle_burst(quiet).await;
-            }
-            return Ok(());
+                Seen::Change => true,
+            }),
+            Woke::Mounts => Ok(self.follow_mounts()),
         }
     }
 
@@ -190,8 +300,7 @@ impl NamesWatch {
             match tokio::time::timeout_at(until, next).await {
                 Ok(Ok(Ok(events))) => {
                     if let Seen::Lost = self.classify(&events) {
-                        self.inotify = None;
-                        self.report_lost("the directory was removed or unmounted");
+                        self.lose();
                         return;
                     }
                 }
@@ -289,5 +398,60 @@ mod tests {
         w.changed().await.unwrap();
         let more = tokio::time::timeout(Duration::from_millis(200), w.changed()).await;
         assert!(more.is_err(), "the burst settled into one change");
+    }
+
+    #[tokio::test]
+    async fn a_change_seen_by_a_dropped_wait_is_still_reported() {
+        let t = tempfile::tempdir().unwrap();
+        let mut w = NamesWatch::content(t.path(), &["f"]);
+        std::fs::write(t.path().join("f"), b"1").unwrap();
+        // Dropped while it settles (a select! loop's other branch won).
+        let cut = tokio::time::timeout(SETTLE / 3, w.changed()).await;
+        assert!(cut.is_err(), "settling takes {SETTLE:?}");
+        tokio::time::timeout(Duration::from_secs(2), w.changed())
+            .await
+            .expect("the write is still reported")
+            .unwrap();
+    }
+
+    /// A tmpfs on `dir` until dropped.
+    struct Mount(PathBuf);
+
+    impl Drop for Mount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_file_system_mounted_on_the_directory_is_watched() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: mounting needs root");
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("boot");
+        std::fs::create_dir(&dir).unwrap();
+        let mut w = NamesWatch::content(&dir, &["config.json"]);
+        // inotify says nothing of a mount; the mount table does.
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "tmpfs"])
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let _mount = Mount(dir.clone());
+        tokio::time::timeout(Duration::from_secs(5), w.changed())
+            .await
+            .expect("the mount is a change")
+            .unwrap();
+        std::fs::write(dir.join("config.json"), b"{}").unwrap();
+        tokio::time::timeout(Duration::from_secs(5), w.changed())
+            .await
+            .expect("a write in the mounted file system is seen")
+            .unwrap();
     }
 }
