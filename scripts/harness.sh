@@ -5,6 +5,8 @@
 #   harness.sh restart-logind DIR  kill logind and start a new one
 #   harness.sh restart-bus DIR     kill dbus-daemon and logind, start both again
 #   harness.sh restart-docker DIR  stop dockerd (containers stop with it), start it again
+#   harness.sh remount-locks DIR ro|rw
+#                                  make the lock root read-only, or writable again
 #   harness.sh registry DIR        a docker-registry on a free loopback port
 #                                  (written to DIR/registry/port)
 #   harness.sh down DIR            stop everything, unmount
@@ -43,6 +45,8 @@ start_logind() {
     mount -t tmpfs -o mode=755 tmpfs /run/systemd 2>/dev/null || { mkdir -p /run/systemd && mount -t tmpfs -o mode=755 tmpfs /run/systemd; }
     mkdir -p /run/systemd/logind.conf.d
     printf "[Login]\nNAutoVTs=0\nReserveVT=0\n" > /run/systemd/logind.conf.d/t.conf
+    # Settings a test asks for (Env::set_logind_conf), one per line.
+    [ ! -f "$0/logind.extra" ] || cat "$0/logind.extra" >> /run/systemd/logind.conf.d/t.conf
     exec /lib/systemd/systemd-logind' "$D" </dev/null >>"$D/logind.log" 2>&1 &
   wait_for 10 has_name org.freedesktop.login1
 }
@@ -149,6 +153,19 @@ restart-logind)
   kill_pidfile "$D/logind.pid" KILL
   start_logind
   ;;
+remount-locks)
+  # Read-only as a bind mount over the lock root: a plain remount is
+  # refused (busy) while holdfastd holds its own locks open to flock them.
+  case ${3:-} in
+  ro)
+    [ -e "$D/locks.ro" ] || { mount --bind "$D/locks" "$D/locks" && touch "$D/locks.ro"; }
+    mount -o remount,bind,ro "$D/locks"
+    ;;
+  # Lazily: holdfastd may hold a leftover lock open (flocked) through it.
+  rw) [ ! -e "$D/locks.ro" ] || { umount -l "$D/locks" && rm "$D/locks.ro"; } ;;
+  *) echo "harness: remount-locks DIR ro|rw" >&2; exit 2 ;;
+  esac
+  ;;
 down)
   if [ -S "$D/docker/docker.sock" ]; then
     docker -H "unix://$D/docker/docker.sock" ps -aq 2>/dev/null \
@@ -162,7 +179,8 @@ down)
   if [ -d "$D/docker/exec" ]; then
     grep " $D/docker" /proc/mounts | awk '{print $2}' | sort -r | xargs -r umount -l 2>/dev/null || true
   fi
-  mountpoint -q "$D/locks" && umount -l "$D/locks" || true
+  # The tmpfs, and a read-only bind mount over it if a test left one.
+  for _ in 1 2; do mountpoint -q "$D/locks" && umount -l "$D/locks" || true; done
   ;;
 *) echo "harness: unknown command $cmd" >&2; exit 2 ;;
 esac

@@ -7,7 +7,9 @@
 //! crash holdfast removes exactly its own leftovers, even when an app also
 //! runs as uid 65534; only a recorded token makes a file holdfast's. While
 //! holdfast owns a lock file it also holds a `flock` on it, so `flock(1)`
-//! (which apps may use) fails against it too. A file that cannot be
+//! (which apps may use) fails against it too; a leftover of a previous run
+//! is flocked before it is removed, and one an app has flocked meanwhile is
+//! that app's lock now and stays. A file that cannot be
 //! removed stays held and recorded, and its removal is retried: the record
 //! never forgets a file that is still there.
 
@@ -89,8 +91,9 @@ struct Held {
     entry: RecordEntry,
     dev: u64,
     ino: u64,
-    /// `None` for leftovers of a previous run (we never opened them).
-    _flock: Option<Flock<File>>,
+    /// `None` only for a leftover of a previous run that could not be
+    /// opened yet; it is flocked before it is removed.
+    flock: Option<Flock<File>>,
 }
 
 #[derive(Debug)]
@@ -315,7 +318,7 @@ impl OwnLocks {
                         entry: entry.clone(),
                         dev: held.0,
                         ino: held.1,
-                        _flock: Some(held.2),
+                        flock: Some(held.2),
                     }),
                     Err(Errno::EEXIST) if through => {}
                     Err(Errno::EEXIST | Errno::EWOULDBLOCK) => {
@@ -344,7 +347,11 @@ impl OwnLocks {
             for (app, files) in taken {
                 let kept: Vec<Held> = files
                     .into_iter()
-                    .filter(|h| remove_held(root, &self.root_path, h).is_err())
+                    .filter_map(|mut h| {
+                        remove_held(root, &self.root_path, &mut h)
+                            .is_err()
+                            .then_some(h)
+                    })
                     .collect();
                 if !kept.is_empty() {
                     self.held.insert(
@@ -392,8 +399,8 @@ impl OwnLocks {
         let mut failures = Vec::new();
         let mut kept = Vec::new();
         let mut removed = 0;
-        for f in h.files {
-            match remove_held(root.as_fd(), &self.root_path, &f) {
+        for mut f in h.files {
+            match remove_held(root.as_fd(), &self.root_path, &mut f) {
                 Ok(gone) => removed += usize::from(gone),
                 Err(e) => {
                     failures.push(format!("{}/{}: {e}", f.entry.service, f.entry.file));
@@ -477,7 +484,7 @@ impl OwnLocks {
                 Err(e) if e.vanished() || e.skipped() => continue,
                 Err(e) => {
                     report.failed.push(format!("{shown}: {e}"));
-                    self.keep_leftover(entry, 0, 0);
+                    self.keep_leftover(entry, 0, 0, None);
                     continue;
                 }
             };
@@ -486,7 +493,7 @@ impl OwnLocks {
                 Err(Errno::ENOENT) => continue,
                 Err(e) => {
                     report.failed.push(format!("{shown}: {e}"));
-                    self.keep_leftover(entry, 0, 0);
+                    self.keep_leftover(entry, 0, 0, None);
                     continue;
                 }
             };
@@ -499,12 +506,32 @@ impl OwnLocks {
                 report.kept.push(shown);
                 continue;
             }
+            let (dev, ino) = file_key(&st);
+            // An app may have flocked it since we died (flock(1) does not
+            // care that the file exists): then it is that app's lock now.
+            let flock = match flock_existing(dir.as_fd(), &entry.file, &st) {
+                Ok(f) => f,
+                Err(Errno::EWOULDBLOCK) => {
+                    report
+                        .kept
+                        .push(format!("{shown} (flocked by another process)"));
+                    continue;
+                }
+                Err(Errno::ESTALE) => {
+                    report.kept.push(shown);
+                    continue;
+                }
+                Err(e) => {
+                    report.failed.push(format!("{shown}: {e}"));
+                    self.keep_leftover(entry, dev, ino, None);
+                    continue;
+                }
+            };
             match unlinkat(&dir, entry.file.as_str(), UnlinkatFlags::NoRemoveDir) {
                 Ok(()) => report.removed.push(shown),
                 Err(e) => {
                     report.failed.push(format!("{shown}: {e}"));
-                    let (dev, ino) = file_key(&st);
-                    self.keep_leftover(entry, dev, ino);
+                    self.keep_leftover(entry, dev, ino, Some(flock));
                 }
             }
         }
@@ -512,7 +539,13 @@ impl OwnLocks {
         Ok(report)
     }
 
-    fn keep_leftover(&mut self, entry: RecordEntry, dev: u64, ino: u64) {
+    fn keep_leftover(
+        &mut self,
+        entry: RecordEntry,
+        dev: u64,
+        ino: u64,
+        flock: Option<Flock<File>>,
+    ) {
         let h = self
             .held
             .entry(entry.service.app.clone())
@@ -525,7 +558,7 @@ impl OwnLocks {
             entry,
             dev,
             ino,
-            _flock: None,
+            flock,
         });
     }
 
@@ -547,8 +580,10 @@ impl OwnLocks {
 
 /// Removes one own lock file if it is still ours: the one we created, or
 /// for a leftover (no identity known) one that carries its token. Gone
-/// already is done; true when this call removed it.
-fn remove_held(root: BorrowedFd<'_>, root_path: &Path, h: &Held) -> Result<bool, Errno> {
+/// already is done; true when this call removed it. A leftover we have
+/// not flocked yet is flocked first: one another process has flocked is
+/// its lock now, and is left to it.
+fn remove_held(root: BorrowedFd<'_>, root_path: &Path, h: &mut Held) -> Result<bool, Errno> {
     let dir = match open_service_dir(root, root_path, &h.entry.service) {
         Ok(d) => d,
         Err(e) if e.vanished() || e.skipped() => return Ok(false),
@@ -568,7 +603,37 @@ fn remove_held(root: BorrowedFd<'_>, root_path: &Path, h: &Held) -> Result<bool,
     if !ours {
         return Ok(false); // replaced by someone else's: not ours to remove
     }
+    if h.flock.is_none() {
+        match flock_existing(dir.as_fd(), &h.entry.file, &st) {
+            Ok(f) => h.flock = Some(f),
+            Err(Errno::EWOULDBLOCK) => {
+                tracing::warn!(path = %format!("{}/{}", h.entry.service, h.entry.file),
+                    "holdfast's leftover lock {}/{} is flocked by another process: it is that process's lock now",
+                    h.entry.service, h.entry.file);
+                return Ok(false);
+            }
+            Err(Errno::ESTALE) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+    }
     unlinkat(&dir, h.entry.file.as_str(), UnlinkatFlags::NoRemoveDir).map(|()| true)
+}
+
+/// Flocks an existing lock file without waiting, through a read-only,
+/// no-follow open (a read-only lock root allows it). `ESTALE` when the
+/// name no longer leads to the file `expected`, `EWOULDBLOCK` when another
+/// process holds a flock on it.
+fn flock_existing(
+    dir: BorrowedFd<'_>,
+    file: &str,
+    expected: &nix::sys::stat::FileStat,
+) -> Result<Flock<File>, Errno> {
+    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    let fd: OwnedFd = openat(dir, file, flags, Mode::empty())?;
+    if file_key(&nix::sys::stat::fstat(&fd)?) != file_key(expected) {
+        return Err(Errno::ESTALE);
+    }
+    Flock::lock(File::from(fd), FlockArg::LockExclusiveNonblock).map_err(|(_, e)| e)
 }
 
 /// Exclusive, no-follow create relative to the service directory, `flock`ed,

@@ -257,6 +257,26 @@ impl Env {
         self.harness("restart-bus");
     }
 
+    /// Adds `lines` to logind's configuration (`[Login]` section, e.g.
+    /// `InhibitorsMax=1`) and restarts logind with it.
+    pub fn set_logind_conf(&self, lines: &str) {
+        std::fs::write(self.dir.join("logind.extra"), format!("{lines}\n")).unwrap();
+        self.restart_logind();
+    }
+
+    /// Makes the lock root read-only (`false`: a read-only bind mount over
+    /// the tmpfs) or writable again.
+    pub fn set_locks_writable(&self, writable: bool) {
+        let dir = self.dir.display().to_string();
+        let mode = if writable { "rw" } else { "ro" };
+        run_script("harness.sh", &["remount-locks", &dir, mode]);
+    }
+
+    /// holdfastd's pid (it must be running).
+    pub fn daemon_pid(&self) -> i32 {
+        self.daemon.as_ref().expect("holdfastd is running").id() as i32
+    }
+
     fn harness(&self, what: &str) {
         let dir = self.dir.display().to_string();
         run_script("harness.sh", &[what, &dir]);

@@ -84,6 +84,34 @@ fn leftovers_are_cleaned_but_app_locks_survive() {
 }
 
 #[test]
+fn a_leftover_an_app_has_flocked_is_left_to_it() {
+    let (_t, root, state) = setup();
+    let mut own = OwnLocks::new(&root, &state);
+    take(&mut own, &app("app1"), &[]).unwrap();
+    drop(own); // "crash": nothing released, our flocks gone with us
+    let path = root.join("app1/main/updates.lock");
+    // flock(1) in the app, as the README shows: the file is its lock now.
+    let _app = Flock::lock(
+        std::fs::File::open(&path).unwrap(),
+        FlockArg::LockExclusiveNonblock,
+    )
+    .unwrap();
+    let mut own = OwnLocks::new(&root, &state);
+    let report = own.cleanup_leftovers().unwrap();
+    assert_eq!(report.removed.len(), 3);
+    assert_eq!(
+        report.kept,
+        vec!["app1/main/updates.lock (flocked by another process)".to_string()]
+    );
+    assert!(path.exists());
+    assert!(
+        own.tokens().is_empty(),
+        "not ours any more: {:?}",
+        own.tokens()
+    );
+}
+
+#[test]
 fn symlinked_service_dir_is_refused() {
     let (t, root, state) = setup();
     let elsewhere = t.path().join("elsewhere");
