@@ -1,5 +1,9 @@
 //! Own locks against real files in a temporary lock root.
 use super::*;
+use crate::locks::fs::OWN_TAG;
+use crate::locks::state::LOCK_FILE_NAMES;
+use crate::names::ServiceName;
+use nix::fcntl::FlockArg;
 
 fn take(
     own: &mut OwnLocks,
