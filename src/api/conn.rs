@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::Request;
 use axum::Router;
@@ -18,7 +19,48 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tower::ServiceExt;
 
-use super::serve::{Limits, ACCEPT_BACKOFF, MAX_HEAD_BYTES};
+/// Connections open at once, per listener. At the cap a new connection
+/// takes the place of the one idle longest (no request in flight); when
+/// every one is busy with a request, the new one is closed at once.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// A request head must be complete this long after the server starts
+/// waiting for it: after accept, and after each answer on a kept-alive
+/// connection (so an idle keep-alive connection is closed after this too).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A connection with no request started or answered for this long is
+/// closed, gracefully first. The backstop for what the header timeout does
+/// not cover, such as a client that does not read its answers.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Largest request head, so each connection's read buffer stays small
+/// (a bigger head is answered 431).
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// Pause after a failed accept (EMFILE and the like), so that a condition
+/// that lasts does not turn the loop into a busy one.
+pub(super) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// After a graceful close was asked for, how long a connection with no
+/// request in flight may take to finish before it is dropped.
+pub(super) const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// The per-connection limits, as one value so tests can shorten them.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Limits {
+    pub connections: usize,
+    pub header_read: Duration,
+    pub idle: Duration,
+    pub close_grace: Duration,
+}
+
+pub(super) const LIMITS: Limits = Limits {
+    connections: MAX_CONNECTIONS,
+    header_read: HEADER_READ_TIMEOUT,
+    idle: IDLE_TIMEOUT,
+    close_grace: CLOSE_GRACE,
+};
 
 /// What the accept loop needs of a listener.
 pub(super) trait Listener: Send + 'static {

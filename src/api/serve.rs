@@ -18,23 +18,8 @@ use tower::timeout::error::Elapsed;
 use tower::timeout::TimeoutLayer;
 use tower::{BoxError, ServiceBuilder};
 
-use super::conn::accept_loop;
+use super::conn::{accept_loop, LIMITS};
 use super::{router, Api};
-
-/// Connections open at once, per listener. At the cap a new connection
-/// takes the place of the one idle longest (no request in flight); when
-/// every one is busy with a request, the new one is closed at once.
-pub const MAX_CONNECTIONS: usize = 64;
-
-/// A request head must be complete this long after the server starts
-/// waiting for it: after accept, and after each answer on a kept-alive
-/// connection (so an idle keep-alive connection is closed after this too).
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A connection with no request started or answered for this long is
-/// closed, gracefully first. The backstop for what the header timeout does
-/// not cover, such as a client that does not read its answers.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A request is answered within this (503 otherwise). Long because some
 /// routes wait for logind to accept a reboot or for containers to restart.
@@ -42,34 +27,6 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Largest request body (413 above it). Ours are `{"force": true}`.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
-
-/// Largest request head, so each connection's read buffer stays small
-/// (a bigger head is answered 431).
-pub const MAX_HEAD_BYTES: usize = 16 * 1024;
-
-/// Pause after a failed accept (EMFILE and the like), so that a condition
-/// that lasts does not turn the loop into a busy one.
-pub(super) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-
-/// After a graceful close was asked for, how long a connection with no
-/// request in flight may take to finish before it is dropped.
-pub(super) const CLOSE_GRACE: Duration = Duration::from_secs(5);
-
-/// The per-connection limits, as one value so tests can shorten them.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Limits {
-    pub connections: usize,
-    pub header_read: Duration,
-    pub idle: Duration,
-    pub close_grace: Duration,
-}
-
-const LIMITS: Limits = Limits {
-    connections: MAX_CONNECTIONS,
-    header_read: HEADER_READ_TIMEOUT,
-    idle: IDLE_TIMEOUT,
-    close_grace: CLOSE_GRACE,
-};
 
 /// Serves on the unix socket (0600, replacing only a stale socket) and on
 /// TCP when configured. Errors are logged; holdfast keeps running without

@@ -1,5 +1,7 @@
 use super::*;
-use crate::api::conn::{accept_loop, run_connection, Activity, Conn, Listener};
+use crate::api::conn::{
+    accept_loop, run_connection, Activity, Conn, Limits, Listener, MAX_HEAD_BYTES,
+};
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};

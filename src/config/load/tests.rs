@@ -1,0 +1,205 @@
+use super::*;
+
+struct Tree {
+    _t: tempfile::TempDir,
+    main: PathBuf,
+    dirs: [PathBuf; 3],
+}
+
+fn tree(main: &str) -> Tree {
+    let t = tempfile::tempdir().unwrap();
+    let dirs = ["usr", "etc", "run"].map(|d| t.path().join(d));
+    for d in &dirs {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let main_path = t.path().join("holdfast.toml");
+    let dirs_toml = dirs
+        .iter()
+        .map(|d| format!("{:?}", d.display().to_string()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    std::fs::write(&main_path, format!("config_dirs = [{dirs_toml}]\n{main}")).unwrap();
+    Tree {
+        _t: t,
+        main: main_path,
+        dirs,
+    }
+}
+
+#[test]
+fn defaults_when_nothing_is_there() {
+    let t = tempfile::tempdir().unwrap();
+    let s = load(&t.path().join("absent.toml"), false).unwrap();
+    assert_eq!(s.settings.lock_root, Path::new("/run/holdfast/locks"));
+    assert_eq!(s.settings.inhibit_what, vec![InhibitWhat::Shutdown]);
+    assert_eq!(s.source("lock_root"), &Source::Default);
+    let err = load(&t.path().join("absent.toml"), true).unwrap_err();
+    assert!(
+        err.to_string().ends_with("absent.toml: file not found"),
+        "{err}"
+    );
+}
+
+#[test]
+fn later_dropins_win_and_dev_null_masks() {
+    let t = tree("lock_root = \"/run/a\"\nstate_dir = \"/var/a\"\n");
+    std::fs::write(
+        t.dirs[0].join("10-x.toml"),
+        "lock_root = \"/run/b\"\n[inhibit]\nwhat = [\"sleep\", \"shutdown\"]\n",
+    )
+    .unwrap();
+    std::fs::write(t.dirs[0].join("20-y.toml"), "lock_root = \"/run/c\"\n").unwrap();
+    // /etc's 20-y.toml replaces /usr/lib's; /run masks 30-z.
+    std::fs::write(t.dirs[1].join("20-y.toml"), "state_dir = \"/var/d\"\n").unwrap();
+    std::fs::write(t.dirs[1].join("30-z.toml"), "lock_root = \"/run/z\"\n").unwrap();
+    std::os::unix::fs::symlink("/dev/null", t.dirs[2].join("30-z.toml")).unwrap();
+    let s = load(&t.main, true).unwrap();
+    assert_eq!(s.settings.lock_root, Path::new("/run/b"));
+    assert_eq!(s.settings.state_dir, Path::new("/var/d"));
+    assert_eq!(
+        s.settings.inhibit_what,
+        vec![InhibitWhat::Shutdown, InhibitWhat::Sleep]
+    );
+    assert_eq!(s.settings.inhibit_what_arg(), "shutdown:sleep");
+    assert_eq!(
+        s.source("lock_root"),
+        &Source::File(t.dirs[0].join("10-x.toml"))
+    );
+    assert_eq!(
+        s.source("state_dir"),
+        &Source::File(t.dirs[1].join("20-y.toml"))
+    );
+    let shown = s.render();
+    assert!(shown.contains("lock_root = \"/run/b\""), "{shown}");
+    assert!(shown.contains("10-x.toml"), "{shown}");
+}
+
+#[test]
+fn unknown_key_names_file_line_and_key() {
+    let t = tree("lock_root = \"/run/a\"\nlok_root = \"/x\"\n");
+    let err = load(&t.main, true).unwrap_err();
+    assert_eq!(err.file, t.main);
+    assert_eq!(err.line, Some(3));
+    assert!(err.reason.contains("unknown field `lok_root`"), "{err}");
+}
+
+#[test]
+fn wrong_type_and_bad_values() {
+    let t = tree("lock_root = 5\n");
+    let err = load(&t.main, true).unwrap_err();
+    assert_eq!(err.line, Some(2));
+    assert!(err.reason.contains("invalid type"), "{err}");
+
+    let t = tree("[inhibit]\nwhat = [\"reboot\"]\n");
+    let err = load(&t.main, true).unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("inhibit.what"));
+    assert_eq!(err.line, Some(3));
+    assert!(
+        err.to_string().contains("\"reboot\" is not one of"),
+        "{err}"
+    );
+
+    let t = tree("lock_root = \"relative/dir\"\n");
+    let err = load(&t.main, true).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(":2: lock_root: \"relative/dir\" is not an absolute path"),
+        "{err}"
+    );
+
+    let t = tree("[api]\ntcp = \"nowhere\"\n");
+    assert_eq!(
+        load(&t.main, true).unwrap_err().key.as_deref(),
+        Some("api.tcp")
+    );
+}
+
+#[test]
+fn dropin_errors_name_the_dropin() {
+    let t = tree("");
+    std::fs::write(
+        t.dirs[1].join("50-bad.toml"),
+        "[engine]\nsocket = \"/s\"\nspeed = 3\n",
+    )
+    .unwrap();
+    let err = load(&t.main, true).unwrap_err();
+    assert_eq!(err.file, t.dirs[1].join("50-bad.toml"));
+    assert_eq!(err.line, Some(3));
+    std::fs::write(t.dirs[1].join("50-bad.toml"), "config_dirs = [\"/x\"]\n").unwrap();
+    let err = load(&t.main, true).unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("config_dirs"));
+}
+
+#[test]
+fn syntax_error_has_a_line() {
+    let t = tree("lock_root = \"/a\n");
+    let err = load(&t.main, true).unwrap_err();
+    assert_eq!(err.line, Some(2));
+}
+
+/// Loads off the test thread so a blocking read fails the test instead
+/// of hanging it.
+fn load_soon(main: &Path) -> Result<Sourced, ConfigError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let main = main.to_owned();
+    std::thread::spawn(move || {
+        let _ = tx.send(load(&main, true));
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(10))
+        .expect("load returns at once")
+}
+
+#[test]
+fn dropin_that_is_not_a_file_is_refused() {
+    let t = tree("");
+    let zero = t.dirs[1].join("50-zero.toml");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    let err = load_soon(&t.main).unwrap_err();
+    assert_eq!(err.file, zero);
+    assert!(err.reason.contains("character device"), "{err}");
+    std::fs::remove_file(&zero).unwrap();
+
+    let fifo = t.dirs[2].join("60-fifo.toml");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let err = load_soon(&t.main).unwrap_err();
+    assert_eq!(err.file, fifo);
+    assert_eq!(
+        err.to_string(),
+        format!("{}: is a FIFO, not a regular file", fifo.display())
+    );
+}
+
+#[test]
+fn oversized_file_is_refused() {
+    let t = tree("");
+    let big = t.dirs[0].join("10-big.toml");
+    let mut text = "# padding\n".repeat((MAX_FILE / 10) as usize + 1);
+    text.push_str("lock_root = \"/run/big\"\n");
+    std::fs::write(&big, text).unwrap();
+    let err = load(&t.main, true).unwrap_err();
+    assert_eq!(err.file, big);
+    assert!(err.reason.contains("larger than"), "{err}");
+}
+
+#[test]
+fn non_utf8_file_is_refused_with_its_line() {
+    let t = tree("");
+    let bad = t.dirs[1].join("20-latin1.toml");
+    std::fs::write(&bad, b"# ok\n# caf\xe9\n").unwrap();
+    let err = load(&t.main, true).unwrap_err();
+    assert_eq!(err.file, bad);
+    assert_eq!(err.line, Some(2));
+    assert!(err.reason.contains("not UTF-8"), "{err}");
+}
+
+#[test]
+fn dev_null_symlink_still_masks() {
+    let t = tree("lock_root = \"/run/a\"\n");
+    std::fs::write(t.dirs[0].join("10-x.toml"), "lock_root = \"/run/x\"\n").unwrap();
+    std::os::unix::fs::symlink("/dev/null", t.dirs[2].join("10-x.toml")).unwrap();
+    // A mask with nothing under it is fine too.
+    std::os::unix::fs::symlink("/dev/null", t.dirs[2].join("99-none.toml")).unwrap();
+    let s = load(&t.main, true).unwrap();
+    assert_eq!(s.settings.lock_root, Path::new("/run/a"));
+    assert_eq!(s.files, vec![t.main.clone()]);
+}

@@ -1,0 +1,200 @@
+//! One task per app: drives the app's [`Machine`] from its target, the
+//! engine's containers and the gate. A long pull or hand-over of one app
+//! never delays another app, and a locked app waits without polling: the
+//! snapshot change that frees it resumes it at once.
+
+mod pass;
+mod restart;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::exec::Executor;
+use super::machine::{Machine, Phase};
+use crate::command::{CommandError, Handle};
+use crate::gate::{self, Decision};
+use crate::locks::state::Owner;
+use crate::logging::msgid;
+use crate::model::{Snapshot, UpdateStatus};
+use crate::names::AppName;
+use crate::target::{AppTarget, Target};
+
+pub enum AppRequest {
+    /// Run a pass now; `forced_by` goes through locks for this pass.
+    Check { forced_by: Option<String> },
+    Restart {
+        force: bool,
+        who: String,
+        reply: oneshot::Sender<Result<u32, CommandError>>,
+    },
+}
+
+/// How a pass ended.
+enum Outcome {
+    /// At the target; `gone` when the app has no target and no containers.
+    Done {
+        gone: bool,
+    },
+    Waiting(Vec<String>),
+    EngineDown(String),
+    Failed(String),
+}
+
+pub struct AppTask {
+    pub app: AppName,
+    pub handle: Handle,
+    pub snapshot: watch::Receiver<Snapshot>,
+    pub target: watch::Receiver<Option<Arc<Target>>>,
+    pub exec: watch::Receiver<Executor>,
+    pub status: watch::Sender<UpdateStatus>,
+    pub requests: mpsc::UnboundedReceiver<AppRequest>,
+}
+
+/// What one pass works with and what it did to put back on failure.
+#[derive(Default)]
+struct Undo {
+    locked: bool,
+    /// Old containers stopped (not removed) in this pass.
+    stopped: Vec<String>,
+    /// New containers started in this pass.
+    started: Vec<String>,
+}
+
+impl AppTask {
+    pub async fn run(mut self) {
+        let mut seen: Option<AppTarget> = None;
+        let mut machine = Machine::new("");
+        let mut forced_by: Option<String> = None;
+        let mut images: BTreeMap<String, u8> = BTreeMap::new();
+        let mut first = true;
+        loop {
+            let target = self.app_target();
+            if first || target != seen {
+                machine.new_target(target.as_ref().map(|t| t.release.as_str()).unwrap_or(""));
+                seen = target.clone();
+                first = false;
+            }
+            let outcome = self
+                .pass(target.as_ref(), &mut machine, forced_by.take(), &mut images)
+                .await;
+            let now = Instant::now();
+            match outcome {
+                Outcome::Done { gone: true } => {
+                    self.status
+                        .send_if_modified(|s| s.apps.remove(self.app.as_str()).is_some());
+                    tracing::info!(app = %self.app, "app {} is gone", self.app);
+                    return;
+                }
+                Outcome::Done { gone: false } => machine.applied(),
+                Outcome::Waiting(b) => {
+                    tracing::info!(message_id = msgid::UPDATE_WAITING, app = %self.app, blocked_by = ?b,
+                        "update of app {} waits: {}", self.app, b.join(", "));
+                    machine.wait(b)
+                }
+                Outcome::EngineDown(e) => {
+                    tracing::warn!(message_id = msgid::ENGINE_UNAVAILABLE, app = %self.app, error = %e,
+                        "container engine unavailable; app {} retries", self.app);
+                    machine.engine_down(now)
+                }
+                Outcome::Failed(e) => {
+                    tracing::error!(message_id = msgid::UPDATE_FAILED, app = %self.app, error = %e,
+                        "update of app {} failed: {e}", self.app);
+                    machine.fail(e, now)
+                }
+            }
+            images.clear();
+            self.publish(&machine, &images);
+            // Wait for a reason to run again.
+            loop {
+                let retry_at = machine.retry_at().map(tokio::time::Instant::from_std);
+                tokio::select! {
+                    r = self.target.changed() => {
+                        if r.is_err() { return }
+                        if self.app_target() != seen { break }
+                    }
+                    r = self.snapshot.changed(), if machine.waits_on_locks() => {
+                        if r.is_err() { return }
+                        let snap = self.snapshot.borrow_and_update().clone();
+                        match gate::update(&snap, &self.app, None) {
+                            Decision::Blocked(b) => {
+                                let b: Vec<String> = b.iter().map(ToString::to_string).collect();
+                                if matches!(machine.phase(), Phase::Waiting { blocked_by, .. } if *blocked_by != b) {
+                                    machine.wait(b);
+                                    self.publish(&machine, &images);
+                                }
+                            }
+                            // Held back by holdfast's own locks of the app (an
+                            // operator's `take`): they must go first, not merely
+                            // anything change.
+                            _ if waits_on_own_locks(&machine) && holds_own_locks(&snap, &self.app) => {}
+                            _ => {
+                                tracing::info!(app = %self.app, "locks of app {} cleared; resuming its update", self.app);
+                                break;
+                            }
+                        }
+                    }
+                    _ = sleep_until(retry_at) => break,
+                    r = self.exec.changed() => {
+                        if r.is_err() { return }
+                        break;
+                    }
+                    req = self.requests.recv() => match req {
+                        None => return,
+                        Some(AppRequest::Check { forced_by: f }) => {
+                            forced_by = f;
+                            break;
+                        }
+                        Some(AppRequest::Restart { force, who, reply }) => {
+                            let r = self.restart(force, &who).await;
+                            let _ = reply.send(r);
+                        }
+                    },
+                }
+            }
+        }
+    }
+
+    fn app_target(&self) -> Option<AppTarget> {
+        self.target
+            .borrow()
+            .as_ref()
+            .and_then(|t| t.apps.get(&self.app).cloned())
+    }
+
+    fn publish(&self, machine: &Machine, images: &BTreeMap<String, u8>) {
+        let mut st = machine.status(wall);
+        st.images = images.clone();
+        self.status.send_if_modified(|s| {
+            let old = s.apps.insert(self.app.to_string(), st.clone());
+            old.as_ref() != Some(&st)
+        });
+    }
+}
+
+fn waits_on_own_locks(machine: &Machine) -> bool {
+    matches!(machine.phase(), Phase::Waiting { blocked_by, .. }
+        if !blocked_by.is_empty() && blocked_by.iter().all(|b| b.starts_with("holdfast:")))
+}
+
+/// Whether the table shows a lock of `app` that holdfast holds.
+fn holds_own_locks(snap: &Snapshot, app: &AppName) -> bool {
+    snap.table
+        .locks()
+        .any(|(id, l)| id.app == *app && l.owner() == Owner::Holdfast)
+}
+
+/// A monotonic deadline as wall-clock RFC 3339, for people.
+fn wall(t: Instant) -> String {
+    let at = SystemTime::now() + t.saturating_duration_since(Instant::now());
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

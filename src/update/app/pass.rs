@@ -1,0 +1,286 @@
+//! One pass of an app: list its containers, plan, run the steps; at the
+//! lock gate ask the gate, then the keeper; put back what a failed pass
+//! changed.
+
+use std::collections::BTreeMap;
+
+use super::{AppTask, Outcome, Undo};
+use crate::command::{Command, CommandError};
+use crate::engine::EngineError;
+use crate::gate::{self, Blocker, Decision};
+use crate::locks::own::OwnLockError;
+use crate::logging::msgid;
+use crate::names::ServiceName;
+use crate::target::AppTarget;
+use crate::update::exec::{ExecError, Executor, Pass};
+use crate::update::machine::Machine;
+use crate::update::plan::{container_name, plan, Step};
+
+impl AppTask {
+    pub(super) async fn pass(
+        &mut self,
+        target: Option<&AppTarget>,
+        machine: &mut Machine,
+        forced_by: Option<String>,
+        images: &mut BTreeMap<String, u8>,
+    ) -> Outcome {
+        let exec = self.exec.borrow().clone();
+        let current = match exec.containers(Some(&self.app)).await {
+            Ok(c) => c,
+            Err(e) => {
+                if e.is_unavailable() {
+                    crate::update::set_engine(&self.status, Err(e.to_string()));
+                }
+                return engine_outcome(e.into());
+            }
+        };
+        crate::update::set_engine(&self.status, Ok(()));
+        if target.is_none() && current.is_empty() {
+            return Outcome::Done { gone: true };
+        }
+        let present = match exec.present(target).await {
+            Ok(p) => p,
+            Err(e) => return engine_outcome(e.into()),
+        };
+        let steps = plan(target, &current, &present);
+        if steps.is_empty() {
+            return Outcome::Done { gone: false };
+        }
+        let release = target.map(|t| t.release.clone()).unwrap_or_default();
+        tracing::info!(app = %self.app, release = %release, steps = ?steps, "applying app {}", self.app);
+        let pass = Pass {
+            app: &self.app,
+            target,
+            release: &release,
+        };
+        let mut undo = Undo::default();
+        let cx = StepCx {
+            exec: &exec,
+            pass,
+            forced_by: forced_by.as_deref(),
+        };
+        let mut outcome = self
+            .run_steps(&cx, &steps, machine, images, &mut undo)
+            .await;
+        let done = matches!(outcome, Outcome::Done { .. });
+        if !done && (!undo.stopped.is_empty() || !undo.started.is_empty()) {
+            // Put back what ran before: the new ones stop, the old ones start.
+            tracing::warn!(app = %self.app, "apply failed midway; starting the previous containers again");
+            exec.stop_ids(&undo.started).await;
+            exec.start_ids(&undo.stopped).await;
+        }
+        if undo.locked {
+            let released = self
+                .handle
+                .request(|reply| Command::ReleaseForUpdate {
+                    app: self.app.clone(),
+                    reply,
+                })
+                .await;
+            if let Ok(Err(e)) | Err(e) = released {
+                if done {
+                    outcome = Outcome::Failed(e.to_string());
+                }
+            }
+        }
+        if target.is_none() && matches!(outcome, Outcome::Done { .. }) {
+            // Out of the target and its containers removed: the app is gone
+            // (not "applied" at release "").
+            return Outcome::Done { gone: true };
+        }
+        if matches!(outcome, Outcome::Done { .. }) {
+            tracing::info!(message_id = msgid::UPDATE_APPLIED, app = %self.app, release = %release,
+                "app {} is at release {release}", self.app);
+        }
+        outcome
+    }
+
+    async fn run_steps(
+        &self,
+        cx: &StepCx<'_>,
+        steps: &[Step],
+        machine: &mut Machine,
+        images: &mut BTreeMap<String, u8>,
+        undo: &mut Undo,
+    ) -> Outcome {
+        let exec = cx.exec;
+        let pass = cx.pass;
+        let mut i = 0;
+        while i < steps.len() {
+            // Consecutive creates/starts run concurrently, dependencies first.
+            let run = steps[i..]
+                .iter()
+                .take_while(|s| matches!(s, Step::Create { .. } | Step::Start { .. }))
+                .count();
+            if run > 1 {
+                let wave = &steps[i..i + run];
+                undo.started
+                    .extend(wave.iter().filter_map(|s| started_name(pass, s)));
+                if let Err(e) = exec.wave(pass, wave).await {
+                    return exec_outcome(e);
+                }
+                i += run;
+                continue;
+            }
+            let step = &steps[i];
+            i += 1;
+            let r = match step {
+                Step::Pull { image } => {
+                    let all: Vec<&str> = steps
+                        .iter()
+                        .filter_map(|s| match s {
+                            Step::Pull { image } => Some(image.as_str()),
+                            _ => None,
+                        })
+                        .collect();
+                    if let Err(e) = self.pull(exec, image, &all, machine, images).await {
+                        return engine_outcome(e.into());
+                    }
+                    continue;
+                }
+                Step::TakeLocks { services } => {
+                    match self.take_locks(services, cx.forced_by).await {
+                        Ok(()) => {
+                            undo.locked = true;
+                            machine.applying();
+                            images.clear();
+                            self.publish(machine, images);
+                        }
+                        Err(outcome) => return outcome,
+                    }
+                    continue;
+                }
+                Step::ReleaseLocks => {
+                    let r = self
+                        .handle
+                        .request(|reply| Command::ReleaseForUpdate {
+                            app: self.app.clone(),
+                            reply,
+                        })
+                        .await;
+                    undo.locked = false;
+                    match r {
+                        Ok(Ok(_)) => continue,
+                        Ok(Err(e)) | Err(e) => return Outcome::Failed(e.to_string()),
+                    }
+                }
+                Step::Stop { id, .. } => {
+                    let r = exec.step(pass, step).await;
+                    if r.is_ok() {
+                        undo.stopped.push(id.clone());
+                    }
+                    r
+                }
+                Step::Remove { id, .. } => {
+                    undo.stopped.retain(|s| s != id);
+                    exec.step(pass, step).await
+                }
+                Step::Start { .. } => {
+                    undo.started.extend(started_name(pass, step));
+                    exec.step(pass, step).await
+                }
+                _ => exec.step(pass, step).await,
+            };
+            if let Err(e) = r {
+                return exec_outcome(e);
+            }
+        }
+        Outcome::Done { gone: false }
+    }
+
+    /// The lock gate, then every lock of the app (all-or-nothing).
+    pub(super) async fn take_locks(
+        &self,
+        services: &[ServiceName],
+        forced_by: Option<&str>,
+    ) -> Result<(), Outcome> {
+        let snap = self.snapshot.borrow().clone();
+        let through = match gate::update(&snap, &self.app, forced_by) {
+            Decision::Blocked(b) => {
+                return Err(Outcome::Waiting(
+                    b.iter().map(ToString::to_string).collect(),
+                ))
+            }
+            Decision::Through { why, passed } => {
+                let names: Vec<String> = passed.iter().map(ToString::to_string).collect();
+                tracing::warn!(message_id = msgid::UPDATE_FORCED, app = %self.app, locks = ?names,
+                    "updating app {} through its locks {} ({why})", self.app, names.join(", "));
+                true
+            }
+            Decision::Go => false,
+        };
+        let taken = self
+            .handle
+            .request(|reply| Command::TakeForUpdate {
+                app: self.app.clone(),
+                services: services.to_vec(),
+                through,
+                reply,
+            })
+            .await;
+        match taken {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(CommandError::OwnLock(OwnLockError::Contended { id, .. }))) => {
+                Err(Outcome::Waiting(vec![Blocker::Lock(id).to_string()]))
+            }
+            Ok(Err(CommandError::OwnLock(OwnLockError::AlreadyHeld { purpose, .. }))) => {
+                let by = format!("{purpose:?}").to_lowercase();
+                Err(Outcome::Waiting(vec![format!("holdfast:{by}")]))
+            }
+            Ok(Err(e)) | Err(e) => Err(Outcome::Failed(e.to_string())),
+        }
+    }
+
+    async fn pull(
+        &self,
+        exec: &Executor,
+        image: &str,
+        all: &[&str],
+        machine: &mut Machine,
+        images: &mut BTreeMap<String, u8>,
+    ) -> Result<(), EngineError> {
+        tracing::info!(app = %self.app, image, "pulling {image}");
+        for i in all {
+            images.entry((*i).to_owned()).or_insert(0);
+        }
+        let report = |pct: u8, machine: &mut Machine, images: &mut BTreeMap<String, u8>| {
+            images.insert(image.to_owned(), pct);
+            let sum: u32 = images.values().map(|p| u32::from(*p)).sum();
+            let overall = (sum / images.len().max(1) as u32) as u8;
+            machine.downloading(Some(overall));
+            self.publish(machine, images);
+        };
+        report(0, machine, images);
+        exec.pull(image, |pct| report(pct, machine, images)).await?;
+        report(100, machine, images);
+        Ok(())
+    }
+}
+
+struct StepCx<'a> {
+    exec: &'a Executor,
+    pass: Pass<'a>,
+    forced_by: Option<&'a str>,
+}
+
+fn started_name(pass: Pass<'_>, step: &Step) -> Option<String> {
+    let Step::Start { service } = step else {
+        return None;
+    };
+    let hash = pass.target?.services.get(service)?.config_hash();
+    Some(container_name(pass.app, service, &hash))
+}
+
+/// The keeper refused the app's locks because holdfast holds them already
+/// (`holdfast:operator`, `holdfast:power`, ...).
+fn engine_outcome(e: ExecError) -> Outcome {
+    exec_outcome(e)
+}
+
+fn exec_outcome(e: ExecError) -> Outcome {
+    if e.engine_unavailable() {
+        Outcome::EngineDown(e.to_string())
+    } else {
+        Outcome::Failed(e.to_string())
+    }
+}

@@ -1,0 +1,67 @@
+//! Restarting an app's running containers under its locks (HTTP v2
+//! restart, D-Bus RestartApp): refused while the app holds a lock, unless
+//! forced.
+
+use super::{AppTask, Outcome};
+use crate::command::{Command, CommandError};
+use crate::engine::RunState;
+use crate::gate::{self, Decision};
+use crate::logging::msgid;
+use crate::names::ServiceName;
+
+impl AppTask {
+    /// Restarts the app's running containers under its locks.
+    pub(super) async fn restart(&mut self, force: bool, who: &str) -> Result<u32, CommandError> {
+        let snap = self.snapshot.borrow().clone();
+        let decision = gate::update(&snap, &self.app, force.then_some(who));
+        if let Decision::Blocked(b) = decision {
+            return Err(CommandError::Locked {
+                blocked_by: b,
+                action: format!("restart app {}", self.app),
+            });
+        }
+        let exec = self.exec.borrow().clone();
+        let running: Vec<_> = exec
+            .containers(Some(&self.app))
+            .await
+            .map_err(|e| CommandError::Failed(e.to_string()))?
+            .into_iter()
+            .filter(|c| c.state == RunState::Running)
+            .collect();
+        if running.is_empty() {
+            return Err(CommandError::NotFound(format!(
+                "app {} has no running containers",
+                self.app
+            )));
+        }
+        let services: Vec<ServiceName> = running.iter().map(|c| c.service.clone()).collect();
+        if let Decision::Through { why, passed } = &decision {
+            tracing::warn!(message_id = msgid::UPDATE_FORCED, app = %self.app, locks = ?passed, who,
+                "restarting app {} through its locks ({why})", self.app);
+        }
+        self.take_locks(&services, force.then_some(who))
+            .await
+            .map_err(|o| match o {
+                Outcome::Waiting(b) => CommandError::Locked {
+                    blocked_by: Vec::new(),
+                    action: format!("restart app {} ({})", self.app, b.join(", ")),
+                },
+                Outcome::Failed(e) | Outcome::EngineDown(e) => CommandError::Failed(e),
+                Outcome::Done { .. } => CommandError::Failed("unexpected".into()),
+            })?;
+        tracing::info!(app = %self.app, who, "restarting app {} (asked by {who})", self.app);
+        let r = exec.restart(&running).await;
+        let released = self
+            .handle
+            .request(|reply| Command::ReleaseForUpdate {
+                app: self.app.clone(),
+                reply,
+            })
+            .await;
+        r.map_err(|e| CommandError::Failed(e.to_string()))?;
+        if let Ok(Err(e)) | Err(e) = released {
+            return Err(e);
+        }
+        Ok(running.len() as u32)
+    }
+}
