@@ -81,6 +81,9 @@ pub struct NamesWatch {
     /// A change seen and not yet reported: kept when `changed` is dropped
     /// midway (it runs in `select!` loops), so no change is ever lost.
     dirty: bool,
+    /// While the directory does not exist: a watch on its nearest existing
+    /// ancestor, so its creation wakes us (no timer while idle).
+    ancestor: Option<AsyncInotify>,
 }
 
 const REWATCH_MIN: Duration = Duration::from_millis(100);
@@ -178,11 +181,34 @@ impl NamesWatch {
             backoff: REWATCH_MIN,
             lost: None,
             dirty: false,
+            ancestor: None,
         };
         if let Err(e) = w.rewatch() {
             w.report_lost(&e.to_string());
+            w.arm_ancestor(&e);
         }
         w
+    }
+
+    /// The directory is missing: watch the nearest ancestor that exists for
+    /// anything created or moved in (creating the path wakes us then). For
+    /// other errors (out of descriptors, say) the back-off timer retries.
+    fn arm_ancestor(&mut self, e: &io::Error) {
+        self.ancestor = None;
+        if e.kind() != io::ErrorKind::NotFound {
+            return;
+        }
+        let Some(existing) = self.dir.ancestors().skip(1).find(|a| a.is_dir()) else {
+            return;
+        };
+        let mask = AddWatchFlags::IN_CREATE
+            | AddWatchFlags::IN_MOVED_TO
+            | AddWatchFlags::IN_DELETE_SELF
+            | AddWatchFlags::IN_MOVE_SELF
+            | AddWatchFlags::IN_ONLYDIR;
+        self.ancestor = AsyncInotify::new()
+            .ok()
+            .filter(|i| i.add(existing, mask).is_ok());
     }
 
     pub fn dir(&self) -> &Path {
@@ -215,6 +241,9 @@ impl NamesWatch {
     fn lose(&mut self) {
         self.inotify = None;
         self.report_lost("the directory was removed or unmounted");
+        if !self.dir.is_dir() {
+            self.arm_ancestor(&io::Error::from(io::ErrorKind::NotFound));
+        }
     }
 
     /// The mount table changed: when the path now leads to another
@@ -256,18 +285,29 @@ impl NamesWatch {
     /// One wait: true when it saw a change of the names.
     async fn next_change(&mut self) -> io::Result<bool> {
         let Some(inotify) = self.inotify.as_mut() else {
-            // Not watched: try again after the back-off, or at once when
-            // the mount table changes (the partition is back).
-            tokio::select! {
-                _ = tokio::time::sleep(self.backoff) => {
-                    self.backoff = (self.backoff * 2).min(REWATCH_MAX);
-                }
-                _ = mount_table_changed(&self.mounts) => {}
+            // Not watched: try again when something is created where the
+            // directory should be, or the mount table changes (the partition
+            // is back); after a back-off only when neither can be watched.
+            match self.ancestor.as_mut() {
+                Some(ancestor) => tokio::select! {
+                    _ = ancestor.next_batch() => {}
+                    _ = mount_table_changed(&self.mounts) => {}
+                },
+                None => tokio::select! {
+                    _ = tokio::time::sleep(self.backoff) => {
+                        self.backoff = (self.backoff * 2).min(REWATCH_MAX);
+                    }
+                    _ = mount_table_changed(&self.mounts) => {}
+                },
             }
             return match self.rewatch() {
-                Ok(()) => Ok(true),
+                Ok(()) => {
+                    self.ancestor = None;
+                    Ok(true)
+                }
                 Err(e) => {
                     self.report_lost(&e.to_string());
+                    self.arm_ancestor(&e);
                     Ok(false)
                 }
             };

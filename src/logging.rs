@@ -1,9 +1,9 @@
 //! Structured logs: journald when running under systemd (or asked for),
 //! stderr otherwise, and stderr whenever journald is absent.
 
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::EnvFilter;
 
 /// journald MESSAGE_IDs (catalog: systemd/holdfast.catalog).
 pub mod msgid {
@@ -47,7 +47,12 @@ pub fn wanted_target() -> Target {
 
 /// Installs the global subscriber and returns where logs go.
 pub fn init() -> Target {
-    let filter = EnvFilter::try_from_env("HOLDFAST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // `HOLDFAST_LOG=debug` or `info,holdfast::locks=trace`: levels per
+    // target, without a regex engine in the binary.
+    let filter = std::env::var("HOLDFAST_LOG")
+        .ok()
+        .and_then(|v| v.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
     #[cfg(feature = "journald")]
     if wanted_target() == Target::Journald {
         match tracing_journald::layer() {
