@@ -46,6 +46,8 @@ pub enum BootConfigError {
         source: serde_json::Error,
         hint: &'static str,
     },
+    #[error("{} does not exist and {} is not a mount point: is the boot partition mounted? The staged keys stay staged", path.display(), dir.display())]
+    NotMounted { path: PathBuf, dir: PathBuf },
     #[error("cannot write {}: {source}", path.display())]
     Write {
         path: PathBuf,
@@ -201,6 +203,31 @@ impl BootConfig {
         )
     }
 
+    /// A missing config.txt is only created where a file system is mounted
+    /// (or a layout keeps it on the root file system beside other files):
+    /// never in the empty mount point of a boot partition that is not
+    /// mounted, where the device would not read it anyway.
+    fn check_mounted(&self) -> Result<(), BootConfigError> {
+        use std::os::unix::fs::MetadataExt;
+        let dir = self.config_txt.parent().unwrap_or(Path::new("/"));
+        let not_mounted = || BootConfigError::NotMounted {
+            path: self.config_txt.clone(),
+            dir: dir.to_owned(),
+        };
+        let here = std::fs::metadata(dir).map_err(|_| not_mounted())?;
+        let parent = dir.parent().map(std::fs::metadata);
+        let mount_point = match parent {
+            Some(Ok(p)) => p.dev() != here.dev() || p.ino() == here.ino(),
+            _ => true,
+        };
+        let has_files = std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some());
+        if mount_point || has_files {
+            Ok(())
+        } else {
+            Err(not_mounted())
+        }
+    }
+
     /// config.txt as it is; a missing file is empty.
     fn read_config_txt(&self) -> Result<Vec<u8>, BootConfigError> {
         Ok(read_regular(&self.config_txt, MAX_CONFIG_TXT)
@@ -246,6 +273,9 @@ impl BootConfig {
             return Ok(false);
         };
         let text = self.read_config_txt()?;
+        if text.is_empty() && !self.config_txt.exists() {
+            self.check_mounted()?;
+        }
         let wanted = render(&text, &boot, &st.managed);
         // Already as wanted (edited by hand, say): the user's file stays put.
         if wanted != text {

@@ -169,6 +169,7 @@ pub fn describe(blockers: &[Blocker]) -> String {
             Blocker::Unknown(id) => unknown.push(id.to_string()),
             Blocker::LockRoot => parts.push("the lock directories cannot be read".to_owned()),
             Blocker::Powering => parts.push("a reboot or power-off is under way".to_owned()),
+            Blocker::Updating(app) => parts.push(format!("app {app} is being updated")),
         }
     }
     if !unknown.is_empty() {

@@ -120,10 +120,6 @@ impl Core {
                 self.snapshot.send_if_modified(|s| {
                     let changed = s.powering != on;
                     s.powering = on;
-                    // A reboot that happens takes any pending one with it.
-                    if on {
-                        s.pending_reboot = None;
-                    }
                     changed
                 });
                 let _ = reply.send(());

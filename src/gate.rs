@@ -21,6 +21,8 @@ pub enum Blocker {
     LockRoot,
     /// holdfast is rebooting or powering off.
     Powering,
+    /// holdfast is updating this app (it holds the app's locks).
+    Updating(AppName),
 }
 
 impl fmt::Display for Blocker {
@@ -30,6 +32,7 @@ impl fmt::Display for Blocker {
             Blocker::Unknown(id) => write!(f, "unknown:{id}"),
             Blocker::LockRoot => f.write_str("lock-root"),
             Blocker::Powering => f.write_str("powering"),
+            Blocker::Updating(app) => write!(f, "updating:{app}"),
         }
     }
 }

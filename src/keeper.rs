@@ -129,6 +129,8 @@ impl Keeper {
                         "holdfast took every app's locks for a reboot"
                     );
                 }
+                // A failed take gave back what it took: the table hears it.
+                self.publish_tokens().await;
                 let _ = reply.send(r.map_err(Into::into));
             }
             Command::ReleaseLocks { app, reply } => {
@@ -221,8 +223,12 @@ impl Keeper {
         }
     }
 
-    async fn publish_tokens(&self) {
-        if let Some(own) = &self.own {
+    async fn publish_tokens(&mut self) {
+        if let Some(own) = &mut self.own {
+            let gone = own.take_gone();
+            if !gone.is_empty() {
+                let _ = self.events.send(LockEvent::OwnRemoved(gone)).await;
+            }
             let _ = self.events.send(LockEvent::OwnTokens(own.tokens())).await;
         }
     }

@@ -22,12 +22,15 @@ use crate::command::{describe, Command, CommandError, Handle, PowerAction};
 use crate::config::Settings;
 use crate::gate::{self, Blocker, Decision};
 use crate::locks::own::OwnLockError;
-use crate::model::{now_usec, Snapshot};
+use crate::model::{now_usec, PendingReboot, Snapshot};
 use crate::system::SystemRequest;
 
 /// logind said yes but we are still running after this: the shutdown did
 /// not happen; give the locks and the inhibitor back.
 const STILL_UP_AFTER: Duration = Duration::from_secs(600);
+/// A pending reboot that failed is tried again after this, doubling.
+const PENDING_RETRY_MIN: Duration = Duration::from_secs(60);
+const PENDING_RETRY_MAX: Duration = Duration::from_secs(3600);
 
 pub struct PowerTask {
     pub handle: Handle,
@@ -39,9 +42,13 @@ pub struct PowerTask {
 impl PowerTask {
     pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let mut accepted_at: Option<Instant> = None;
+        // A pending reboot that failed for another reason than a lock is
+        // kept and tried again after a back-off (a staged boot config must
+        // not be forgotten because logind refused once).
+        let mut failed: Option<(PendingReboot, Instant, Duration)> = None;
         loop {
             let snap = self.snapshot.borrow_and_update().clone();
-            let mut deadline = None;
+            let mut wake = None;
             if let (Some(p), false) = (&snap.pending_reboot, snap.powering) {
                 let due = p.not_after_usec != 0 && now_usec() >= p.not_after_usec;
                 let who = if due {
@@ -49,30 +56,42 @@ impl PowerTask {
                 } else {
                     p.who.clone()
                 };
-                if gate::power(&snap, due.then_some(who.as_str())).allowed() {
+                let backing_off = failed
+                    .as_ref()
+                    .filter(|(f, _, _)| f == p)
+                    .map(|(_, at, _)| *at)
+                    .filter(|at| *at > Instant::now());
+                if let Some(at) = backing_off {
+                    wake = Some(at);
+                } else if gate::power(&snap, due.then_some(who.as_str())).allowed() {
                     tracing::info!(force = due, who = %who, "pending reboot: {}", if due {
                         "deadline reached, forcing through the locks"
                     } else {
                         "no app holds a lock; rebooting"
                     });
                     match self.power(PowerAction::Reboot, due, &who).await {
-                        Ok(()) => accepted_at = Some(Instant::now()),
+                        Ok(()) => {
+                            accepted_at = Some(Instant::now());
+                            failed = None;
+                            self.clear_pending().await;
+                        }
                         // Locked again in between: wait for the table to say so.
                         Err(CommandError::Locked { .. }) => {}
                         Err(e) => {
-                            tracing::error!(error = %e, "pending reboot failed: {e}; request dropped");
-                            let _ = self
-                                .handle
-                                .request(|reply| Command::CancelReboot {
-                                    who: "holdfast (reboot failed)".into(),
-                                    reply,
-                                })
-                                .await;
+                            let wait = match &failed {
+                                Some((f, _, w)) if f == p => (*w * 2).min(PENDING_RETRY_MAX),
+                                _ => PENDING_RETRY_MIN,
+                            };
+                            tracing::error!(error = %e, retry_in_s = wait.as_secs(),
+                                "pending reboot failed: {e}; trying again in {}",
+                                humantime::format_duration(wait));
+                            failed = Some((p.clone(), Instant::now() + wait, wait));
+                            wake = failed.as_ref().map(|(_, at, _)| *at);
                         }
                     }
                 } else if p.not_after_usec != 0 {
                     let wait = Duration::from_micros(p.not_after_usec.saturating_sub(now_usec()));
-                    deadline = Instant::now().checked_add(wait);
+                    wake = Instant::now().checked_add(wait);
                 }
             }
             let still_up = accepted_at.and_then(|t| t.checked_add(STILL_UP_AFTER));
@@ -82,6 +101,7 @@ impl PowerTask {
                         let r = self.power(action, force, &who).await;
                         if r.is_ok() {
                             accepted_at = Some(Instant::now());
+                            self.clear_pending().await;
                         }
                         let _ = reply.send(r);
                     }
@@ -89,7 +109,7 @@ impl PowerTask {
                     None => return,
                 },
                 r = self.snapshot.changed() => if r.is_err() { return },
-                _ = sleep_until(deadline) => {}
+                _ = sleep_until(wake) => {}
                 _ = sleep_until(still_up) => {
                     accepted_at = None;
                     tracing::error!("logind accepted our reboot {} s ago but the device is still up; giving the locks back",
@@ -97,6 +117,19 @@ impl PowerTask {
                     self.give_back().await;
                 }
             }
+        }
+    }
+
+    /// logind accepted: a pending reboot is done with.
+    async fn clear_pending(&self) {
+        if self.snapshot.borrow().pending_reboot.is_some() {
+            let _ = self
+                .handle
+                .request(|reply| Command::CancelReboot {
+                    who: "holdfast (rebooting now)".into(),
+                    reply,
+                })
+                .await;
         }
     }
 

@@ -512,3 +512,77 @@ async fn reboot_is_refused_while_locked_and_gives_everything_back_when_logind_re
     env.wait_locks(&[]).await;
     env.wait_inhibitor(None).await;
 }
+
+/// Datagrams reading `WATCHDOG=1` received within `window`.
+async fn watchdog_pings(sock: &tokio::net::UnixDatagram, window: Duration) -> usize {
+    let until = tokio::time::Instant::now() + window;
+    let mut buf = [0u8; 4096];
+    let mut n = 0;
+    while let Ok(Ok(len)) = tokio::time::timeout_at(until, sock.recv(&mut buf)).await {
+        if String::from_utf8_lossy(&buf[..len])
+            .lines()
+            .any(|l| l == "WATCHDOG=1")
+        {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// WATCHDOG=1 goes out only while every critical loop answers: a logind
+/// that never answers the system layer's Inhibit call stalls that loop, the
+/// pings stop and the log names it; they resume once logind answers.
+#[tokio::test]
+async fn the_watchdog_is_fed_only_while_every_critical_loop_answers() {
+    let mut env = Env::new();
+    env.service_dir("app1/main");
+    let sock_path = env.dir.join("notify.sock");
+    let sock = tokio::net::UnixDatagram::bind(&sock_path).unwrap();
+    // systemd sets WATCHDOG_PID to the service's pid: exec keeps the shell's.
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(env.dir.join("holdfastd.log"))
+        .unwrap();
+    let child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("WATCHDOG_PID=$$ exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_holdfastd"))
+        .arg("--config")
+        .arg(env.config_path())
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &env.bus)
+        .env("HOLDFAST_LOG_TARGET", "stderr")
+        .env("NO_COLOR", "1")
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "400000")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    env.daemon = Some(child);
+    assert!(
+        watchdog_pings(&sock, Duration::from_secs(2)).await >= 3,
+        "no regular pings:\n{}",
+        env.log()
+    );
+
+    let logind = nix::unistd::Pid::from_raw(
+        std::fs::read_to_string(env.dir.join("logind.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap(),
+    );
+    nix::sys::signal::kill(logind, Signal::SIGSTOP).unwrap();
+    ok(&env.sh("set -C; : > $L/app1/main/updates.lock"));
+    // Pings already sent before the loop got stuck may still arrive.
+    watchdog_pings(&sock, Duration::from_millis(500)).await;
+    let stuck = watchdog_pings(&sock, Duration::from_millis(1500)).await;
+    nix::sys::signal::kill(logind, Signal::SIGCONT).unwrap();
+    assert_eq!(stuck, 0, "pinged while the system layer was stuck");
+    assert!(env.log().contains("system did not answer"), "{}", env.log());
+    env.wait_inhibitor(Some("update lock held by app1/main"))
+        .await;
+    assert!(watchdog_pings(&sock, Duration::from_secs(2)).await >= 3);
+}

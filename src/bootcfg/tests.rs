@@ -186,3 +186,24 @@ fn damaged_state_is_an_error_and_config_txt_stays_as_it_is() {
     );
     assert_eq!(std::fs::read(&txt).unwrap(), b"dtoverlay=vc4\ngpu_mem=16\n");
 }
+
+#[test]
+fn an_unmounted_boot_partition_gets_no_config_txt() {
+    let dir = tempfile::tempdir().unwrap();
+    let boot = dir.path().join("boot");
+    std::fs::create_dir(&boot).unwrap();
+    let txt = boot.join("config.txt");
+    let b = BootConfig::new(&txt, dir.path());
+    let cfg = map(&[("BALENA_HOST_CONFIG_gpu_mem", "64")]);
+    assert!(b.take(&cfg).unwrap());
+    // An empty directory on the same file system: a mount point with
+    // nothing mounted.
+    let e = b.apply_staged().unwrap_err();
+    assert!(matches!(e, BootConfigError::NotMounted { .. }), "{e}");
+    assert!(!txt.exists());
+    assert!(b.state().unwrap().staged.is_some(), "still staged");
+    // Files there: a real directory where config.txt is simply new.
+    std::fs::write(boot.join("cmdline.txt"), b"x").unwrap();
+    assert!(b.apply_staged().unwrap());
+    assert_eq!(std::fs::read_to_string(&txt).unwrap(), "gpu_mem=64\n");
+}

@@ -62,11 +62,11 @@ impl Tasks {
         &mut self,
         name: &'static str,
         f: impl std::future::Future<Output = ()> + Send + 'static,
-    ) {
+    ) -> tokio::task::AbortHandle {
         self.0.spawn(async move {
             f.await;
             name
-        });
+        })
     }
 }
 
@@ -166,7 +166,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         }
         .run(),
     );
-    tasks.spawn(
+    let power_task = tasks.spawn(
         "power",
         PowerTask {
             handle: handle.clone(),
@@ -176,7 +176,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         }
         .run(inboxes.power),
     );
-    tasks.spawn(
+    let updates_task = tasks.spawn(
         "updates",
         Updates {
             handle: handle.clone(),
@@ -227,7 +227,10 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
                 states.extend(mono);
                 notify(&states);
                 let current = settings_tx.borrow().clone();
-                if let Some(new) = reload::reload(&config_path, required, &current) {
+                let path = config_path.clone();
+                // Reading files: on the blocking pool, not the event loop.
+                let loaded = tokio::task::spawn_blocking(move || reload::reload(&path, required, &current)).await;
+                if let Ok(Some(new)) = loaded {
                     settings_tx.send_replace(Arc::new(new));
                 }
                 notify(&[NotifyState::Ready]);
@@ -249,6 +252,9 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     };
     notify(&[NotifyState::Stopping]);
     tracing::info!("stopping");
+    // Nothing may act on an app once its locks are being given back.
+    updates_task.abort();
+    power_task.abort();
     let _ = tokio::time::timeout(
         Duration::from_secs(5),
         handle.request(|reply| Command::Shutdown { reply }),

@@ -10,7 +10,7 @@ use nix::fcntl::AtFlags;
 use nix::sys::stat::fstatat;
 use nix::unistd::{unlinkat, UnlinkatFlags};
 
-use super::fs::{open_root, open_subdir, read_lock_entries, FsError};
+use super::fs::{open_root, open_subdir, read_lock_entries, read_own_tag, FsError};
 use super::state::EntryKind;
 use crate::names::ServiceId;
 
@@ -57,15 +57,26 @@ pub fn remove_app_locks(
             .filter(|e| !e.token.as_ref().is_some_and(|t| own_tokens.contains(t)));
         for entry in apps {
             // Re-check right before the unlink: same object as just read.
-            let same = fstatat(
+            let Ok(st) = fstatat(
                 dir.as_fd(),
                 entry.name.as_str(),
                 AtFlags::AT_SYMLINK_NOFOLLOW,
-            )
-            .map(|st| super::fs::file_key(&st) == (entry.dev, entry.ino))
-            .unwrap_or(false);
-            if !same {
+            ) else {
                 continue;
+            };
+            if super::fs::file_key(&st) != (entry.dev, entry.ino) {
+                continue;
+            }
+            // A file whose tag cannot be read may be holdfast's own: left.
+            if entry.kind == EntryKind::File {
+                if let Err(e) = read_own_tag(dir.as_fd(), &entry.name, &st) {
+                    out.push(Broken {
+                        id: id.clone(),
+                        name: entry.name,
+                        result: Err(format!("cannot read it ({}); left alone", e.desc())),
+                    });
+                    continue;
+                }
             }
             let flag = if entry.kind == EntryKind::Dir {
                 UnlinkatFlags::RemoveDir

@@ -234,8 +234,9 @@ pub fn read_lock_entries(service_dir: BorrowedFd<'_>) -> Result<Vec<LockEntry>, 
         };
         let kind = entry_kind(&st);
         // Whether the token is one holdfast recorded is the table's call.
+        // A tag that cannot be read makes it an app's lock: it binds.
         let token = match kind {
-            EntryKind::File => read_own_tag(service_dir, name, &st),
+            EntryKind::File => read_own_tag(service_dir, name, &st).unwrap_or(None),
             _ => None,
         };
         let (dev, ino) = file_key(&st);
@@ -263,22 +264,34 @@ pub fn lock_file_keys(service_dir: BorrowedFd<'_>) -> Vec<(u64, u64)> {
         .collect()
 }
 
-/// The token in one of holdfast's own lock files, if `name` is one.
-pub fn read_own_tag(dir: BorrowedFd<'_>, name: &str, expected: &FileStat) -> Option<String> {
+/// The token in one of holdfast's own lock files, if `name` is one; an
+/// error when the file could not be read (that is not "no tag").
+pub fn read_own_tag(
+    dir: BorrowedFd<'_>,
+    name: &str,
+    expected: &FileStat,
+) -> Result<Option<String>, Errno> {
     if expected.st_size > 256 {
-        return None;
+        return Ok(None);
     }
     let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
-    let fd = openat(dir, name, flags, Mode::empty()).ok()?;
-    let st = fstat(&fd).ok()?;
+    let fd = match openat(dir, name, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        // Gone or replaced by something we do not open: not a tag.
+        Err(Errno::ENOENT | Errno::ELOOP) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let st = fstat(&fd)?;
     if file_key(&st) != file_key(expected) {
-        return None;
+        return Ok(None);
     }
     let mut buf = [0u8; 256];
-    let n = nix::unistd::read(&fd, &mut buf).ok()?;
-    let text = std::str::from_utf8(&buf[..n]).ok()?;
-    let token = text.strip_prefix(OWN_TAG)?.trim_end();
-    Some(token.to_owned())
+    let n = nix::unistd::read(&fd, &mut buf)?;
+    let token = std::str::from_utf8(&buf[..n])
+        .ok()
+        .and_then(|text| text.strip_prefix(OWN_TAG))
+        .map(|t| t.trim_end().to_owned());
+    Ok(token)
 }
 
 /// Opens `<root>/<app>/<service>` without following symlinks.

@@ -178,6 +178,9 @@ pub enum LockEvent {
     /// The tokens holdfast recorded for its own locks (sent before the
     /// files are created, so their events are classified right).
     OwnTokens(BTreeSet<String>),
+    /// holdfast removed these own lock files (sent before the shorter
+    /// token list, so they never read as an app's lock in between).
+    OwnRemoved(Vec<(ServiceId, FileKey)>),
 }
 
 /// What changed, for logs and signals.
@@ -358,6 +361,26 @@ impl LockTable {
                 }
                 self.blind = Some(reason);
                 true
+            }
+            LockEvent::OwnRemoved(gone) => {
+                let mut mutated = false;
+                for (id, key) in gone {
+                    let Some(slot) = self.services.get_mut(&id) else {
+                        continue;
+                    };
+                    let Some(lock) = slot.as_mut() else { continue };
+                    let before = lock.entries.len();
+                    lock.entries.retain(|e| (e.dev, e.ino) != key);
+                    if lock.entries.len() == before {
+                        continue;
+                    }
+                    mutated = true;
+                    if lock.entries.is_empty() && lock.unknown.is_none() {
+                        *slot = None;
+                        changes.push(Change::Released { id });
+                    }
+                }
+                mutated
             }
             LockEvent::OwnTokens(tokens) => {
                 if tokens == self.own_tokens {

@@ -4,7 +4,7 @@
 
 use zbus::zvariant::OwnedFd;
 
-use super::logind::{Login1ManagerProxy, WHO};
+use super::logind::{bounded, Login1ManagerProxy, WHO};
 use crate::logging::msgid;
 use crate::model::InhibitorStatus;
 
@@ -62,7 +62,7 @@ impl BlockInhibitor {
             return self.status(what, None);
         }
         match want {
-            Some(why) => match login.inhibit(what, WHO, &why, "block").await {
+            Some(why) => match bounded(login.inhibit(what, WHO, &why, "block")).await {
                 Ok(fd) => {
                     let first = self.held.is_none();
                     self.held = Some(Held {

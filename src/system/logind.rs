@@ -5,6 +5,23 @@ use zbus::zvariant::OwnedFd;
 pub const LOGIND: &str = "org.freedesktop.login1";
 /// `who` of every inhibitor holdfast takes.
 pub const WHO: &str = "holdfast";
+/// A logind that does not answer within this is treated as refusing, so
+/// the system layer's loop never hangs on it (the dbus-daemon's own reply
+/// timeout is 25 s).
+pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A logind call bounded by [`CALL_TIMEOUT`].
+pub async fn bounded<T>(
+    call: impl std::future::Future<Output = zbus::Result<T>>,
+) -> zbus::Result<T> {
+    match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        Ok(r) => r,
+        Err(_) => Err(zbus::Error::Failure(format!(
+            "logind did not answer within {} s",
+            CALL_TIMEOUT.as_secs()
+        ))),
+    }
+}
 
 #[zbus::proxy(
     interface = "org.freedesktop.login1.Manager",

@@ -29,7 +29,7 @@ use crate::logging::msgid;
 use crate::model::{InhibitorStatus, Snapshot};
 use crate::target::Target;
 use inhibit::BlockInhibitor;
-use logind::{Login1ManagerProxy, LOGIND, WHO};
+use logind::{bounded, Login1ManagerProxy, LOGIND, WHO};
 
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
@@ -131,26 +131,44 @@ impl System {
         let mut retry_at: Option<Instant> = None;
         let mut backoff = RETRY_MIN;
         let mut stop_all: Option<BoxFuture<'static, u32>> = None;
+        // Something logind should hear about changed (or a retry is due):
+        // only then is it called, never on a watchdog ping.
+        let mut dirty = true;
         loop {
-            let failed = self.reconcile(&login, held, renew).await;
-            renew = false;
-            retry_at = match (failed, retry_at) {
-                (false, _) => {
-                    backoff = RETRY_MIN;
-                    None
-                }
-                (true, Some(at)) if at > Instant::now() => Some(at),
-                (true, _) => {
-                    let at = Instant::now() + backoff;
-                    backoff = (backoff * 2).min(RETRY_MAX);
-                    Some(at)
-                }
-            };
+            if dirty {
+                dirty = false;
+                let failed = self.reconcile(&login, held, renew).await;
+                renew = false;
+                retry_at = match (failed, retry_at) {
+                    (false, _) => {
+                        backoff = RETRY_MIN;
+                        None
+                    }
+                    (true, Some(at)) if at > Instant::now() => Some(at),
+                    (true, _) => {
+                        let at = Instant::now() + backoff;
+                        backoff = (backoff * 2).min(RETRY_MAX);
+                        Some(at)
+                    }
+                };
+            }
             tokio::select! {
-                r = self.snapshot.changed() => if r.is_err() { return Ended::Shutdown },
-                r = self.settings.changed() => if r.is_err() { return Ended::Shutdown },
-                r = self.target.changed() => if r.is_err() { return Ended::Shutdown },
-                _ = sleep_until(retry_at) => retry_at = None,
+                r = self.snapshot.changed() => {
+                    if r.is_err() { return Ended::Shutdown }
+                    dirty = true;
+                }
+                r = self.settings.changed() => {
+                    if r.is_err() { return Ended::Shutdown }
+                    dirty = true;
+                }
+                r = self.target.changed() => {
+                    if r.is_err() { return Ended::Shutdown }
+                    dirty = true;
+                }
+                _ = sleep_until(retry_at) => {
+                    retry_at = None;
+                    dirty = true;
+                }
                 g = self.beat.asked() => self.beat.answer(g),
                 msg = owners.next() => match msg {
                     Some(Ok(m)) => {
@@ -165,6 +183,7 @@ impl System {
                             held.delay = None;
                             renew = true;
                         }
+                        dirty = true;
                     }
                     _ => return Ended::Disconnected,
                 },
@@ -173,19 +192,21 @@ impl System {
                     let start = sig.args().map(|a| a.start).unwrap_or(false);
                     if start && held.delay.is_some() {
                         held.stopping = true;
-                        let delay = login.inhibit_delay_max_usec().await.unwrap_or(5_000_000);
+                        let delay = bounded(login.inhibit_delay_max_usec()).await.unwrap_or(5_000_000);
                         stop_all = Some(self.stop_all(Duration::from_micros(delay)));
                     } else if !start {
                         // The shutdown was cancelled: be ready for the next one.
                         held.stopping = false;
                         stop_all = None;
                     }
+                    dirty = true;
                 }
                 stopped = until_done(&mut stop_all) => {
                     stop_all = None;
                     tracing::info!(message_id = msgid::CONTAINERS_STOPPED, stopped,
                         "shutting down: stopped {stopped} app containers");
                     held.delay = None;
+                    dirty = true;
                 }
                 req = self.requests.recv() => match req {
                     Some(SystemRequest::Power { action, reply }) => {
@@ -196,8 +217,8 @@ impl System {
                             Err("holdfast's block inhibitor could not be released".into())
                         } else {
                             match action {
-                                PowerAction::Reboot => login.reboot(false).await,
-                                PowerAction::PowerOff => login.power_off(false).await,
+                                PowerAction::Reboot => bounded(login.reboot(false)).await,
+                                PowerAction::PowerOff => bounded(login.power_off(false)).await,
                             }
                             .map_err(|e| e.to_string())
                         };
@@ -229,7 +250,7 @@ impl System {
         let want_delay = self.target.borrow_and_update().is_some() && !held.stopping;
         let mut delay_failed = false;
         if want_delay && held.delay.is_none() {
-            match login.inhibit("shutdown", WHO, DELAY_WHY, "delay").await {
+            match bounded(login.inhibit("shutdown", WHO, DELAY_WHY, "delay")).await {
                 Ok(fd) => {
                     tracing::debug!("logind delay inhibitor taken");
                     held.delay = Some(fd);

@@ -2,6 +2,7 @@
 //! calls the engine; the per-app tasks decide, this does.
 
 use std::collections::BTreeSet;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +12,8 @@ use tokio::sync::OnceCell;
 use super::plan::{container_name, Step};
 use crate::engine::{Container, Engine, EngineError, RunState, ServiceContext, SupervisorApi};
 use crate::inotify::NamesWatch;
-use crate::names::{AppName, ServiceName};
+use crate::locks::fs::{self as lockfs, FsError};
+use crate::names::{AppName, ServiceId, ServiceName};
 use crate::target::AppTarget;
 
 pub const HANDOVER_FILES: [&str; 2] = ["handover-complete", "resin-kill-me"];
@@ -20,11 +22,8 @@ pub const HANDOVER_FILES: [&str; 2] = ["handover-complete", "resin-kill-me"];
 pub enum ExecError {
     #[error(transparent)]
     Engine(#[from] EngineError),
-    #[error("cannot prepare {path}: {source}")]
-    LockDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("cannot prepare the lock directory: {0}")]
+    LockDir(#[from] FsError),
 }
 
 impl ExecError {
@@ -173,10 +172,15 @@ impl Executor {
             .lock_root
             .join(pass.app.as_str())
             .join(service.as_str());
-        prepare_lock_dir(&lock_dir, spec.user.as_deref()).map_err(|source| ExecError::LockDir {
-            path: lock_dir.clone(),
-            source,
-        })?;
+        let (root, app, svc, user) = (
+            self.lock_root.clone(),
+            pass.app.clone(),
+            service.clone(),
+            spec.user.clone(),
+        );
+        tokio::task::spawn_blocking(move || prepare_lock_dir(&root, &app, &svc, user.as_deref()))
+            .await
+            .expect("preparing a lock directory does not panic")?;
         let name = container_name(pass.app, service, &spec.config_hash());
         let cx = ServiceContext {
             app: pass.app,
@@ -267,12 +271,20 @@ impl Executor {
     }
 
     async fn await_handover(&self, app: &AppName, service: &ServiceName, timeout_ms: u64) {
-        let dir = self.lock_root.join(app.as_str()).join(service.as_str());
         let timeout = Duration::from_millis(timeout_ms);
-        let done = match NamesWatch::existence(&dir, &HANDOVER_FILES) {
+        let id = ServiceId::new(app.clone(), service.clone());
+        // Watched and cleaned through the opened directory: a symlink an app
+        // plants on the way is never followed.
+        let dir = lockfs::open_root(&self.lock_root)
+            .and_then(|root| lockfs::open_service_dir(root.as_fd(), &self.lock_root, &id));
+        let watched = dir.as_ref().map_err(ToString::to_string).and_then(|d| {
+            let path = PathBuf::from(format!("/proc/self/fd/{}", d.as_raw_fd()));
+            NamesWatch::existence(&path, &HANDOVER_FILES).map_err(|e| e.to_string())
+        });
+        let done = match watched {
             Ok(mut w) => w.wait_exists(timeout).await.unwrap_or(false),
             Err(e) => {
-                tracing::warn!(dir = %dir.display(), error = %e, "cannot watch for hand-over; waiting out the timeout");
+                tracing::warn!(service = %id, error = %e, "cannot watch for hand-over; waiting out the timeout");
                 tokio::time::sleep(timeout).await;
                 false
             }
@@ -280,27 +292,38 @@ impl Executor {
         tracing::info!(app = %app, service = %service, signalled = done,
             "hand-over of {app}/{service} {}", if done { "complete" } else { "timed out" });
         // Consumed: the next hand-over waits for a fresh signal.
-        for f in HANDOVER_FILES {
-            let _ = std::fs::remove_file(dir.join(f));
+        if let Ok(d) = &dir {
+            for f in HANDOVER_FILES {
+                let _ = nix::unistd::unlinkat(d, f, nix::unistd::UnlinkatFlags::NoRemoveDir);
+            }
         }
     }
 }
 
-/// The service's lock directory, owned by the container's numeric user so
-/// an app not running as root can create its lock.
-fn prepare_lock_dir(dir: &Path, user: Option<&str>) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
+/// The service's lock directory, created one component at a time with no
+/// symlink followed, and owned by the container's numeric user (through
+/// its fd) so an app not running as root can create its lock.
+fn prepare_lock_dir(
+    lock_root: &Path,
+    app: &AppName,
+    service: &ServiceName,
+    user: Option<&str>,
+) -> Result<(), FsError> {
+    let root = lockfs::open_root(lock_root)?;
+    let app_path = lock_root.join(app.as_str());
+    let app_dir = lockfs::open_or_create_subdir(root.as_fd(), app.as_str(), &app_path)?;
+    let path = app_path.join(service.as_str());
+    let dir = lockfs::open_or_create_subdir(app_dir.as_fd(), service.as_str(), &path)?;
     let Some(user) = user else { return Ok(()) };
     let mut ids = user.split(':').map(|p| p.parse::<u32>().ok());
     if let Some(Some(uid)) = ids.next() {
         let gid = ids.next().flatten();
-        nix::unistd::fchownat(
-            nix::fcntl::AT_FDCWD,
-            dir,
+        nix::unistd::fchown(
+            &dir,
             Some(nix::unistd::Uid::from_raw(uid)),
             gid.map(nix::unistd::Gid::from_raw),
-            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-        )?;
+        )
+        .map_err(|source| FsError::Io { path, source })?;
     }
     Ok(())
 }

@@ -36,7 +36,7 @@ pub(super) fn remove_held(
         Err(e) => return Err(e),
     };
     let ours = if (h.dev, h.ino) == (0, 0) {
-        read_own_tag(dir.as_fd(), &h.entry.file, &st).as_deref() == Some(h.entry.token.as_str())
+        read_own_tag(dir.as_fd(), &h.entry.file, &st)?.as_deref() == Some(h.entry.token.as_str())
     } else {
         file_key(&st) == (h.dev, h.ino)
     };
@@ -56,7 +56,10 @@ pub(super) fn remove_held(
             Err(e) => return Err(e),
         }
     }
-    unlinkat(&dir, h.entry.file.as_str(), UnlinkatFlags::NoRemoveDir).map(|()| true)
+    unlinkat(&dir, h.entry.file.as_str(), UnlinkatFlags::NoRemoveDir)?;
+    // The file's identity: the table drops exactly this entry at once.
+    (h.dev, h.ino) = file_key(&st);
+    Ok(true)
 }
 
 /// Flocks an existing lock file without waiting, through a read-only,

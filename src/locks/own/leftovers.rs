@@ -62,9 +62,19 @@ impl OwnLocks {
             };
             let is_file =
                 SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFREG;
-            let ours = is_file
-                && read_own_tag(dir.as_fd(), &entry.file, &st).as_deref()
-                    == Some(entry.token.as_str());
+            let tag = match is_file {
+                true => read_own_tag(dir.as_fd(), &entry.file, &st),
+                false => Ok(None),
+            };
+            let ours = match tag {
+                Ok(t) => t.as_deref() == Some(entry.token.as_str()),
+                // Could not read it: it stays recorded and is retried.
+                Err(e) => {
+                    report.failed.push(format!("{shown}: {e}"));
+                    self.keep_leftover(entry, 0, 0, None);
+                    continue;
+                }
+            };
             if !ours {
                 report.kept.push(shown);
                 continue;

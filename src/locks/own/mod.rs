@@ -22,6 +22,7 @@ use nix::fcntl::Flock;
 use serde::{Deserialize, Serialize};
 
 use super::fs::{open_root, FsError};
+use super::state::FileKey;
 use crate::fsutil::atomic_write;
 use crate::names::{AppName, ServiceId};
 
@@ -49,6 +50,8 @@ pub enum OwnLockError {
     NoServices(AppName),
     #[error("holdfast already holds the locks of app {app} ({purpose:?})")]
     AlreadyHeld { app: AppName, purpose: Purpose },
+    #[error("app {0} is being updated")]
+    Updating(AppName),
     #[error("holdfast holds no locks of app {0}")]
     NotHeld(AppName),
     #[error("cannot remove holdfast's own locks of app {app}: {}; they stay recorded and are retried", failures.join(", "))]
@@ -110,6 +113,10 @@ pub struct OwnLocks {
     root_path: PathBuf,
     record_path: PathBuf,
     held: BTreeMap<AppName, HeldApp>,
+    /// Files removed since the keeper last asked: the table drops them
+    /// before it hears the shorter token list, so they never read as an
+    /// app's lock in between.
+    gone: Vec<(ServiceId, FileKey)>,
 }
 
 impl OwnLocks {
@@ -118,7 +125,13 @@ impl OwnLocks {
             root_path: root_path.to_owned(),
             record_path: state_dir.join(RECORD_FILE),
             held: BTreeMap::new(),
+            gone: Vec::new(),
         }
+    }
+
+    /// The files removed since the last call.
+    pub fn take_gone(&mut self) -> Vec<(ServiceId, FileKey)> {
+        std::mem::take(&mut self.gone)
     }
 
     pub fn held_apps(&self) -> impl Iterator<Item = &AppName> {
@@ -168,7 +181,11 @@ impl OwnLocks {
         let mut removed = 0;
         for mut f in h.files {
             match remove_held(root.as_fd(), &self.root_path, &mut f) {
-                Ok(gone) => removed += usize::from(gone),
+                Ok(true) => {
+                    removed += 1;
+                    self.gone.push((f.entry.service.clone(), (f.dev, f.ino)));
+                }
+                Ok(false) => {}
                 Err(e) => {
                     failures.push(format!("{}/{}: {e}", f.entry.service, f.entry.file));
                     kept.push(f);

@@ -45,8 +45,9 @@ impl OwnLocks {
 
     /// Takes the locks of every service directory of each app at once, with
     /// one durable record write (a reboot may lock thousands of apps).
-    /// Apps holdfast already holds are left as they are; apps with no
-    /// service directory are skipped. All-or-nothing across the apps.
+    /// Apps holdfast already holds are left as they are (an update under way
+    /// refuses the whole take unless `through`); apps with no service
+    /// directory are skipped. All-or-nothing across the apps.
     pub fn take_many(
         &mut self,
         apps: &[AppName],
@@ -54,6 +55,15 @@ impl OwnLocks {
         purpose: Purpose,
         announce: impl FnOnce(BTreeSet<String>),
     ) -> Result<Vec<AppName>, OwnLockError> {
+        // An update under way holds its app's locks and is changing its
+        // containers: a reboot now would cut it in half (unless forced).
+        let updating = self
+            .held
+            .iter()
+            .find(|(_, h)| h.purpose == Purpose::Update && !h.releasing);
+        if let (Some((app, _)), false) = (updating, through) {
+            return Err(OwnLockError::Updating(app.clone()));
+        }
         let root = open_root(&self.root_path)?;
         let mut plans = Vec::new();
         for app in apps.iter().filter(|a| !self.held.contains_key(*a)) {
@@ -203,14 +213,14 @@ impl OwnLocks {
         if let Some(err) = failure {
             // Give back what we took; what cannot be removed stays held.
             for (app, files) in taken {
-                let kept: Vec<Held> = files
-                    .into_iter()
-                    .filter_map(|mut h| {
-                        remove_held(root, &self.root_path, &mut h)
-                            .is_err()
-                            .then_some(h)
-                    })
-                    .collect();
+                let mut kept: Vec<Held> = Vec::new();
+                for mut h in files {
+                    match remove_held(root, &self.root_path, &mut h) {
+                        Ok(true) => self.gone.push((h.entry.service.clone(), (h.dev, h.ino))),
+                        Ok(false) => {}
+                        Err(_) => kept.push(h),
+                    }
+                }
                 if !kept.is_empty() {
                     self.held.insert(
                         app,
@@ -222,7 +232,11 @@ impl OwnLocks {
                     );
                 }
             }
-            self.write_record(&[])?;
+            // The take's own error is the one to answer; a record that still
+            // lists the intents only costs a look at the next start.
+            if let Err(e) = self.write_record(&[]) {
+                tracing::error!(error = %e, "cannot rewrite the own-lock record after a failed take");
+            }
             return Err(err);
         }
         for (app, files) in taken {

@@ -217,3 +217,25 @@ fn power_takes_many_apps_with_one_record_and_all_or_nothing() {
     );
     assert_eq!(own.held_apps().count(), 0);
 }
+
+#[test]
+fn a_reboot_does_not_cut_an_update_in_half() {
+    let (_t, root, state) = setup();
+    std::fs::create_dir_all(root.join("app2/a")).unwrap();
+    let mut own = OwnLocks::new(&root, &state);
+    own.take(&app("app1"), &[], false, Purpose::Update, |_| {})
+        .unwrap();
+    let e = own
+        .take_many(&[app("app1"), app("app2")], false, Purpose::Power, |_| {})
+        .unwrap_err();
+    assert!(
+        matches!(e, OwnLockError::Updating(ref a) if *a == app("app1")),
+        "{e}"
+    );
+    assert!(!root.join("app2/a/updates.lock").exists());
+    // Forced: the update's locks stay its own, the others are taken.
+    let taken = own
+        .take_many(&[app("app1"), app("app2")], true, Purpose::Power, |_| {})
+        .unwrap();
+    assert_eq!(taken, [app("app2")]);
+}

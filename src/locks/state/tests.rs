@@ -244,3 +244,18 @@ fn generation_moves_only_on_change() {
     t.apply(observed("a/main", vec![entry("updates.lock", 1, false)]));
     assert_eq!(t.generation(), g + 1);
 }
+
+#[test]
+fn own_files_removed_by_holdfast_never_read_as_an_app_lock() {
+    let mut t = LockTable::default();
+    t.apply(tokens(&["t1"]));
+    t.apply(observed("a/main", vec![entry("updates.lock", 7, true)]));
+    assert_eq!(t.held_by_apps().len(), 0);
+    // The keeper removed the file, then retired its token, before the
+    // watcher saw the removal.
+    let c = t.apply(LockEvent::OwnRemoved(vec![(id("a/main"), (1, 7))]));
+    assert_eq!(c, vec![Change::Released { id: id("a/main") }]);
+    t.apply(tokens(&[]));
+    assert!(t.held_by_apps().is_empty());
+    assert!(t.apply(observed("a/main", vec![])).is_empty());
+}

@@ -5,9 +5,9 @@
 use super::{AppTask, Outcome};
 use crate::command::{Command, CommandError};
 use crate::engine::RunState;
-use crate::gate::{self, Decision};
+use crate::gate::{self, Blocker, Decision};
 use crate::logging::msgid;
-use crate::names::ServiceName;
+use crate::names::{ServiceId, ServiceName};
 
 impl AppTask {
     /// Restarts the app's running containers under its locks.
@@ -42,10 +42,29 @@ impl AppTask {
         self.take_locks(&services, force.then_some(who))
             .await
             .map_err(|o| match o {
-                Outcome::Waiting(b) => CommandError::Locked {
-                    blocked_by: Vec::new(),
-                    action: format!("restart app {} ({})", self.app, b.join(", ")),
-                },
+                // A lock taken meanwhile (`lock:app/service`) is a refusal
+                // like the gate's; anything else (holdfast's own locks held
+                // for another purpose) is a plain failure to name.
+                Outcome::Waiting(b) => {
+                    let locks: Vec<Blocker> = b
+                        .iter()
+                        .filter_map(|s| s.strip_prefix("lock:"))
+                        .filter_map(|s| ServiceId::parse(s).ok())
+                        .map(Blocker::Lock)
+                        .collect();
+                    if locks.is_empty() {
+                        CommandError::Failed(format!(
+                            "app {} cannot be restarted now: {}",
+                            self.app,
+                            b.join(", ")
+                        ))
+                    } else {
+                        CommandError::Locked {
+                            blocked_by: locks,
+                            action: format!("restart app {}", self.app),
+                        }
+                    }
+                }
                 Outcome::Failed(e) | Outcome::EngineDown(e) => CommandError::Failed(e),
                 Outcome::Done { .. } => CommandError::Failed("unexpected".into()),
             })?;
