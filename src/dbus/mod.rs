@@ -341,9 +341,10 @@ impl Supervisor {
         self.handle.views.apps.borrow().engine.clone()
     }
 
-    /// The settings in force, as JSON (the `settings` object of `holdfast
-    /// config show --json`): after a reload, keys that need a restart keep
-    /// their old value here.
+    /// The settings in force, as JSON (the `settings` object of the JSON
+    /// that `holdfast config show` prints): after a reload, keys that need a
+    /// restart keep their old value here. (zbus puts these doc comments in
+    /// the introspection XML as comments, where a double dash is invalid.)
     #[zbus(property)]
     fn config_in_force(&self) -> String {
         self.handle.views.settings.borrow().to_json().to_string()

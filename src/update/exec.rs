@@ -208,24 +208,18 @@ impl Executor {
         self.engine().await?.start(&name).await
     }
 
-    /// Stops containers (a failed apply takes back what it started).
-    pub async fn stop_ids(&self, ids: &[String]) {
+    /// Stops the new containers a failed apply started, then starts the old
+    /// ones it stopped again.
+    pub async fn put_back(&self, started: &[String], stopped: &[String]) {
         let Ok(engine) = self.engine().await else {
             return;
         };
-        for id in ids {
+        for id in started {
             if let Err(e) = engine.stop(id).await {
                 tracing::error!(container = %id, error = %e, "cannot stop the new container again");
             }
         }
-    }
-
-    /// Starts containers again (a failed apply puts back what it stopped).
-    pub async fn start_ids(&self, ids: &[String]) {
-        let Ok(engine) = self.engine().await else {
-            return;
-        };
-        for id in ids {
+        for id in stopped {
             if let Err(e) = engine.start(id).await {
                 tracing::error!(container = %id, error = %e, "cannot start the previous container again");
             }

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::exec::Executor;
 use super::machine::{Machine, Phase};
-use crate::command::{CommandError, Handle};
+use crate::command::{Command, CommandError, Handle};
 use crate::gate::{self, Decision};
 use crate::locks::state::Owner;
 use crate::logging::msgid;
@@ -155,6 +155,15 @@ impl AppTask {
                 }
             }
         }
+    }
+
+    /// Gives the app's locks back to the keeper (after an update or a
+    /// restart).
+    async fn release_locks(&self) -> Result<u32, CommandError> {
+        let app = self.app.clone();
+        self.handle
+            .request(|reply| Command::ReleaseForUpdate { app, reply })
+            .await?
     }
 
     fn app_target(&self) -> Option<AppTarget> {

@@ -66,18 +66,10 @@ impl AppTask {
         if !done && (!undo.stopped.is_empty() || !undo.started.is_empty()) {
             // Put back what ran before: the new ones stop, the old ones start.
             tracing::warn!(app = %self.app, "apply failed midway; starting the previous containers again");
-            exec.stop_ids(&undo.started).await;
-            exec.start_ids(&undo.stopped).await;
+            exec.put_back(&undo.started, &undo.stopped).await;
         }
         if undo.locked {
-            let released = self
-                .handle
-                .request(|reply| Command::ReleaseForUpdate {
-                    app: self.app.clone(),
-                    reply,
-                })
-                .await;
-            if let Ok(Err(e)) | Err(e) = released {
+            if let Err(e) = self.release_locks().await {
                 if done {
                     outcome = Outcome::Failed(e.to_string());
                 }
@@ -151,17 +143,10 @@ impl AppTask {
                     continue;
                 }
                 Step::ReleaseLocks => {
-                    let r = self
-                        .handle
-                        .request(|reply| Command::ReleaseForUpdate {
-                            app: self.app.clone(),
-                            reply,
-                        })
-                        .await;
                     undo.locked = false;
-                    match r {
-                        Ok(Ok(_)) => continue,
-                        Ok(Err(e)) | Err(e) => return Outcome::Failed(e.to_string()),
+                    match self.release_locks().await {
+                        Ok(_) => continue,
+                        Err(e) => return Outcome::Failed(e.to_string()),
                     }
                 }
                 Step::Stop { id, .. } => {

@@ -3,7 +3,7 @@
 //! forced.
 
 use super::{AppTask, Outcome};
-use crate::command::{Command, CommandError};
+use crate::command::CommandError;
 use crate::engine::RunState;
 use crate::gate::{self, Blocker, Decision};
 use crate::logging::msgid;
@@ -70,17 +70,9 @@ impl AppTask {
             })?;
         tracing::info!(app = %self.app, who, "restarting app {} (asked by {who})", self.app);
         let r = exec.restart(&running).await;
-        let released = self
-            .handle
-            .request(|reply| Command::ReleaseForUpdate {
-                app: self.app.clone(),
-                reply,
-            })
-            .await;
+        let released = self.release_locks().await;
         r.map_err(|e| CommandError::Failed(e.to_string()))?;
-        if let Ok(Err(e)) | Err(e) = released {
-            return Err(e);
-        }
+        released?;
         Ok(running.len() as u32)
     }
 }
