@@ -2,6 +2,6 @@ require holdfast.inc
 
 PV = "0.1.0+git"
 SRC_URI = "git://github.com/holdfast/holdfast.git;protocol=https;branch=main;destsuffix=${BP}"
-SRCREV = "35e756f3814eb6a60a2d7d316e5343318b060150"
+SRCREV = "291380c0cfde64b462ebaae22f43ad7c4d0db585"
 
 require ${BPN}-crates.inc
