@@ -183,15 +183,7 @@ async fn b_while_a_pulls(
     rec: &Recorder,
     cycles: usize,
 ) -> (Vec<f64>, f64) {
-    let out = Command::new(format!("{REPO}/scripts/harness.sh"))
-        .args(["registry", &h.dir.display().to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    h.run("registry");
     let port = std::fs::read_to_string(h.dir.join("registry/port")).unwrap();
     let direct = format!("127.0.0.1:{}", port.trim());
     let pushed = push_big_image(host, &direct);

@@ -137,7 +137,7 @@ mod tests {
 
     use super::*;
     use crate::devconfig::Override;
-    use crate::locks::state::{EntryKind, LockEntry, LockEvent, LockTable};
+    use crate::locks::state::{LockEntry, LockEvent, LockTable};
 
     fn id(s: &str) -> ServiceId {
         ServiceId::parse(s).unwrap()
@@ -161,16 +161,10 @@ mod tests {
             }
             t.apply(LockEvent::ServiceObserved {
                 id: id(s),
-                entries: vec![LockEntry {
-                    name: "updates.lock".into(),
-                    kind: EntryKind::File,
-                    uid: 0,
-                    mtime_usec: 0,
-                    dev: 0,
-                    ino: i as u64,
-                    token: (*how == "own").then(|| "own".into()),
-                    own: false,
-                }],
+                entries: vec![LockEntry::test_file(
+                    i as u64,
+                    (*how == "own").then_some("own"),
+                )],
             });
         }
         Snapshot {

@@ -13,7 +13,8 @@ use crate::command::{Command, CommandError};
 use crate::locks::own::{Cleanup, OwnLockError, OwnLocks, Purpose};
 use crate::locks::state::LockEvent;
 use crate::logging::msgid;
-use crate::names::AppName;
+use crate::names::{AppName, ServiceId, ServiceName};
+use crate::timer::sleep_until;
 
 const RETRY_MIN: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(60);
@@ -97,11 +98,7 @@ impl Keeper {
                 services,
                 reply,
             } => {
-                let r = self
-                    .take(app.clone(), move |own, announce| {
-                        own.take(&app, &services, false, Purpose::Operator, announce)
-                    })
-                    .await;
+                let r = self.take(app, services, false, Purpose::Operator).await;
                 let _ = reply.send(r.map_err(Into::into));
             }
             Command::TakeForUpdate {
@@ -110,11 +107,7 @@ impl Keeper {
                 through,
                 reply,
             } => {
-                let r = self
-                    .take(app.clone(), move |own, announce| {
-                        own.take(&app, &services, through, Purpose::Update, announce)
-                    })
-                    .await;
+                let r = self.take(app, services, through, Purpose::Update).await;
                 let _ = reply.send(r.map_err(Into::into));
             }
             Command::TakeForPower { apps, force, reply } => {
@@ -154,21 +147,23 @@ impl Keeper {
         }
     }
 
-    async fn take<T: Send + 'static>(
+    async fn take(
         &mut self,
         app: AppName,
-        f: impl FnOnce(
-                &mut OwnLocks,
-                &mut dyn FnMut(std::collections::BTreeSet<String>),
-            ) -> Result<T, OwnLockError>
-            + Send
-            + 'static,
-    ) -> Result<T, OwnLockError> {
-        let r = self.with_announce(f).await;
+        services: Vec<ServiceName>,
+        through: bool,
+        purpose: Purpose,
+    ) -> Result<Vec<ServiceId>, OwnLockError> {
+        let shown = app.clone();
+        let r = self
+            .with_announce(move |own, announce| {
+                own.take(&app, &services, through, purpose, announce)
+            })
+            .await;
         match &r {
-            Ok(_) => tracing::info!(app = %app, "holdfast took the locks of app {app}"),
+            Ok(_) => tracing::info!(app = %shown, "holdfast took the locks of app {shown}"),
             Err(e) => {
-                tracing::info!(app = %app, error = %e, "could not take the locks of app {app}")
+                tracing::info!(app = %shown, error = %e, "could not take the locks of app {shown}")
             }
         }
         // A take may first have retried a stranded release.
@@ -268,12 +263,5 @@ impl Keeper {
             f(own, &mut announce)
         })
         .await
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }

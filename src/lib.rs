@@ -32,4 +32,5 @@ pub mod power;
 pub mod status;
 pub mod system;
 pub mod target;
+pub mod timer;
 pub mod update;

@@ -17,11 +17,6 @@ pub struct Beat {
 }
 
 impl Beat {
-    /// A beat nobody asks: for loops run outside the daemon (tests, tools).
-    pub fn unasked() -> Beat {
-        Liveness::new().beat("unasked")
-    }
-
     /// Resolves when the watchdog asks; pending forever when it never will.
     pub async fn asked(&mut self) -> u64 {
         if self.asked.changed().await.is_err() {

@@ -24,6 +24,7 @@ use crate::gate::{self, Blocker, Decision};
 use crate::locks::own::OwnLockError;
 use crate::model::{now_usec, PendingReboot, Snapshot};
 use crate::system::SystemRequest;
+use crate::timer::sleep_until;
 
 /// logind said yes but we are still running after this: the shutdown did
 /// not happen; give the locks and the inhibitor back.
@@ -247,12 +248,5 @@ impl PowerTask {
                 "cannot write the staged boot config; it stays staged: {e}"),
             Err(e) => tracing::error!(error = %e, "writing the staged boot config failed"),
         }
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }

@@ -68,7 +68,7 @@ pub fn full_summary(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::locks::state::{EntryKind, LockEntry, LockEvent};
+    use crate::locks::state::{LockEntry, LockEvent};
     use crate::names::ServiceId;
 
     #[test]
@@ -81,16 +81,7 @@ mod tests {
         for (i, s) in ["app1/main", "app1/worker"].iter().enumerate() {
             t.apply(LockEvent::ServiceObserved {
                 id: ServiceId::parse(s).unwrap(),
-                entries: vec![LockEntry {
-                    name: "updates.lock".into(),
-                    kind: EntryKind::File,
-                    uid: 0,
-                    mtime_usec: 0,
-                    dev: 0,
-                    ino: i as u64,
-                    token: None,
-                    own: false,
-                }],
+                entries: vec![LockEntry::test_file(i as u64, None)],
             });
         }
         let held = InhibitorStatus {

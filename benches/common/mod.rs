@@ -45,6 +45,20 @@ impl Harness {
         Harness { dir, bus }
     }
 
+    /// `harness.sh VERB DIR` for this harness (e.g. `registry`).
+    pub fn run(&self, verb: &str) {
+        let out = Command::new(format!("{REPO}/scripts/harness.sh"))
+            .arg(verb)
+            .arg(&self.dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub fn config(&self, root: &Path) -> PathBuf {
         self.config_with(root, "")
     }

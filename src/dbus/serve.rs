@@ -124,15 +124,7 @@ pub async fn run(handle: Handle, lock_root: String, ready: tokio::sync::oneshot:
 /// signal (our own name changing hands) ends with the connection.
 async fn bus_gone(conn: &Connection) {
     use futures_util::StreamExt;
-    let rule = zbus::MatchRule::builder()
-        .msg_type(zbus::message::Type::Signal)
-        .sender("org.freedesktop.DBus")
-        .and_then(|b| b.interface("org.freedesktop.DBus"))
-        .and_then(|b| b.member("NameOwnerChanged"))
-        .and_then(|b| b.add_arg(BUS_NAME))
-        .map(|b| b.build());
-    let Ok(rule) = rule else { return };
-    let Ok(mut stream) = zbus::MessageStream::for_match_rule(rule, conn, Some(4)).await else {
+    let Some(mut stream) = crate::system::name_owner_changes(conn, BUS_NAME).await else {
         return;
     };
     while let Some(m) = stream.next().await {

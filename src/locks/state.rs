@@ -57,6 +57,24 @@ pub struct LockEntry {
     pub own: bool,
 }
 
+#[cfg(test)]
+impl LockEntry {
+    /// An `updates.lock` file for tests: identity `(0, ino)`, an own-lock
+    /// tag when `token` is given.
+    pub fn test_file(ino: u64, token: Option<&str>) -> Self {
+        LockEntry {
+            name: "updates.lock".into(),
+            kind: EntryKind::File,
+            uid: 0,
+            mtime_usec: 0,
+            dev: 0,
+            ino,
+            token: token.map(str::to_owned),
+            own: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HoldKind {

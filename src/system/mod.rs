@@ -28,6 +28,7 @@ use crate::liveness::Beat;
 use crate::logging::msgid;
 use crate::model::{InhibitorStatus, Snapshot};
 use crate::target::Target;
+use crate::timer::sleep_until;
 use inhibit::BlockInhibitor;
 use logind::{bounded, Login1ManagerProxy, LOGIND, WHO};
 
@@ -119,7 +120,7 @@ impl System {
         let Ok(login) = Login1ManagerProxy::new(conn).await else {
             return Ended::Disconnected;
         };
-        let Some(mut owners) = logind_owner_changes(conn).await else {
+        let Some(mut owners) = name_owner_changes(conn, LOGIND).await else {
             return Ended::Disconnected;
         };
         let Ok(mut prepare) = login.receive_prepare_for_shutdown().await else {
@@ -286,13 +287,15 @@ impl System {
     }
 }
 
-async fn logind_owner_changes(conn: &Connection) -> Option<MessageStream> {
+/// `NameOwnerChanged` for one bus name: who owns it now. The stream also
+/// ends with the connection, which is how a lost bus is noticed.
+pub async fn name_owner_changes(conn: &Connection, name: &str) -> Option<MessageStream> {
     let rule = MatchRule::builder()
         .msg_type(zbus::message::Type::Signal)
         .sender("org.freedesktop.DBus")
         .and_then(|b| b.interface("org.freedesktop.DBus"))
         .and_then(|b| b.member("NameOwnerChanged"))
-        .and_then(|b| b.add_arg(LOGIND))
+        .and_then(|b| b.add_arg(name))
         .map(|b| b.build())
         .ok()?;
     MessageStream::for_match_rule(rule, conn, Some(16))
@@ -303,13 +306,6 @@ async fn logind_owner_changes(conn: &Connection) -> Option<MessageStream> {
 async fn until_done(f: &mut Option<BoxFuture<'static, u32>>) -> u32 {
     match f {
         Some(f) => f.await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
 }

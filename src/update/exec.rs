@@ -59,10 +59,6 @@ impl Executor {
         }
     }
 
-    pub fn socket(&self) -> &Path {
-        &self.socket
-    }
-
     /// The engine client; every call before the socket exists is an
     /// "unavailable" error, retried like any outage.
     async fn engine(&self) -> Result<&Engine, EngineError> {

@@ -26,6 +26,7 @@ use crate::logging::msgid;
 use crate::model::{Snapshot, UpdateStatus};
 use crate::names::AppName;
 use crate::target::Target;
+use crate::timer::sleep_until;
 use app::{AppRequest, AppTask};
 use exec::Executor;
 
@@ -230,12 +231,5 @@ async fn save(path: PathBuf, data: Vec<u8>) {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(path = %shown, error = %e, "cannot save update progress"),
         Err(e) => tracing::warn!(path = %shown, error = %e, "saving update progress failed"),
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }

@@ -25,6 +25,7 @@ use super::holders::ScanRequest;
 use super::state::{LockEvent, LOCK_FILE_NAMES};
 use crate::liveness::Beat;
 use crate::names::{AppName, ServiceId, ServiceName};
+use crate::timer::sleep_until;
 use tree::{
     read_service, report_fs_error, report_skipped, scan, service_mask, watch_app, Node, Watches,
 };
@@ -388,13 +389,6 @@ impl Watcher {
 async fn next_batch(watches: Option<&mut Watches>) -> Result<Vec<InotifyEvent>, Errno> {
     match watches {
         Some(w) => w.inotify.next_batch().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
 }

@@ -8,7 +8,7 @@ mod restart;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -21,6 +21,7 @@ use crate::logging::msgid;
 use crate::model::{Snapshot, UpdateStatus};
 use crate::names::AppName;
 use crate::target::{AppTarget, Target};
+use crate::timer::sleep_until;
 
 pub enum AppRequest {
     /// Run a pass now; `forced_by` goes through locks for this pass.
@@ -197,13 +198,6 @@ fn holds_own_locks(snap: &Snapshot, app: &AppName) -> bool {
 
 /// A monotonic deadline as wall-clock RFC 3339, for people.
 fn wall(t: Instant) -> String {
-    let at = SystemTime::now() + t.saturating_duration_since(Instant::now());
-    humantime::format_rfc3339_seconds(at).to_string()
-}
-
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
+    let ahead = t.saturating_duration_since(Instant::now()).as_micros() as u64;
+    crate::model::utc(crate::model::now_usec().saturating_add(ahead))
 }
