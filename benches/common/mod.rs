@@ -30,26 +30,22 @@ impl Harness {
     /// `extra`: harness options, e.g. `--docker`.
     pub fn up_with(extra: &[&str]) -> Harness {
         let dir = PathBuf::from(format!("/tmp/hf-bench-{}", std::process::id()));
-        let out = Command::new(format!("{REPO}/scripts/harness.sh"))
-            .arg("up")
-            .arg(&dir)
-            .args(extra)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
         let bus = format!("unix:path={}/system_bus_socket", dir.display());
-        Harness { dir, bus }
+        let h = Harness { dir, bus };
+        h.run_with("up", extra);
+        h
     }
 
     /// `harness.sh VERB DIR` for this harness (e.g. `registry`).
     pub fn run(&self, verb: &str) {
+        self.run_with(verb, &[]);
+    }
+
+    fn run_with(&self, verb: &str, extra: &[&str]) {
         let out = Command::new(format!("{REPO}/scripts/harness.sh"))
             .arg(verb)
             .arg(&self.dir)
+            .args(extra)
             .output()
             .unwrap();
         assert!(
