@@ -16,6 +16,7 @@ pub struct Fragment {
     pub target: Option<TargetFragment>,
     pub api: Option<ApiFragment>,
     pub boot: Option<BootFragment>,
+    pub update: Option<UpdateFragment>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -28,6 +29,15 @@ pub struct InhibitFragment {
 #[serde(deny_unknown_fields)]
 pub struct EngineFragment {
     pub socket: Option<Spanned<String>>,
+    pub registry_auth: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateFragment {
+    pub healthy_timeout: Option<Spanned<String>>,
+    pub rollback: Option<bool>,
+    pub remove_volumes_with_app: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -217,6 +217,37 @@ impl Merge {
             self.settings.engine_socket = Some(abs_path(p, "engine.socket", v)?);
             self.sources.insert("engine.socket", src());
         }
+        if let Some(v) = f.engine.as_ref().and_then(|e| e.registry_auth.as_ref()) {
+            self.settings.registry_auth = abs_path(p, "engine.registry_auth", v)?;
+            self.sources.insert("engine.registry_auth", src());
+        }
+        if let Some(u) = &f.update {
+            if let Some(v) = &u.healthy_timeout {
+                let d = humantime::parse_duration(v.get_ref())
+                    .ok()
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| {
+                        p.error(
+                            Some(v.span()),
+                            "update.healthy_timeout",
+                            format!(
+                                "{:?} is not a duration like \"120s\" or \"5m\"",
+                                v.get_ref()
+                            ),
+                        )
+                    })?;
+                self.settings.healthy_timeout = d;
+                self.sources.insert("update.healthy_timeout", src());
+            }
+            if let Some(v) = u.rollback {
+                self.settings.rollback = v;
+                self.sources.insert("update.rollback", src());
+            }
+            if let Some(v) = u.remove_volumes_with_app {
+                self.settings.remove_volumes_with_app = v;
+                self.sources.insert("update.remove_volumes_with_app", src());
+            }
+        }
         if let Some(v) = f.target.as_ref().and_then(|t| t.file.as_ref()) {
             self.settings.target_file = abs_path(p, "target.file", v)?;
             self.sources.insert("target.file", src());

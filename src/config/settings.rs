@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -52,6 +53,21 @@ pub struct Settings {
     pub boot_config_txt: PathBuf,
     pub api_socket: PathBuf,
     pub api_tcp: Option<SocketAddr>,
+    /// docker `config.json`-style credentials for private registries.
+    pub registry_auth: PathBuf,
+    /// How long a new release's containers get to become healthy (or
+    /// running, without a healthcheck) before the release counts as failed.
+    #[serde(serialize_with = "human_duration")]
+    pub healthy_timeout: Duration,
+    /// Roll a failed release back to the app's last healthy one.
+    pub rollback: bool,
+    /// Remove an app's volumes when it leaves the target (balena's way);
+    /// off: they stay, shown as orphaned, until `holdfast volumes prune`.
+    pub remove_volumes_with_app: bool,
+}
+
+fn human_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_duration(*d).to_string())
 }
 
 impl Default for Settings {
@@ -67,6 +83,10 @@ impl Default for Settings {
             boot_config_txt: "/mnt/boot/config.txt".into(),
             api_socket: "/run/holdfast/api.sock".into(),
             api_tcp: None,
+            registry_auth: "/etc/holdfast/registry-auth.json".into(),
+            healthy_timeout: Duration::from_secs(120),
+            rollback: true,
+            remove_volumes_with_app: false,
         }
     }
 }
@@ -157,6 +177,7 @@ impl Sourced {
                 ),
             ),
             ("engine.socket", path(&s.engine_socket())),
+            ("engine.registry_auth", path(&s.registry_auth)),
             ("target.file", path(&s.target_file)),
             ("boot.config_txt", path(&s.boot_config_txt)),
             ("api.socket", path(&s.api_socket)),
@@ -165,6 +186,15 @@ impl Sourced {
                 s.api_tcp
                     .map(|a| toml_str(&a.to_string()))
                     .unwrap_or_else(|| "(off)".into()),
+            ),
+            (
+                "update.healthy_timeout",
+                toml_str(&humantime::format_duration(s.healthy_timeout).to_string()),
+            ),
+            ("update.rollback", s.rollback.to_string()),
+            (
+                "update.remove_volumes_with_app",
+                s.remove_volumes_with_app.to_string(),
             ),
         ];
         let width = rows

@@ -27,6 +27,8 @@ pub struct ServiceContext<'a> {
     pub service: &'a ServiceName,
     pub release: &'a str,
     pub spec: &'a ServiceSpec,
+    /// The service's config hash (`AppTarget::config_hash`).
+    pub hash: &'a str,
     /// Host directory `<lock_root>/<app>/<service>`.
     pub lock_dir: &'a Path,
     /// The HTTP API on TCP, for services labelled
@@ -67,7 +69,7 @@ pub fn create_body(cx: &ServiceContext<'_>) -> ContainerCreateBody {
     labels.insert(LABEL_APP.into(), cx.app.to_string());
     labels.insert(LABEL_SERVICE.into(), cx.service.to_string());
     labels.insert(LABEL_RELEASE.into(), cx.release.to_owned());
-    labels.insert(LABEL_HASH.into(), spec.config_hash());
+    labels.insert(LABEL_HASH.into(), cx.hash.to_owned());
 
     let lock_path = "/tmp/balena/updates.lock";
     let mut env: Vec<String> = spec
@@ -205,12 +207,13 @@ mod tests {
             service: &service,
             release: "r1",
             spec: &spec,
+            hash: "h",
             lock_dir: Path::new("/run/holdfast/locks/app1/main"),
             supervisor_api: None,
         });
         let labels = body.labels.unwrap();
         assert_eq!(labels[LABEL_APP], "app1");
-        assert_eq!(labels[LABEL_HASH], spec.config_hash());
+        assert_eq!(labels[LABEL_HASH], "h");
         let env = body.env.unwrap();
         assert!(env.contains(&"K=V".to_string()));
         assert!(env.contains(&"BALENA_APP_LOCK_PATH=/tmp/balena/updates.lock".to_string()));
@@ -258,6 +261,7 @@ mod api_env_tests {
                 service: &service,
                 release: "r",
                 spec: &spec,
+                hash: "h",
                 lock_dir: Path::new("/l"),
                 supervisor_api: Some(&api),
             })

@@ -1,5 +1,5 @@
 //! The target state: which apps, releases and services should run. Parsed
-//! strictly (`parse`); a service's config hash (`ServiceSpec::config_hash`)
+//! strictly (`parse`); a service's config hash (`AppTarget::config_hash`)
 //! tells whether a running container still matches its target; the target
 //! in force is kept by `store`.
 
@@ -10,6 +10,11 @@ mod strict;
 mod validate;
 
 pub use parse::{parse, TargetError};
-pub use spec::{AppTarget, RestartPolicy, ServiceSpec, Strategy, Target};
+pub use spec::units::{Bytes, GoDuration, NanoCpus};
+pub use spec::{
+    scoped_name, AppTarget, Condition, Dependency, Healthcheck, Ipam, IpamPool, Logging,
+    NetworkSpec, RestartPolicy, ServiceNetwork, ServiceSpec, Strategy, Target, Ulimit, VolumeSpec,
+    DEFAULT_NETWORK,
+};
 pub(crate) use strict::check as check_strict_json;
 pub(crate) use validate::parse_port;

@@ -59,7 +59,7 @@ pub fn parse(text: &str, source_name: &str) -> Result<Target, TargetError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{ServiceSpec, Strategy};
+    use super::super::{AppTarget, Strategy};
     use super::*;
 
     const GOOD: &str = r#"{
@@ -305,34 +305,58 @@ mod tests {
     fn config_hash_is_stable_and_sensitive() {
         let t = parse(GOOD, "t.json").unwrap();
         let app = t.apps.values().next().unwrap();
-        let main = app.services.values().nth(1).unwrap();
-        let h = main.config_hash();
+        let main = crate::names::ServiceName::new("main").unwrap();
+        let h = app.config_hash(&main);
         assert_eq!(h.len(), 16);
-        assert_eq!(h, main.clone().config_hash());
-        let mut changed = main.clone();
-        changed.environment.insert("K".into(), "W".into());
-        assert_ne!(h, changed.config_hash());
+        assert_eq!(h, app.clone().config_hash(&main));
+        let mut changed = app.clone();
+        let spec = changed.services.get_mut(&main).unwrap();
+        spec.environment.insert("K".into(), "W".into());
+        assert_ne!(h, changed.config_hash(&main));
+        // The order of starts is no reason to replace a container.
+        let mut reordered = app.clone();
+        reordered
+            .services
+            .get_mut(&main)
+            .unwrap()
+            .depends_on
+            .clear();
+        assert_eq!(h, reordered.config_hash(&main));
+        // A changed definition of a network it joins is.
+        let mut renet = app.clone();
+        renet.networks.insert(
+            "default".into(),
+            crate::target::NetworkSpec {
+                internal: true,
+                ..Default::default()
+            },
+        );
+        assert_ne!(h, renet.config_hash(&main));
     }
 
     /// Containers are named and matched by this hash: a parser change that
-    /// alters it would replace every running container on upgrade.
+    /// alters it would replace every running container on upgrade. (It
+    /// changed once, deliberately, when services moved onto app networks:
+    /// each container is replaced once, lock-gated, to join its network.)
     #[test]
     fn config_hash_is_pinned() {
         let t = parse(GOOD, "t.json").unwrap();
         let app = t.apps.values().next().unwrap();
-        let hashes: Vec<String> = app.services.values().map(|s| s.config_hash()).collect();
-        assert_eq!(hashes, ["0a6b3e54b7642c8c", "ab3c615794f43f4c"]);
+        let hashes: Vec<String> = app.services.keys().map(|s| app.config_hash(s)).collect();
+        assert_eq!(hashes, ["9c8f2e90dc9ee5f8", "fb2c1a6682fc9597"]);
         // Every field set: pins the serialized field set and order too.
-        let full: ServiceSpec = serde_json::from_value(serde_json::json!({
-            "image": "i:1", "command": ["c"], "entrypoint": ["e"], "environment": {"K": "V"},
-            "labels": {"l": "v"}, "volumes": ["vol:/b:ro"], "tmpfs": ["/t:size=1m"],
-            "restart": "on-failure", "network_mode": "host", "ports": ["1:2/udp"],
-            "privileged": true, "devices": ["/dev/x:/dev/y:rw"], "working_dir": "/w",
-            "user": "1000:1000", "stop_signal": "SIGINT", "stop_timeout": 3,
-            "depends_on": ["x"]
-        }))
-        .unwrap();
-        assert_eq!(full.config_hash(), "406a51c36db76d05");
+        let full: AppTarget =
+            serde_json::from_value(serde_json::json!({"release": "r", "services": {"s": {
+                "image": "i:1", "command": ["c"], "entrypoint": ["e"], "environment": {"K": "V"},
+                "labels": {"l": "v"}, "volumes": ["vol:/b:ro"], "tmpfs": ["/t:size=1m"],
+                "restart": "on-failure", "network_mode": "host", "ports": ["1:2/udp"],
+                "privileged": true, "devices": ["/dev/x:/dev/y:rw"], "working_dir": "/w",
+                "user": "1000:1000", "stop_signal": "SIGINT", "stop_timeout": 3,
+                "depends_on": ["x"]
+            }}}))
+            .unwrap();
+        let s = crate::names::ServiceName::new("s").unwrap();
+        assert_eq!(full.config_hash(&s), "099e248d2cf42505");
     }
 }
 

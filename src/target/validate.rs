@@ -61,7 +61,7 @@ fn validate_app(app: &str, a: &AppTarget) -> Result<(), Invalid> {
     for (name, s) in &a.services {
         let base = format!("apps.{app}.services.{name}");
         let at = |field: &str| format!("{base}.{field}");
-        for dep in &s.depends_on {
+        for dep in s.depends_on.keys() {
             if !a.services.contains_key(dep) {
                 return Err((
                     at("depends_on"),

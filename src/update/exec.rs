@@ -127,10 +127,7 @@ impl Executor {
             }
         }
         let deps = |s: &ServiceName| -> Vec<ServiceName> {
-            pass.target
-                .and_then(|t| t.services.get(s))
-                .map(|spec| spec.depends_on.clone())
-                .unwrap_or_default()
+            pass.target.map(|t| t.dependencies(s)).unwrap_or_default()
         };
         while !units.is_empty() {
             let starting: Vec<ServiceName> = units
@@ -177,12 +174,17 @@ impl Executor {
         tokio::task::spawn_blocking(move || prepare_lock_dir(&root, &app, &svc, user.as_deref()))
             .await
             .expect("preparing a lock directory does not panic")?;
-        let name = container_name(pass.app, service, &spec.config_hash());
+        let hash = pass
+            .target
+            .map(|t| t.config_hash(service))
+            .unwrap_or_default();
+        let name = container_name(pass.app, service, &hash);
         let cx = ServiceContext {
             app: pass.app,
             service,
             release: pass.release,
             spec,
+            hash: &hash,
             lock_dir: &lock_dir,
             supervisor_api: self.supervisor_api.as_ref(),
         };
@@ -196,8 +198,7 @@ impl Executor {
     async fn start(&self, pass: Pass<'_>, service: &ServiceName) -> Result<(), EngineError> {
         let hash = pass
             .target
-            .and_then(|t| t.services.get(service))
-            .map(|s| s.config_hash())
+            .map(|t| t.config_hash(service))
             .unwrap_or_default();
         let name = container_name(pass.app, service, &hash);
         tracing::info!(app = %pass.app, service = %service, container = %name, "starting {}/{service}", pass.app);

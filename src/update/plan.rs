@@ -67,6 +67,8 @@ pub fn plan(
     let empty = AppTarget {
         release: String::new(),
         services: BTreeMap::new(),
+        networks: BTreeMap::new(),
+        volumes: BTreeMap::new(),
     };
     let target = target.unwrap_or(&empty);
     let order = target.start_order();
@@ -88,7 +90,7 @@ pub fn plan(
         .iter()
         .map(|name| {
             let spec = &target.services[name];
-            let hash = spec.config_hash();
+            let hash = target.config_hash(name);
             let mut new = None;
             let mut olds = Vec::new();
             for c in by_service.get(name).into_iter().flatten() {

@@ -252,7 +252,9 @@ fn started_name(pass: Pass<'_>, step: &Step) -> Option<String> {
     let Step::Start { service } = step else {
         return None;
     };
-    let hash = pass.target?.services.get(service)?.config_hash();
+    let target = pass.target?;
+    target.services.get(service)?;
+    let hash = target.config_hash(service);
     Some(container_name(pass.app, service, &hash))
 }
 

@@ -20,13 +20,14 @@ fn svc(s: &str) -> ServiceName {
 /// The container the target's config for `service` would produce.
 fn running(t: &Target, service: &str, id: &str) -> Container {
     let spec = &app(t).services[&svc(service)];
+    let hash = app(t).config_hash(&svc(service));
     Container {
         id: id.into(),
         name: id.into(),
         app: AppName::new("app1").unwrap(),
         service: svc(service),
         release: "r1".into(),
-        hash: spec.config_hash(),
+        hash,
         image: spec.image.clone(),
         state: RunState::Running,
     }

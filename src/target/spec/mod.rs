@@ -1,0 +1,235 @@
+//! Target state types. Field names are the documented JSON names
+//! (docs/target-state.md, docs/target-state.schema.json), compose's names
+//! where compose has the field.
+
+mod service;
+pub mod units;
+
+pub use service::{
+    Condition, Dependency, Healthcheck, Logging, RestartPolicy, ServiceNetwork, ServiceSpec, Ulimit,
+};
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::names::{AppName, ServiceName};
+
+pub const FORMAT_VERSION: u32 = 1;
+pub const STRATEGY_LABEL: &str = "io.balena.update.strategy";
+pub const HANDOVER_TIMEOUT_LABEL: &str = "io.balena.update.handover-timeout";
+pub const DEFAULT_HANDOVER_TIMEOUT_MS: u64 = 60_000;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    pub version: u32,
+    #[serde(default)]
+    pub apps: BTreeMap<AppName, AppTarget>,
+    /// Device configuration. `BALENA_HOST_CONFIG_<key>` goes to the boot
+    /// partition's config.txt and needs a reboot; other keys apply at once.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppTarget {
+    pub release: String,
+    #[serde(default)]
+    pub services: BTreeMap<ServiceName, ServiceSpec>,
+    /// App networks, created as `<app>_<name>`; `default` always exists
+    /// for services on app networks, and may be given here to configure it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub networks: BTreeMap<String, NetworkSpec>,
+    /// App volumes, created as `<app>_<name>`; they outlive releases.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub volumes: BTreeMap<String, VolumeSpec>,
+}
+
+/// The network every service on app networks joins unless it names others.
+pub const DEFAULT_NETWORK: &str = "default";
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSpec {
+    /// `bridge` (default) or another engine network driver.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub driver_opts: BTreeMap<String, String>,
+    /// No route out of the network.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub internal: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable_ipv6: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipam: Option<Ipam>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ipam {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config: Vec<IpamPool>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpamPool {
+    pub subnet: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_range: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeSpec {
+    /// `local` (default) or a volume plugin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub driver_opts: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl NetworkSpec {
+    /// Hash of the definition, kept as a label on the engine network: a
+    /// changed definition means the network is made again.
+    pub fn config_hash(&self) -> String {
+        short_hash(&serde_json::to_vec(self).expect("network spec serializes"))
+    }
+}
+
+/// An engine object's name for an app's network or volume.
+pub fn scoped_name(app: &AppName, name: &str) -> String {
+    format!("{app}_{name}")
+}
+
+fn short_hash(data: &[u8]) -> String {
+    let digest = Sha256::digest(data);
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    #[default]
+    DownloadThenKill,
+    KillThenDownload,
+    DeleteThenDownload,
+    HandOver,
+}
+
+impl Strategy {
+    pub fn parse(s: &str) -> Option<Self> {
+        serde_json::from_value(serde_json::Value::String(s.to_owned())).ok()
+    }
+
+    /// Downloads happen before the lock gate (the default) or after the
+    /// old container is gone.
+    pub fn downloads_first(self) -> bool {
+        matches!(self, Self::DownloadThenKill | Self::HandOver)
+    }
+}
+
+impl ServiceSpec {
+    pub fn strategy(&self) -> Strategy {
+        self.labels
+            .get(STRATEGY_LABEL)
+            .and_then(|s| Strategy::parse(s))
+            .unwrap_or_default()
+    }
+
+    pub fn handover_timeout_ms(&self) -> u64 {
+        self.labels
+            .get(HANDOVER_TIMEOUT_LABEL)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(DEFAULT_HANDOVER_TIMEOUT_MS)
+    }
+}
+
+impl AppTarget {
+    /// First 16 hex digits of SHA-256 over the canonical JSON of the
+    /// service's spec (fields in declaration order, maps sorted; without
+    /// `depends_on`, which changes only the order of starts) and of the
+    /// definitions of the app networks it joins: equal config, equal hash,
+    /// across restarts and versions. A changed network replaces the
+    /// services on it.
+    pub fn config_hash(&self, service: &ServiceName) -> String {
+        let Some(spec) = self.services.get(service) else {
+            return String::new();
+        };
+        let mut own = spec.clone();
+        own.depends_on.clear();
+        let nets: BTreeMap<&str, NetworkSpec> = spec
+            .joined_networks()
+            .into_iter()
+            .map(|(n, _)| (n, self.networks.get(n).cloned().unwrap_or_default()))
+            .collect();
+        let json = serde_json::to_vec(&(own, nets)).expect("service spec serializes");
+        short_hash(&json)
+    }
+
+    /// Every service's dependencies: `depends_on` and the services whose
+    /// namespaces it shares.
+    pub fn dependencies(&self, service: &ServiceName) -> Vec<ServiceName> {
+        let Some(spec) = self.services.get(service) else {
+            return Vec::new();
+        };
+        let mut deps: Vec<ServiceName> = spec.depends_on.keys().cloned().collect();
+        for s in spec.shares_with() {
+            if let Ok(n) = ServiceName::new(s) {
+                if !deps.contains(&n) {
+                    deps.push(n);
+                }
+            }
+        }
+        deps
+    }
+
+    /// Services in dependency order (dependencies first; ties by name).
+    /// The parser has rejected cycles and unknown names.
+    pub fn start_order(&self) -> Vec<ServiceName> {
+        self.dependency_order().unwrap_or_else(|(mut order, _)| {
+            // Unreachable for parsed targets: the rest in name order.
+            let rest: Vec<ServiceName> = self
+                .services
+                .keys()
+                .filter(|n| !order.contains(n))
+                .cloned()
+                .collect();
+            order.extend(rest);
+            order
+        })
+    }
+
+    /// Dependencies first, ties by name; on a cycle (or a dependency on an
+    /// unknown service) the orderable part and the first service left out.
+    pub fn dependency_order(&self) -> Result<Vec<ServiceName>, (Vec<ServiceName>, ServiceName)> {
+        let mut order: Vec<ServiceName> = Vec::new();
+        while order.len() < self.services.len() {
+            let before = order.len();
+            for name in self.services.keys() {
+                if !order.contains(name)
+                    && self.dependencies(name).iter().all(|d| order.contains(d))
+                {
+                    order.push(name.clone());
+                }
+            }
+            if order.len() == before {
+                let stuck = self.services.keys().find(|n| !order.contains(n)).cloned();
+                return Err((order, stuck.expect("some service is unordered")));
+            }
+        }
+        Ok(order)
+    }
+}
