@@ -78,6 +78,15 @@ pub enum Command {
         who: String,
         reply: oneshot::Sender<Result<u32, CommandError>>,
     },
+    /// Remove the volumes of an app that is no longer in the target, under
+    /// its locks (refused while it holds one unless forced). Answers the
+    /// volumes removed.
+    PruneVolumes {
+        app: AppName,
+        force: bool,
+        who: String,
+        reply: oneshot::Sender<Result<Vec<String>, CommandError>>,
+    },
     /// Answered by the core loop.
     Ping { reply: oneshot::Sender<()> },
 
@@ -309,7 +318,9 @@ impl Handle {
             | Shutdown { .. } => &self.keeper,
             Power { .. } => &self.power,
             SetTarget { .. } | ReloadTarget => &self.target,
-            Update { .. } | RestartApp { .. } | StopAll { .. } => &self.updates,
+            Update { .. } | RestartApp { .. } | PruneVolumes { .. } | StopAll { .. } => {
+                &self.updates
+            }
         }
     }
 

@@ -100,6 +100,24 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ConfigCmd,
     },
+    /// App volumes.
+    Volumes {
+        #[command(subcommand)]
+        cmd: VolumesCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum VolumesCmd {
+    /// Remove the volumes of an app no longer in the target (its data is
+    /// lost). Refused while the app holds a lock (exit 75) unless --force.
+    Prune {
+        #[arg(allow_hyphen_values = true)]
+        app: String,
+        /// Go through the app's locks.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -190,6 +208,8 @@ async fn run(args: Cli) -> Result<ExitCode, BusFailure> {
             let apps: BTreeMap<String, AppStatus> =
                 serde_json::from_str(&p.apps().await?).unwrap_or_default();
             let engine = p.engine().await?;
+            let orphaned: BTreeMap<String, Vec<String>> =
+                p.orphaned_volumes().await?.into_iter().collect();
             let (ovr, ovr_source, pending) = (
                 p.lock_override().await?,
                 p.lock_override_source().await?,
@@ -199,7 +219,7 @@ async fn run(args: Cli) -> Result<ExitCode, BusFailure> {
                 print_json(&serde_json::json!({
                     "version": version, "status": status, "lock_root": root,
                     "inhibitor": {"held": held, "why": why}, "locks": locks,
-                    "engine": engine, "apps": apps,
+                    "engine": engine, "apps": apps, "orphaned_volumes": orphaned,
                     "lock_override": {"enabled": ovr, "source": ovr_source},
                     "pending_reboot": pending,
                 }));
@@ -225,6 +245,12 @@ async fn run(args: Cli) -> Result<ExitCode, BusFailure> {
                 for (name, app) in &apps {
                     println!("app {}", app.line(name));
                 }
+                for (app, volumes) in &orphaned {
+                    println!(
+                        "orphaned volumes of {app}: {} (holdfast volumes prune {app})",
+                        volumes.join(", ")
+                    );
+                }
                 print!("{}", render::lock_table(&locks, true));
             }
         }
@@ -249,6 +275,16 @@ async fn run(args: Cli) -> Result<ExitCode, BusFailure> {
             let refs: Vec<&str> = services.iter().map(String::as_str).collect();
             let taken = p.take_locks(&app, &refs).await?;
             println!("locked: {}", taken.join(", "));
+        }
+        Cmd::Volumes {
+            cmd: VolumesCmd::Prune { app, force },
+        } => {
+            let removed = cli::connect().await?.prune_volumes(&app, force).await?;
+            if removed.is_empty() {
+                println!("app {app} has no volumes");
+            } else {
+                println!("removed the volumes of {app}: {}", removed.join(", "));
+            }
         }
         Cmd::Release { app } => {
             let n = cli::connect().await?.release_locks(&app).await?;
@@ -393,7 +429,12 @@ fn main() -> ExitCode {
     // SAFETY: no other thread runs yet, and SIG_DFL installs no handler.
     let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
     let args = Cli::parse();
-    if let Cmd::Take { app, .. } | Cmd::Release { app } = &args.cmd {
+    if let Cmd::Take { app, .. }
+    | Cmd::Release { app }
+    | Cmd::Volumes {
+        cmd: VolumesCmd::Prune { app, .. },
+    } = &args.cmd
+    {
         if let Err(e) = AppName::new(app.as_str()) {
             return fail(e);
         }

@@ -260,6 +260,31 @@ impl Supervisor {
         Ok(r?)
     }
 
+    /// Removes the volumes of an app no longer in the target, under its
+    /// locks; refused while it holds one unless `force`. Returns the
+    /// volumes removed.
+    #[zbus(out_args("removed"))]
+    async fn prune_volumes(
+        &self,
+        app: String,
+        force: bool,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<Vec<String>, BusError> {
+        let who = require_root(conn, &hdr).await?;
+        let app = AppName::new(app).map_err(CommandError::from)?;
+        let r = self
+            .handle
+            .request(|reply| Command::PruneVolumes {
+                app,
+                force,
+                who,
+                reply,
+            })
+            .await?;
+        Ok(r?)
+    }
+
     /// Reboots as soon as no app holds a lock, or at `not_after_usec`
     /// (microseconds since the epoch; 0: no deadline) forced through the
     /// locks, whichever comes first. Replaces a pending request.
@@ -333,6 +358,20 @@ impl Supervisor {
     #[zbus(property)]
     fn apps(&self) -> String {
         serde_json::to_string(&self.handle.views.apps.borrow().apps).unwrap_or_default()
+    }
+
+    /// Volumes of apps no longer in the target (app to volume names),
+    /// kept until PruneVolumes.
+    #[zbus(property)]
+    fn orphaned_volumes(&self) -> HashMap<String, Vec<String>> {
+        self.handle
+            .views
+            .apps
+            .borrow()
+            .orphaned_volumes
+            .clone()
+            .into_iter()
+            .collect()
     }
 
     /// `available`, `unavailable: <reason>` or `unknown`.

@@ -19,6 +19,7 @@ pub trait Supervisor1 {
     fn set_target(&self, json: &str) -> zbus::Result<String>;
     fn update(&self, force: bool) -> zbus::Result<()>;
     fn restart_app(&self, app: &str, force: bool) -> zbus::Result<u32>;
+    fn prune_volumes(&self, app: &str, force: bool) -> zbus::Result<Vec<String>>;
     fn request_reboot(&self, not_after_usec: u64) -> zbus::Result<String>;
     fn cancel_reboot(&self) -> zbus::Result<bool>;
     #[zbus(property)]
@@ -31,6 +32,8 @@ pub trait Supervisor1 {
     fn apps(&self) -> zbus::Result<String>;
     #[zbus(property)]
     fn engine(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn orphaned_volumes(&self) -> zbus::Result<HashMap<String, Vec<String>>>;
     #[zbus(property)]
     fn config_in_force(&self) -> zbus::Result<String>;
     #[zbus(property)]

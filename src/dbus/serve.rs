@@ -80,6 +80,7 @@ async fn emit_changes(conn: &Connection, handle: &Handle) -> zbus::Result<()> {
                 s.apps_changed(emitter).await?;
                 Supervisor::app_states_changed(emitter, json).await?;
                 s.engine_changed(emitter).await?;
+                s.orphaned_volumes_changed(emitter).await?;
                 s.status_changed(emitter).await?;
             }
         }

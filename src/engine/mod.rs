@@ -3,6 +3,7 @@
 //! calls it.
 
 mod body;
+mod objects;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ pub use body::{
     create_body, ServiceContext, SupervisorApi, LABEL_APP, LABEL_HASH, LABEL_RELEASE,
     LABEL_SERVICE, LOCK_MOUNTS,
 };
+pub use objects::{AppNetwork, AppVolume};
 
 use crate::names::{AppName, ServiceName};
 

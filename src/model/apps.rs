@@ -92,6 +92,10 @@ pub struct UpdateStatus {
     /// Whether a target is in force (none: holdfast touches no container).
     pub target: bool,
     pub apps: BTreeMap<String, AppStatus>,
+    /// Volumes of apps no longer in the target, kept until
+    /// `holdfast volumes prune APP` (app -> engine volume names).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub orphaned_volumes: BTreeMap<String, Vec<String>>,
 }
 
 impl UpdateStatus {

@@ -1,7 +1,7 @@
 //! The executor: turns planned steps into engine calls. The only code that
 //! calls the engine; the per-app tasks decide, this does.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,12 +9,14 @@ use std::time::Duration;
 
 use tokio::sync::OnceCell;
 
-use super::plan::{container_name, Step};
-use crate::engine::{Container, Engine, EngineError, RunState, ServiceContext, SupervisorApi};
+use super::plan::{container_name, wanted_volumes, Objects, Step};
+use crate::engine::{
+    AppVolume, Container, Engine, EngineError, RunState, ServiceContext, SupervisorApi,
+};
 use crate::inotify::NamesWatch;
 use crate::locks::fs::{self as lockfs, FsError};
 use crate::names::{AppName, ServiceId, ServiceName};
-use crate::target::AppTarget;
+use crate::target::{scoped_name, AppTarget};
 
 pub const HANDOVER_FILES: [&str; 2] = ["handover-complete", "resin-kill-me"];
 
@@ -47,16 +49,111 @@ pub struct Executor {
     client: Arc<OnceCell<Engine>>,
     lock_root: PathBuf,
     supervisor_api: Option<SupervisorApi>,
+    pub policy: Policy,
+}
+
+/// The `[update]` settings the per-app tasks follow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub healthy_timeout: Duration,
+    pub rollback: bool,
+    pub remove_volumes_with_app: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            healthy_timeout: Duration::from_secs(120),
+            rollback: true,
+            remove_volumes_with_app: false,
+        }
+    }
 }
 
 impl Executor {
-    pub fn new(socket: &Path, lock_root: &Path, supervisor_api: Option<SupervisorApi>) -> Self {
+    pub fn new(
+        socket: &Path,
+        lock_root: &Path,
+        supervisor_api: Option<SupervisorApi>,
+        policy: Policy,
+    ) -> Self {
         Self {
             socket: socket.to_owned(),
             client: Arc::new(OnceCell::new()),
             lock_root: lock_root.to_owned(),
             supervisor_api,
+            policy,
         }
+    }
+
+    /// The app's networks and the volumes its target names (and, when
+    /// leaving with `remove_volumes_with_app`, all of its volumes).
+    pub async fn objects(
+        &self,
+        app: &AppName,
+        target: Option<&AppTarget>,
+    ) -> Result<(Objects, Vec<AppVolume>), EngineError> {
+        let engine = self.engine().await?;
+        let networks = engine.networks(Some(app)).await?;
+        let mut named = Vec::new();
+        for v in target.map(wanted_volumes).unwrap_or_default() {
+            if let Some(found) = engine.volume(&scoped_name(app, &v)).await? {
+                named.push(found);
+            }
+        }
+        let remove_volumes = target.is_none() && self.policy.remove_volumes_with_app;
+        let mut volumes: BTreeSet<String> = named.iter().map(|v| v.name.clone()).collect();
+        if remove_volumes {
+            volumes.extend(
+                engine
+                    .app_volumes(Some(app))
+                    .await?
+                    .into_iter()
+                    .map(|v| v.name),
+            );
+        }
+        let objects = Objects {
+            networks,
+            volumes,
+            remove_volumes,
+        };
+        Ok((objects, named))
+    }
+
+    /// Apps the engine has containers or networks of.
+    pub async fn apps_in_engine(&self) -> Result<BTreeSet<AppName>, EngineError> {
+        let engine = self.engine().await?;
+        let mut apps: BTreeSet<AppName> = engine
+            .managed(None)
+            .await?
+            .into_iter()
+            .map(|c| c.app)
+            .collect();
+        apps.extend(engine.networks(None).await?.into_iter().map(|n| n.app));
+        Ok(apps)
+    }
+
+    /// App volumes by app.
+    pub async fn volumes_by_app(&self) -> Result<BTreeMap<AppName, Vec<String>>, EngineError> {
+        let mut out: BTreeMap<AppName, Vec<String>> = BTreeMap::new();
+        for v in self.engine().await?.app_volumes(None).await? {
+            if let Some(app) = v.app {
+                out.entry(app).or_default().push(v.name);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes every volume of `app` (the caller has passed the gate).
+    pub async fn remove_app_volumes(&self, app: &AppName) -> Result<Vec<String>, EngineError> {
+        let engine = self.engine().await?;
+        let mut removed = Vec::new();
+        for v in engine.app_volumes(Some(app)).await? {
+            engine.remove_volume(&v.name).await?;
+            tracing::info!(app = %app, volume = %v.name, "removed volume {} of app {app}", v.name);
+            removed.push(v.name);
+        }
+        Ok(removed)
     }
 
     /// The engine client; every call before the socket exists is an
@@ -104,6 +201,41 @@ impl Executor {
                 service,
                 timeout_ms,
             } => self.await_handover(app, service, *timeout_ms).await,
+            Step::CreateNetwork { network } => {
+                let spec = pass
+                    .target
+                    .and_then(|t| t.networks.get(network))
+                    .cloned()
+                    .unwrap_or_default();
+                let name = scoped_name(app, network);
+                tracing::info!(app = %app, network = %name, "creating network {name}");
+                engine.create_network(&name, app, &spec).await?
+            }
+            Step::RemoveNetwork { name } => {
+                tracing::info!(app = %app, network = %name, "removing network {name}");
+                // Still in use (a container left by a failed pass): it goes
+                // in a later pass; the containers being made do not need it.
+                if let Err(e) = engine.remove_network(name).await {
+                    if e.is_unavailable() {
+                        return Err(e.into());
+                    }
+                    tracing::warn!(app = %app, network = %name, error = %e, "network {name} stays for now");
+                }
+            }
+            Step::CreateVolume { volume } => {
+                let spec = pass
+                    .target
+                    .and_then(|t| t.volumes.get(volume))
+                    .cloned()
+                    .unwrap_or_default();
+                let name = scoped_name(app, volume);
+                tracing::info!(app = %app, volume = %name, "creating volume {name}");
+                engine.create_volume(&name, app, &spec).await?
+            }
+            Step::RemoveVolume { name } => {
+                tracing::info!(app = %app, volume = %name, "removing volume {name} (remove_volumes_with_app)");
+                engine.remove_volume(name).await?
+            }
             Step::Pull { .. } | Step::TakeLocks { .. } | Step::ReleaseLocks => {
                 unreachable!("the per-app task runs {step:?}")
             }

@@ -28,7 +28,7 @@ use crate::names::AppName;
 use crate::target::Target;
 use crate::timer::sleep_until;
 use app::{AppRequest, AppTask};
-use exec::Executor;
+use exec::{Executor, Policy};
 
 const DISCOVER_RETRY_MIN: Duration = Duration::from_millis(100);
 const DISCOVER_RETRY_MAX: Duration = Duration::from_secs(5);
@@ -102,7 +102,7 @@ impl Updates {
                     self.settings.borrow_and_update();
                     let now = self.engine_settings();
                     if now != engine {
-                        tracing::info!(socket = %now.0.display(), "engine settings changed; using them from now on");
+                        tracing::info!(socket = %now.0.display(), "engine or update settings changed; using them from now on");
                         engine = now;
                         exec_tx.send_replace(self.executor(&engine, &lock_root));
                     }
@@ -111,14 +111,19 @@ impl Updates {
                     if let Ok(app) = done {
                         apps.remove(&app);
                         in_engine.remove(&app);
+                        // Its volumes may now be orphans: look again.
+                        discover_at = Some(Instant::now());
                     }
                 }
                 _ = sleep_until(discover_at) => {
                     discover_at = None;
                     let exec = exec_rx.borrow().clone();
-                    match discover(exec).await {
-                        Ok(found) => {
+                    match discover(exec, target.as_deref()).await {
+                        Ok((found, orphans)) => {
                             in_engine = found;
+                            self.status.send_if_modified(|s| {
+                                std::mem::replace(&mut s.orphaned_volumes, orphans.clone()) != orphans
+                            });
                             backoff = DISCOVER_RETRY_MIN;
                             set_engine(&self.status, Ok(()));
                         }
@@ -168,6 +173,13 @@ impl Updates {
                             ))));
                         }
                     },
+                    Some(Command::PruneVolumes { app, force, who, reply }) => {
+                        let exec = exec_rx.borrow().clone();
+                        let snap = self.snapshot.borrow().clone();
+                        let leaving = apps.contains_key(&app);
+                        prune_volumes(exec, &snap, target.as_deref(), leaving,
+                            (app, force, who), self.status.clone(), reply);
+                    }
                     Some(Command::StopAll { grace, reply }) => {
                         let exec = exec_rx.borrow().clone();
                         tokio::spawn(async move {
@@ -183,28 +195,86 @@ impl Updates {
 
     /// What the executor is made from: the engine socket, and where
     /// containers reach the HTTP API.
-    fn engine_settings(&self) -> (PathBuf, Option<SupervisorApi>) {
+    fn engine_settings(&self) -> (PathBuf, Option<SupervisorApi>, Policy) {
         let s = self.settings.borrow();
         let api = s
             .api_tcp
             .zip(self.api_key.as_deref())
             .map(|(addr, key)| SupervisorApi::from_bind(addr, key));
-        (s.engine_socket(), api)
+        let policy = Policy {
+            healthy_timeout: s.healthy_timeout,
+            rollback: s.rollback,
+            remove_volumes_with_app: s.remove_volumes_with_app,
+        };
+        (s.engine_socket(), api, policy)
     }
 
     fn executor(
         &self,
-        (socket, api): &(PathBuf, Option<SupervisorApi>),
+        (socket, api, policy): &(PathBuf, Option<SupervisorApi>, Policy),
         lock_root: &std::path::Path,
     ) -> Executor {
-        Executor::new(socket, lock_root, api.clone())
+        Executor::new(socket, lock_root, api.clone(), policy.clone())
     }
 }
 
-/// Apps the engine has managed containers of.
-async fn discover(exec: Executor) -> Result<BTreeSet<AppName>, String> {
-    let all = exec.containers(None).await.map_err(|e| e.to_string())?;
-    Ok(all.into_iter().map(|c| c.app).collect())
+/// Apps the engine has managed containers or networks of, and the
+/// volumes of apps no longer in the target.
+async fn discover(
+    exec: Executor,
+    target: Option<&Target>,
+) -> Result<(BTreeSet<AppName>, BTreeMap<String, Vec<String>>), String> {
+    let apps = exec.apps_in_engine().await.map_err(|e| e.to_string())?;
+    let volumes = exec.volumes_by_app().await.map_err(|e| e.to_string())?;
+    let orphans = volumes
+        .into_iter()
+        .filter(|(app, _)| target.is_some_and(|t| !t.apps.contains_key(app)))
+        .map(|(app, v)| (app.to_string(), v))
+        .collect();
+    Ok((apps, orphans))
+}
+
+/// `holdfast volumes prune APP`: only for an app out of the target and
+/// gone from the engine, and through the gate like an update.
+fn prune_volumes(
+    exec: Executor,
+    snapshot: &Snapshot,
+    target: Option<&Target>,
+    leaving: bool,
+    (app, force, who): (AppName, bool, String),
+    status: watch::Sender<UpdateStatus>,
+    reply: tokio::sync::oneshot::Sender<Result<Vec<String>, CommandError>>,
+) {
+    if target.is_some_and(|t| t.apps.contains_key(&app)) {
+        let _ = reply.send(Err(CommandError::Failed(format!(
+            "app {app} is in the target and its services use its volumes; take it out of the target first"
+        ))));
+        return;
+    }
+    if leaving {
+        let _ = reply.send(Err(CommandError::Failed(format!(
+            "app {app} is still leaving (its containers wait on its locks); prune once it is gone"
+        ))));
+        return;
+    }
+    let forced_by = force.then(|| who.clone());
+    if let crate::gate::Decision::Blocked(blocked_by) =
+        crate::gate::update(snapshot, &app, forced_by.as_deref())
+    {
+        let _ = reply.send(Err(CommandError::Locked {
+            blocked_by,
+            action: format!("remove the volumes of {app}"),
+        }));
+        return;
+    }
+    tracing::info!(app = %app, who = %who, "removing the volumes of app {app}, asked by {who}");
+    tokio::spawn(async move {
+        let r = exec.remove_app_volumes(&app).await;
+        if r.is_ok() {
+            status.send_if_modified(|s| s.orphaned_volumes.remove(app.as_str()).is_some());
+        }
+        let _ = reply.send(r.map_err(|e| CommandError::Failed(e.to_string())));
+    });
 }
 
 /// The `engine` line of the status: `available` or `unavailable: why`.

@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-pub use crate::engine::{Container, RunState};
+pub use crate::engine::{AppNetwork, AppVolume, Container, RunState};
 use crate::names::{AppName, ServiceName};
-use crate::target::{AppTarget, Strategy};
+use crate::target::{scoped_name, AppTarget, Strategy};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "step", rename_all = "snake_case")]
@@ -42,14 +42,49 @@ pub enum Step {
         service: ServiceName,
         timeout_ms: u64,
     },
+    /// An app network (`default` or a name from the target's `networks`),
+    /// made as `<app>_<network>`.
+    CreateNetwork {
+        network: String,
+    },
+    /// An app network by its engine name; one still in use stays, with a
+    /// warning, until a later pass.
+    RemoveNetwork {
+        name: String,
+    },
+    /// An app volume, made as `<app>_<volume>`.
+    CreateVolume {
+        volume: String,
+    },
+    /// An app volume by its engine name (only for an app leaving the
+    /// target with `remove_volumes_with_app`).
+    RemoveVolume {
+        name: String,
+    },
     ReleaseLocks,
+}
+
+/// What the engine has of the app besides its containers.
+#[derive(Debug, Clone, Default)]
+pub struct Objects {
+    pub networks: Vec<AppNetwork>,
+    /// Engine names of the volumes that exist (the app's or not).
+    pub volumes: BTreeSet<String>,
+    /// The app is leaving the target: its volumes go too.
+    pub remove_volumes: bool,
 }
 
 impl Step {
     /// Steps that may run while the app holds locks: they touch nothing
     /// that runs.
     pub fn lock_free(&self) -> bool {
-        matches!(self, Step::Pull { .. } | Step::Create { .. })
+        matches!(
+            self,
+            Step::Pull { .. }
+                | Step::Create { .. }
+                | Step::CreateNetwork { .. }
+                | Step::CreateVolume { .. }
+        )
     }
 }
 
@@ -60,9 +95,11 @@ pub fn container_name(app: &AppName, service: &ServiceName, hash: &str) -> Strin
 }
 
 pub fn plan(
+    app: &AppName,
     target: Option<&AppTarget>,
     current: &[Container],
     images: &BTreeSet<String>,
+    objects: &Objects,
 ) -> Vec<Step> {
     let empty = AppTarget {
         release: String::new(),
@@ -71,6 +108,7 @@ pub fn plan(
         volumes: BTreeMap::new(),
     };
     let target = target.unwrap_or(&empty);
+    let nets = NetworkPlan::new(app, target, &objects.networks);
     let order = target.start_order();
     let mut by_service: BTreeMap<&ServiceName, Vec<&Container>> = BTreeMap::new();
     for c in current {
@@ -100,9 +138,15 @@ pub fn plan(
                     olds.push(*c);
                 }
             }
+            // A network is made again only once nothing is on it: every
+            // changed service of the app goes before its successor starts.
+            let strategy = match spec.strategy() {
+                _ if !nets.changed.is_empty() => Strategy::KillThenDownload,
+                s => s,
+            };
             Svc {
                 name,
-                strategy: spec.strategy(),
+                strategy,
                 image: &spec.image,
                 new,
                 olds,
@@ -115,7 +159,12 @@ pub fn plan(
         .filter(|c| !target.services.contains_key(&c.service))
         .collect();
     let changed = |s: &Svc| s.new.is_none() || !s.olds.is_empty();
-    let mutate = !removed.is_empty() || svcs.iter().any(changed);
+    let remove_volumes: Vec<String> = if objects.remove_volumes && target.services.is_empty() {
+        objects.volumes.iter().cloned().collect()
+    } else {
+        Vec::new()
+    };
+    let mutate = !removed.is_empty() || svcs.iter().any(changed) || !remove_volumes.is_empty();
 
     let mut steps = Vec::new();
     let pull = |steps: &mut Vec<Step>, image: &str| {
@@ -132,6 +181,18 @@ pub fn plan(
     let early = |s: &Svc| s.new.is_none() && s.strategy.downloads_first();
     for s in svcs.iter().filter(|s| early(s)) {
         pull(&mut steps, s.image);
+    }
+    // What containers are made on: missing networks and volumes (nothing
+    // runs on them yet, so before the gate).
+    for network in &nets.missing {
+        steps.push(Step::CreateNetwork {
+            network: network.clone(),
+        });
+    }
+    for volume in wanted_volumes(target) {
+        if !objects.volumes.contains(&scoped_name(app, &volume)) {
+            steps.push(Step::CreateVolume { volume });
+        }
     }
     for s in svcs.iter().filter(|s| early(s)) {
         steps.push(Step::Create {
@@ -186,6 +247,15 @@ pub fn plan(
             }
         }
     }
+    // Changed networks, now that nothing of the app runs on them.
+    for network in &nets.changed {
+        steps.push(Step::RemoveNetwork {
+            name: scoped_name(app, network),
+        });
+        steps.push(Step::CreateNetwork {
+            network: network.clone(),
+        });
+    }
     // Downloads after the kill, for the strategies that want it.
     for s in svcs
         .iter()
@@ -238,10 +308,94 @@ pub fn plan(
     {
         s.olds.iter().for_each(|c| remove(&mut steps, c));
     }
+    for name in remove_volumes {
+        steps.push(Step::RemoveVolume { name });
+    }
+    for name in &nets.unused {
+        steps.push(Step::RemoveNetwork { name: name.clone() });
+    }
     if mutate {
         steps.push(Step::ReleaseLocks);
     }
     steps
+}
+
+/// The app's networks: which the target's services need and the engine
+/// lacks, which it has with another definition, which nothing needs.
+struct NetworkPlan {
+    missing: Vec<String>,
+    changed: Vec<String>,
+    /// Engine names.
+    unused: Vec<String>,
+}
+
+impl NetworkPlan {
+    fn new(app: &AppName, target: &AppTarget, have: &[AppNetwork]) -> Self {
+        let wanted: BTreeSet<&str> = target
+            .services
+            .values()
+            .flat_map(|s| s.joined_networks().into_iter().map(|(n, _)| n))
+            .collect();
+        let mut plan = NetworkPlan {
+            missing: Vec::new(),
+            changed: Vec::new(),
+            unused: Vec::new(),
+        };
+        for n in &wanted {
+            let hash = target
+                .networks
+                .get(*n)
+                .cloned()
+                .unwrap_or_default()
+                .config_hash();
+            match have.iter().find(|h| h.name == scoped_name(app, n)) {
+                None => plan.missing.push((*n).to_owned()),
+                Some(h) if h.hash != hash => plan.changed.push((*n).to_owned()),
+                Some(_) => {}
+            }
+        }
+        for h in have {
+            if !wanted.iter().any(|n| scoped_name(app, n) == h.name) {
+                plan.unused.push(h.name.clone());
+            }
+        }
+        plan
+    }
+}
+
+/// A volume the target defines that the engine has with another driver
+/// or options: refused, since making it again would destroy its data.
+pub fn volume_conflict(app: &AppName, target: &AppTarget, have: &[AppVolume]) -> Option<String> {
+    for (name, spec) in &target.volumes {
+        let engine_name = scoped_name(app, name);
+        let Some(v) = have.iter().find(|v| v.name == engine_name) else {
+            continue;
+        };
+        let driver = spec.driver.as_deref().unwrap_or("local");
+        if v.driver != driver || (v.app.is_some() && v.options != spec.driver_opts) {
+            return Some(format!(
+                "volume {engine_name} exists with driver {} and options {:?}, but the target asks for driver {driver} and options {:?}; holdfast does not make a volume again (its data would be lost): put the definition back, or remove the volume yourself",
+                v.driver, v.options, spec.driver_opts
+            ));
+        }
+    }
+    None
+}
+
+/// The app volumes the target names: declared ones and those services
+/// mount by name (a name not declared is an app volume with defaults).
+pub fn wanted_volumes(target: &AppTarget) -> BTreeSet<String> {
+    let mut names: BTreeSet<String> = target.volumes.keys().cloned().collect();
+    for spec in target.services.values() {
+        for v in &spec.volumes {
+            if let Some((source, _)) = v.split_once(':') {
+                if !source.starts_with('/') {
+                    names.insert(source.to_owned());
+                }
+            }
+        }
+    }
+    names
 }
 
 #[cfg(test)]

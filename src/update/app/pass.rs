@@ -14,7 +14,7 @@ use crate::names::ServiceName;
 use crate::target::AppTarget;
 use crate::update::exec::{ExecError, Executor, Pass};
 use crate::update::machine::Machine;
-use crate::update::plan::{container_name, plan, Step};
+use crate::update::plan::{container_name, plan, volume_conflict, Step};
 
 impl AppTask {
     pub(super) async fn pass(
@@ -35,14 +35,25 @@ impl AppTask {
             }
         };
         crate::update::set_engine(&self.status, Ok(()));
-        if target.is_none() && current.is_empty() {
+        let (objects, volumes) = match exec.objects(&self.app, target).await {
+            Ok(o) => o,
+            Err(e) => return engine_outcome(e.into()),
+        };
+        if target.is_none()
+            && current.is_empty()
+            && objects.networks.is_empty()
+            && (!objects.remove_volumes || objects.volumes.is_empty())
+        {
             return Outcome::Done { gone: true };
+        }
+        if let Some(why) = target.and_then(|t| volume_conflict(&self.app, t, &volumes)) {
+            return Outcome::Failed(why);
         }
         let present = match exec.present(target).await {
             Ok(p) => p,
             Err(e) => return engine_outcome(e.into()),
         };
-        let steps = plan(target, &current, &present);
+        let steps = plan(&self.app, target, &current, &present, &objects);
         if steps.is_empty() {
             return Outcome::Done { gone: false };
         }

@@ -1,5 +1,5 @@
 use super::*;
-use crate::target::{parse, Target};
+use crate::target::{parse, scoped_name, Target};
 
 fn target(services: &str) -> Target {
     parse(
@@ -33,6 +33,40 @@ fn running(t: &Target, service: &str, id: &str) -> Container {
     }
 }
 
+/// The planner with the app's networks and volumes as the target wants
+/// them (the container tests below are about containers).
+fn plan(t: Option<&AppTarget>, cur: &[Container], img: &BTreeSet<String>) -> Vec<Step> {
+    let app = AppName::new("app1").unwrap();
+    let objects = t.map(|t| converged(&app, t)).unwrap_or_default();
+    super::plan(&app, t, cur, img, &objects)
+}
+
+fn converged(app: &AppName, t: &AppTarget) -> Objects {
+    let networks = t
+        .services
+        .values()
+        .flat_map(|s| s.joined_networks())
+        .map(|(n, _)| {
+            let net = AppNetwork {
+                name: scoped_name(app, n),
+                app: app.clone(),
+                hash: t.networks.get(n).cloned().unwrap_or_default().config_hash(),
+            };
+            (net.name.clone(), net)
+        })
+        .collect::<std::collections::BTreeMap<_, _>>()
+        .into_values()
+        .collect();
+    Objects {
+        networks,
+        volumes: wanted_volumes(t)
+            .iter()
+            .map(|v| scoped_name(app, v))
+            .collect(),
+        remove_volumes: false,
+    }
+}
+
 fn images(list: &[&str]) -> BTreeSet<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
@@ -59,6 +93,10 @@ fn show(steps: &[Step]) -> Vec<String> {
                 service,
                 timeout_ms,
             } => format!("handover {service} {timeout_ms}"),
+            Step::CreateNetwork { network } => format!("net+ {network}"),
+            Step::RemoveNetwork { name } => format!("net- {name}"),
+            Step::CreateVolume { volume } => format!("vol+ {volume}"),
+            Step::RemoveVolume { name } => format!("vol- {name}"),
             Step::ReleaseLocks => "unlock".into(),
         })
         .collect()
@@ -335,4 +373,142 @@ fn a_successor_stopped_by_a_failed_pass_is_started_before_its_predecessor_goes()
     exited.state = RunState::Other;
     let cur = [exited, running(&new, "worker", "w2")];
     assert!(plan(Some(app(&new)), &cur, &images(&["main:2", "worker:2"])).is_empty());
+}
+
+fn app1() -> AppName {
+    AppName::new("app1").unwrap()
+}
+
+#[test]
+fn a_first_deploy_makes_the_app_network_and_volumes_before_any_container() {
+    let t = target(
+        r#""db": {"image": "db:1", "volumes": ["data:/var/lib/db", "/srv:/srv"]}, "web": {"image": "web:1", "network_mode": "host"}"#,
+    );
+    let steps = super::plan(
+        &app1(),
+        Some(app(&t)),
+        &[],
+        &images(&["db:1", "web:1"]),
+        &Objects::default(),
+    );
+    assert_eq!(
+        show(&steps),
+        [
+            "net+ default",
+            "vol+ data",
+            "create db",
+            "create web",
+            "lock db,web",
+            "start db",
+            "start web",
+            "unlock"
+        ]
+    );
+    assert!(steps[..4].iter().all(Step::lock_free));
+}
+
+#[test]
+fn a_changed_network_replaces_its_services_before_it_is_made_again() {
+    let old = target(r#""a": {"image": "a:1"}, "b": {"image": "b:1", "network_mode": "none"}"#);
+    let cur = [running(&old, "a", "a1"), running(&old, "b", "b1")];
+    let objects = converged(&app1(), app(&old));
+    let mut new = old.clone();
+    let napp = new.apps.values_mut().next().unwrap();
+    napp.networks.insert(
+        "default".into(),
+        crate::target::NetworkSpec {
+            internal: true,
+            ..Default::default()
+        },
+    );
+    let steps = super::plan(
+        &app1(),
+        Some(app(&new)),
+        &cur,
+        &images(&["a:1", "b:1"]),
+        &objects,
+    );
+    // b is on no app network: untouched. a goes first, then the network.
+    assert_eq!(
+        show(&steps),
+        [
+            "lock a,b",
+            "stop a1",
+            "remove a1",
+            "net- app1_default",
+            "net+ default",
+            "create a",
+            "start a",
+            "unlock"
+        ]
+    );
+}
+
+#[test]
+fn networks_nothing_uses_any_more_are_removed_last() {
+    let t = target(r#""a": {"image": "a:1", "network_mode": "host"}"#);
+    let cur = [running(&t, "a", "a1")];
+    let objects = Objects {
+        networks: vec![AppNetwork {
+            name: "app1_default".into(),
+            app: app1(),
+            hash: "x".into(),
+        }],
+        ..Default::default()
+    };
+    let steps = super::plan(&app1(), Some(app(&t)), &cur, &images(&["a:1"]), &objects);
+    assert_eq!(show(&steps), ["net- app1_default"]);
+}
+
+#[test]
+fn an_app_leaving_keeps_its_volumes_unless_told_otherwise() {
+    let t = target(r#""a": {"image": "a:1", "volumes": ["data:/d"]}"#);
+    let cur = [running(&t, "a", "a1")];
+    let mut objects = converged(&app1(), app(&t));
+    let kept = super::plan(&app1(), None, &cur, &images(&[]), &objects);
+    assert_eq!(
+        show(&kept),
+        [
+            "lock a",
+            "stop a1",
+            "remove a1",
+            "net- app1_default",
+            "unlock"
+        ]
+    );
+    objects.remove_volumes = true;
+    let removed = super::plan(&app1(), None, &cur, &images(&[]), &objects);
+    assert_eq!(
+        show(&removed),
+        [
+            "lock a",
+            "stop a1",
+            "remove a1",
+            "vol- app1_data",
+            "net- app1_default",
+            "unlock"
+        ]
+    );
+}
+
+#[test]
+fn a_volume_with_another_driver_or_options_is_refused_not_made_again() {
+    let t = target(r#""a": {"image": "a:1", "volumes": ["data:/d"]}"#);
+    let mut t2 = t.clone();
+    t2.apps.values_mut().next().unwrap().volumes.insert(
+        "data".into(),
+        crate::target::VolumeSpec {
+            driver_opts: [("type".to_string(), "tmpfs".to_string())].into(),
+            ..Default::default()
+        },
+    );
+    let have = [AppVolume {
+        name: "app1_data".into(),
+        app: Some(app1()),
+        driver: "local".into(),
+        options: Default::default(),
+    }];
+    assert_eq!(volume_conflict(&app1(), app(&t), &have), None);
+    let why = volume_conflict(&app1(), app(&t2), &have).unwrap();
+    assert!(why.contains("app1_data") && why.contains("tmpfs"), "{why}");
 }

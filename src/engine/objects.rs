@@ -1,0 +1,187 @@
+//! App networks and app volumes in the engine: listed by holdfast's app
+//! label, created from the target's definitions, removed only when the
+//! executor says so. Objects without the label are never touched.
+
+use std::collections::{BTreeMap, HashMap};
+
+use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest, VolumeCreateOptions};
+use bollard::query_parameters::{ListNetworksOptions, ListVolumesOptions, RemoveVolumeOptions};
+
+use super::{gone_is_done, Engine, EngineError, LABEL_APP, LABEL_HASH};
+use crate::names::AppName;
+use crate::target::{NetworkSpec, VolumeSpec};
+
+/// An app network holdfast made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppNetwork {
+    /// The engine's name, `<app>_<network>`.
+    pub name: String,
+    pub app: AppName,
+    /// `NetworkSpec::config_hash` of the definition it was made from.
+    pub hash: String,
+}
+
+/// An app volume as the engine has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppVolume {
+    pub name: String,
+    /// The app label, when holdfast made it.
+    pub app: Option<AppName>,
+    pub driver: String,
+    pub options: BTreeMap<String, String>,
+}
+
+fn label_filter(app: Option<&AppName>) -> HashMap<String, Vec<String>> {
+    let label = match app {
+        Some(a) => format!("{LABEL_APP}={a}"),
+        None => LABEL_APP.to_owned(),
+    };
+    HashMap::from([("label".to_owned(), vec![label])])
+}
+
+impl Engine {
+    /// Networks holdfast made (for `app` only, when given).
+    pub async fn networks(&self, app: Option<&AppName>) -> Result<Vec<AppNetwork>, EngineError> {
+        let list = self
+            .docker
+            .list_networks(Some(ListNetworksOptions {
+                filters: Some(label_filter(app)),
+            }))
+            .await
+            .map_err(|e| self.map(e))?;
+        Ok(list
+            .into_iter()
+            .filter_map(|n| {
+                let labels = n.labels?;
+                Some(AppNetwork {
+                    name: n.name?,
+                    app: AppName::new(labels.get(LABEL_APP)?.clone()).ok()?,
+                    hash: labels.get(LABEL_HASH).cloned().unwrap_or_default(),
+                })
+            })
+            .collect())
+    }
+
+    pub async fn create_network(
+        &self,
+        name: &str,
+        app: &AppName,
+        spec: &NetworkSpec,
+    ) -> Result<(), EngineError> {
+        let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
+        labels.insert(LABEL_APP.into(), app.to_string());
+        labels.insert(LABEL_HASH.into(), spec.config_hash());
+        let ipam = spec.ipam.as_ref().map(|i| Ipam {
+            driver: i.driver.clone(),
+            config: Some(
+                i.config
+                    .iter()
+                    .map(|p| IpamConfig {
+                        subnet: Some(p.subnet.clone()),
+                        gateway: p.gateway.clone(),
+                        ip_range: p.ip_range.clone(),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            options: None,
+        });
+        let request = NetworkCreateRequest {
+            name: name.to_owned(),
+            driver: Some(spec.driver.clone().unwrap_or_else(|| "bridge".into())),
+            internal: spec.internal.then_some(true),
+            enable_ipv6: spec.enable_ipv6,
+            ipam,
+            options: (!spec.driver_opts.is_empty())
+                .then(|| spec.driver_opts.clone().into_iter().collect()),
+            labels: Some(labels),
+            ..Default::default()
+        };
+        match self.docker.create_network(request).await {
+            Ok(_) => Ok(()),
+            // Made before a crash (the engine refuses a second of a name).
+            Err(e) => match self.map(e) {
+                EngineError::Conflict(_) => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// Removes a network; one still in use is an error (`Api`).
+    pub async fn remove_network(&self, name: &str) -> Result<(), EngineError> {
+        let r = self.docker.remove_network(name).await;
+        gone_is_done(r.map_err(|e| self.map(e)))
+    }
+
+    /// Volumes holdfast made (for `app` only, when given).
+    pub async fn app_volumes(&self, app: Option<&AppName>) -> Result<Vec<AppVolume>, EngineError> {
+        let list = self
+            .docker
+            .list_volumes(Some(ListVolumesOptions {
+                filters: Some(label_filter(app)),
+            }))
+            .await
+            .map_err(|e| self.map(e))?;
+        Ok(list
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(volume_of)
+            .collect())
+    }
+
+    /// One volume by name, labelled or not.
+    pub async fn volume(&self, name: &str) -> Result<Option<AppVolume>, EngineError> {
+        match self.docker.inspect_volume(name).await {
+            Ok(v) => Ok(Some(volume_of(v))),
+            Err(e) => match self.map(e) {
+                EngineError::NotFound(_) => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    pub async fn create_volume(
+        &self,
+        name: &str,
+        app: &AppName,
+        spec: &VolumeSpec,
+    ) -> Result<(), EngineError> {
+        let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
+        labels.insert(LABEL_APP.into(), app.to_string());
+        let request = VolumeCreateOptions {
+            name: Some(name.to_owned()),
+            driver: Some(spec.driver.clone().unwrap_or_else(|| "local".into())),
+            driver_opts: (!spec.driver_opts.is_empty())
+                .then(|| spec.driver_opts.clone().into_iter().collect()),
+            labels: Some(labels),
+            ..Default::default()
+        };
+        self.docker
+            .create_volume(request)
+            .await
+            .map(drop)
+            .map_err(|e| self.map(e))
+    }
+
+    /// Removes a volume; one still used by a container is an error.
+    pub async fn remove_volume(&self, name: &str) -> Result<(), EngineError> {
+        let r = self
+            .docker
+            .remove_volume(name, Some(RemoveVolumeOptions { force: false }))
+            .await;
+        gone_is_done(r.map_err(|e| self.map(e)))
+    }
+}
+
+fn volume_of(v: bollard::models::Volume) -> AppVolume {
+    AppVolume {
+        app: v
+            .labels
+            .get(LABEL_APP)
+            .and_then(|a| AppName::new(a.clone()).ok()),
+        name: v.name,
+        driver: v.driver,
+        options: v.options.into_iter().collect(),
+    }
+}
