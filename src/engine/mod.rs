@@ -3,6 +3,7 @@
 //! calls it.
 
 mod body;
+mod health;
 mod objects;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -19,6 +20,7 @@ pub use body::{
     create_body, ServiceContext, SupervisorApi, LABEL_APP, LABEL_HASH, LABEL_RELEASE,
     LABEL_SERVICE, LOCK_MOUNTS,
 };
+pub use health::Liveness;
 pub use objects::{AppNetwork, AppVolume};
 
 use crate::names::{AppName, ServiceName};
@@ -34,6 +36,9 @@ pub struct Container {
     pub hash: String,
     pub image: String,
     pub state: RunState,
+    /// `healthy`, `unhealthy`, `starting` by its healthcheck; else the
+    /// engine's state (`running`, `exited`, `restarting`, ...).
+    pub health: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,6 +155,7 @@ impl Engine {
                     release: labels.get(LABEL_RELEASE).cloned().unwrap_or_default(),
                     hash: labels.get(LABEL_HASH).cloned().unwrap_or_default(),
                     image: c.image.unwrap_or_default(),
+                    health: health_of(c.status.as_deref(), c.state),
                     state: match c.state {
                         Some(S::CREATED) => RunState::Created,
                         Some(S::RUNNING) => RunState::Running,
@@ -283,6 +289,24 @@ impl Engine {
             other => other,
         }
     }
+}
+
+/// The health in a listing's status text (`Up 5 seconds (healthy)`,
+/// `(health: starting)`), else the state's name.
+fn health_of(
+    status: Option<&str>,
+    state: Option<bollard::models::ContainerSummaryStateEnum>,
+) -> String {
+    let status = status.unwrap_or_default();
+    for h in ["unhealthy", "healthy", "health: starting"] {
+        if status.contains(&format!("({h})")) {
+            return h.trim_start_matches("health: ").to_owned();
+        }
+    }
+    state
+        .map(|s| s.to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// Stopping or removing what is already gone has done its job.

@@ -39,6 +39,19 @@ pub struct AppStatus {
     /// RFC 3339 UTC.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_at: Option<String>,
+    /// The healthy release the app went back to after `release` was not
+    /// healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back_to: Option<String>,
+    /// Per service: its container's health (`healthy`, `unhealthy`,
+    /// `starting`, or `running`/`exited`/... without a healthcheck).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub services: BTreeMap<String, ServiceStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    pub health: String,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -56,6 +69,8 @@ impl AppStatus {
             error: None,
             attempts: 0,
             retry_at: None,
+            rolled_back_to: None,
+            services: BTreeMap::new(),
         }
     }
 
@@ -77,6 +92,9 @@ impl AppStatus {
         }
         if let Some(e) = &self.error {
             s.push_str(&format!(": {e}"));
+        }
+        if let Some(r) = &self.rolled_back_to {
+            s.push_str(&format!("; rolled back to {r}"));
         }
         if let Some(at) = &self.retry_at {
             s.push_str(&format!(" (attempt {}; next at {at})", self.attempts + 1));

@@ -18,7 +18,7 @@ use crate::config::Settings;
 use crate::devconfig::Override;
 use crate::locks::LockTable;
 
-pub use apps::{AppState, AppStatus, UpdateStatus};
+pub use apps::{AppState, AppStatus, ServiceStatus, UpdateStatus};
 
 /// Everything "may we act?" depends on, published as one value so no
 /// reader can see the table of one moment with the override of another.

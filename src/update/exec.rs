@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::OnceCell;
 
+use super::health::{judge, Verdict, Want};
 use super::plan::{container_name, wanted_volumes, Objects, Step};
 use crate::engine::{
     AppVolume, Container, Engine, EngineError, RunState, ServiceContext, SupervisorApi,
@@ -16,7 +17,7 @@ use crate::engine::{
 use crate::inotify::NamesWatch;
 use crate::locks::fs::{self as lockfs, FsError};
 use crate::names::{AppName, ServiceId, ServiceName};
-use crate::target::{scoped_name, AppTarget};
+use crate::target::{scoped_name, AppTarget, Condition};
 
 pub const HANDOVER_FILES: [&str; 2] = ["handover-complete", "resin-kill-me"];
 
@@ -26,6 +27,12 @@ pub enum ExecError {
     Engine(#[from] EngineError),
     #[error("cannot prepare the lock directory: {0}")]
     LockDir(#[from] FsError),
+    /// A new container did not come up: the release is not healthy.
+    #[error("service {service} {reason}")]
+    Unhealthy {
+        service: ServiceName,
+        reason: String,
+    },
 }
 
 impl ExecError {
@@ -48,6 +55,8 @@ pub struct Executor {
     /// Made on first use: the engine's socket may appear after holdfast.
     client: Arc<OnceCell<Engine>>,
     lock_root: PathBuf,
+    /// Where each app's last healthy release is kept (`healthy/<app>.json`).
+    state_dir: PathBuf,
     supervisor_api: Option<SupervisorApi>,
     pub policy: Policy,
 }
@@ -74,6 +83,7 @@ impl Executor {
     pub fn new(
         socket: &Path,
         lock_root: &Path,
+        state_dir: &Path,
         supervisor_api: Option<SupervisorApi>,
         policy: Policy,
     ) -> Self {
@@ -81,9 +91,42 @@ impl Executor {
             socket: socket.to_owned(),
             client: Arc::new(OnceCell::new()),
             lock_root: lock_root.to_owned(),
+            state_dir: state_dir.to_owned(),
             supervisor_api,
             policy,
         }
+    }
+
+    /// Keeps the app's target as its last healthy release: what a later
+    /// unhealthy release is rolled back to.
+    pub async fn remember_healthy(&self, app: &AppName, target: &AppTarget) {
+        let path = self.healthy_path(app);
+        let data = serde_json::to_vec_pretty(target).expect("target serializes");
+        let shown = path.display().to_string();
+        let r = tokio::task::spawn_blocking(move || {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            crate::fsutil::atomic_write(&path, &data)
+        })
+        .await;
+        if let Ok(Err(e)) = r {
+            tracing::warn!(path = %shown, error = %e, "cannot keep the healthy release");
+        }
+    }
+
+    /// The app's last healthy release, if one is known.
+    pub async fn last_healthy(&self, app: &AppName) -> Option<AppTarget> {
+        let path = self.healthy_path(app);
+        let text = tokio::task::spawn_blocking(move || std::fs::read_to_string(path))
+            .await
+            .ok()?
+            .ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    fn healthy_path(&self, app: &AppName) -> PathBuf {
+        self.state_dir.join("healthy").join(format!("{app}.json"))
     }
 
     /// The app's networks and the volumes its target names (and, when
@@ -200,7 +243,18 @@ impl Executor {
             Step::AwaitHandover {
                 service,
                 timeout_ms,
-            } => self.await_handover(app, service, *timeout_ms).await,
+            } => {
+                // balena hands over on the successor's word alone; with a
+                // healthcheck, holdfast waits for it to be healthy first.
+                let checked = pass
+                    .target
+                    .and_then(|t| t.services.get(service))
+                    .is_some_and(|s| s.has_healthcheck());
+                if checked {
+                    self.await_state(pass, service, Want::Healthy).await?;
+                }
+                self.await_handover(app, service, *timeout_ms).await
+            }
             Step::CreateNetwork { network } => {
                 let spec = pass
                     .target
@@ -235,6 +289,14 @@ impl Executor {
             Step::RemoveVolume { name } => {
                 tracing::info!(app = %app, volume = %name, "removing volume {name} (remove_volumes_with_app)");
                 engine.remove_volume(name).await?
+            }
+            Step::VerifyHealthy { services } => {
+                let checks = services
+                    .iter()
+                    .map(|s| self.await_state(pass, s, Want::Healthy));
+                for r in futures_util::future::join_all(checks).await {
+                    r?;
+                }
             }
             Step::Pull { .. } | Step::TakeLocks { .. } | Step::ReleaseLocks => {
                 unreachable!("the per-app task runs {step:?}")
@@ -327,14 +389,80 @@ impl Executor {
         }
     }
 
-    async fn start(&self, pass: Pass<'_>, service: &ServiceName) -> Result<(), EngineError> {
+    async fn start(&self, pass: Pass<'_>, service: &ServiceName) -> Result<(), ExecError> {
+        // Dependencies first meet their `depends_on` condition.
+        let conditions: Vec<(ServiceName, Want)> = pass
+            .target
+            .and_then(|t| t.services.get(service))
+            .map(|s| {
+                s.depends_on
+                    .iter()
+                    .filter(|(_, d)| d.condition != Condition::ServiceStarted)
+                    .map(|(n, d)| (n.clone(), Want::from(d.condition)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (dep, want) in conditions {
+            self.await_state(pass, &dep, want)
+                .await
+                .map_err(|e| match e {
+                    ExecError::Unhealthy { service: d, reason } => ExecError::Unhealthy {
+                        service: service.clone(),
+                        reason: format!("cannot start: its dependency {d} {reason}"),
+                    },
+                    other => other,
+                })?;
+        }
         let hash = pass
             .target
             .map(|t| t.config_hash(service))
             .unwrap_or_default();
         let name = container_name(pass.app, service, &hash);
         tracing::info!(app = %pass.app, service = %service, container = %name, "starting {}/{service}", pass.app);
-        self.engine().await?.start(&name).await
+        Ok(self.engine().await?.start(&name).await?)
+    }
+
+    /// Waits (within `healthy_timeout`) for the service's container of
+    /// this target to get where `want` says.
+    async fn await_state(
+        &self,
+        pass: Pass<'_>,
+        service: &ServiceName,
+        want: Want,
+    ) -> Result<(), ExecError> {
+        let hash = pass
+            .target
+            .map(|t| t.config_hash(service))
+            .unwrap_or_default();
+        let name = container_name(pass.app, service, &hash);
+        let engine = self.engine().await?;
+        let before = engine.liveness(&name).await?.restart_count;
+        let timeout = self.policy.healthy_timeout;
+        let mut last = None;
+        let verdict = engine
+            .watch_until(&name, timeout, |live| {
+                last = live.health.clone();
+                judge(want, live, before)
+            })
+            .await?;
+        let reason = match verdict {
+            Some(Verdict::Met) => return Ok(()),
+            Some(Verdict::Failed(reason)) => reason,
+            None => format!(
+                "did not become {} within {} (health: {})",
+                if want == Want::Completed {
+                    "done"
+                } else {
+                    "healthy"
+                },
+                humantime::format_duration(timeout),
+                last.as_deref().unwrap_or("none")
+            ),
+        };
+        Err(ExecError::Unhealthy {
+            service: service.clone(),
+            reason,
+        })
     }
 
     /// Stops the new containers a failed apply started, then starts the old

@@ -30,8 +30,13 @@ pub enum Phase {
     },
     /// Locks taken, containers being changed.
     Applying,
-    /// The last attempt failed; the next one is due at `retry_at`.
-    Failed { error: String, retry_at: Instant },
+    /// The last attempt failed; the next one is due at `retry_at`, or,
+    /// for a release that was not healthy, only on a new target or a
+    /// forced update.
+    Failed {
+        error: String,
+        retry_at: Option<Instant>,
+    },
 }
 
 impl Phase {
@@ -55,6 +60,8 @@ pub struct Machine {
     attempts: u32,
     /// Consecutive engine outages (their back-off).
     outages: u32,
+    /// The release the app went back to after this one was not healthy.
+    rolled_back_to: Option<String>,
 }
 
 impl Machine {
@@ -64,6 +71,7 @@ impl Machine {
             release: release.to_owned(),
             attempts: 0,
             outages: 0,
+            rolled_back_to: None,
         }
     }
 
@@ -83,7 +91,7 @@ impl Machine {
     pub fn retry_at(&self) -> Option<Instant> {
         match &self.phase {
             Phase::Waiting { retry_at, .. } => *retry_at,
-            Phase::Failed { retry_at, .. } => Some(*retry_at),
+            Phase::Failed { retry_at, .. } => *retry_at,
             _ => None,
         }
     }
@@ -121,6 +129,7 @@ impl Machine {
             self.release = release.to_owned();
         }
         self.attempts = 0;
+        self.rolled_back_to = None;
         if matches!(self.phase, Phase::Failed { .. }) {
             self.phase = Phase::Idle;
         }
@@ -180,7 +189,7 @@ impl Machine {
         self.go(
             Phase::Failed {
                 error: String::new(),
-                retry_at: now,
+                retry_at: None,
             },
             &["idle", "downloading", "waiting", "applying", "failed"],
         );
@@ -189,8 +198,32 @@ impl Machine {
         self.outages = 0;
         self.phase = Phase::Failed {
             error,
-            retry_at: now + wait,
+            retry_at: Some(now + wait),
         };
+    }
+
+    /// The release came up unhealthy: failed, and not tried again until a
+    /// new target or a forced update. `rolled_back_to`: the healthy release
+    /// the app went back to, if it did.
+    pub fn unhealthy(&mut self, error: String, rolled_back_to: Option<String>) {
+        self.go(
+            Phase::Failed {
+                error,
+                retry_at: None,
+            },
+            &["idle", "downloading", "waiting", "applying", "failed"],
+        );
+        self.attempts = self.attempts.saturating_add(1);
+        self.outages = 0;
+        self.rolled_back_to = rolled_back_to;
+    }
+
+    /// A forced update tries a release that was not healthy again.
+    pub fn forced(&mut self) {
+        if matches!(self.phase, Phase::Failed { retry_at: None, .. }) {
+            self.phase = Phase::Idle;
+        }
+        self.rolled_back_to = None;
     }
 
     /// As reported: `state`, `blocked_by`, `error`, `attempts`, `retry_at`.
@@ -210,7 +243,7 @@ impl Machine {
                 AppState::Failed,
                 vec![],
                 Some(error.clone()),
-                Some(*retry_at),
+                *retry_at,
                 None,
             ),
         };
@@ -220,6 +253,7 @@ impl Machine {
         st.progress = progress;
         st.attempts = self.attempts;
         st.retry_at = retry_at.map(wall);
+        st.rolled_back_to = self.rolled_back_to.clone();
         st
     }
 }
@@ -317,6 +351,23 @@ mod tests {
         m.downloading(Some(10));
         m.applied();
         assert_eq!(m.phase(), &Phase::Idle);
+    }
+
+    #[test]
+    fn an_unhealthy_release_waits_for_a_new_target_or_a_forced_update() {
+        let mut m = Machine::new("r2");
+        m.applying();
+        m.unhealthy("service web unhealthy".into(), Some("r1".into()));
+        assert_eq!(m.retry_at(), None, "not retried on a timer");
+        let st = m.status(|_| String::new());
+        assert_eq!(st.state, AppState::Failed);
+        assert_eq!(st.rolled_back_to.as_deref(), Some("r1"));
+        assert_eq!(st.retry_at, None);
+        m.forced();
+        assert_eq!(m.phase(), &Phase::Idle);
+        m.unhealthy("again".into(), None);
+        m.new_target("r3");
+        assert_eq!(m.status(|_| String::new()).rolled_back_to, None);
     }
 
     #[test]

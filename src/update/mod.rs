@@ -6,6 +6,7 @@
 
 mod app;
 pub mod exec;
+pub mod health;
 pub mod machine;
 pub mod plan;
 
@@ -51,7 +52,7 @@ impl Updates {
             (s.lock_root.clone(), s.state_dir.clone())
         };
         let mut engine = self.engine_settings();
-        let (exec_tx, exec_rx) = watch::channel(self.executor(&engine, &lock_root));
+        let (exec_tx, exec_rx) = watch::channel(self.executor(&engine, &lock_root, &state_dir));
         let mut apps: BTreeMap<AppName, mpsc::UnboundedSender<AppRequest>> = BTreeMap::new();
         let mut tasks: JoinSet<AppName> = JoinSet::new();
         // Apps the engine has containers of (found at start and after each
@@ -79,6 +80,7 @@ impl Updates {
                             exec: exec_rx.clone(),
                             status: self.status.clone(),
                             requests: rx,
+                            services: BTreeMap::new(),
                         };
                         let name = app.clone();
                         tasks.spawn(async move {
@@ -104,7 +106,7 @@ impl Updates {
                     if now != engine {
                         tracing::info!(socket = %now.0.display(), "engine or update settings changed; using them from now on");
                         engine = now;
-                        exec_tx.send_replace(self.executor(&engine, &lock_root));
+                        exec_tx.send_replace(self.executor(&engine, &lock_root, &state_dir));
                     }
                 }
                 Some(done) = tasks.join_next() => {
@@ -213,8 +215,9 @@ impl Updates {
         &self,
         (socket, api, policy): &(PathBuf, Option<SupervisorApi>, Policy),
         lock_root: &std::path::Path,
+        state_dir: &std::path::Path,
     ) -> Executor {
-        Executor::new(socket, lock_root, api.clone(), policy.clone())
+        Executor::new(socket, lock_root, state_dir, api.clone(), policy.clone())
     }
 }
 

@@ -62,6 +62,12 @@ pub enum Step {
         name: String,
     },
     ReleaseLocks,
+    /// After the locks are back: the services started in this pass come
+    /// up healthy (or running, without a healthcheck) within
+    /// `healthy_timeout`, or the release failed.
+    VerifyHealthy {
+        services: Vec<ServiceName>,
+    },
 }
 
 /// What the engine has of the app besides its containers.
@@ -84,6 +90,7 @@ impl Step {
                 | Step::Create { .. }
                 | Step::CreateNetwork { .. }
                 | Step::CreateVolume { .. }
+                | Step::VerifyHealthy { .. }
         )
     }
 }
@@ -316,6 +323,16 @@ pub fn plan(
     }
     if mutate {
         steps.push(Step::ReleaseLocks);
+    }
+    let started: Vec<ServiceName> = steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Start { service } => Some(service.clone()),
+            _ => None,
+        })
+        .collect();
+    if !started.is_empty() {
+        steps.push(Step::VerifyHealthy { services: started });
     }
     steps
 }

@@ -18,7 +18,7 @@ use crate::command::{Command, CommandError, Handle};
 use crate::gate::{self, Decision};
 use crate::locks::state::Owner;
 use crate::logging::msgid;
-use crate::model::{Snapshot, UpdateStatus};
+use crate::model::{ServiceStatus, Snapshot, UpdateStatus};
 use crate::names::AppName;
 use crate::target::{AppTarget, Target};
 use crate::timer::sleep_until;
@@ -42,6 +42,16 @@ enum Outcome {
     Waiting(Vec<String>),
     EngineDown(String),
     Failed(String),
+    /// The release's containers did not come up healthy.
+    Unhealthy(String),
+}
+
+/// A release that came up unhealthy: not tried again until a new target or
+/// a forced update; meanwhile the app runs `fallback` (its last healthy
+/// release), when rolling back.
+struct Rejected {
+    reason: String,
+    fallback: Option<AppTarget>,
 }
 
 pub struct AppTask {
@@ -52,6 +62,8 @@ pub struct AppTask {
     pub exec: watch::Receiver<Executor>,
     pub status: watch::Sender<UpdateStatus>,
     pub requests: mpsc::UnboundedReceiver<AppRequest>,
+    /// Each service's health as last seen.
+    pub services: BTreeMap<String, ServiceStatus>,
 }
 
 /// What one pass works with and what it did to put back on failure.
@@ -71,25 +83,96 @@ impl AppTask {
         let mut forced_by: Option<String> = None;
         let mut images: BTreeMap<String, u8> = BTreeMap::new();
         let mut first = true;
+        let mut rejected: Option<Rejected> = None;
         loop {
             let target = self.app_target();
             if first || target != seen {
                 machine.new_target(target.as_ref().map(|t| t.release.as_str()).unwrap_or(""));
                 seen = target.clone();
                 first = false;
+                rejected = None;
             }
-            let outcome = self
-                .pass(target.as_ref(), &mut machine, forced_by.take(), &mut images)
-                .await;
+            let forced = forced_by.take();
+            if forced.is_some() && rejected.take().is_some() {
+                machine.forced();
+            }
+            // An unhealthy release runs its fallback, or nothing at all.
+            let (effective, rolling_back) = match (&rejected, &target) {
+                (Some(r), Some(_)) => (r.fallback.clone(), r.fallback.is_some()),
+                _ => (target.clone(), false),
+            };
+            let outcome = if rejected.is_some() && !rolling_back {
+                None
+            } else {
+                Some(
+                    self.pass(effective.as_ref(), &mut machine, forced, &mut images)
+                        .await,
+                )
+            };
+            self.refresh_health(&machine, &images).await;
             let now = Instant::now();
+            let Some(outcome) = outcome else {
+                if !self
+                    .wait_for_reason(&mut machine, &images, &seen, &mut forced_by)
+                    .await
+                {
+                    return;
+                }
+                continue;
+            };
             match outcome {
+                Outcome::Done { gone: false } if rolling_back => {
+                    let r = rejected.as_ref().expect("rolling back");
+                    let to = effective.as_ref().map(|t| t.release.clone());
+                    tracing::warn!(message_id = msgid::UPDATE_FAILED, app = %self.app, rolled_back_to = ?to,
+                        "app {} is back at its healthy release {}", self.app, to.as_deref().unwrap_or(""));
+                    machine.unhealthy(r.reason.clone(), to);
+                }
+                Outcome::Done { gone: false } => {
+                    machine.applied();
+                    if let Some(t) = &target {
+                        let exec = self.exec.borrow().clone();
+                        exec.remember_healthy(&self.app, t).await;
+                    }
+                }
+                Outcome::Unhealthy(e) if rolling_back => {
+                    let r = rejected.as_mut().expect("rolling back");
+                    tracing::error!(message_id = msgid::UPDATE_FAILED, app = %self.app, error = %e,
+                        "rolling app {} back failed too: {e}", self.app);
+                    r.reason = format!("{}; rolling back failed too: {e}", r.reason);
+                    r.fallback = None;
+                    machine.unhealthy(r.reason.clone(), None);
+                }
+                Outcome::Unhealthy(e) => {
+                    let exec = self.exec.borrow().clone();
+                    let fallback = match (&target, exec.policy.rollback) {
+                        (Some(t), true) => exec
+                            .last_healthy(&self.app)
+                            .await
+                            .filter(|h| h.release != t.release),
+                        _ => None,
+                    };
+                    tracing::error!(message_id = msgid::UPDATE_FAILED, app = %self.app, error = %e,
+                        rollback_to = ?fallback.as_ref().map(|f| f.release.clone()),
+                        "release of app {} is not healthy: {e}", self.app);
+                    let again = fallback.is_some();
+                    rejected = Some(Rejected {
+                        reason: e.clone(),
+                        fallback,
+                    });
+                    if again {
+                        // Straight to the rollback pass, under the same gate.
+                        machine.unhealthy(e, None);
+                        continue;
+                    }
+                    machine.unhealthy(e, None);
+                }
                 Outcome::Done { gone: true } => {
                     self.status
                         .send_if_modified(|s| s.apps.remove(self.app.as_str()).is_some());
                     tracing::info!(app = %self.app, "app {} is gone", self.app);
                     return;
                 }
-                Outcome::Done { gone: false } => machine.applied(),
                 Outcome::Waiting(b) => {
                     tracing::info!(message_id = msgid::UPDATE_WAITING, app = %self.app, blocked_by = ?b,
                         "update of app {} waits: {}", self.app, b.join(", "));
@@ -108,54 +191,72 @@ impl AppTask {
             }
             images.clear();
             self.publish(&machine, &images);
-            // Wait for a reason to run again.
-            loop {
-                let retry_at = machine.retry_at().map(tokio::time::Instant::from_std);
-                tokio::select! {
-                    r = self.target.changed() => {
-                        if r.is_err() { return }
-                        if self.app_target() != seen { break }
-                    }
-                    r = self.snapshot.changed(), if machine.waits_on_locks() => {
-                        if r.is_err() { return }
-                        let snap = self.snapshot.borrow_and_update().clone();
-                        match gate::update(&snap, &self.app, None) {
-                            Decision::Blocked(b) => {
-                                let b: Vec<String> = b.iter().map(ToString::to_string).collect();
-                                if matches!(machine.phase(), Phase::Waiting { blocked_by, .. } if *blocked_by != b) {
-                                    machine.wait(b);
-                                    self.publish(&machine, &images);
-                                }
-                            }
-                            // Held back by holdfast's own locks of the app (an
-                            // operator's `take`): they must go first, not merely
-                            // anything change.
-                            _ if waits_on_own_locks(&machine) && holds_own_locks(&snap, &self.app) => {}
-                            _ => {
-                                tracing::info!(app = %self.app, "locks of app {} cleared; resuming its update", self.app);
-                                break;
-                            }
-                        }
-                    }
-                    _ = sleep_until(retry_at) => break,
-                    r = self.exec.changed() => {
-                        if r.is_err() { return }
-                        break;
-                    }
-                    req = self.requests.recv() => match req {
-                        None => return,
-                        Some(AppRequest::Check { forced_by: f }) => {
-                            forced_by = f;
-                            break;
-                        }
-                        Some(AppRequest::Restart { force, who, reply }) => {
-                            let r = self.restart(force, &who).await;
-                            let _ = reply.send(r);
-                        }
-                    },
-                }
+            if !self
+                .wait_for_reason(&mut machine, &images, &seen, &mut forced_by)
+                .await
+            {
+                return;
             }
         }
+    }
+
+    /// Waits for a reason to run a pass again: a new target, the locks
+    /// that held it back gone, its retry time, the engine settings, a
+    /// request. `false`: the daemon is stopping.
+    async fn wait_for_reason(
+        &mut self,
+        machine: &mut Machine,
+        images: &BTreeMap<String, u8>,
+        seen: &Option<AppTarget>,
+        forced_by: &mut Option<String>,
+    ) -> bool {
+        loop {
+            let retry_at = machine.retry_at().map(tokio::time::Instant::from_std);
+            tokio::select! {
+                r = self.target.changed() => {
+                    if r.is_err() { return false }
+                    if self.app_target() != *seen { break }
+                }
+                r = self.snapshot.changed(), if machine.waits_on_locks() => {
+                    if r.is_err() { return false }
+                    let snap = self.snapshot.borrow_and_update().clone();
+                    match gate::update(&snap, &self.app, None) {
+                        Decision::Blocked(b) => {
+                            let b: Vec<String> = b.iter().map(ToString::to_string).collect();
+                            if matches!(machine.phase(), Phase::Waiting { blocked_by, .. } if *blocked_by != b) {
+                                machine.wait(b);
+                                self.publish(machine, images);
+                            }
+                        }
+                        // Held back by holdfast's own locks of the app (an
+                        // operator's `take`): they must go first, not merely
+                        // anything change.
+                        _ if waits_on_own_locks(machine) && holds_own_locks(&snap, &self.app) => {}
+                        _ => {
+                            tracing::info!(app = %self.app, "locks of app {} cleared; resuming its update", self.app);
+                            break;
+                        }
+                    }
+                }
+                _ = sleep_until(retry_at) => break,
+                r = self.exec.changed() => {
+                    if r.is_err() { return false }
+                    break;
+                }
+                req = self.requests.recv() => match req {
+                    None => return false,
+                    Some(AppRequest::Check { forced_by: f }) => {
+                        *forced_by = f;
+                        break;
+                    }
+                    Some(AppRequest::Restart { force, who, reply }) => {
+                        let r = self.restart(force, &who).await;
+                        let _ = reply.send(r);
+                    }
+                },
+            }
+        }
+        true
     }
 
     /// Gives the app's locks back to the keeper (after an update or a
@@ -165,6 +266,31 @@ impl AppTask {
         self.handle
             .request(|reply| Command::ReleaseForUpdate { app, reply })
             .await?
+    }
+
+    /// The health of each of the app's services, from the engine's listing.
+    async fn refresh_health(&mut self, machine: &Machine, images: &BTreeMap<String, u8>) {
+        let exec = self.exec.borrow().clone();
+        let Ok(containers) = exec.containers(Some(&self.app)).await else {
+            return;
+        };
+        let mut services: BTreeMap<String, ServiceStatus> = BTreeMap::new();
+        for c in containers {
+            // Several containers of a service (mid-update): the running one.
+            let running = c.state == crate::engine::RunState::Running;
+            let entry = services.entry(c.service.to_string());
+            match entry {
+                std::collections::btree_map::Entry::Occupied(mut o) if running => {
+                    o.insert(ServiceStatus { health: c.health });
+                }
+                std::collections::btree_map::Entry::Occupied(_) => {}
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert(ServiceStatus { health: c.health });
+                }
+            }
+        }
+        self.services = services;
+        self.publish(machine, images);
     }
 
     fn app_target(&self) -> Option<AppTarget> {
@@ -177,6 +303,7 @@ impl AppTask {
     fn publish(&self, machine: &Machine, images: &BTreeMap<String, u8>) {
         let mut st = machine.status(wall);
         st.images = images.clone();
+        st.services = self.services.clone();
         self.status.send_if_modified(|s| {
             let old = s.apps.insert(self.app.to_string(), st.clone());
             old.as_ref() != Some(&st)

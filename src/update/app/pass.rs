@@ -175,6 +175,13 @@ impl AppTask {
                     undo.started.extend(started_name(pass, step));
                     exec.step(pass, step).await
                 }
+                // The locks are back and nothing is to be put back: an
+                // unhealthy release is the task's to roll back.
+                Step::VerifyHealthy { .. } => {
+                    undo.started.clear();
+                    undo.stopped.clear();
+                    exec.step(pass, step).await
+                }
                 _ => exec.step(pass, step).await,
             };
             if let Err(e) = r {
@@ -276,7 +283,9 @@ fn engine_outcome(e: ExecError) -> Outcome {
 }
 
 fn exec_outcome(e: ExecError) -> Outcome {
-    if e.engine_unavailable() {
+    if matches!(e, ExecError::Unhealthy { .. }) {
+        Outcome::Unhealthy(e.to_string())
+    } else if e.engine_unavailable() {
         Outcome::EngineDown(e.to_string())
     } else {
         Outcome::Failed(e.to_string())

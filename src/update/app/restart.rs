@@ -65,7 +65,9 @@ impl AppTask {
                         }
                     }
                 }
-                Outcome::Failed(e) | Outcome::EngineDown(e) => CommandError::Failed(e),
+                Outcome::Failed(e) | Outcome::EngineDown(e) | Outcome::Unhealthy(e) => {
+                    CommandError::Failed(e)
+                }
                 Outcome::Done { .. } => CommandError::Failed("unexpected".into()),
             })?;
         tracing::info!(app = %self.app, who, "restarting app {} (asked by {who})", self.app);

@@ -30,6 +30,7 @@ fn running(t: &Target, service: &str, id: &str) -> Container {
         hash,
         image: spec.image.clone(),
         state: RunState::Running,
+        health: "running".into(),
     }
 }
 
@@ -98,6 +99,14 @@ fn show(steps: &[Step]) -> Vec<String> {
             Step::CreateVolume { volume } => format!("vol+ {volume}"),
             Step::RemoveVolume { name } => format!("vol- {name}"),
             Step::ReleaseLocks => "unlock".into(),
+            Step::VerifyHealthy { services } => format!(
+                "verify {}",
+                services
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
         })
         .collect()
 }
@@ -119,7 +128,8 @@ fn first_deploy_pulls_then_starts_in_dependency_order() {
             "lock main,worker",
             "start main",
             "start worker",
-            "unlock"
+            "unlock",
+            "verify main,worker"
         ]
     );
 }
@@ -146,7 +156,8 @@ fn download_then_kill_updates_only_the_changed_service() {
             "stop w1",
             "start worker",
             "remove w1",
-            "unlock"
+            "unlock",
+            "verify worker"
         ]
     );
     assert!(steps[0].lock_free() && steps[1].lock_free() && !steps[2].lock_free());
@@ -172,7 +183,8 @@ fn kill_then_download_pulls_after_the_old_container_is_gone() {
             "pull main:2",
             "create main",
             "start main",
-            "unlock"
+            "unlock",
+            "verify main"
         ]
     );
 }
@@ -189,7 +201,8 @@ fn delete_then_download_also_deletes_the_old_image() {
             "pull main:2",
             "create main",
             "start main",
-            "unlock"
+            "unlock",
+            "verify main"
         ]
     );
 }
@@ -211,7 +224,8 @@ fn hand_over_starts_the_new_one_before_stopping_the_old() {
             "handover main 5000",
             "stop m1",
             "remove m1",
-            "unlock"
+            "unlock",
+            "verify main"
         ]
     );
     // Restarted after the new one came up: only the hand-over remains.
@@ -255,7 +269,7 @@ fn crash_leftovers_converge_without_duplicates() {
     w.state = RunState::Created;
     let cur = [running(&t, "main", "m1"), w.clone()];
     let steps = plan(Some(app(&t)), &cur, &images(&["main:1", "worker:1"]));
-    assert_eq!(show(&steps), ["start worker"]);
+    assert_eq!(show(&steps), ["start worker", "verify worker"]);
     // A duplicate with the same config (cannot normally happen: names are
     // deterministic) is removed, the first one kept.
     let mut dup = running(&t, "main", "m2");
@@ -285,7 +299,8 @@ fn a_changed_dependency_restarts_only_itself() {
             "stop m1",
             "start main",
             "remove m1",
-            "unlock"
+            "unlock",
+            "verify main"
         ]
     );
 }
@@ -329,7 +344,8 @@ fn nothing_running_is_removed_before_its_successor_started() {
             "start worker",
             "remove m1",
             "remove w1",
-            "unlock"
+            "unlock",
+            "verify main,worker"
         ]
     );
 }
@@ -365,7 +381,8 @@ fn a_successor_stopped_by_a_failed_pass_is_started_before_its_predecessor_goes()
             "start worker",
             "remove m1",
             "remove w1",
-            "unlock"
+            "unlock",
+            "verify main,worker"
         ]
     );
     // Without predecessors an exited container is its restart policy's.
@@ -401,7 +418,8 @@ fn a_first_deploy_makes_the_app_network_and_volumes_before_any_container() {
             "lock db,web",
             "start db",
             "start web",
-            "unlock"
+            "unlock",
+            "verify db,web"
         ]
     );
     assert!(steps[..4].iter().all(Step::lock_free));
@@ -439,7 +457,8 @@ fn a_changed_network_replaces_its_services_before_it_is_made_again() {
             "net+ default",
             "create a",
             "start a",
-            "unlock"
+            "unlock",
+            "verify a"
         ]
     );
 }
