@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::sync::OnceCell;
 
 use super::plan::{container_name, Step};
+use crate::engine::auth::AuthFile;
 use crate::engine::{Container, Engine, EngineError, RunState, ServiceContext, SupervisorApi};
 use crate::inotify::NamesWatch;
 use crate::locks::fs::{self as lockfs, FsError};
@@ -47,15 +48,23 @@ pub struct Executor {
     client: Arc<OnceCell<Engine>>,
     lock_root: PathBuf,
     supervisor_api: Option<SupervisorApi>,
+    /// `engine.registry_auth`, read again when it changes.
+    auth: Arc<AuthFile>,
 }
 
 impl Executor {
-    pub fn new(socket: &Path, lock_root: &Path, supervisor_api: Option<SupervisorApi>) -> Self {
+    pub fn new(
+        socket: &Path,
+        lock_root: &Path,
+        supervisor_api: Option<SupervisorApi>,
+        registry_auth: &Path,
+    ) -> Self {
         Self {
             socket: socket.to_owned(),
             client: Arc::new(OnceCell::new()),
             lock_root: lock_root.to_owned(),
             supervisor_api,
+            auth: Arc::new(AuthFile::new(registry_auth)),
         }
     }
 
@@ -83,8 +92,14 @@ impl Executor {
         self.engine().await?.present(&wanted).await
     }
 
+    /// Pulls with the credentials file's entry for the image's registry.
     pub async fn pull(&self, image: &str, progress: impl FnMut(u8)) -> Result<(), EngineError> {
-        self.engine().await?.pull(image, progress).await
+        let engine = self.engine().await?;
+        let (file, name) = (self.auth.clone(), image.to_owned());
+        let auth = tokio::task::spawn_blocking(move || file.for_image(&name))
+            .await
+            .expect("reading the credentials file does not panic");
+        engine.pull(image, &auth, progress).await
     }
 
     /// One engine step (never a lock step: those are the gate's).

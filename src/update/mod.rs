@@ -181,23 +181,23 @@ impl Updates {
         }
     }
 
-    /// What the executor is made from: the engine socket, and where
-    /// containers reach the HTTP API.
-    fn engine_settings(&self) -> (PathBuf, Option<SupervisorApi>) {
+    /// What the executor is made from: the engine socket, where
+    /// containers reach the HTTP API, the registry credentials file.
+    fn engine_settings(&self) -> (PathBuf, Option<SupervisorApi>, PathBuf) {
         let s = self.settings.borrow();
         let api = s
             .api_tcp
             .zip(self.api_key.as_deref())
             .map(|(addr, key)| SupervisorApi::from_bind(addr, key));
-        (s.engine_socket(), api)
+        (s.engine_socket(), api, s.registry_auth.clone())
     }
 
     fn executor(
         &self,
-        (socket, api): &(PathBuf, Option<SupervisorApi>),
+        (socket, api, auth): &(PathBuf, Option<SupervisorApi>, PathBuf),
         lock_root: &std::path::Path,
     ) -> Executor {
-        Executor::new(socket, lock_root, api.clone())
+        Executor::new(socket, lock_root, api.clone(), auth)
     }
 }
 
