@@ -475,7 +475,10 @@ impl AuthFile {
         let registry = registry_of(image);
         let file = self.path.display().to_string();
         let (credential, hint) = match self.current() {
-            Loaded::Missing => (None, format!("no credentials for {registry}: no {file}")),
+            Loaded::Missing => (
+                None,
+                format!("no credentials for {registry}: {file} does not exist"),
+            ),
             Loaded::Good(a) => match a.get(&registry) {
                 Some(c) => (
                     Some(c.clone()),
@@ -748,7 +751,11 @@ mod tests {
 
         let p = file.for_image("r:1/app:1");
         assert!(p.credential.is_none());
-        assert!(p.hint.contains("no credentials for r:1: no "), "{}", p.hint);
+        assert!(
+            p.hint.ends_with("registry-auth.json does not exist"),
+            "{}",
+            p.hint
+        );
 
         write("one", 0o600);
         let p = file.for_image("r:1/app:1");
