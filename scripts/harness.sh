@@ -9,6 +9,9 @@
 #                                  make the lock root read-only, or writable again
 #   harness.sh registry DIR        a docker-registry on a free loopback port
 #                                  (written to DIR/registry/port)
+#   harness.sh registry-auth DIR USER PASSWORD
+#                                  one that wants USER/PASSWORD (htpasswd, basic
+#                                  auth); port in DIR/registry-auth/port
 #   harness.sh down DIR            stop everything, unmount
 # Needs root (mounts, logind). Source DIR/env for DBUS_SYSTEM_BUS_ADDRESS.
 set -euo pipefail
@@ -76,6 +79,48 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# Answers at all (401 included: a registry with auth refuses /v2/ unasked).
+registry_up() {
+  python3 - "$1" <<'PY'
+import sys, urllib.request, urllib.error
+try:
+    urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/v2/", timeout=1)
+except urllib.error.HTTPError as e:
+    sys.exit(0 if e.code == 401 else 1)
+PY
+}
+
+start_registry() { # start_registry SUBDIR [EXTRA-CONFIG]
+  local R=$D/$1 port
+  mkdir -p "$R/data"
+  port=$(free_port)
+  cat > "$R/config.yml" <<CONF
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $R/data
+http:
+  addr: 127.0.0.1:$port
+${2:-}
+CONF
+  setsid docker-registry serve "$R/config.yml" </dev/null >"$R/log" 2>&1 &
+  echo $! > "$R/pid"
+  wait_for 10 registry_up "$port"
+  echo "$port" > "$R/port"
+}
+
+# A bcrypt htpasswd line (all the registry accepts): apache2-utils, else
+# python3's crypt (glibc's bcrypt).
+htpasswd_line() { # htpasswd_line USER PASSWORD
+  if command -v htpasswd >/dev/null; then
+    htpasswd -Bbn "$1" "$2" | head -n 1
+  else
+    python3 -W ignore -c 'import crypt, sys; print(sys.argv[1] + ":" + crypt.crypt(sys.argv[2], crypt.mksalt(crypt.METHOD_BLOWFISH)))' "$1" "$2"
+  fi
+}
+
 case $cmd in
 up)
   cat > "$D/bus.conf" <<CONF
@@ -132,22 +177,17 @@ restart-docker)
   start_docker
   ;;
 registry)
-  mkdir -p "$D/registry/data"
-  port=$(free_port)
-  cat > "$D/registry/config.yml" <<CONF
-version: 0.1
-log:
-  level: warn
-storage:
-  filesystem:
-    rootdirectory: $D/registry/data
-http:
-  addr: 127.0.0.1:$port
-CONF
-  setsid docker-registry serve "$D/registry/config.yml" </dev/null >"$D/registry/log" 2>&1 &
-  echo $! > "$D/registry/pid"
-  wait_for 10 python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/v2/')"
-  echo "$port" > "$D/registry/port"
+  start_registry registry
+  ;;
+registry-auth)
+  user=${3:?harness.sh registry-auth DIR USER PASSWORD}
+  pass=${4:?harness.sh registry-auth DIR USER PASSWORD}
+  mkdir -p "$D/registry-auth"
+  htpasswd_line "$user" "$pass" > "$D/registry-auth/htpasswd"
+  start_registry registry-auth "auth:
+  htpasswd:
+    realm: holdfast-test
+    path: $D/registry-auth/htpasswd"
   ;;
 restart-logind)
   kill_pidfile "$D/logind.pid" KILL
@@ -173,6 +213,7 @@ down)
   fi
   kill_pidfile "$D/docker/docker.pid"
   kill_pidfile "$D/registry/pid"
+  kill_pidfile "$D/registry-auth/pid"
   # logind takes ~2 s to stop gracefully; nothing here needs that.
   kill_pidfile "$D/logind.pid" KILL
   kill_pidfile "$D/dbus.pid" KILL

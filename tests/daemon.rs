@@ -139,7 +139,7 @@ async fn bad_config_at_start_is_a_clear_error() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     let want = format!(
-        "{}:10: inhibit.what: \"reboot\" is not one of",
+        "{}:11: inhibit.what: \"reboot\" is not one of",
         env.config_path().display()
     );
     assert!(err.contains(&want), "{err}");
@@ -149,7 +149,7 @@ async fn bad_config_at_start_is_a_clear_error() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("holdfast.toml:9: unknown field `lock_rot`"),
+        err.contains("holdfast.toml:10: unknown field `lock_rot`"),
         "{err}"
     );
 }

@@ -2,6 +2,7 @@
 //! socket, through bollard). Only the update executor (`update::exec`)
 //! calls it.
 
+pub mod auth;
 mod body;
 mod health;
 mod objects;
@@ -68,6 +69,14 @@ pub enum EngineError {
     NotFound(String),
     #[error("conflict in the engine: {0}")]
     Conflict(String),
+    /// A pull the engine or registry refused, with what was sent as
+    /// credentials (never the credentials themselves).
+    #[error("pull of {image} refused: {reason} ({hint})")]
+    Pull {
+        image: String,
+        reason: String,
+        hint: String,
+    },
 }
 
 impl EngineError {
@@ -183,9 +192,35 @@ impl Engine {
         Ok(have)
     }
 
-    /// Pulls an image, reporting overall progress (0..=100) as layers report
-    /// their byte counts.
-    pub async fn pull(&self, image: &str, mut progress: impl FnMut(u8)) -> Result<(), EngineError> {
+    /// Pulls an image with `auth`'s credentials, reporting overall progress
+    /// (0..=100) as layers report their byte counts. A refusal says what
+    /// was sent (`auth.hint`).
+    pub async fn pull(
+        &self,
+        image: &str,
+        auth: &auth::PullAuth,
+        progress: impl FnMut(u8),
+    ) -> Result<(), EngineError> {
+        self.pull_with(image, auth, progress)
+            .await
+            .map_err(|e| match e {
+                EngineError::Api(reason)
+                | EngineError::NotFound(reason)
+                | EngineError::Conflict(reason) => EngineError::Pull {
+                    image: image.to_owned(),
+                    reason,
+                    hint: auth.hint.clone(),
+                },
+                other => other,
+            })
+    }
+
+    async fn pull_with(
+        &self,
+        image: &str,
+        auth: &auth::PullAuth,
+        mut progress: impl FnMut(u8),
+    ) -> Result<(), EngineError> {
         let (name, tag) = split_tag(image);
         let mut stream = self.docker.create_image(
             Some(CreateImageOptions {
@@ -194,7 +229,7 @@ impl Engine {
                 ..Default::default()
             }),
             None,
-            None,
+            auth.docker(),
         );
         let mut layers: BTreeMap<String, (i64, i64)> = BTreeMap::new();
         let mut last = None;

@@ -11,6 +11,7 @@ use tokio::sync::OnceCell;
 
 use super::health::{judge, Verdict, Want};
 use super::plan::{container_name, wanted_volumes, Objects, Step};
+use crate::engine::auth::AuthFile;
 use crate::engine::{
     AppVolume, Container, Engine, EngineError, RunState, ServiceContext, SupervisorApi,
 };
@@ -59,6 +60,8 @@ pub struct Executor {
     state_dir: PathBuf,
     supervisor_api: Option<SupervisorApi>,
     pub policy: Policy,
+    /// `engine.registry_auth`, read again when it changes.
+    auth: Arc<AuthFile>,
 }
 
 /// The `[update]` settings the per-app tasks follow.
@@ -86,6 +89,7 @@ impl Executor {
         state_dir: &Path,
         supervisor_api: Option<SupervisorApi>,
         policy: Policy,
+        registry_auth: &Path,
     ) -> Self {
         Self {
             socket: socket.to_owned(),
@@ -94,6 +98,7 @@ impl Executor {
             state_dir: state_dir.to_owned(),
             supervisor_api,
             policy,
+            auth: Arc::new(AuthFile::new(registry_auth)),
         }
     }
 
@@ -223,8 +228,14 @@ impl Executor {
         self.engine().await?.present(&wanted).await
     }
 
+    /// Pulls with the credentials file's entry for the image's registry.
     pub async fn pull(&self, image: &str, progress: impl FnMut(u8)) -> Result<(), EngineError> {
-        self.engine().await?.pull(image, progress).await
+        let engine = self.engine().await?;
+        let (file, name) = (self.auth.clone(), image.to_owned());
+        let auth = tokio::task::spawn_blocking(move || file.for_image(&name))
+            .await
+            .expect("reading the credentials file does not panic");
+        engine.pull(image, &auth, progress).await
     }
 
     /// One engine step (never a lock step: those are the gate's).

@@ -34,6 +34,8 @@ use exec::{Executor, Policy};
 const DISCOVER_RETRY_MIN: Duration = Duration::from_millis(100);
 const DISCOVER_RETRY_MAX: Duration = Duration::from_secs(5);
 
+type EngineSettings = (PathBuf, Option<SupervisorApi>, Policy, PathBuf);
+
 pub struct Updates {
     pub handle: Handle,
     pub snapshot: watch::Receiver<Snapshot>,
@@ -195,9 +197,10 @@ impl Updates {
         }
     }
 
-    /// What the executor is made from: the engine socket, and where
-    /// containers reach the HTTP API.
-    fn engine_settings(&self) -> (PathBuf, Option<SupervisorApi>, Policy) {
+    /// What the executor is made from: the engine socket, where
+    /// containers reach the HTTP API, the `[update]` policy, the registry
+    /// credentials file.
+    fn engine_settings(&self) -> EngineSettings {
         let s = self.settings.borrow();
         let api = s
             .api_tcp
@@ -208,16 +211,23 @@ impl Updates {
             rollback: s.rollback,
             remove_volumes_with_app: s.remove_volumes_with_app,
         };
-        (s.engine_socket(), api, policy)
+        (s.engine_socket(), api, policy, s.registry_auth.clone())
     }
 
     fn executor(
         &self,
-        (socket, api, policy): &(PathBuf, Option<SupervisorApi>, Policy),
+        (socket, api, policy, auth): &EngineSettings,
         lock_root: &std::path::Path,
         state_dir: &std::path::Path,
     ) -> Executor {
-        Executor::new(socket, lock_root, state_dir, api.clone(), policy.clone())
+        Executor::new(
+            socket,
+            lock_root,
+            state_dir,
+            api.clone(),
+            policy.clone(),
+            auth,
+        )
     }
 }
 

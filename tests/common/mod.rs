@@ -91,12 +91,22 @@ impl Env {
             self.dir.join("config.d").display(),
             self.target_file().display(),
         );
+        // Never the machine's registry credentials.
+        text.push_str(&format!(
+            "engine.registry_auth = \"{}\"\n",
+            self.registry_auth_path().display()
+        ));
         // Never the machine's engine: a private one, or a socket that is not there.
         text.push_str(&format!(
             "engine.socket = \"{0}/docker/docker.sock\"\napi.socket = \"{0}/api.sock\"\nconfig_json = \"{0}/boot/config.json\"\nboot.config_txt = \"{0}/boot/config.txt\"\n{extra}",
             self.dir.display()
         ));
         std::fs::write(self.config_path(), text).unwrap();
+    }
+
+    /// `engine.registry_auth` (absent unless a test writes it).
+    pub fn registry_auth_path(&self) -> PathBuf {
+        self.dir.join("registry-auth.json")
     }
 
     pub fn target_file(&self) -> PathBuf {

@@ -1,0 +1,817 @@
+//! Private registry credentials (`engine.registry_auth`): docker's
+//! `config.json` "auths" format, matched to an image by its registry host.
+//!
+//! ```json
+//! {"auths": {"registry.example:5000": {"auth": "base64(user:password)"},
+//!            "https://index.docker.io/v1/": {"username": "u", "password": "p"}}}
+//! ```
+//!
+//! Per entry: `auth`, or `username` and `password`, or `identitytoken`
+//! (with an optional `username`), or `registrytoken`; `auth` wins over
+//! `username`/`password` as it does for docker. An empty entry (what
+//! `docker login` leaves when a credential store keeps the secret) gives
+//! no credentials. Keys may be written as URLs (`https://host:port/v1/`);
+//! Docker Hub's names (`docker.io`, `index.docker.io`, ...) are one
+//! registry, the one of `busybox` and `library/x`.
+//!
+//! The file is read before each pull whose file has changed since it was
+//! last read (device, inode, size, times and mode compared): a changed
+//! file counts for the next pull, with no watch task and no restart.
+//!
+//! A file that is accessible by group or others, that does not parse,
+//! or that cannot be read gives **no** credentials at all, not the last
+//! good ones: an exposed secret is not used, and what a pull sends is
+//! always what the file says now. Pulls go on without credentials (public
+//! images still come), and a failed pull names the file and what is wrong
+//! with it. Secrets never reach a log line, an error or the status:
+//! [`Secret`] shows as `<redacted>`, and messages about the file name
+//! keys and fields, never values.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use base64::Engine as _;
+use serde_json::Value;
+
+use crate::fsutil::{read_regular, ReadError};
+
+/// A credentials file is small; anything bigger is not one.
+pub const MAX_AUTH_FILE_BYTES: u64 = 1 << 20;
+
+/// Docker Hub, as image references name it.
+pub const DOCKER_HUB: &str = "docker.io";
+/// What `docker login` writes for Docker Hub; also sent as its server address.
+const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
+const DOCKER_HUB_ALIASES: [&str; 4] = [
+    "docker.io",
+    "index.docker.io",
+    "registry-1.docker.io",
+    "registry.hub.docker.com",
+];
+
+/// A password or token: shown nowhere.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    /// The secret itself, for the one place that sends it to the engine.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// One registry's credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    /// The key as written in the file (e.g. `https://index.docker.io/v1/`).
+    pub key: String,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub identity_token: Option<Secret>,
+    pub registry_token: Option<Secret>,
+}
+
+impl Credential {
+    /// What bollard sends in `X-Registry-Auth`.
+    pub fn to_docker(&self, registry: &str) -> bollard::auth::DockerCredentials {
+        let server = if registry == DOCKER_HUB {
+            DOCKER_HUB_KEY.to_owned()
+        } else {
+            registry.to_owned()
+        };
+        bollard::auth::DockerCredentials {
+            username: self.username.clone(),
+            password: self.password.as_ref().map(|s| s.expose().to_owned()),
+            serveraddress: Some(server),
+            identitytoken: self.identity_token.as_ref().map(|s| s.expose().to_owned()),
+            registrytoken: self.registry_token.as_ref().map(|s| s.expose().to_owned()),
+            ..Default::default()
+        }
+    }
+}
+
+/// A parsed credentials file: registry host (normalized) -> credentials.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Auths {
+    pub registries: BTreeMap<String, Credential>,
+    /// Entries that give nothing (empty, or a key naming no host), and
+    /// keys that name the same registry, for the log.
+    pub notes: Vec<String>,
+}
+
+impl Auths {
+    pub fn get(&self, registry: &str) -> Option<&Credential> {
+        self.registries.get(registry)
+    }
+}
+
+/// Why a credentials file gives no credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthFileError {
+    #[error(
+        "{path} is accessible by group or others (mode {mode:04o}), so holdfast uses no \
+         credentials from it; make it private: chmod 600 {path}"
+    )]
+    Insecure { path: String, mode: u32 },
+    #[error("{0}")]
+    Read(#[from] ReadError),
+    #[error("{path}: line {line} column {column}: {reason}")]
+    Syntax {
+        path: String,
+        line: usize,
+        column: usize,
+        reason: String,
+    },
+    #[error("{path}: {at}: {reason}")]
+    Invalid {
+        path: String,
+        at: String,
+        reason: String,
+    },
+}
+
+/// Parses a credentials file's text; `path` names it in errors. No value
+/// from the text ever goes into an error or a note: keys and field names
+/// only.
+pub fn parse(text: &str, path: &str) -> Result<Auths, AuthFileError> {
+    crate::target::check_strict_json(text).map_err(|e| AuthFileError::Syntax {
+        path: path.to_owned(),
+        line: e.line,
+        column: e.column,
+        reason: if e.path == "(top)" {
+            e.reason
+        } else {
+            format!("{}: {}", e.path, e.reason)
+        },
+    })?;
+    let invalid = |at: String, reason: &str| AuthFileError::Invalid {
+        path: path.to_owned(),
+        at,
+        reason: reason.to_owned(),
+    };
+    let doc: Value = serde_json::from_str(text).map_err(|e| AuthFileError::Syntax {
+        path: path.to_owned(),
+        line: e.line(),
+        column: e.column(),
+        // The strict check above read it already; no value is echoed.
+        reason: "not valid JSON".into(),
+    })?;
+    let Value::Object(top) = doc else {
+        return Err(invalid("(top)".into(), "not a JSON object"));
+    };
+    let mut auths = Auths::default();
+    let entries = match top.get("auths") {
+        None => {
+            auths
+                .notes
+                .push("no \"auths\" object: no credentials".into());
+            return Ok(auths);
+        }
+        Some(Value::Object(m)) => m,
+        Some(_) => return Err(invalid("auths".into(), "not an object")),
+    };
+    for (key, entry) in entries {
+        let at = format!("auths.{key:?}");
+        let registry = normalize_key(key);
+        if registry.is_empty() {
+            auths
+                .notes
+                .push(format!("{at}: names no registry; skipped"));
+            continue;
+        }
+        let Value::Object(entry) = entry else {
+            return Err(invalid(at, "not an object"));
+        };
+        let field = |name: &str| -> Result<Option<String>, AuthFileError> {
+            match entry.get(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) if s.is_empty() => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(invalid(format!("{at}.{name}"), "not a string")),
+            }
+        };
+        let mut username = field("username")?;
+        let mut password = field("password")?.map(Secret);
+        if let Some(encoded) = field("auth")? {
+            let (user, pass) =
+                decode_auth(&encoded).map_err(|reason| invalid(format!("{at}.auth"), reason))?;
+            username = Some(user);
+            password = Some(pass);
+        }
+        let identity_token = field("identitytoken")?.map(Secret);
+        let registry_token = field("registrytoken")?.map(Secret);
+        if password.is_some() && username.is_none() {
+            return Err(invalid(at, "a password without a username"));
+        }
+        if username.is_some() && password.is_none() && identity_token.is_none() {
+            return Err(invalid(
+                at,
+                "a username without a password (or identitytoken)",
+            ));
+        }
+        if username.is_none() && identity_token.is_none() && registry_token.is_none() {
+            auths.notes.push(format!(
+                "{at}: no credentials in it (a credential store's entry?); skipped"
+            ));
+            continue;
+        }
+        let cred = Credential {
+            key: key.clone(),
+            username,
+            password,
+            identity_token,
+            registry_token,
+        };
+        match auths.registries.get(&registry) {
+            // Two keys for one registry: the one written as the bare host
+            // wins, else the first in the file's (sorted) order.
+            Some(old) => {
+                let keep_new = *key == registry && old.key != registry;
+                let (used, unused) = if keep_new {
+                    (key.as_str(), old.key.as_str())
+                } else {
+                    (old.key.as_str(), key.as_str())
+                };
+                auths.notes.push(format!(
+                    "auths.{unused:?} and auths.{used:?} both name {registry}; {used:?} is used"
+                ));
+                if keep_new {
+                    auths.registries.insert(registry, cred);
+                }
+            }
+            None => {
+                auths.registries.insert(registry, cred);
+            }
+        }
+    }
+    Ok(auths)
+}
+
+/// `auth`: base64 of `user:password` (the password may hold `:`).
+fn decode_auth(encoded: &str) -> Result<(String, Secret), &'static str> {
+    const B64: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    let bytes = B64
+        .decode(encoded.trim())
+        .map_err(|_| "not base64 (of user:password)")?;
+    let text = String::from_utf8(bytes).map_err(|_| "not UTF-8 once decoded")?;
+    let (user, pass) = text
+        .split_once(':')
+        .ok_or("not user:password once decoded (no ':')")?;
+    if user.is_empty() {
+        return Err("an empty user name once decoded");
+    }
+    // docker trims NULs some tools leave at the end.
+    Ok((user.to_owned(), Secret(pass.trim_matches('\0').to_owned())))
+}
+
+/// A key of "auths" as a registry host: scheme and path dropped, lower
+/// case, Docker Hub's names as `docker.io`.
+pub fn normalize_key(key: &str) -> String {
+    let k = key.trim();
+    let lower = k.to_ascii_lowercase();
+    let rest = ["https://", "http://"]
+        .iter()
+        .find_map(|p| lower.strip_prefix(p))
+        .unwrap_or(&lower);
+    let host = rest.split('/').next().unwrap_or("");
+    hub_alias(host)
+}
+
+/// The registry an image is pulled from, as docker decides it: the first
+/// path component when it looks like a host (has `.` or `:`, is
+/// `localhost`, or has upper case), else Docker Hub.
+pub fn registry_of(image: &str) -> String {
+    match image.split_once('/') {
+        Some((first, _))
+            if first.contains(['.', ':'])
+                || first == "localhost"
+                || first.chars().any(|c| c.is_ascii_uppercase()) =>
+        {
+            hub_alias(&first.to_ascii_lowercase())
+        }
+        _ => DOCKER_HUB.to_owned(),
+    }
+}
+
+fn hub_alias(host: &str) -> String {
+    if DOCKER_HUB_ALIASES.contains(&host) {
+        DOCKER_HUB.to_owned()
+    } else {
+        host.to_owned()
+    }
+}
+
+/// What a file looked like when read: a change to any of these is a new
+/// file to read (content, replacement, chmod, chown).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+    mode: u32,
+    uid: u32,
+}
+
+fn stamp(path: &Path) -> std::io::Result<Option<Stamp>> {
+    match std::fs::metadata(path) {
+        Ok(m) => Ok(Some(Stamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+            mode: m.mode(),
+            uid: m.uid(),
+        })),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The file's state as last read.
+#[derive(Debug, Clone)]
+pub enum Loaded {
+    Missing,
+    Good(Arc<Auths>),
+    Refused(Arc<AuthFileError>),
+}
+
+/// The credentials file of `engine.registry_auth`, read again whenever it
+/// changed.
+#[derive(Debug)]
+pub struct AuthFile {
+    path: PathBuf,
+    /// The last read: its stamp (`None`: missing or unreadable) and result.
+    last: Mutex<Option<(Option<Stamp>, Loaded)>>,
+}
+
+impl AuthFile {
+    pub fn new(path: &Path) -> Self {
+        Self {
+            path: path.to_owned(),
+            last: Mutex::new(None),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file as it is now; read only when it changed (blocking: call it
+    /// off the async threads). A change of state is logged once.
+    pub fn current(&self) -> Loaded {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        // Stat, read, stat again: a file replaced or rewritten meanwhile is
+        // read again, so what is kept always matches its stamp.
+        let mut tries = 0;
+        let (stamp, loaded) = loop {
+            let before = stamp(&self.path);
+            if let (Ok(s), Some((old, loaded))) = (&before, last.as_ref()) {
+                if s.is_some() && s == old {
+                    return loaded.clone();
+                }
+            }
+            let loaded = self.read(&before);
+            let after = stamp(&self.path);
+            tries += 1;
+            match (before, after) {
+                (Ok(b), Ok(a)) if b == a => break (b, loaded),
+                _ if tries >= 3 => break (None, loaded),
+                _ => {}
+            }
+        };
+        let changed = match last.as_ref() {
+            None => !matches!(loaded, Loaded::Missing),
+            Some((_, old)) => !same_state(old, &loaded),
+        };
+        if changed {
+            self.log(&loaded);
+        }
+        *last = Some((stamp, loaded.clone()));
+        loaded
+    }
+
+    fn read(&self, stamped: &std::io::Result<Option<Stamp>>) -> Loaded {
+        let shown = self.path.display().to_string();
+        let refused = |e: AuthFileError| Loaded::Refused(Arc::new(e));
+        match stamped {
+            Ok(None) => return Loaded::Missing,
+            Ok(Some(s)) if s.mode & 0o077 != 0 => {
+                return refused(AuthFileError::Insecure {
+                    path: shown,
+                    mode: s.mode & 0o7777,
+                })
+            }
+            _ => {}
+        }
+        let bytes = match read_regular(&self.path, MAX_AUTH_FILE_BYTES) {
+            Ok(Some(b)) => b,
+            Ok(None) => return Loaded::Missing,
+            Err(e) => return refused(e.into()),
+        };
+        let Ok(text) = std::str::from_utf8(&bytes) else {
+            return refused(AuthFileError::Invalid {
+                path: shown,
+                at: "(top)".into(),
+                reason: "not UTF-8".into(),
+            });
+        };
+        match parse(text, &shown) {
+            Ok(a) => Loaded::Good(Arc::new(a)),
+            Err(e) => refused(e),
+        }
+    }
+
+    fn log(&self, loaded: &Loaded) {
+        let file = self.path.display().to_string();
+        match loaded {
+            Loaded::Missing => {
+                tracing::info!(file = %file, "no registry credentials file {file}: pulls send no credentials")
+            }
+            Loaded::Good(a) => {
+                let names: Vec<&str> = a.registries.keys().map(String::as_str).collect();
+                tracing::info!(file = %file, registries = ?names,
+                    "registry credentials read from {file} for: {}",
+                    if names.is_empty() { "(none)".to_owned() } else { names.join(", ") });
+                for note in &a.notes {
+                    tracing::warn!(file = %file, "{file}: {note}");
+                }
+            }
+            Loaded::Refused(e) => {
+                tracing::error!(file = %file, error = %e,
+                    "registry credentials refused; pulls send none until the file is fixed: {e}")
+            }
+        }
+    }
+
+    /// The credentials for pulling `image`, and what a failed pull says
+    /// about them.
+    pub fn for_image(&self, image: &str) -> PullAuth {
+        let registry = registry_of(image);
+        let file = self.path.display().to_string();
+        let (credential, hint) = match self.current() {
+            Loaded::Missing => (
+                None,
+                format!("no credentials for {registry}: {file} does not exist"),
+            ),
+            Loaded::Good(a) => match a.get(&registry) {
+                Some(c) => (
+                    Some(c.clone()),
+                    format!("credentials for {registry} from {file} were sent"),
+                ),
+                None => (None, format!("no credentials for {registry} in {file}")),
+            },
+            Loaded::Refused(e) => (None, format!("no credentials sent: {e}")),
+        };
+        PullAuth {
+            registry,
+            credential,
+            hint,
+        }
+    }
+}
+
+/// Equal as far as the log is concerned (secrets compared too: a new
+/// password is a new state).
+fn same_state(a: &Loaded, b: &Loaded) -> bool {
+    match (a, b) {
+        (Loaded::Missing, Loaded::Missing) => true,
+        (Loaded::Good(x), Loaded::Good(y)) => x == y,
+        (Loaded::Refused(x), Loaded::Refused(y)) => x.to_string() == y.to_string(),
+        _ => false,
+    }
+}
+
+/// What one pull sends, and how its failure is explained.
+#[derive(Debug)]
+pub struct PullAuth {
+    pub registry: String,
+    pub credential: Option<Credential>,
+    /// E.g. `no credentials for 127.0.0.1:5000 in /etc/holdfast/registry-auth.json`.
+    pub hint: String,
+}
+
+impl PullAuth {
+    pub fn docker(&self) -> Option<bollard::auth::DockerCredentials> {
+        self.credential
+            .as_ref()
+            .map(|c| c.to_docker(&self.registry))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    const PASS: &str = "s3cr:et=pa:ss";
+
+    fn b64(s: &str) -> String {
+        base64::engine::general_purpose::STANDARD.encode(s)
+    }
+
+    #[test]
+    fn auth_is_decoded_and_a_password_may_hold_colons() {
+        let text = format!(
+            r#"{{"auths": {{"127.0.0.1:5000": {{"auth": "{}"}}}}}}"#,
+            b64(&format!("user:{PASS}"))
+        );
+        let a = parse(&text, "f.json").unwrap();
+        let c = a.get("127.0.0.1:5000").unwrap();
+        assert_eq!(c.username.as_deref(), Some("user"));
+        assert_eq!(c.password.as_ref().unwrap().expose(), PASS);
+        // Unpadded base64 too, and NULs some tools leave trimmed.
+        let unpadded = b64("u:p\0").trim_end_matches('=').to_owned();
+        let text = format!(r#"{{"auths": {{"r.example": {{"auth": "{unpadded}"}}}}}}"#);
+        let a = parse(&text, "f.json").unwrap();
+        assert_eq!(
+            a.get("r.example")
+                .unwrap()
+                .password
+                .as_ref()
+                .unwrap()
+                .expose(),
+            "p"
+        );
+    }
+
+    #[test]
+    fn username_and_password_and_tokens() {
+        let text = r#"{"auths": {
+            "a.example": {"username": "u", "password": "p", "email": "x@y"},
+            "b.example": {"identitytoken": "tok"},
+            "c.example": {"registrytoken": "bearer"},
+            "d.example": {"auth": "dTpmcm9tLWF1dGg=", "username": "other", "password": "x"},
+            "e.example": {}
+        }}"#;
+        let a = parse(text, "f.json").unwrap();
+        let c = a.get("a.example").unwrap();
+        assert_eq!(
+            (
+                c.username.as_deref(),
+                c.password.as_ref().map(Secret::expose)
+            ),
+            (Some("u"), Some("p"))
+        );
+        let b = a.get("b.example").unwrap();
+        assert_eq!(b.identity_token.as_ref().unwrap().expose(), "tok");
+        let d = a.get("b.example").unwrap().to_docker("b.example");
+        assert_eq!(d.identitytoken.as_deref(), Some("tok"));
+        assert_eq!(
+            a.get("c.example")
+                .unwrap()
+                .to_docker("c.example")
+                .registrytoken
+                .as_deref(),
+            Some("bearer")
+        );
+        // `auth` wins, as for docker.
+        let d = a.get("d.example").unwrap();
+        assert_eq!(d.username.as_deref(), Some("u"));
+        assert_eq!(d.password.as_ref().unwrap().expose(), "from-auth");
+        // An empty entry gives nothing, and says so.
+        assert!(a.get("e.example").is_none());
+        assert!(
+            a.notes.iter().any(|n| n.contains("e.example")),
+            "{:?}",
+            a.notes
+        );
+    }
+
+    #[test]
+    fn keys_are_normalized() {
+        for (key, want) in [
+            ("https://index.docker.io/v1/", "docker.io"),
+            ("index.docker.io", "docker.io"),
+            ("docker.io", "docker.io"),
+            ("registry-1.docker.io", "docker.io"),
+            ("http://Registry.Example:5000/v2/", "registry.example:5000"),
+            ("registry:5000", "registry:5000"),
+            (" localhost ", "localhost"),
+            ("https://", ""),
+        ] {
+            assert_eq!(normalize_key(key), want, "{key}");
+        }
+    }
+
+    #[test]
+    fn images_are_matched_to_their_registry() {
+        for (image, want) in [
+            ("busybox", "docker.io"),
+            ("busybox:1.36", "docker.io"),
+            ("library/busybox", "docker.io"),
+            ("docker.io/x/y:1", "docker.io"),
+            ("index.docker.io/x/y", "docker.io"),
+            ("registry:5000/x", "registry:5000"),
+            ("127.0.0.1:5000/app:1", "127.0.0.1:5000"),
+            ("localhost/x", "localhost"),
+            ("localhost:5000/x", "localhost:5000"),
+            ("ghcr.io/o/r@sha256:abc", "ghcr.io"),
+            ("user/repo", "docker.io"),
+            ("Registry/x", "registry"),
+        ] {
+            assert_eq!(registry_of(image), want, "{image}");
+        }
+        let text = r#"{"auths": {"https://index.docker.io/v1/": {"username": "hub", "password": "p"},
+                                  "registry:5000": {"username": "r", "password": "p"}}}"#;
+        let a = parse(text, "f.json").unwrap();
+        for image in ["busybox", "library/busybox", "docker.io/x/y"] {
+            assert_eq!(
+                a.get(&registry_of(image)).unwrap().username.as_deref(),
+                Some("hub")
+            );
+        }
+        assert_eq!(
+            a.get(&registry_of("registry:5000/x"))
+                .unwrap()
+                .username
+                .as_deref(),
+            Some("r")
+        );
+        assert!(a.get(&registry_of("localhost/x")).is_none());
+    }
+
+    #[test]
+    fn two_keys_for_one_registry_keep_the_bare_host() {
+        let text = r#"{"auths": {"https://index.docker.io/v1/": {"username": "url", "password": "p"},
+                                  "docker.io": {"username": "bare", "password": "p"}}}"#;
+        let a = parse(text, "f.json").unwrap();
+        assert_eq!(
+            a.get("docker.io").unwrap().username.as_deref(),
+            Some("bare")
+        );
+        assert_eq!(a.notes.len(), 1, "{:?}", a.notes);
+    }
+
+    #[test]
+    fn bad_files_say_where_and_never_echo_a_secret() {
+        let cases = [
+            (
+                format!(r#"{{"auths": {{"r": {{"auth": "{PASS}"}}}}}}"#),
+                "auths.\"r\".auth: not base64",
+            ),
+            (
+                format!(
+                    r#"{{"auths": {{"r": {{"auth": "{}"}}}}}}"#,
+                    b64(PASS.split(':').next().unwrap())
+                ),
+                "no ':'",
+            ),
+            (
+                format!(r#"{{"auths": {{"r": "{PASS}"}}}}"#),
+                "auths.\"r\": not an object",
+            ),
+            (
+                format!(r#"{{"auths": {{"r": {{"password": "{PASS}"}}}}}}"#),
+                "a password without a username",
+            ),
+            (
+                format!(r#"{{"auths": {{"r": {{"username": "u", "password": ["{PASS}"]}}}}}}"#),
+                "password: not a string",
+            ),
+            (
+                format!("{{\"auths\": {{\"r\": {{\"password\": \"{PASS}\"\n}}"),
+                "line 2 column 1",
+            ),
+            (
+                format!(r#"{{"auths": {{"r": {{"password": "{PASS}"}}, "r": {{}}}}}}"#),
+                "duplicate key",
+            ),
+            (format!(r#"["{PASS}"]"#), "not a JSON object"),
+        ];
+        for (text, want) in cases {
+            let e = parse(&text, "/etc/f.json").unwrap_err().to_string();
+            assert!(e.starts_with("/etc/f.json: "), "{e}");
+            assert!(e.contains(want), "{e} lacks {want}");
+            assert!(!e.contains("s3cr"), "secret in {e}");
+            assert!(!e.contains(&b64(PASS)), "secret in {e}");
+        }
+    }
+
+    #[test]
+    fn debug_output_redacts_every_secret() {
+        let text = format!(
+            r#"{{"auths": {{"a": {{"auth": "{}"}}, "b": {{"identitytoken": "{PASS}"}},
+                            "c": {{"registrytoken": "{PASS}"}}, "d": {{"username": "u", "password": "{PASS}"}}}}}}"#,
+            b64(&format!("u:{PASS}"))
+        );
+        let a = parse(&text, "f.json").unwrap();
+        assert_eq!(a.registries.len(), 4);
+        let shown = format!("{a:?} {:?} {}", a.get("a"), Secret::new(PASS));
+        assert!(!shown.contains("s3cr"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+        let file = AuthFile::new(Path::new("/nonexistent/registry-auth.json"));
+        let pa = PullAuth {
+            registry: "a".into(),
+            credential: a.get("a").cloned(),
+            hint: "h".into(),
+        };
+        let shown = format!("{file:?} {pa:?}");
+        assert!(!shown.contains("s3cr"), "{shown}");
+    }
+
+    #[test]
+    fn the_file_is_read_again_when_it_changes_and_refused_when_not_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registry-auth.json");
+        let file = AuthFile::new(&path);
+        let write = |user: &str, mode: u32| {
+            let text = format!(
+                r#"{{"auths": {{"r:1": {{"username": "{user}", "password": "{PASS}"}}}}}}"#
+            );
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        let user = |p: &PullAuth| p.credential.as_ref().and_then(|c| c.username.clone());
+
+        let p = file.for_image("r:1/app:1");
+        assert!(p.credential.is_none());
+        assert!(
+            p.hint.ends_with("registry-auth.json does not exist"),
+            "{}",
+            p.hint
+        );
+
+        write("one", 0o600);
+        let p = file.for_image("r:1/app:1");
+        assert_eq!(user(&p).as_deref(), Some("one"));
+        assert!(
+            p.hint.contains("credentials for r:1 from") && p.hint.ends_with("were sent"),
+            "{}",
+            p.hint
+        );
+        let p = file.for_image("other:2/app:1");
+        assert!(p.credential.is_none());
+        assert!(
+            p.hint.contains("no credentials for other:2 in"),
+            "{}",
+            p.hint
+        );
+
+        write("two-longer", 0o600);
+        assert_eq!(
+            user(&file.for_image("r:1/x")).as_deref(),
+            Some("two-longer")
+        );
+
+        // Readable by others: no credentials at all, the fix named.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let p = file.for_image("r:1/x");
+        assert!(p.credential.is_none());
+        assert!(
+            p.hint
+                .contains("is accessible by group or others (mode 0644)"),
+            "{}",
+            p.hint
+        );
+        assert!(
+            p.hint.contains(&format!("chmod 600 {}", path.display())),
+            "{}",
+            p.hint
+        );
+        assert!(!p.hint.contains("s3cr"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(file.for_image("r:1/x").credential.is_none());
+
+        // Private again: used again.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(
+            user(&file.for_image("r:1/x")).as_deref(),
+            Some("two-longer")
+        );
+
+        // Broken: none (not the last good ones).
+        std::fs::write(&path, "{\"auths\": {").unwrap();
+        let p = file.for_image("r:1/x");
+        assert!(p.credential.is_none());
+        assert!(p.hint.contains("line 1 column 11"), "{}", p.hint);
+
+        std::fs::remove_file(&path).unwrap();
+        assert!(file.for_image("r:1/x").credential.is_none());
+    }
+}
