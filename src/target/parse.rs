@@ -184,8 +184,52 @@ mod tests {
                 "stop_signal: \"SIGFOO\" is not a Linux signal",
             ),
             (
-                r#""network_mode": "container:abc""#,
-                "network_mode: \"container:abc\" shares another container's network; not supported",
+                r#""network_mode": "service:nope""#,
+                "network_mode: nope is not a service of app app1",
+            ),
+            (
+                r#""mem_limit": "1m""#,
+                "mem_limit: 1048576 bytes is below the engine's minimum of 6 MiB",
+            ),
+            (
+                r#""cap_add": ["CAP_FOO"]"#,
+                "cap_add[0]: \"CAP_FOO\" is not a Linux capability",
+            ),
+            (
+                r#""sysctls": {"vm.swappiness": "1"}"#,
+                "sysctls.vm.swappiness: \"vm.swappiness\" is not in a namespace of the container's own",
+            ),
+            (
+                r#""network_mode": "host", "sysctls": {"net.ipv4.ip_forward": "1"}"#,
+                "sysctls.net.ipv4.ip_forward: \"net.ipv4.ip_forward\" is in the network namespace",
+            ),
+            (
+                r#""security_opt": ["seccomp=/etc/profile.json"]"#,
+                "security_opt[0]: \"seccomp=/etc/profile.json\" is not a security option",
+            ),
+            (
+                r#""logging": {"driver": "json-file", "options": {"max-size": "lots"}}"#,
+                "logging.options.max-size: \"lots\" is not a size",
+            ),
+            (
+                r#""ipc": "foo""#,
+                "ipc: \"foo\" is not one of private, shareable, host, none",
+            ),
+            (
+                r#""cpu_shares": 1"#,
+                "cpu_shares: 1 is not a CPU weight from 2 to 262144",
+            ),
+            (
+                r#""ulimits": {"nofile": {"soft": 2000, "hard": 1000}}"#,
+                "ulimits.nofile: the soft limit 2000 is above the hard limit 1000",
+            ),
+            (
+                r#""hostname": "a-very-long-host-name-that-goes-on-and-on-and-on-past-the-kernel-limit""#,
+                "hostname: \"a-very-long",
+            ),
+            (
+                r#""network_mode": "none", "networks": ["default"]"#,
+                "networks: a service with network_mode \"none\" joins no app networks",
             ),
             (
                 r#""user": "0:0;rm -rf /""#,
