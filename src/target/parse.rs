@@ -346,7 +346,11 @@ mod tests {
             .map(|block| &block[..block.find("```").unwrap()])
             .filter(|text| text.starts_with("{\n  \"version\""))
             .collect();
-        assert_eq!(examples.len(), 2, "the simple one and the one with networks");
+        assert_eq!(
+            examples.len(),
+            2,
+            "the simple one and the one with networks"
+        );
         for text in examples {
             parse(text, "docs/target-state.md").unwrap();
         }

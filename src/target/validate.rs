@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use super::spec::{Target, FORMAT_VERSION};
 use super::strict::escape;
 
+pub(crate) use fields::parse_expose;
 pub(crate) use values::parse_port;
 
 type Invalid = (String, String);

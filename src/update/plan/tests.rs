@@ -1,4 +1,5 @@
 use super::*;
+use crate::names::AppName;
 use crate::target::{parse, Target};
 
 fn target(services: &str) -> Target {
