@@ -389,6 +389,36 @@ mod tests {
         assert_ne!(h, renet.config_hash(&main));
     }
 
+    /// A service in another's namespace joins that service's container by
+    /// name: a new container there means a new one here.
+    #[test]
+    fn config_hash_follows_a_shared_namespace() {
+        let t = parse(
+            &GOOD
+                .replace(
+                    "\"restart\": \"unless-stopped\"",
+                    "\"restart\": \"unless-stopped\", \"network_mode\": \"service:side\"",
+                )
+                .replace(
+                    "\"db\": {",
+                    "\"side\": {\"image\": \"s:1\", \"network_mode\": \"none\"}, \"db\": {",
+                ),
+            "t.json",
+        )
+        .unwrap();
+        let app = t.apps.values().next().unwrap();
+        let n = |s: &str| crate::names::ServiceName::new(s).unwrap();
+        let (db, main) = (app.config_hash(&n("db")), app.config_hash(&n("main")));
+        let mut changed = app.clone();
+        changed.services.get_mut(&n("side")).unwrap().image = "s:2".into();
+        assert_ne!(
+            db,
+            changed.config_hash(&n("db")),
+            "db shares side's network"
+        );
+        assert_eq!(main, changed.config_hash(&n("main")), "main shares nothing");
+    }
+
     /// Containers are named and matched by this hash: a parser change that
     /// alters it would replace every running container on upgrade. (It
     /// changed once, deliberately, when services moved onto app networks:
