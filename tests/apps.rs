@@ -101,11 +101,21 @@ async fn three_services_find_each_other_by_name_and_the_data_survives_an_update(
     assert!(body.contains("from-the-volume"), "{body}");
     // The app's own network and volume, labelled for it.
     assert_eq!(
-        inspect(&env, "network", "shop_default", "{{index .Labels \"io.holdfast.app\"}}"),
+        inspect(
+            &env,
+            "network",
+            "shop_default",
+            "{{index .Labels \"io.holdfast.app\"}}"
+        ),
         "shop"
     );
     assert_eq!(
-        inspect(&env, "volume", "shop_data", "{{index .Labels \"io.holdfast.app\"}}"),
+        inspect(
+            &env,
+            "volume",
+            "shop_data",
+            "{{index .Labels \"io.holdfast.app\"}}"
+        ),
         "shop"
     );
     // Data written into the volume survives a new web.
@@ -151,7 +161,12 @@ async fn two_apps_with_a_volume_and_a_network_of_the_same_name_never_share_them(
         for net in ["default", "back"] {
             let name = format!("{app}_{net}");
             assert_eq!(
-                inspect(&env, "network", &name, "{{index .Labels \"io.holdfast.app\"}}"),
+                inspect(
+                    &env,
+                    "network",
+                    &name,
+                    "{{index .Labels \"io.holdfast.app\"}}"
+                ),
                 app
             );
         }
@@ -186,10 +201,7 @@ async fn an_app_that_leaves_keeps_its_volume_until_it_is_pruned() {
         "stays": {"release": "r1", "services": {"main": keep}},
     }))));
     env.wait_app("gone", "applied").await;
-    ok(&env.exec(
-        &env.container_of("gone", "main"),
-        "echo precious > /data/f",
-    ));
+    ok(&env.exec(&env.container_of("gone", "main"), "echo precious > /data/f"));
     // Leaving: containers and network go, the volume stays, shown orphaned.
     let stays = target(json!({"stays": {"release": "r1", "services": {"main": keep}}}));
     ok(&env.apply(&stays));
@@ -204,9 +216,15 @@ async fn an_app_that_leaves_keeps_its_volume_until_it_is_pruned() {
     };
     assert!(status["apps"].get("gone").is_none(), "{status}");
     assert!(env.containers("gone").is_empty());
-    assert!(!env.docker(&["network", "inspect", "gone_default"]).status.success());
+    assert!(!env
+        .docker(&["network", "inspect", "gone_default"])
+        .status
+        .success());
     let human = ok(&env.cli(&["status"]));
-    assert!(human.contains("orphaned volumes of gone: gone_data"), "{human}");
+    assert!(
+        human.contains("orphaned volumes of gone: gone_data"),
+        "{human}"
+    );
     // An app still in the target cannot be pruned; a lock of the app holds
     // the prune back; then it goes.
     let refused = env.cli(&["volumes", "prune", "stays"]);
@@ -216,14 +234,24 @@ async fn an_app_that_leaves_keeps_its_volume_until_it_is_pruned() {
     env.wait_locks(&["gone/main"]).await;
     let locked = env.cli(&["volumes", "prune", "gone"]);
     assert_eq!(locked.status.code(), Some(75), "{locked:?}");
-    assert_eq!(inspect(&env, "volume", "gone_data", "{{.Name}}"), "gone_data");
+    assert_eq!(
+        inspect(&env, "volume", "gone_data", "{{.Name}}"),
+        "gone_data"
+    );
     ok(&env.sh("rm $L/gone/main/updates.lock"));
     env.wait_locks(&[]).await;
     let out = ok(&env.cli(&["volumes", "prune", "gone"]));
     assert!(out.contains("gone_data"), "{out}");
-    assert!(!env.docker(&["volume", "inspect", "gone_data"]).status.success());
+    assert!(!env
+        .docker(&["volume", "inspect", "gone_data"])
+        .status
+        .success());
     let st: Value = serde_json::from_str(&ok(&env.cli(&["status", "--json"]))).unwrap();
-    assert!(st.get("orphaned_volumes").is_none_or(|o| o.get("gone").is_none()), "{st}");
+    assert!(
+        st.get("orphaned_volumes")
+            .is_none_or(|o| o.get("gone").is_none()),
+        "{st}"
+    );
 }
 
 #[tokio::test]
@@ -231,11 +259,17 @@ async fn remove_volumes_with_app_removes_them_when_the_app_leaves() {
     let (env, image) = env_with("[update]\nremove_volumes_with_app = true\n").await;
     let mut s = sh(&image, "while :; do sleep 0.2; done");
     s["volumes"] = json!(["data:/data"]);
-    ok(&env.apply(&target(json!({"a": {"release": "r1", "services": {"main": s}}}))));
+    ok(&env.apply(&target(
+        json!({"a": {"release": "r1", "services": {"main": s}}}),
+    )));
     env.wait_app("a", "applied").await;
     ok(&env.apply(&target(json!({}))));
     let start = std::time::Instant::now();
-    while env.docker(&["volume", "inspect", "a_data"]).status.success() {
+    while env
+        .docker(&["volume", "inspect", "a_data"])
+        .status
+        .success()
+    {
         assert!(start.elapsed() < Duration::from_secs(30), "a_data stayed");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -245,15 +279,29 @@ async fn remove_volumes_with_app_removes_them_when_the_app_leaves() {
 async fn leftover_networks_of_gone_apps_are_removed_and_others_never_touched() {
     let mut env = Env::with_docker();
     env.write_config("");
-    ok(&env.docker(&["network", "create", "--label", "io.holdfast.app=ghost", "ghost_default"]));
+    ok(&env.docker(&[
+        "network",
+        "create",
+        "--label",
+        "io.holdfast.app=ghost",
+        "ghost_default",
+    ]));
     ok(&env.docker(&["network", "create", "someone_elses"]));
     env.start_daemon().await;
     let image = env.busybox_image();
     ok(&env.apply(&target(json!({"a": {"release": "r1", "services": {"main": sh(&image, "while :; do sleep 0.2; done")}}}))));
     env.wait_app("a", "applied").await;
     let start = std::time::Instant::now();
-    while env.docker(&["network", "inspect", "ghost_default"]).status.success() {
-        assert!(start.elapsed() < Duration::from_secs(30), "ghost_default stayed\n{}", env.log());
+    while env
+        .docker(&["network", "inspect", "ghost_default"])
+        .status
+        .success()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "ghost_default stayed\n{}",
+            env.log()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     ok(&env.docker(&["network", "inspect", "someone_elses"]));
@@ -278,7 +326,11 @@ async fn a_changed_network_definition_replaces_the_services_on_it() {
     }
     env.wait_app("a", "applied").await;
     assert_ne!(env.container_of("a", "main"), main);
-    assert_eq!(env.container_of("a", "off"), off, "off is on no app network");
+    assert_eq!(
+        env.container_of("a", "off"),
+        off,
+        "off is on no app network"
+    );
 }
 
 #[tokio::test]
@@ -290,8 +342,11 @@ async fn an_unhealthy_release_is_rolled_back_under_the_same_lock_rules() {
         s["environment"] = json!({"R": rel});
         json!({"release": rel, "services": {"main": s}})
     };
-    let other = json!({"release": "o1", "services": {"main": sh(&image, "while :; do sleep 0.2; done")}});
-    ok(&env.apply(&target(json!({"app1": healthy("r1", "true", "while :; do sleep 0.2; done"), "app2": other}))));
+    let other =
+        json!({"release": "o1", "services": {"main": sh(&image, "while :; do sleep 0.2; done")}});
+    ok(&env.apply(&target(
+        json!({"app1": healthy("r1", "true", "while :; do sleep 0.2; done"), "app2": other}),
+    )));
     let st = env.wait_release("app1", "applied", "r1").await;
     assert_eq!(st["services"]["main"]["health"], "healthy", "{st}");
     env.wait_app("app2", "applied").await;
@@ -310,7 +365,11 @@ async fn an_unhealthy_release_is_rolled_back_under_the_same_lock_rules() {
     );
     ok(&env.apply(&target(json!({"app1": r2, "app2": other}))));
     let waiting = env.wait_release("app1", "waiting", "r2").await;
-    assert_eq!(waiting["blocked_by"], json!(["lock:app1/main"]), "{waiting}");
+    assert_eq!(
+        waiting["blocked_by"],
+        json!(["lock:app1/main"]),
+        "{waiting}"
+    );
     ok(&env.sh("rm $L/app1/main/updates.lock"));
     let failed = env.wait_release("app1", "failed", "r2").await;
     assert_eq!(failed["rolled_back_to"], "r1", "{failed}");
@@ -321,9 +380,14 @@ async fn an_unhealthy_release_is_rolled_back_under_the_same_lock_rules() {
     assert!(failed.get("retry_at").is_none(), "not retried: {failed}");
     let back = env.container_of("app1", "main");
     assert_eq!(
-        inspect(&env, "container", &back, "{{range .Config.Env}}{{println .}}{{end}}")
-            .lines()
-            .find(|l| l.starts_with("R=")),
+        inspect(
+            &env,
+            "container",
+            &back,
+            "{{range .Config.Env}}{{println .}}{{end}}"
+        )
+        .lines()
+        .find(|l| l.starts_with("R=")),
         Some("R=r1")
     );
     let _ = r1;
@@ -354,7 +418,13 @@ async fn a_hand_over_with_a_healthcheck_waits_for_the_new_one_to_be_healthy() {
     ok(&env.apply(&target(json!({"app1": svc("r2")}))));
     // The new one runs, not healthy yet: the old one keeps running.
     let start = std::time::Instant::now();
-    while env.containers("app1").iter().filter(|c| c.2 == "running").count() < 2 {
+    while env
+        .containers("app1")
+        .iter()
+        .filter(|c| c.2 == "running")
+        .count()
+        < 2
+    {
         assert!(start.elapsed() < Duration::from_secs(20), "{}", env.log());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -365,7 +435,10 @@ async fn a_hand_over_with_a_healthcheck_waits_for_the_new_one_to_be_healthy() {
         .filter(|c| c.2 == "running")
         .map(|c| c.1)
         .collect();
-    assert!(running.contains(&old), "the old one stopped before the new one was healthy");
+    assert!(
+        running.contains(&old),
+        "the old one stopped before the new one was healthy"
+    );
     ok(&env.sh(": > $L/app1/main/ready-r2"));
     env.wait_release("app1", "applied", "r2").await;
     assert_ne!(env.container_of("app1", "main"), old);

@@ -248,8 +248,17 @@ async fn targets_the_engine_would_refuse_are_rejected_before_anything_is_touched
         ("volumes", json!(["../../etc:/data"])),
         ("devices", json!(["/etc/shadow"])),
         ("stop_signal", json!("SIGFOO")),
-        ("network_mode", json!("container:abc")),
+        // container:<name> is taken now; a service that is not there is not.
+        ("network_mode", json!("service:nope")),
         ("user", json!("0:0;rm -rf /")),
+        // Refused by runc or the kernel at start, after the stop.
+        ("sysctls", json!({"vm.swappiness": "1"})),
+        ("cpu_shares", json!(1)),
+        ("hostname", json!("a".repeat(70))),
+        (
+            "logging",
+            json!({"driver": "json-file", "options": {"max-size": "lots"}}),
+        ),
     ];
     let good_text = serde_json::to_string(&good).unwrap();
     let mut r3 = good.clone();

@@ -18,8 +18,8 @@ use bollard::{ClientVersion, Docker};
 use futures_util::StreamExt;
 
 pub use body::{
-    create_body, ServiceContext, SupervisorApi, LABEL_APP, LABEL_HASH, LABEL_RELEASE,
-    LABEL_SERVICE, LOCK_MOUNTS,
+    container_name, create_body, extra_networks, ServiceContext, SupervisorApi, LABEL_APP,
+    LABEL_HASH, LABEL_RELEASE, LABEL_SERVICE, LOCK_MOUNTS,
 };
 pub use health::Liveness;
 pub use objects::{AppNetwork, AppVolume};

@@ -17,4 +17,4 @@ pub use spec::{
     DEFAULT_NETWORK,
 };
 pub(crate) use strict::check as check_strict_json;
-pub(crate) use validate::parse_port;
+pub(crate) use validate::{parse_expose, parse_port};

@@ -184,8 +184,52 @@ mod tests {
                 "stop_signal: \"SIGFOO\" is not a Linux signal",
             ),
             (
-                r#""network_mode": "container:abc""#,
-                "network_mode: \"container:abc\" shares another container's network; not supported",
+                r#""network_mode": "service:nope""#,
+                "network_mode: nope is not a service of app app1",
+            ),
+            (
+                r#""mem_limit": "1m""#,
+                "mem_limit: 1048576 bytes is below the engine's minimum of 6 MiB",
+            ),
+            (
+                r#""cap_add": ["CAP_FOO"]"#,
+                "cap_add[0]: \"CAP_FOO\" is not a Linux capability",
+            ),
+            (
+                r#""sysctls": {"vm.swappiness": "1"}"#,
+                "sysctls.vm.swappiness: \"vm.swappiness\" is not in a namespace of the container's own",
+            ),
+            (
+                r#""network_mode": "host", "sysctls": {"net.ipv4.ip_forward": "1"}"#,
+                "sysctls.net.ipv4.ip_forward: \"net.ipv4.ip_forward\" is in the network namespace",
+            ),
+            (
+                r#""security_opt": ["seccomp=/etc/profile.json"]"#,
+                "security_opt[0]: \"seccomp=/etc/profile.json\" is not a security option",
+            ),
+            (
+                r#""logging": {"driver": "json-file", "options": {"max-size": "lots"}}"#,
+                "logging.options.max-size: \"lots\" is not a size",
+            ),
+            (
+                r#""ipc": "foo""#,
+                "ipc: \"foo\" is not one of private, shareable, host, none",
+            ),
+            (
+                r#""cpu_shares": 1"#,
+                "cpu_shares: 1 is not a CPU weight from 2 to 262144",
+            ),
+            (
+                r#""ulimits": {"nofile": {"soft": 2000, "hard": 1000}}"#,
+                "ulimits.nofile: the soft limit 2000 is above the hard limit 1000",
+            ),
+            (
+                r#""hostname": "a-very-long-host-name-that-goes-on-and-on-and-on-past-the-kernel-limit""#,
+                "hostname: \"a-very-long",
+            ),
+            (
+                r#""network_mode": "none", "networks": ["default"]"#,
+                "networks: a service with network_mode \"none\" joins no app networks",
             ),
             (
                 r#""user": "0:0;rm -rf /""#,
@@ -292,13 +336,24 @@ mod tests {
         assert!(e.starts_with("bad\\nname: line 1"), "{e}");
     }
 
-    /// The example in the format's documentation is a valid target.
+    /// The examples in the format's documentation are valid targets.
     #[test]
-    fn the_documented_example_parses() {
+    fn the_documented_examples_parse() {
         let doc = include_str!("../../docs/target-state.md");
-        let start = doc.find("```json\n").unwrap() + "```json\n".len();
-        let end = start + doc[start..].find("```").unwrap();
-        parse(&doc[start..end], "docs/target-state.md").unwrap();
+        let examples: Vec<&str> = doc
+            .split("```json\n")
+            .skip(1)
+            .map(|block| &block[..block.find("```").unwrap()])
+            .filter(|text| text.starts_with("{\n  \"version\""))
+            .collect();
+        assert_eq!(
+            examples.len(),
+            2,
+            "the simple one and the one with networks"
+        );
+        for text in examples {
+            parse(text, "docs/target-state.md").unwrap();
+        }
     }
 
     #[test]
@@ -334,6 +389,36 @@ mod tests {
         assert_ne!(h, renet.config_hash(&main));
     }
 
+    /// A service in another's namespace joins that service's container by
+    /// name: a new container there means a new one here.
+    #[test]
+    fn config_hash_follows_a_shared_namespace() {
+        let t = parse(
+            &GOOD
+                .replace(
+                    "\"restart\": \"unless-stopped\"",
+                    "\"restart\": \"unless-stopped\", \"network_mode\": \"service:side\"",
+                )
+                .replace(
+                    "\"db\": {",
+                    "\"side\": {\"image\": \"s:1\", \"network_mode\": \"none\"}, \"db\": {",
+                ),
+            "t.json",
+        )
+        .unwrap();
+        let app = t.apps.values().next().unwrap();
+        let n = |s: &str| crate::names::ServiceName::new(s).unwrap();
+        let (db, main) = (app.config_hash(&n("db")), app.config_hash(&n("main")));
+        let mut changed = app.clone();
+        changed.services.get_mut(&n("side")).unwrap().image = "s:2".into();
+        assert_ne!(
+            db,
+            changed.config_hash(&n("db")),
+            "db shares side's network"
+        );
+        assert_eq!(main, changed.config_hash(&n("main")), "main shares nothing");
+    }
+
     /// Containers are named and matched by this hash: a parser change that
     /// alters it would replace every running container on upgrade. (It
     /// changed once, deliberately, when services moved onto app networks:
@@ -362,33 +447,132 @@ mod tests {
 
 #[cfg(test)]
 mod schema_tests {
-    /// docs/target-state.schema.json lists exactly the fields we parse.
-    #[test]
-    fn schema_matches_the_parser() {
-        let schema: serde_json::Value =
-            serde_json::from_str(include_str!("../../docs/target-state.schema.json")).unwrap();
-        let keys = |v: &serde_json::Value| {
-            let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
-            k.sort();
-            k
-        };
-        let full: super::super::ServiceSpec = serde_json::from_value(serde_json::json!({
+    use serde_json::{json, Value};
+
+    use super::super::{
+        AppTarget, Dependency, Healthcheck, Ipam, IpamPool, Logging, NetworkSpec, ServiceNetwork,
+        ServiceSpec, Ulimit, VolumeSpec,
+    };
+
+    fn schema() -> Value {
+        serde_json::from_str(include_str!("../../docs/target-state.schema.json")).unwrap()
+    }
+
+    fn keys(v: &Value) -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    }
+
+    /// `value` read as `T` and written back: every field the parser has,
+    /// when `value` sets every field.
+    fn parsed<T: serde::de::DeserializeOwned + serde::Serialize>(value: Value) -> Value {
+        serde_json::to_value(serde_json::from_value::<T>(value).unwrap()).unwrap()
+    }
+
+    /// A service with every field set.
+    fn full_service() -> Value {
+        serde_json::from_str(
+            r#"{
             "image": "i", "command": ["c"], "entrypoint": ["e"], "environment": {"K": "V"},
             "labels": {"l": "v"}, "volumes": ["a:/b"], "tmpfs": ["/t"], "restart": "no",
-            "network_mode": "none", "ports": ["1:2"], "privileged": true, "devices": ["/dev/x"],
-            "working_dir": "/", "user": "1", "stop_signal": "TERM", "stop_timeout": 1,
-            "depends_on": ["x"]
-        }))
-        .unwrap();
-        let parsed = serde_json::to_value(&full).unwrap();
+            "network_mode": "none", "networks": ["n"], "ports": ["1:2"], "expose": ["3"],
+            "privileged": true, "devices": ["/dev/x"], "working_dir": "/", "user": "1",
+            "stop_signal": "TERM", "stop_timeout": 1, "stop_grace_period": "1s",
+            "depends_on": ["x"], "healthcheck": {"test": "true"}, "cap_add": ["ALL"],
+            "cap_drop": ["ALL"], "sysctls": {"net.x": "1"}, "extra_hosts": ["a:1.2.3.4"],
+            "dns": "1.1.1.1", "dns_search": ".", "hostname": "h", "domainname": "d",
+            "mem_limit": "8m", "memswap_limit": "16m", "cpus": 0.5, "cpu_shares": 2,
+            "cpuset": "0", "pids_limit": 1, "ulimits": {"nofile": 1}, "shm_size": "1m",
+            "read_only": true, "init": true, "security_opt": ["no-new-privileges"],
+            "group_add": ["1"], "ipc": "host", "pid": "host", "logging": {"driver": "local"},
+            "oom_score_adj": 1
+        }"#,
+        )
+        .unwrap()
+    }
+
+    /// docs/target-state.schema.json lists exactly the fields we parse,
+    /// in every object.
+    #[test]
+    fn schema_matches_the_parser() {
+        let schema = schema();
+        let defs = &schema["$defs"];
+        let props = |def: &str| keys(&defs[def]["properties"]);
         assert_eq!(
-            keys(&schema["$defs"]["service"]["properties"]),
-            keys(&parsed)
+            props("service"),
+            keys(&parsed::<ServiceSpec>(full_service()))
         );
+        let app = json!({
+            "release": "r", "services": {"s": {"image": "i"}},
+            "networks": {"n": {}}, "volumes": {"v1": {}}
+        });
+        assert_eq!(props("app"), keys(&parsed::<AppTarget>(app)));
+        let network = json!({
+            "driver": "d", "driver_opts": {"k": "v"}, "internal": true, "enable_ipv6": true,
+            "ipam": {}, "labels": {"k": "v"}
+        });
+        assert_eq!(props("network"), keys(&parsed::<NetworkSpec>(network)));
+        let ipam = json!({"driver": "d", "config": [{"subnet": "10.0.0.0/8"}]});
+        assert_eq!(props("ipam"), keys(&parsed::<Ipam>(ipam)));
+        let pool = json!({"subnet": "10.0.0.0/8", "gateway": "10.0.0.1", "ip_range": "10.0.0.0/9"});
+        assert_eq!(props("ipamPool"), keys(&parsed::<IpamPool>(pool)));
+        assert_eq!(defs["ipamPool"]["required"], json!(["subnet"]));
+        let volume = json!({"driver": "d", "driver_opts": {"k": "v"}, "labels": {"k": "v"}});
+        assert_eq!(props("volume"), keys(&parsed::<VolumeSpec>(volume)));
+        let net = json!({"aliases": ["a"], "ipv4_address": "10.0.0.2"});
         assert_eq!(
-            keys(&schema["$defs"]["app"]["properties"]),
-            ["release", "services"]
+            props("serviceNetwork"),
+            keys(&parsed::<ServiceNetwork>(net))
+        );
+        let health = json!({
+            "test": ["CMD", "x"], "interval": "1s", "timeout": "1s", "retries": 1,
+            "start_period": "1s", "disable": true
+        });
+        assert_eq!(props("healthcheck"), keys(&parsed::<Healthcheck>(health)));
+        let logging = json!({"driver": "d", "options": {"k": "v"}});
+        assert_eq!(props("logging"), keys(&parsed::<Logging>(logging)));
+        let dep = json!({"condition": "service_healthy"});
+        assert_eq!(props("dependency"), keys(&parsed::<Dependency>(dep)));
+        let ulimit = parsed::<Ulimit>(json!({"soft": 1, "hard": 2}));
+        assert_eq!(
+            keys(&defs["ulimit"]["oneOf"][1]["properties"]),
+            keys(&ulimit)
         );
         assert_eq!(keys(&schema["properties"]), ["apps", "config", "version"]);
+    }
+
+    /// The schema's enums are the parser's: each value parses, and the
+    /// validator takes exactly the ulimit names the schema lists.
+    #[test]
+    fn schema_enums_match_the_parser() {
+        let schema = schema();
+        let defs = &schema["$defs"];
+        let strings = |v: &Value| -> Vec<String> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_str().unwrap().to_owned())
+                .collect()
+        };
+        for c in strings(&defs["dependency"]["properties"]["condition"]["enum"]) {
+            parsed::<Dependency>(json!({ "condition": c }));
+        }
+        for r in strings(&defs["service"]["properties"]["restart"]["enum"]) {
+            parsed::<ServiceSpec>(json!({"image": "i", "restart": r}));
+        }
+        let names = strings(&defs["service"]["properties"]["ulimits"]["propertyNames"]["enum"]);
+        let with_ulimit = |name: &str| {
+            let t = json!({"version": 1, "apps": {"a": {"release": "r", "services": {
+                "s": {"image": "i", "ulimits": {name: 1}}}}}});
+            super::parse(&t.to_string(), "t.json")
+        };
+        for n in &names {
+            with_ulimit(n).unwrap();
+        }
+        for n in ["as", "NOFILE", "files"] {
+            assert!(!names.contains(&n.to_owned()));
+            with_ulimit(n).unwrap_err();
+        }
     }
 }

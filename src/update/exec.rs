@@ -388,6 +388,9 @@ impl Executor {
             app: pass.app,
             service,
             release: pass.release,
+            target: pass
+                .target
+                .expect("the planner creates target services only"),
             spec,
             hash: &hash,
             lock_dir: &lock_dir,

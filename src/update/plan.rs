@@ -95,11 +95,9 @@ impl Step {
     }
 }
 
-/// The container name for a service at a config hash: deterministic, so a
-/// create repeated after a crash finds the first one instead of duplicating.
-pub fn container_name(app: &AppName, service: &ServiceName, hash: &str) -> String {
-    format!("{app}_{service}_{hash}")
-}
+/// Where it lives now: the engine's body names a shared namespace's
+/// container by it.
+pub use crate::engine::container_name;
 
 pub fn plan(
     app: &AppName,

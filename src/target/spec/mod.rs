@@ -163,8 +163,17 @@ impl AppTarget {
     /// `depends_on`, which changes only the order of starts) and of the
     /// definitions of the app networks it joins: equal config, equal hash,
     /// across restarts and versions. A changed network replaces the
-    /// services on it.
+    /// services on it. A service sharing another's namespace
+    /// (`service:<name>`) also hashes that service's hash: its container
+    /// joins that container by name, so a new one there means a new one
+    /// here.
     pub fn config_hash(&self, service: &ServiceName) -> String {
+        self.hash_at_depth(service, self.services.len())
+    }
+
+    /// `depth` bounds the walk through shared namespaces (a parsed target
+    /// has no cycles; this keeps an unparsed one from recursing forever).
+    fn hash_at_depth(&self, service: &ServiceName, depth: usize) -> String {
         let Some(spec) = self.services.get(service) else {
             return String::new();
         };
@@ -175,8 +184,24 @@ impl AppTarget {
             .into_iter()
             .map(|(n, _)| (n, self.networks.get(n).cloned().unwrap_or_default()))
             .collect();
-        let json = serde_json::to_vec(&(own, nets)).expect("service spec serializes");
-        short_hash(&json)
+        let shared: BTreeMap<&str, String> = spec
+            .shares_with()
+            .filter_map(|s| {
+                let name = ServiceName::new(s).ok()?;
+                let hash = match depth {
+                    0 => String::new(),
+                    _ => self.hash_at_depth(&name, depth - 1),
+                };
+                Some((s, hash))
+            })
+            .collect();
+        // Without shared namespaces, the form every earlier hash had.
+        let json = if shared.is_empty() {
+            serde_json::to_vec(&(own, nets))
+        } else {
+            serde_json::to_vec(&(own, nets, shared))
+        };
+        short_hash(&json.expect("service spec serializes"))
     }
 
     /// Every service's dependencies: `depends_on` and the services whose

@@ -1,4 +1,6 @@
-use super::*;
+use super::service::{check_network_mode, validate_service};
+use super::values::*;
+use crate::target::ServiceSpec;
 
 fn all_ok(check: fn(&str) -> Result<(), String>, good: &[&str]) {
     for v in good {
@@ -112,20 +114,29 @@ fn devices() {
 fn network_modes() {
     all_ok(
         check_network_mode,
-        &["bridge", "host", "none", "my_net.1-a", "default"],
+        &[
+            "bridge",
+            "host",
+            "none",
+            "my_net.1-a",
+            "default",
+            "container:abc",
+            "container:app1_main_0123",
+            "service:db",
+        ],
     );
     all_bad(
         check_network_mode,
         &[
-            (
-                "container:abc",
-                "shares another container's network; not supported",
-            ),
-            ("service:db", "not supported yet"),
-            ("", "is not bridge, host, none or a network name"),
+            ("container:", "is not a container name"),
+            ("container:a", "is not a container name"),
+            ("container:-x", "is not a container name"),
+            ("service:", "is not a service name"),
+            ("service:../x", "is not a service name"),
+            ("", "is not bridge, host, none, a network name"),
             ("-x", "is not bridge"),
             ("a b", "is not bridge"),
-            ("ns:/proc/1/ns/net", "is not bridge"),
+            ("ns:/proc/1/ns/net", "is not one of bridge, host, none, a network name, container:<name> or service:<service of the app>"),
         ],
     );
 }

@@ -1,0 +1,302 @@
+use std::collections::HashMap;
+
+use bollard::models::{ContainerCreateBody, RestartPolicyNameEnum};
+use serde_json::{json, Value};
+
+use super::*;
+use crate::target::AppTarget;
+
+/// The app `app1` with `services` (release `r1`).
+fn app(services: Value) -> AppTarget {
+    app_with(json!({ "services": services }))
+}
+
+fn app_with(mut app: Value) -> AppTarget {
+    app["release"] = json!("r1");
+    serde_json::from_value(app).unwrap()
+}
+
+/// The create body of `service` in `target`, as the executor makes it.
+fn body_of(target: &AppTarget, service: &str) -> ContainerCreateBody {
+    with_context(target, service, create_body)
+}
+
+fn with_context<R>(target: &AppTarget, service: &str, f: impl FnOnce(&ServiceContext) -> R) -> R {
+    let app = AppName::new("app1").unwrap();
+    let service = ServiceName::new(service).unwrap();
+    let hash = target.config_hash(&service);
+    f(&ServiceContext {
+        app: &app,
+        service: &service,
+        release: "r1",
+        target,
+        spec: &target.services[&service],
+        hash: &hash,
+        lock_dir: Path::new("/run/holdfast/locks/app1/main"),
+        supervisor_api: None,
+    })
+}
+
+#[test]
+fn every_container_gets_labels_lock_mounts_and_env() {
+    let t = app(
+        json!({"main": {"image": "a:1", "environment": {"K": "V"}, "ports": ["8080:80"],
+        "devices": ["/dev/ttyS0"], "tmpfs": ["/run:size=1m"], "restart": "no",
+        "network_mode": "none"}}),
+    );
+    let body = body_of(&t, "main");
+    let labels = body.labels.unwrap();
+    assert_eq!(labels[LABEL_APP], "app1");
+    let main = ServiceName::new("main").unwrap();
+    assert_eq!(labels[LABEL_HASH], t.config_hash(&main));
+    let env = body.env.unwrap();
+    assert!(env.contains(&"K=V".to_string()));
+    assert!(env.contains(&"BALENA_APP_LOCK_PATH=/tmp/balena/updates.lock".to_string()));
+    assert!(env.contains(&"RESIN_SERVICE_KILL_ME_PATH=/tmp/resin/resin-kill-me".to_string()));
+    let hc = body.host_config.unwrap();
+    assert_eq!(
+        hc.binds.unwrap(),
+        [
+            "/run/holdfast/locks/app1/main:/tmp/balena",
+            "/run/holdfast/locks/app1/main:/tmp/resin"
+        ]
+    );
+    assert_eq!(
+        hc.port_bindings.unwrap()["80/tcp"].as_ref().unwrap()[0]
+            .host_port
+            .as_deref(),
+        Some("8080")
+    );
+    assert_eq!(hc.tmpfs.unwrap()["/run"], "size=1m");
+    assert_eq!(
+        hc.devices.unwrap()[0].path_in_container.as_deref(),
+        Some("/dev/ttyS0")
+    );
+    assert_eq!(
+        hc.restart_policy.unwrap().name,
+        Some(RestartPolicyNameEnum::NO)
+    );
+    // Off the app's networks: no endpoint.
+    assert_eq!(hc.network_mode.as_deref(), Some("none"));
+    assert!(body.networking_config.is_none());
+}
+
+#[test]
+fn only_labelled_services_learn_the_api_address_and_key() {
+    let api = SupervisorApi::from_bind("0.0.0.0:48484".parse().unwrap(), "k3y");
+    let env_of = |labels: Value| {
+        let t = app(json!({"s": {"image": "i", "labels": labels}}));
+        with_context(&t, "s", |cx| {
+            create_body(&ServiceContext {
+                supervisor_api: Some(&api),
+                ..*cx
+            })
+        })
+        .env
+        .unwrap()
+    };
+    let with = env_of(json!({"io.balena.features.supervisor-api": "1"}));
+    assert!(with.contains(&"BALENA_SUPERVISOR_ADDRESS=http://127.0.0.1:48484".to_string()));
+    assert!(with.contains(&"BALENA_SUPERVISOR_API_KEY=k3y".to_string()));
+    assert!(!env_of(json!({}))
+        .iter()
+        .any(|e| e.starts_with("BALENA_SUPERVISOR_")));
+}
+
+/// Every issue-10 field reaches the create body where the engine reads it.
+#[test]
+fn every_field_maps_to_the_engine() {
+    let t = app(json!({"main": {
+        "image": "a:1", "network_mode": "none", "hostname": "box", "domainname": "example.org",
+        "stop_grace_period": "1m30s", "ports": ["8080:80"], "expose": ["9000-9002/udp", "80"],
+        "cap_add": ["NET_ADMIN"], "cap_drop": ["MKNOD"], "sysctls": {"net.ipv4.ip_forward": "1"},
+        "extra_hosts": ["db:10.0.0.2"], "dns": "1.1.1.1", "dns_search": ["example.org"],
+        "mem_limit": "64m", "memswap_limit": "128m", "cpus": 0.5, "cpu_shares": 512,
+        "cpuset": "0-1", "pids_limit": 100,
+        "ulimits": {"nofile": {"soft": 1024, "hard": 4096}, "core": 0},
+        "shm_size": "32m", "read_only": true, "init": true,
+        "security_opt": ["no-new-privileges"], "group_add": ["audio", "1000"], "ipc": "shareable",
+        "pid": "host", "oom_score_adj": -500,
+        "logging": {"driver": "json-file", "options": {"max-size": "1m", "max-file": "2"}},
+        "healthcheck": {"test": ["CMD", "true"], "interval": "5s", "timeout": "1500ms",
+                        "retries": 4, "start_period": "1m"}
+    }}));
+    let body = body_of(&t, "main");
+    assert_eq!(body.hostname.as_deref(), Some("box"));
+    assert_eq!(body.domainname.as_deref(), Some("example.org"));
+    assert_eq!(body.stop_timeout, Some(90));
+    let mut exposed: Vec<&String> = body.exposed_ports.as_ref().unwrap().keys().collect();
+    exposed.sort();
+    assert_eq!(
+        exposed,
+        ["80/tcp", "9000/udp", "9001/udp", "9002/udp"],
+        "ports and expose, ranges spelled out"
+    );
+    let h = body.healthcheck.unwrap();
+    assert_eq!(h.test.unwrap(), ["CMD", "true"]);
+    assert_eq!(h.interval, Some(5_000_000_000));
+    assert_eq!(h.timeout, Some(1_500_000_000));
+    assert_eq!(h.retries, Some(4));
+    assert_eq!(h.start_period, Some(60_000_000_000));
+    let hc = body.host_config.unwrap();
+    assert_eq!(hc.cap_add.unwrap(), ["NET_ADMIN"]);
+    assert_eq!(hc.cap_drop.unwrap(), ["MKNOD"]);
+    assert_eq!(
+        hc.sysctls.unwrap(),
+        HashMap::from([("net.ipv4.ip_forward".to_owned(), "1".to_owned())])
+    );
+    assert_eq!(hc.extra_hosts.unwrap(), ["db:10.0.0.2"]);
+    assert_eq!(hc.dns.unwrap(), ["1.1.1.1"]);
+    assert_eq!(hc.dns_search.unwrap(), ["example.org"]);
+    assert_eq!(hc.memory, Some(64 << 20));
+    assert_eq!(hc.memory_swap, Some(128 << 20));
+    assert_eq!(hc.nano_cpus, Some(500_000_000));
+    assert_eq!(hc.cpu_shares, Some(512));
+    assert_eq!(hc.cpuset_cpus.as_deref(), Some("0-1"));
+    assert_eq!(hc.pids_limit, Some(100));
+    let mut ulimits: Vec<(String, i64, i64)> = hc
+        .ulimits
+        .unwrap()
+        .into_iter()
+        .map(|u| (u.name.unwrap(), u.soft.unwrap(), u.hard.unwrap()))
+        .collect();
+    ulimits.sort();
+    assert_eq!(
+        ulimits,
+        [("core".into(), 0, 0), ("nofile".into(), 1024, 4096)]
+    );
+    assert_eq!(hc.shm_size, Some(32 << 20));
+    assert_eq!(hc.readonly_rootfs, Some(true));
+    assert_eq!(hc.init, Some(true));
+    assert_eq!(hc.security_opt.unwrap(), ["no-new-privileges"]);
+    assert_eq!(hc.group_add.unwrap(), ["audio", "1000"]);
+    assert_eq!(hc.ipc_mode.as_deref(), Some("shareable"));
+    assert_eq!(hc.pid_mode.as_deref(), Some("host"));
+    assert_eq!(hc.oom_score_adj, Some(-500));
+    let log = hc.log_config.unwrap();
+    assert_eq!(log.typ.as_deref(), Some("json-file"));
+    assert_eq!(log.config.unwrap()["max-size"], "1m");
+}
+
+#[test]
+fn unset_fields_leave_the_engine_defaults() {
+    let t = app(json!({"main": {"image": "a:1", "network_mode": "host"}}));
+    let body = body_of(&t, "main");
+    assert!(body.healthcheck.is_none() && body.hostname.is_none() && body.stop_timeout.is_none());
+    assert!(body.exposed_ports.is_none());
+    let hc = body.host_config.unwrap();
+    assert!(hc.cap_add.is_none() && hc.sysctls.is_none() && hc.dns.is_none());
+    assert!(hc.memory.is_none() && hc.nano_cpus.is_none() && hc.ulimits.is_none());
+    assert!(hc.readonly_rootfs.is_none() && hc.init.is_none() && hc.log_config.is_none());
+    assert!(hc.ipc_mode.is_none() && hc.pid_mode.is_none() && hc.oom_score_adj.is_none());
+}
+
+#[test]
+fn healthchecks_disabled_or_inherited() {
+    let test_of = |h: Value| {
+        let t = app(json!({"s": {"image": "i", "network_mode": "none", "healthcheck": h}}));
+        body_of(&t, "s").healthcheck.unwrap()
+    };
+    assert_eq!(test_of(json!({"disable": true})).test.unwrap(), ["NONE"]);
+    assert_eq!(
+        test_of(json!({"disable": true, "test": ["CMD", "x"]}))
+            .test
+            .unwrap(),
+        ["NONE"]
+    );
+    let h = test_of(json!({"test": "exit 0"}));
+    assert_eq!(h.test.unwrap(), ["CMD-SHELL", "exit 0"]);
+    // Timings only: the image's test stays.
+    let h = test_of(json!({"interval": "1s"}));
+    assert!(h.test.is_none());
+    assert_eq!(h.interval, Some(1_000_000_000));
+    let t = app(json!({"s": {"image": "i", "network_mode": "none", "stop_timeout": 7}}));
+    assert_eq!(body_of(&t, "s").stop_timeout, Some(7));
+}
+
+#[test]
+fn named_volumes_are_the_apps() {
+    let t = app(json!({"s": {"image": "i", "network_mode": "none",
+        "volumes": ["data:/data", "/srv/x:/x:ro", "cache:/c:ro"]}}));
+    let binds = body_of(&t, "s").host_config.unwrap().binds.unwrap();
+    assert_eq!(
+        binds[..3],
+        ["app1_data:/data", "/srv/x:/x:ro", "app1_cache:/c:ro"]
+    );
+}
+
+#[test]
+fn shared_namespaces_name_the_other_services_container() {
+    let t = app(json!({
+        "db": {"image": "d", "ipc": "shareable"},
+        "s": {"image": "i", "network_mode": "service:db", "ipc": "service:db", "pid": "service:db"},
+        "c": {"image": "i", "network_mode": "container:other", "ipc": "container:x1"}
+    }));
+    let db = ServiceName::new("db").unwrap();
+    let want = format!("container:app1_db_{}", t.config_hash(&db));
+    let body = body_of(&t, "s");
+    let hc = body.host_config.unwrap();
+    assert_eq!(hc.network_mode.as_deref(), Some(want.as_str()));
+    assert_eq!(hc.ipc_mode.as_deref(), Some(want.as_str()));
+    assert_eq!(hc.pid_mode.as_deref(), Some(want.as_str()));
+    assert!(body.networking_config.is_none());
+    let hc = body_of(&t, "c").host_config.unwrap();
+    assert_eq!(hc.network_mode.as_deref(), Some("container:other"));
+    assert_eq!(hc.ipc_mode.as_deref(), Some("container:x1"));
+}
+
+#[test]
+fn services_join_the_app_networks() {
+    let t = app_with(json!({
+        "networks": {"back": {"ipam": {"config": [{"subnet": "172.28.0.0/24"}]}}, "front": {}},
+        "services": {
+            "plain": {"image": "i"},
+            "multi": {"image": "i", "networks": {
+                "front": {"aliases": ["web", "multi"]},
+                "back": {"aliases": ["api"], "ipv4_address": "172.28.0.10"},
+                "default": null}}
+        }
+    }));
+    // No networks named: `<app>_default`, the service's name its alias.
+    let body = body_of(&t, "plain");
+    assert_eq!(
+        body.host_config.unwrap().network_mode.as_deref(),
+        Some("app1_default")
+    );
+    let eps = body.networking_config.unwrap().endpoints_config.unwrap();
+    assert_eq!(eps.len(), 1);
+    assert_eq!(eps["app1_default"].aliases.as_ref().unwrap(), &["plain"]);
+    assert!(eps["app1_default"].ipam_config.is_none());
+
+    // Several: the first (by name) at create, the others to connect.
+    let body = body_of(&t, "multi");
+    assert_eq!(
+        body.host_config.unwrap().network_mode.as_deref(),
+        Some("app1_back")
+    );
+    let eps = body.networking_config.unwrap().endpoints_config.unwrap();
+    assert_eq!(eps.len(), 1, "the engine takes one endpoint at create");
+    let back = &eps["app1_back"];
+    assert_eq!(back.aliases.as_ref().unwrap(), &["multi", "api"]);
+    assert_eq!(
+        back.ipam_config.as_ref().unwrap().ipv4_address.as_deref(),
+        Some("172.28.0.10")
+    );
+    let extra = with_context(&t, "multi", extra_networks);
+    let names: Vec<&str> = extra.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["app1_default", "app1_front"]);
+    assert_eq!(extra[0].1.aliases.as_ref().unwrap(), &["multi"]);
+    assert_eq!(
+        extra[1].1.aliases.as_ref().unwrap(),
+        &["multi", "web"],
+        "the service's name once"
+    );
+    assert!(with_context(&t, "plain", extra_networks).is_empty());
+}
+
+#[test]
+fn container_names_are_app_service_hash() {
+    let app = AppName::new("a").unwrap();
+    let s = ServiceName::new("s").unwrap();
+    assert_eq!(container_name(&app, &s, "0123"), "a_s_0123");
+}
