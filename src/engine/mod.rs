@@ -264,8 +264,13 @@ impl Engine {
         Ok(())
     }
 
+    /// Creates the container, then connects it to its other app networks
+    /// (the engine takes one network at create). A container already there
+    /// (made before a crash) is a `Conflict`, after its networks are
+    /// connected.
     pub async fn create(&self, name: &str, cx: &ServiceContext<'_>) -> Result<(), EngineError> {
-        self.docker
+        let made = self
+            .docker
             .create_container(
                 Some(CreateContainerOptions {
                     name: Some(name.to_owned()),
@@ -275,7 +280,22 @@ impl Engine {
             )
             .await
             .map(drop)
-            .map_err(|e| self.map(e))
+            .map_err(|e| self.map(e));
+        if matches!(made, Ok(()) | Err(EngineError::Conflict(_))) {
+            for (network, endpoint) in extra_networks(cx) {
+                let request = bollard::models::NetworkConnectRequest {
+                    container: Some(name.to_owned()),
+                    endpoint_config: Some(endpoint),
+                };
+                match self.docker.connect_network(&network, request).await {
+                    Ok(()) => {}
+                    // Connected before a crash.
+                    Err(e) if e.to_string().contains("already exists in network") => {}
+                    Err(e) => return Err(self.map(e)),
+                }
+            }
+        }
+        made
     }
 
     pub async fn start(&self, name: &str) -> Result<(), EngineError> {

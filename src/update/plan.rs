@@ -128,6 +128,9 @@ pub fn plan(
         new: Option<&'a Container>,
         olds: Vec<&'a Container>,
         timeout_ms: u64,
+        /// Shares another service's namespace (`service:`): created just
+        /// before it starts, once that service's container exists.
+        shares: bool,
     }
     let svcs: Vec<Svc> = order
         .iter()
@@ -156,6 +159,7 @@ pub fn plan(
                 new,
                 olds,
                 timeout_ms: spec.handover_timeout_ms(),
+                shares: spec.shares_with().next().is_some(),
             }
         })
         .collect();
@@ -183,8 +187,9 @@ pub fn plan(
     // Before the lock gate: downloads, and the new containers created (not
     // started), so an engine that refuses the new config costs nothing
     // that runs.
-    let early = |s: &Svc| s.new.is_none() && s.strategy.downloads_first();
-    for s in svcs.iter().filter(|s| early(s)) {
+    let early_pull = |s: &Svc| s.new.is_none() && s.strategy.downloads_first();
+    let early = |s: &Svc| early_pull(s) && !s.shares;
+    for s in svcs.iter().filter(|s| early_pull(s)) {
         pull(&mut steps, s.image);
     }
     // What containers are made on: missing networks and volumes (nothing
@@ -270,7 +275,7 @@ pub fn plan(
     }
     for s in &svcs {
         match s.new {
-            None if !s.strategy.downloads_first() => {
+            None if !early(s) => {
                 steps.push(Step::Create {
                     service: s.name.clone(),
                 });

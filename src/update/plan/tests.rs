@@ -531,3 +531,23 @@ fn a_volume_with_another_driver_or_options_is_refused_not_made_again() {
     let why = volume_conflict(&app1(), app(&t2), &have).unwrap();
     assert!(why.contains("app1_data") && why.contains("tmpfs"), "{why}");
 }
+
+#[test]
+fn a_service_sharing_a_namespace_is_created_once_the_other_exists() {
+    let t = target(
+        r#""a": {"image": "a:1", "ipc": "shareable", "labels": {"io.balena.update.strategy": "kill-then-download"}}, "b": {"image": "b:1", "ipc": "service:a"}"#,
+    );
+    let steps = plan(Some(app(&t)), &[], &images(&["a:1", "b:1"]));
+    assert_eq!(
+        show(&steps),
+        [
+            "lock a,b",
+            "create a",
+            "start a",
+            "create b",
+            "start b",
+            "unlock",
+            "verify a,b"
+        ]
+    );
+}
