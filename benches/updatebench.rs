@@ -76,11 +76,92 @@ async fn proxy(listener: UnixListener, engine: PathBuf, rec: Recorder) {
 fn service(round: usize) -> Value {
     json!({
         "image": IMAGE,
-        "command": ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.2; done"],
+        "command": ["sh", "-c", SCRIPT],
         "network_mode": "none",
         "stop_timeout": 2,
         "environment": {"ROUND": round.to_string()},
     })
+}
+
+const SCRIPT: &str = "trap 'exit 0' TERM; while :; do sleep 0.2; done";
+
+/// A service on its app's network (as compose puts it on `<project>_default`).
+fn networked(round: usize) -> Value {
+    let mut s = service(round);
+    s.as_object_mut().unwrap().remove("network_mode");
+    s
+}
+
+/// The engine floor: the app network, then the 10 creates and the 10
+/// starts each at once, straight on the Engine API; the seconds it took.
+async fn engine_floor(docker: &bollard::Docker, round: usize) -> f64 {
+    use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest};
+    use bollard::query_parameters::CreateContainerOptions;
+    let net = format!("floor{round}_default");
+    let t0 = Instant::now();
+    docker
+        .create_network(NetworkCreateRequest {
+            name: net.clone(),
+            driver: Some("bridge".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let names: Vec<String> = (0..10).map(|i| format!("floor{round}_s{i}")).collect();
+    let creates = names.iter().map(|name| {
+        let body = ContainerCreateBody {
+            image: Some(IMAGE.into()),
+            cmd: Some(vec!["sh".into(), "-c".into(), SCRIPT.into()]),
+            env: Some(vec!["ROUND=0".into()]),
+            stop_timeout: Some(2),
+            host_config: Some(HostConfig {
+                network_mode: Some(net.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        docker.create_container(
+            Some(CreateContainerOptions {
+                name: Some(name.clone()),
+                ..Default::default()
+            }),
+            body,
+        )
+    });
+    for r in futures_util::future::join_all(creates).await {
+        r.unwrap();
+    }
+    let starts = names.iter().map(|n| {
+        docker.start_container(n, None::<bollard::query_parameters::StartContainerOptions>)
+    });
+    for r in futures_util::future::join_all(starts).await {
+        r.unwrap();
+    }
+    let took = t0.elapsed().as_secs_f64();
+    for n in &names {
+        docker
+            .remove_container(
+                n,
+                Some(bollard::query_parameters::RemoveContainerOptions {
+                    force: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+            .unwrap();
+    }
+    docker.remove_network(&net).await.unwrap();
+    took
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap()
 }
 
 async fn set_target(p: &Supervisor1Proxy<'_>, apps: Value) {
@@ -108,7 +189,7 @@ fn compose_file(dir: &Path, n: usize) -> PathBuf {
     let mut y = String::from("version: \"2.4\"\nservices:\n");
     for i in 0..n {
         y.push_str(&format!(
-            "  s{i}:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; while :; do sleep 0.2; done\"]\n    network_mode: none\n    stop_grace_period: 2s\n    environment:\n      ROUND: \"0\"\n"
+            "  s{i}:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; while :; do sleep 0.2; done\"]\n    stop_grace_period: 2s\n    environment:\n      ROUND: \"0\"\n"
         ));
     }
     let p = dir.join("docker-compose.yml");
@@ -310,13 +391,30 @@ fn main() {
         let (mut during, pull_s) = b_while_a_pulls(&h, &host, &p, &locks, &rec, updates.min(20)).await;
         set_target(&p, json!({})).await;
 
-        // A 10-service release vs docker-compose up -d of the same services.
+        // A 10-service release vs docker-compose up -d of the same services
+        // vs the engine floor, every one on its app's own network. holdfastd
+        // talks to the engine straight from here on (no recording proxy).
+        std::fs::write(
+            &config,
+            std::fs::read_to_string(&config)
+                .unwrap()
+                .replace(&proxy_sock.display().to_string(), &sock.display().to_string()),
+        )
+        .unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGHUP,
+        )
+        .unwrap();
+        let docker = bollard::Docker::connect_with_unix(&sock.display().to_string(), 120, bollard::API_DEFAULT_VERSION).unwrap();
         let compose = compose_file(&h.dir, 10);
         let mut hf = Vec::new();
         let mut dc = Vec::new();
+        let mut fl = Vec::new();
         for round in 0..rounds {
+            fl.push(engine_floor(&docker, round).await);
             let services: serde_json::Map<String, Value> =
-                (0..10).map(|i| (format!("s{i}"), service(0))).collect();
+                (0..10).map(|i| (format!("s{i}"), networked(0))).collect();
             let rel = format!("t{round}");
             let t0 = Instant::now();
             set_target(&p, json!({"ten": {"release": rel, "services": services}})).await;
@@ -350,13 +448,21 @@ fn main() {
                 .unwrap();
             assert!(out.status.success());
         }
+        // Idle memory with 20 services on their app network.
+        let services: serde_json::Map<String, Value> =
+            (0..20).map(|i| (format!("s{i}"), networked(0))).collect();
+        set_target(&p, json!({"twenty": {"release": "x", "services": services}})).await;
+        wait_state(&p, "twenty", "applied", "x").await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let rss20 = rss_kib(child.id());
+        set_target(&p, json!({})).await;
         stop(child);
         let _ = log;
         let med = |v: &mut Vec<f64>| {
             v.sort_by(|a, b| a.partial_cmp(b).unwrap());
             v[v.len() / 2]
         };
-        let (hm, dm) = (med(&mut hf), med(&mut dc));
+        let (hm, dm, fm) = (med(&mut hf), med(&mut dc), med(&mut fl));
         println!("| measurement | result | target |");
         println!("|---|---|---|");
         println!(
@@ -373,7 +479,17 @@ fn main() {
             dc[0],
             dc[dc.len() - 1]
         );
-        println!("| ratio holdfast / compose (medians) | {:.2} | <= 1.0 |", hm / dm);
+        println!(
+            "| engine floor: network + 10 creates + 10 starts at once on the Engine API ({rounds} rounds) | median {fm:.2} s (min {:.2}, max {:.2}) | - |",
+            fl[0],
+            fl[fl.len() - 1]
+        );
+        println!("| ratio holdfast / compose (medians) | {:.2} | <= 0.7 |", hm / dm);
+        println!("| ratio holdfast / engine floor (medians) | {:.2} | <= 1.3 |", hm / fm);
+        println!(
+            "| holdfastd RSS, idle with 20 services applied | {:.2} MiB | <= 6 MiB |",
+            rss20 as f64 / 1024.0
+        );
         println!(
             "| app B: last lock removed -> first engine call, while app A pulls {BIG_MIB} MiB at {SLOW_KIB_S} KiB/s ({} updates; A's pull took {pull_s:.1} s) | {} | p99 <= 20 ms |",
             during.len(),

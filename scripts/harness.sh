@@ -69,8 +69,13 @@ kill_pidfile() { # kill_pidfile FILE [SIGNAL]
 
 start_docker() {
   mkdir -p "$D/docker"
+  # App networks come from a pool of 256 /24s of our own (the defaults
+  # hold ~30 networks, shared with every other engine on the machine); the
+  # engine skips subnets another engine's bridge already routes.
+  local pool=${HARNESS_POOL:-$((RANDOM % 150 + 100))}
   setsid dockerd -H "unix://$D/docker/docker.sock" --data-root "$D/docker/data" \
     --exec-root "$D/docker/exec" --pidfile "$D/docker/docker.pid" --bridge=none \
+    --default-address-pool "base=10.$pool.0.0/16,size=24" \
     --iptables=false --ip-masq=false </dev/null >>"$D/docker/dockerd.log" 2>&1 &
   wait_for 30 docker -H "unix://$D/docker/docker.sock" version
 }
@@ -210,6 +215,9 @@ down)
   if [ -S "$D/docker/docker.sock" ]; then
     docker -H "unix://$D/docker/docker.sock" ps -aq 2>/dev/null \
       | xargs -r docker -H "unix://$D/docker/docker.sock" rm -f >/dev/null 2>&1 || true
+    # An engine leaves its networks' bridges behind when it stops: they
+    # would hold their subnets from every later engine.
+    docker -H "unix://$D/docker/docker.sock" network prune -f >/dev/null 2>&1 || true
   fi
   kill_pidfile "$D/docker/docker.pid"
   kill_pidfile "$D/registry/pid"
