@@ -472,3 +472,72 @@ async fn a_hand_over_with_a_healthcheck_waits_for_the_new_one_to_be_healthy() {
     env.wait_release("app1", "applied", "r2").await;
     assert_ne!(env.container_of("app1", "main"), old);
 }
+
+#[tokio::test]
+async fn a_crash_looping_release_without_rollback_stays_failed_until_forced() {
+    let (env, image) = env_with("[update]\nrollback = false\nhealthy_timeout = \"20s\"\n").await;
+    let app = |rel: &str, script: &str| {
+        let mut s = sh(&image, script);
+        s["environment"] = json!({"R": rel});
+        json!({"release": rel, "services": {"main": s}})
+    };
+    ok(&env.apply(&target(
+        json!({"app1": app("r1", "while :; do sleep 0.2; done")}),
+    )));
+    env.wait_release("app1", "applied", "r1").await;
+    // Exits at once, restarted by the engine again and again.
+    ok(&env.apply(&target(json!({"app1": app("r2", "sleep 0.3; exit 3")}))));
+    let failed = env.wait_release("app1", "failed", "r2").await;
+    let error = failed["error"].as_str().unwrap();
+    assert!(
+        error.contains("crash-looping") || error.contains("exited with code 3"),
+        "{failed}"
+    );
+    assert!(failed.get("rolled_back_to").is_none(), "{failed}");
+    assert!(failed.get("retry_at").is_none(), "{failed}");
+    assert_eq!(failed["attempts"], 1, "{failed}");
+    // A forced update tries it again (and it fails again).
+    ok(&env.cli(&["update", "--force"]));
+    let start = std::time::Instant::now();
+    loop {
+        let st = env.apps().await;
+        let judged = env
+            .log()
+            .matches("release of app app1 is not healthy")
+            .count();
+        if st["app1"]["state"] == "failed" && judged == 2 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "{st}\n{}",
+            env.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_volume_defined_anew_is_refused_and_nothing_changes() {
+    let (env, image) = env_with("").await;
+    let app = |opts: Value| {
+        let mut s = sh(&image, "while :; do sleep 0.2; done");
+        s["volumes"] = json!(["data:/data"]);
+        json!({"release": "r1", "services": {"main": s},
+               "volumes": {"data": {"driver_opts": opts}}})
+    };
+    ok(&env.apply(&target(json!({"a": app(json!({}))}))));
+    env.wait_app("a", "applied").await;
+    let main = env.container_of("a", "main");
+    let mut changed = app(json!({"type": "tmpfs", "device": "tmpfs"}));
+    changed["release"] = json!("r2");
+    ok(&env.apply(&target(json!({"a": changed}))));
+    let failed = env.wait_release("a", "failed", "r2").await;
+    let error = failed["error"].as_str().unwrap();
+    assert!(
+        error.contains("a_data") && error.contains("tmpfs"),
+        "{failed}"
+    );
+    assert_eq!(env.container_of("a", "main"), main, "nothing was to change");
+    assert_eq!(inspect(&env, "volume", "a_data", "{{.Options}}"), "map[]");
+}

@@ -436,6 +436,40 @@ impl Executor {
         Ok(self.engine().await?.start(&name).await?)
     }
 
+    /// Watches containers just judged up (services without a healthcheck)
+    /// for `window`: the first exit or restart is a crash loop, answered
+    /// with its reason; `None` when they all kept running.
+    pub fn crash_watch(
+        &self,
+        containers: Vec<(ServiceName, String)>,
+        window: Duration,
+    ) -> impl std::future::Future<Output = Option<String>> + Send + 'static {
+        let exec = self.clone();
+        async move {
+            let Ok(engine) = exec.engine().await else {
+                return None;
+            };
+            let watches = containers.iter().map(|(service, name)| async move {
+                let before = engine.liveness(name).await.ok()?.restart_count;
+                let crashed = engine
+                    .watch_until(name, window, |live| {
+                        match judge(Want::Healthy, live, before) {
+                            Some(Verdict::Failed(why)) => Some(why),
+                            _ => None,
+                        }
+                    })
+                    .await
+                    .ok()??;
+                Some(format!("service {service} {crashed}"))
+            });
+            futures_util::future::join_all(watches)
+                .await
+                .into_iter()
+                .flatten()
+                .next()
+        }
+    }
+
     /// Waits (within `healthy_timeout`) for the service's container of
     /// this target to get where `want` says.
     async fn await_state(

@@ -83,6 +83,7 @@ impl Updates {
                             status: self.status.clone(),
                             requests: rx,
                             services: BTreeMap::new(),
+                            watch_after: Vec::new(),
                         };
                         let name = app.clone();
                         tasks.spawn(async move {

@@ -7,8 +7,10 @@ mod pass;
 mod restart;
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -19,7 +21,7 @@ use crate::gate::{self, Decision};
 use crate::locks::state::Owner;
 use crate::logging::msgid;
 use crate::model::{ServiceStatus, Snapshot, UpdateStatus};
-use crate::names::AppName;
+use crate::names::{AppName, ServiceName};
 use crate::target::{AppTarget, Target};
 use crate::timer::sleep_until;
 
@@ -64,6 +66,24 @@ pub struct AppTask {
     pub requests: mpsc::UnboundedReceiver<AppRequest>,
     /// Each service's health as last seen.
     pub services: BTreeMap<String, ServiceStatus>,
+    /// Containers the last pass started that have no healthcheck: watched
+    /// for a crash loop for a while after the pass.
+    pub watch_after: Vec<(ServiceName, String)>,
+}
+
+/// How long a service without a healthcheck must keep running after its
+/// start (at most `healthy_timeout`): an exit or a restart within it is a
+/// crash loop.
+const CRASH_WINDOW: Duration = Duration::from_secs(10);
+
+type CrashWatch = Pin<Box<dyn Future<Output = Option<String>> + Send>>;
+
+/// Why the wait between passes ended.
+enum Wake {
+    Run,
+    Stop,
+    /// A container the last pass started crashed: the release is unhealthy.
+    Crashed(String),
 }
 
 /// What one pass works with and what it did to put back on failure.
@@ -84,6 +104,8 @@ impl AppTask {
         let mut images: BTreeMap<String, u8> = BTreeMap::new();
         let mut first = true;
         let mut rejected: Option<Rejected> = None;
+        let mut crash: Option<CrashWatch> = None;
+        let mut crashed: Option<String> = None;
         loop {
             let target = self.app_target();
             if first || target != seen {
@@ -93,7 +115,8 @@ impl AppTask {
                 rejected = None;
             }
             let forced = forced_by.take();
-            if forced.is_some() && rejected.take().is_some() {
+            let retried = forced.is_some() && rejected.take().is_some();
+            if retried {
                 machine.forced();
             }
             // An unhealthy release runs its fallback, or nothing at all.
@@ -101,22 +124,32 @@ impl AppTask {
                 (Some(r), Some(_)) => (r.fallback.clone(), r.fallback.is_some()),
                 _ => (target.clone(), false),
             };
-            let outcome = if rejected.is_some() && !rolling_back {
+            let outcome = if let Some(why) = crashed.take() {
+                Some(Outcome::Unhealthy(why))
+            } else if rejected.is_some() && !rolling_back {
                 None
             } else {
                 Some(
-                    self.pass(effective.as_ref(), &mut machine, forced, &mut images)
-                        .await,
+                    self.pass(
+                        effective.as_ref(),
+                        &mut machine,
+                        forced,
+                        &mut images,
+                        retried,
+                    )
+                    .await,
                 )
             };
             self.refresh_health(&machine, &images).await;
             let now = Instant::now();
             let Some(outcome) = outcome else {
-                if !self
-                    .wait_for_reason(&mut machine, &images, &seen, &mut forced_by)
+                match self
+                    .wait_for_reason(&mut machine, &images, &seen, &mut forced_by, &mut crash)
                     .await
                 {
-                    return;
+                    Wake::Stop => return,
+                    Wake::Run => {}
+                    Wake::Crashed(why) => crashed = Some(why),
                 }
                 continue;
             };
@@ -130,9 +163,23 @@ impl AppTask {
                 }
                 Outcome::Done { gone: false } => {
                     machine.applied();
-                    if let Some(t) = &target {
-                        let exec = self.exec.borrow().clone();
+                    // What a later release rolls back to: only a release
+                    // seen healthy (a pass with nothing to do judges
+                    // nothing itself).
+                    let healthy = self
+                        .services
+                        .values()
+                        .all(|s| s.health == "healthy" || s.health == "running");
+                    let exec = self.exec.borrow().clone();
+                    // With containers still to watch, remembered once they
+                    // made it through the window.
+                    if let (Some(t), true, true) = (&target, healthy, self.watch_after.is_empty()) {
                         exec.remember_healthy(&self.app, t).await;
+                    }
+                    if !self.watch_after.is_empty() {
+                        let window = CRASH_WINDOW.min(exec.policy.healthy_timeout);
+                        let watched = std::mem::take(&mut self.watch_after);
+                        crash = Some(Box::pin(exec.crash_watch(watched, window)));
                     }
                 }
                 Outcome::Unhealthy(e) if rolling_back => {
@@ -191,11 +238,13 @@ impl AppTask {
             }
             images.clear();
             self.publish(&machine, &images);
-            if !self
-                .wait_for_reason(&mut machine, &images, &seen, &mut forced_by)
+            match self
+                .wait_for_reason(&mut machine, &images, &seen, &mut forced_by, &mut crash)
                 .await
             {
-                return;
+                Wake::Stop => return,
+                Wake::Run => {}
+                Wake::Crashed(why) => crashed = Some(why),
             }
         }
     }
@@ -209,16 +258,43 @@ impl AppTask {
         images: &BTreeMap<String, u8>,
         seen: &Option<AppTarget>,
         forced_by: &mut Option<String>,
-    ) -> bool {
+        crash: &mut Option<CrashWatch>,
+    ) -> Wake {
+        let woke = self
+            .wait_once(machine, images, seen, forced_by, crash)
+            .await;
+        // The watch covers the quiet time after a pass only.
+        *crash = None;
+        woke
+    }
+
+    async fn wait_once(
+        &mut self,
+        machine: &mut Machine,
+        images: &BTreeMap<String, u8>,
+        seen: &Option<AppTarget>,
+        forced_by: &mut Option<String>,
+        crash: &mut Option<CrashWatch>,
+    ) -> Wake {
         loop {
             let retry_at = machine.retry_at().map(tokio::time::Instant::from_std);
             tokio::select! {
+                why = async { crash.as_mut().expect("watched").await }, if crash.is_some() => {
+                    *crash = None;
+                    if let Some(why) = why {
+                        return Wake::Crashed(why);
+                    }
+                    if let Some(t) = seen {
+                        let exec = self.exec.borrow().clone();
+                        exec.remember_healthy(&self.app, t).await;
+                    }
+                }
                 r = self.target.changed() => {
-                    if r.is_err() { return false }
+                    if r.is_err() { return Wake::Stop }
                     if self.app_target() != *seen { break }
                 }
                 r = self.snapshot.changed(), if machine.waits_on_locks() => {
-                    if r.is_err() { return false }
+                    if r.is_err() { return Wake::Stop }
                     let snap = self.snapshot.borrow_and_update().clone();
                     match gate::update(&snap, &self.app, None) {
                         Decision::Blocked(b) => {
@@ -240,11 +316,11 @@ impl AppTask {
                 }
                 _ = sleep_until(retry_at) => break,
                 r = self.exec.changed() => {
-                    if r.is_err() { return false }
+                    if r.is_err() { return Wake::Stop }
                     break;
                 }
                 req = self.requests.recv() => match req {
-                    None => return false,
+                    None => return Wake::Stop,
                     Some(AppRequest::Check { forced_by: f }) => {
                         *forced_by = f;
                         break;
@@ -256,7 +332,7 @@ impl AppTask {
                 },
             }
         }
-        true
+        Wake::Run
     }
 
     /// Gives the app's locks back to the keeper (after an update or a

@@ -23,6 +23,7 @@ impl AppTask {
         machine: &mut Machine,
         forced_by: Option<String>,
         images: &mut BTreeMap<String, u8>,
+        verify_all: bool,
     ) -> Outcome {
         let exec = self.exec.borrow().clone();
         let current = match exec.containers(Some(&self.app)).await {
@@ -53,7 +54,20 @@ impl AppTask {
             Ok(p) => p,
             Err(e) => return engine_outcome(e.into()),
         };
-        let steps = plan(&self.app, target, &current, &present, &objects);
+        let mut steps = plan(&self.app, target, &current, &present, &objects);
+        // A forced retry of a release that was not healthy judges every
+        // service again, changed or not.
+        if verify_all
+            && !steps
+                .iter()
+                .any(|s| matches!(s, Step::VerifyHealthy { .. }))
+        {
+            if let Some(t) = target.filter(|t| !t.services.is_empty()) {
+                steps.push(Step::VerifyHealthy {
+                    services: t.services.keys().cloned().collect(),
+                });
+            }
+        }
         if steps.is_empty() {
             return Outcome::Done { gone: false };
         }
@@ -74,6 +88,24 @@ impl AppTask {
             .run_steps(&cx, &steps, machine, images, &mut undo)
             .await;
         let done = matches!(outcome, Outcome::Done { .. });
+        // Services judged up only by running: watched a while longer.
+        self.watch_after = match (done, target) {
+            (true, Some(t)) => steps
+                .iter()
+                .filter_map(|s| match s {
+                    Step::VerifyHealthy { services } => Some(services),
+                    _ => None,
+                })
+                .flatten()
+                .filter(|s| {
+                    t.services
+                        .get(*s)
+                        .is_some_and(|spec| !spec.has_healthcheck())
+                })
+                .map(|s| (s.clone(), container_name(&self.app, s, &t.config_hash(s))))
+                .collect(),
+            _ => Vec::new(),
+        };
         if !done && (!undo.stopped.is_empty() || !undo.started.is_empty()) {
             // Put back what ran before: the new ones stop, the old ones start.
             tracing::warn!(app = %self.app, "apply failed midway; starting the previous containers again");
