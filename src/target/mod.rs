@@ -17,5 +17,5 @@ pub use spec::{
     DEFAULT_NETWORK,
 };
 pub(crate) use strict::check as check_strict_json;
-pub(crate) use strict::escape as escape_key;
+pub(crate) use strict::{escape as escape_key, no_controls};
 pub(crate) use validate::parse_port;
