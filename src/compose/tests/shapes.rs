@@ -305,3 +305,21 @@ fn every_service_field_is_taken() {
     known.sort();
     assert_eq!(fields, known);
 }
+
+/// The example in docs/compose.md converts.
+#[test]
+fn the_documented_example_converts() {
+    let doc = include_str!("../../../docs/compose.md");
+    let start = doc.find("```yaml\n").unwrap() + "```yaml\n".len();
+    let end = start + doc[start..].find("```").unwrap();
+    let host = FakeHost::default().file("/srv/app/api.env", "API_KEY=k\n");
+    let t = super::convert_with(&doc[start..end], &host).unwrap();
+    let v = serde_json::to_value(&t).unwrap();
+    let api = &v["services"]["api"];
+    assert_eq!(api["image"], "registry.local/web-api:3");
+    assert_eq!(api["command"], json!(["/bin/api", "--listen", ":8080"]));
+    assert_eq!(api["environment"], json!({"API_KEY": "k", "DB_URL": "postgres://db/web"}));
+    assert_eq!(api["volumes"], json!(["/srv/app/config:/etc/api:ro", "uploads:/var/lib/api"]));
+    assert_eq!(api["restart"], "unless-stopped");
+    assert_eq!(v["services"]["db"]["healthcheck"]["test"], json!(["CMD-SHELL", "pg_isready -U postgres"]));
+}
