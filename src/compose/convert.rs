@@ -72,16 +72,19 @@ fn distance(a: &str, b: &str) -> usize {
 /// holdfast does not support say so; others are unknown.
 pub fn reject(e: &Entry, path: &str, known: &[&str], unsupported: &[&str]) -> At {
     let p = key(path, &e.key);
-    let k = crate::target::escape_key(&e.key);
     if unsupported.contains(&e.key.as_str()) {
-        return At::new(e.key_pos, &p, format!("{k:?} is not supported by holdfast"));
+        return At::new(
+            e.key_pos,
+            &p,
+            format!("{:?} is not supported by holdfast", e.key),
+        );
     }
     let near = known
         .iter()
         .filter(|c| distance(c, &e.key) <= 2)
         .min_by_key(|c| distance(c, &e.key));
     let hint = near.map_or(String::new(), |c| format!("; did you mean {c:?}?"));
-    At::new(e.key_pos, &p, format!("unknown key {k:?}{hint}"))
+    At::new(e.key_pos, &p, format!("unknown key {:?}{hint}", e.key))
 }
 
 impl<'a> Ctx<'a> {
@@ -232,11 +235,7 @@ impl<'a> Ctx<'a> {
         let mut put = |cx: &mut Self, k: String, v: Option<String>, pos: Pos, at_n: &Node| {
             let p = key(path, &k);
             if out.contains_key(&k) {
-                return Err(At::new(
-                    pos,
-                    &p,
-                    format!("{:?} is given twice", crate::target::escape_key(&k)),
-                ));
+                return Err(At::new(pos, &p, format!("{k:?} is given twice")));
             }
             let v = match v {
                 Some(v) => v,

@@ -62,8 +62,7 @@ impl Ctx<'_> {
         }
         if !self.volumes.iter().any(|v| v == src) {
             return Err(format!(
-                "volume {:?} is not declared under the top-level volumes (a host path starts with /, ./ or ../)",
-                crate::target::escape_key(src)
+                "volume {src:?} is not declared under the top-level volumes (a host path starts with /, ./ or ../)"
             ));
         }
         Ok(src.to_owned())

@@ -16,10 +16,7 @@ impl Ctx<'_> {
                 return Err(at(
                     node,
                     p,
-                    format!(
-                        "network {:?} is not declared under the top-level networks",
-                        crate::target::escape_key(name)
-                    ),
+                    format!("network {name:?} is not declared under the top-level networks"),
                 ));
             }
             Ok(())

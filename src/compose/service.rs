@@ -116,8 +116,10 @@ impl Ctx<'_> {
             ));
         }
         if !out.contains_key("image") {
-            return Err(at(
-                n,
+            // At the service's name.
+            let pos = self.positions.get(path).copied().unwrap_or(n.pos);
+            return Err(At::new(
+                pos,
                 path,
                 "no \"image\": holdfast runs images (build and push them first)",
             ));

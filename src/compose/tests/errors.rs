@@ -35,7 +35,7 @@ fn build_says_what_to_do() {
         "compose.yml:4:5: services.s.build: holdfast runs images; build and push them first, then name the image in `image`"
     );
     let e = err("services:\n  s:\n    command: x\n");
-    assert_eq!(e, "compose.yml:3:5: services.s: no \"image\": holdfast runs images (build and push them first)");
+    assert_eq!(e, "compose.yml:2:3: services.s: no \"image\": holdfast runs images (build and push them first)");
 }
 
 #[test]

@@ -318,8 +318,17 @@ fn the_documented_example_converts() {
     let api = &v["services"]["api"];
     assert_eq!(api["image"], "registry.local/web-api:3");
     assert_eq!(api["command"], json!(["/bin/api", "--listen", ":8080"]));
-    assert_eq!(api["environment"], json!({"API_KEY": "k", "DB_URL": "postgres://db/web"}));
-    assert_eq!(api["volumes"], json!(["/srv/app/config:/etc/api:ro", "uploads:/var/lib/api"]));
+    assert_eq!(
+        api["environment"],
+        json!({"API_KEY": "k", "DB_URL": "postgres://db/web"})
+    );
+    assert_eq!(
+        api["volumes"],
+        json!(["/srv/app/config:/etc/api:ro", "uploads:/var/lib/api"])
+    );
     assert_eq!(api["restart"], "unless-stopped");
-    assert_eq!(v["services"]["db"]["healthcheck"]["test"], json!(["CMD-SHELL", "pg_isready -U postgres"]));
+    assert_eq!(
+        v["services"]["db"]["healthcheck"]["test"],
+        json!(["CMD-SHELL", "pg_isready -U postgres"])
+    );
 }

@@ -293,10 +293,7 @@ impl Builder {
                         return Err(At::new(
                             key_pos,
                             &path,
-                            format!(
-                                "duplicate key {:?}; give each key once",
-                                crate::target::escape_key(&k)
-                            ),
+                            format!("duplicate key {:?}; give each key once", k),
                         ));
                     }
                     entries.push(Entry {
