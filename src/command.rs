@@ -17,6 +17,7 @@ use crate::locks::own::OwnLockError;
 use crate::locks::state::{LockTable, ServiceLock};
 use crate::model::Views;
 use crate::names::{AppName, NameError, ServiceId, ServiceName};
+use crate::target::AppTarget;
 
 #[derive(Debug)]
 pub enum Command {
@@ -60,6 +61,16 @@ pub enum Command {
     /// one-line summary.
     SetTarget {
         json: String,
+        source: String,
+        reply: oneshot::Sender<Result<String, CommandError>>,
+    },
+    /// One app's target; the other apps in force stay as they are. Merged
+    /// into the target in force (an empty one when there is none),
+    /// validated whole, saved and put in force as SetTarget does. Answers
+    /// the summary of the whole target.
+    SetApp {
+        app: AppName,
+        target: AppTarget,
         source: String,
         reply: oneshot::Sender<Result<String, CommandError>>,
     },
@@ -317,7 +328,7 @@ impl Handle {
             | ReleaseForPower { .. }
             | Shutdown { .. } => &self.keeper,
             Power { .. } => &self.power,
-            SetTarget { .. } | ReloadTarget => &self.target,
+            SetTarget { .. } | SetApp { .. } | ReloadTarget => &self.target,
             Update { .. } | RestartApp { .. } | PruneVolumes { .. } | StopAll { .. } => {
                 &self.updates
             }

@@ -12,6 +12,7 @@ pub mod api;
 pub mod bootcfg;
 pub mod cli;
 pub mod command;
+pub mod compose;
 pub mod config;
 pub mod core;
 pub mod daemon;

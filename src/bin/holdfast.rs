@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use holdfast::cli::apply::{self, ApplyArgs, Format};
 use holdfast::cli::{self, deadline, lock, render, BusFailure};
 use holdfast::config;
 use holdfast::model::now_usec;
@@ -89,11 +90,40 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
-    /// Validate a target state file and put it in force (exit 65 when
-    /// invalid; the previous target then stays).
+    /// Validate a target and put it in force (exit 65 when invalid; the
+    /// previous target then stays). FILE is a target state (JSON), or a
+    /// compose file (named *.yml or *.yaml, or --format compose) for the
+    /// app --app names: that app is set, the other apps stay as they are.
     Apply {
-        /// Target state JSON (docs/target-state.md); `-` reads stdin.
+        /// Target state JSON (docs/target-state.md) or compose file
+        /// (docs/compose.md); `-` reads stdin.
         file: PathBuf,
+        /// What FILE holds [default: compose for *.yml and *.yaml, else json].
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+        /// The app a compose file is for (required for one). With a JSON
+        /// file: set only this app of it, the other apps in force stay.
+        #[arg(long, allow_hyphen_values = true, value_name = "NAME")]
+        app: Option<String>,
+        /// A compose file's release id [default: the first 12 hex digits
+        /// of the SHA-256 of the file, followed by .env and the env_files
+        /// it reads].
+        #[arg(long, value_name = "ID")]
+        release: Option<String>,
+    },
+    /// Print the target state (JSON) a compose file becomes, for app
+    /// --app; no daemon needed. `holdfast apply` of the output (with
+    /// --app NAME to keep the other apps) gives the same containers.
+    Convert {
+        /// The compose file (docs/compose.md); `-` reads stdin.
+        file: PathBuf,
+        /// The app the compose file is for.
+        #[arg(long, allow_hyphen_values = true, value_name = "NAME")]
+        app: String,
+        /// The release id [default: the first 12 hex digits of the SHA-256
+        /// of the file, followed by .env and the env_files it reads].
+        #[arg(long, value_name = "ID")]
+        release: Option<String>,
     },
     /// Configuration.
     Config {
@@ -129,9 +159,6 @@ enum ConfigCmd {
         json: bool,
     },
 }
-
-/// sysexits.h EX_DATAERR: the input was bad.
-const EXIT_DATAERR: u8 = 65;
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("holdfast: {msg}");
@@ -290,29 +317,22 @@ async fn run(args: Cli) -> Result<ExitCode, BusFailure> {
             let n = cli::connect().await?.release_locks(&app).await?;
             println!("released {n} lock files of {app}");
         }
-        Cmd::Apply { file } => {
-            let text = if file.as_os_str() == "-" {
-                std::io::read_to_string(std::io::stdin())
-            } else {
-                std::fs::read_to_string(&file)
+        Cmd::Apply {
+            file,
+            format,
+            app,
+            release,
+        } => {
+            let args = ApplyArgs {
+                file,
+                format,
+                app,
+                release,
             };
-            let text = match text {
-                Ok(t) => t,
-                Err(e) => return Ok(fail(format!("{}: {e}", file.display()))),
-            };
-            match cli::connect().await?.set_target(&text).await {
-                Ok(summary) => println!("target accepted: {summary}"),
-                Err(zbus::Error::MethodError(name, msg, _))
-                    if name.as_str() == "org.holdfast.Supervisor1.Error.InvalidTarget" =>
-                {
-                    let msg = msg.unwrap_or_default();
-                    // The daemon names its input generically; name the file.
-                    let msg = msg.replacen("D-Bus SetTarget", &file.display().to_string(), 1);
-                    eprintln!("holdfast: target rejected: {msg}");
-                    return Ok(ExitCode::from(EXIT_DATAERR));
-                }
-                Err(e) => return Err(e.into()),
-            }
+            return apply::apply(args).await;
+        }
+        Cmd::Convert { file, app, release } => {
+            return Ok(apply::convert(&file, &app, release.as_deref()));
         }
         Cmd::Reboot { cancel: true, .. } => {
             let had = cli::connect().await?.cancel_reboot().await?;

@@ -1,7 +1,9 @@
 //! The `holdfast` CLI: a thin client of holdfastd's D-Bus interface, plus
-//! `lock` (which works like any app's lock client, daemon or not) and
-//! `config show` (which reads the same files holdfastd reads).
+//! `lock` (which works like any app's lock client, daemon or not),
+//! `config show` (which reads the same files holdfastd reads) and
+//! `convert` (compose files, converted here for `apply` too).
 
+pub mod apply;
 pub mod deadline;
 pub mod lock;
 pub mod render;

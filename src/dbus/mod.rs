@@ -219,6 +219,35 @@ impl Supervisor {
             .await??)
     }
 
+    /// Sets the target of one app (JSON: what `apps.<app>` holds in a
+    /// target state), the other apps in force left as they are: merged
+    /// into the target in force, validated whole, saved and put in force as
+    /// SetTarget does; answers the same summary, or Error.InvalidTarget (the
+    /// target in force then stays).
+    #[zbus(out_args("summary"))]
+    async fn set_app_target(
+        &self,
+        app: String,
+        json: String,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<String, BusError> {
+        require_root(conn, &hdr).await?;
+        let app = AppName::new(app).map_err(CommandError::from)?;
+        let source = "D-Bus SetAppTarget";
+        let target = crate::target::parse_app(&json, &app, source)
+            .map_err(|e| CommandError::InvalidTarget(e.to_string()))?;
+        Ok(self
+            .handle
+            .request(|reply| Command::SetApp {
+                app,
+                target,
+                source: source.into(),
+                reply,
+            })
+            .await??)
+    }
+
     /// Checks for updates now. With force, the updates pending at this
     /// moment go through app locks once (an apply already waiting on a lock
     /// included); the override is not set. Logged with the caller.

@@ -17,6 +17,7 @@ pub trait Supervisor1 {
     fn reboot(&self, force: bool) -> zbus::Result<()>;
     fn shutdown(&self, force: bool) -> zbus::Result<()>;
     fn set_target(&self, json: &str) -> zbus::Result<String>;
+    fn set_app_target(&self, app: &str, json: &str) -> zbus::Result<String>;
     fn update(&self, force: bool) -> zbus::Result<()>;
     fn restart_app(&self, app: &str, force: bool) -> zbus::Result<u32>;
     fn prune_volumes(&self, app: &str, force: bool) -> zbus::Result<Vec<String>>;

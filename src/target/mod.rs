@@ -9,7 +9,7 @@ pub mod store;
 mod strict;
 mod validate;
 
-pub use parse::{parse, TargetError};
+pub use parse::{app_from_value, check, parse, parse_app, TargetError};
 pub use spec::units::{Bytes, GoDuration, NanoCpus};
 pub use spec::{
     scoped_name, AppTarget, Condition, Dependency, Healthcheck, Ipam, IpamPool, Logging,
@@ -17,4 +17,5 @@ pub use spec::{
     DEFAULT_NETWORK,
 };
 pub(crate) use strict::check as check_strict_json;
+pub(crate) use strict::{escape as escape_key, no_controls};
 pub(crate) use validate::{parse_expose, parse_port};

@@ -3,9 +3,10 @@
 //! bad value. Nothing raw from the input reaches a message: keys and values
 //! are escaped, since errors go to journald and D-Bus replies.
 
-use super::spec::Target;
+use super::spec::{AppTarget, Target};
 use super::strict::{self, no_controls, path_string, strip_position};
 use super::validate::validate;
+use crate::names::AppName;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
@@ -49,12 +50,61 @@ pub fn parse(text: &str, source_name: &str) -> Result<Target, TargetError> {
             reason: no_controls(&strip_position(&inner.to_string())),
         }
     })?;
-    validate(&target).map_err(|(path, reason)| TargetError::Invalid {
-        source_name,
+    check(&target, &source_name)?;
+    Ok(target)
+}
+
+/// Parses one app's target (the value of `apps.<app>` in a target) from
+/// JSON, as strictly as `parse`; paths in errors start at `apps.<app>`.
+/// The semantic checks run on the whole target it joins (`check`).
+pub fn parse_app(text: &str, app: &AppName, source_name: &str) -> Result<AppTarget, TargetError> {
+    let source_name = no_controls(source_name);
+    let prefix = |path: String| match path.as_str() {
+        "(top)" => format!("apps.{app}"),
+        _ => format!("apps.{app}.{path}"),
+    };
+    strict::check(text).map_err(|e| TargetError::Shape {
+        source_name: source_name.clone(),
+        line: e.line,
+        column: e.column,
+        path: prefix(e.path),
+        reason: e.reason,
+    })?;
+    let de = &mut serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = prefix(path_string(e.path()));
+        let inner = e.into_inner();
+        TargetError::Shape {
+            source_name,
+            line: inner.line(),
+            column: inner.column(),
+            path,
+            reason: no_controls(&strip_position(&inner.to_string())),
+        }
+    })
+}
+
+/// An app's target from a JSON value built in memory (a converted compose
+/// file): shape errors are `Invalid`, with the path below the app.
+pub fn app_from_value(
+    value: serde_json::Value,
+    source_name: &str,
+) -> Result<AppTarget, TargetError> {
+    serde_path_to_error::deserialize(value).map_err(|e| TargetError::Invalid {
+        source_name: no_controls(source_name),
+        path: path_string(e.path()),
+        reason: no_controls(&e.into_inner().to_string()),
+    })
+}
+
+/// The semantic checks `parse` runs, on a target built in memory (one app
+/// merged into the target in force).
+pub fn check(target: &Target, source_name: &str) -> Result<(), TargetError> {
+    validate(target).map_err(|(path, reason)| TargetError::Invalid {
+        source_name: no_controls(source_name),
         path: no_controls(&path),
         reason: no_controls(&reason),
-    })?;
-    Ok(target)
+    })
 }
 
 #[cfg(test)]
@@ -334,6 +384,38 @@ mod tests {
         assert!(e.contains("\\u{1b}"), "{e}");
         let e = parse("{", "bad\nname").unwrap_err().to_string();
         assert!(e.starts_with("bad\\nname: line 1"), "{e}");
+    }
+
+    #[test]
+    fn one_app_parses_alone_with_paths_under_the_app() {
+        let app = crate::names::AppName::new("web").unwrap();
+        let a = parse_app(
+            r#"{"release": "r", "services": {"s": {"image": "i:1"}}}"#,
+            &app,
+            "x",
+        )
+        .unwrap();
+        assert_eq!(a.services.len(), 1);
+        let e = parse_app(
+            r#"{"release": "r", "services": {"s": {"imag": "i"}}}"#,
+            &app,
+            "x",
+        );
+        let e = e.unwrap_err().to_string();
+        assert!(
+            e.starts_with("x: line 1 column 42: apps.web.services.s.imag: unknown field"),
+            "{e}"
+        );
+        let e = parse_app(r#"{"release": "r", "release": "r"}"#, &app, "x").unwrap_err();
+        assert!(
+            e.to_string().contains("apps.web.release: duplicate key"),
+            "{e}"
+        );
+        let e = parse_app("3", &app, "x").unwrap_err().to_string();
+        assert!(e.contains(": apps.web: invalid type"), "{e}");
+        let v = serde_json::json!({"release": "r", "services": {"s": {"image": 3}}});
+        let e = app_from_value(v, "y").unwrap_err().to_string();
+        assert!(e.starts_with("y: services.s.image: invalid type"), "{e}");
     }
 
     /// The examples in the format's documentation are valid targets.

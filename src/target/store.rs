@@ -9,12 +9,14 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 
+use super::spec::FORMAT_VERSION;
 use crate::bootcfg::BootConfig;
 use crate::command::{Command, CommandError, Handle};
 use crate::config::Settings;
 use crate::fsutil::{atomic_write, read_regular};
 use crate::inotify::NamesWatch;
-use crate::target::{parse, Target, TargetError};
+use crate::names::AppName;
+use crate::target::{check, parse, AppTarget, Target, TargetError};
 
 pub const LAST_GOOD: &str = "target.last-good.json";
 /// A target bigger than this is refused (a FIFO or /dev/zero never blocks
@@ -82,7 +84,30 @@ impl TargetStore {
     /// A target from D-Bus, CLI or HTTP: validated, written to the target
     /// file (atomically), then put in force.
     pub fn accept(&self, text: &str, source: &str) -> Result<Arc<Target>, StoreError> {
-        let target = Arc::new(parse(text, source)?);
+        self.save(parse(text, source)?)
+    }
+
+    /// One app's target merged into the target in force (an empty target
+    /// when there is none), the other apps left as they are; the merged
+    /// target is validated whole, then saved and put in force as `accept`
+    /// does. A rejected app changes nothing.
+    pub fn accept_app(
+        &self,
+        app: AppName,
+        target: AppTarget,
+        source: &str,
+    ) -> Result<Arc<Target>, StoreError> {
+        let mut merged = self.tx.borrow().as_deref().cloned().unwrap_or(Target {
+            version: FORMAT_VERSION,
+            ..Target::default()
+        });
+        merged.apps.insert(app, target);
+        check(&merged, source)?;
+        self.save(merged)
+    }
+
+    fn save(&self, target: Target) -> Result<Arc<Target>, StoreError> {
+        let target = Arc::new(target);
         let pretty = serde_json::to_vec_pretty(&*target).expect("target serializes");
         atomic_write(&self.file, &pretty).map_err(|source| StoreError::Save {
             path: self.file.clone(),
@@ -160,23 +185,15 @@ impl TargetTask {
                 cmd = commands.recv() => match cmd {
                     Some(Command::SetTarget { json, source, reply }) => {
                         let store = self.store.clone();
-                        let r = blocking(move || store.accept(&json, &source).map(|t| (t, source))).await;
-                        let r = match r {
-                            Ok((t, source)) => {
-                                let summary = summary(&t);
-                                tracing::info!(source, "target accepted from {source}: {summary}");
-                                self.take_device_config(&t).await;
-                                Ok(summary)
-                            }
-                            Err(e) => {
-                                tracing::warn!(error = %e, "target rejected; the previous one stays in force");
-                                Err(match e {
-                                    StoreError::Invalid(e) => CommandError::InvalidTarget(e.to_string()),
-                                    other => CommandError::Failed(other.to_string()),
-                                })
-                            }
-                        };
-                        let _ = reply.send(r);
+                        let what = source.clone();
+                        let r = blocking(move || store.accept(&json, &source)).await;
+                        let _ = reply.send(self.answer(r, &what).await);
+                    }
+                    Some(Command::SetApp { app, target, source, reply }) => {
+                        let store = self.store.clone();
+                        let what = format!("{source} (app {app})");
+                        let r = blocking(move || store.accept_app(app, target, &source)).await;
+                        let _ = reply.send(self.answer(r, &what).await);
                     }
                     Some(Command::ReloadTarget) => self.reload().await,
                     Some(other) => tracing::error!(command = ?other, "command sent to the target store by mistake; dropped"),
@@ -199,6 +216,30 @@ impl TargetTask {
                         self.reload().await;
                     }
                 }
+            }
+        }
+    }
+
+    /// A new target accepted (its device config taken, its summary the
+    /// answer) or rejected (the previous one stays).
+    async fn answer(
+        &self,
+        r: Result<Arc<Target>, StoreError>,
+        source: &str,
+    ) -> Result<String, CommandError> {
+        match r {
+            Ok(t) => {
+                let summary = summary(&t);
+                tracing::info!(source, "target accepted from {source}: {summary}");
+                self.take_device_config(&t).await;
+                Ok(summary)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "target rejected; the previous one stays in force");
+                Err(match e {
+                    StoreError::Invalid(e) => CommandError::InvalidTarget(e.to_string()),
+                    other => CommandError::Failed(other.to_string()),
+                })
             }
         }
     }
@@ -306,6 +347,49 @@ mod tests {
         // A restart with a broken file falls back to the last good copy.
         let (_store, rx) = TargetStore::load(&file, dir.path());
         assert_eq!(rx.borrow().as_ref().unwrap().apps.len(), 1);
+    }
+
+    #[test]
+    fn one_app_is_merged_into_the_target_in_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("target.json");
+        let (store, rx) = TargetStore::load(&file, dir.path());
+        let app = |n: &str| AppName::new(n).unwrap();
+        let web: AppTarget =
+            serde_json::from_str(r#"{"release": "c1", "services": {"w": {"image": "w:1"}}}"#)
+                .unwrap();
+        // No target yet: one with this app alone.
+        store.accept_app(app("web"), web.clone(), "test").unwrap();
+        let t = rx.borrow().clone().unwrap();
+        assert_eq!((t.version, t.apps.len()), (1, 1));
+        store.accept(T1, "test").unwrap();
+        store.accept_app(app("web"), web.clone(), "test").unwrap();
+        let names: Vec<String> = rx
+            .borrow()
+            .as_ref()
+            .unwrap()
+            .apps
+            .keys()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(names, ["a", "web"]);
+        // Saved like SetTarget's: the file holds the merged target.
+        let saved = crate::target::parse(&std::fs::read_to_string(&file).unwrap(), "f").unwrap();
+        assert_eq!(&saved, rx.borrow().as_deref().unwrap());
+        // A rejected app changes nothing, in force or on disk.
+        let before = std::fs::read(&file).unwrap();
+        let mut bad = web.clone();
+        bad.services.values_mut().next().unwrap().depends_on.insert(
+            crate::names::ServiceName::new("ghost").unwrap(),
+            Default::default(),
+        );
+        let e = store.accept_app(app("web"), bad, "test").unwrap_err();
+        assert!(
+            e.to_string().contains("ghost is not a service of app web"),
+            "{e}"
+        );
+        assert_eq!(std::fs::read(&file).unwrap(), before);
+        assert_eq!(rx.borrow().as_ref().unwrap().apps[&app("web")], web);
     }
 
     #[test]
