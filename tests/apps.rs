@@ -38,27 +38,58 @@ fn inspect(env: &Env, what: &str, name: &str, format: &str) -> String {
 
 /// `db` serves index.html from its volume, healthy once it answers; `web`
 /// starts once `db` is healthy and serves what it fetched from `http://db/`;
-/// `proxy` publishes what it fetched from `http://web/`.
-fn three_services(image: &str, web_tag: &str, port: u16) -> Value {
-    let mut db = sh(
-        image,
-        "[ -f /data/index.html ] || echo from-the-volume > /data/index.html; httpd -f -p 80 -h /data & wait",
-    );
-    db["volumes"] = json!(["data:/data"]);
-    db["healthcheck"] = json!({"test": ["CMD", "wget", "-q", "-O", "/dev/null", "http://localhost/"],
-        "interval": "200ms", "retries": 50});
-    let mut web = sh(
-        image,
-        &format!("mkdir -p /www; until wget -q -O /www/index.html http://db/; do sleep 0.2; done; echo {web_tag} >> /www/index.html; httpd -f -p 80 -h /www & wait"),
-    );
-    web["depends_on"] = json!({"db": {"condition": "service_healthy"}});
-    let mut proxy = sh(
-        image,
-        "mkdir -p /www; until wget -q -O /www/index.html http://web/; do sleep 0.2; done; httpd -f -p 80 -h /www & wait",
-    );
-    proxy["depends_on"] = json!(["web"]);
-    proxy["ports"] = json!([format!("127.0.0.1:{port}:80")]);
-    json!({"services": {"db": db, "web": web, "proxy": proxy}})
+/// `proxy` publishes what it fetched from `http://web/`. As its author
+/// writes it: a compose file.
+fn three_services(image: &str, web_tag: &str, port: u16) -> String {
+    format!(
+        r#"name: shop
+x-stop: &stop
+  stop_grace_period: 2s
+services:
+  db:
+    <<: *stop
+    image: {image}
+    command: ["sh", "-c", "trap 'exit 0' TERM; [ -f /data/index.html ] || echo from-the-volume > /data/index.html; httpd -f -p 80 -h /data & wait"]
+    volumes:
+      - data:/data
+    healthcheck:
+      test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://localhost/"]
+      interval: 200ms
+      retries: 50
+  web:
+    <<: *stop
+    image: {image}
+    command: ["sh", "-c", "trap 'exit 0' TERM; mkdir -p /www; until wget -q -O /www/index.html http://db/; do sleep 0.2; done; echo $${{WEB_TAG}} >> /www/index.html; httpd -f -p 80 -h /www & wait"]
+    environment:
+      WEB_TAG: {web_tag}
+    depends_on:
+      db:
+        condition: service_healthy
+  proxy:
+    <<: *stop
+    image: {image}
+    command: ["sh", "-c", "trap 'exit 0' TERM; mkdir -p /www; until wget -q -O /www/index.html http://web/; do sleep 0.2; done; httpd -f -p 80 -h /www & wait"]
+    depends_on: [web]
+    ports:
+      - "127.0.0.1:{port}:80"
+volumes:
+  data: {{}}
+"#
+    )
+}
+
+/// `holdfast apply` of a compose file for app `shop`.
+fn apply_compose(env: &Env, yaml: &str, release: &str) {
+    let path = env.dir.join(format!("shop-{release}.yml"));
+    std::fs::write(&path, yaml).unwrap();
+    ok(&env.cli(&[
+        "apply",
+        path.to_str().unwrap(),
+        "--app",
+        "shop",
+        "--release",
+        release,
+    ]));
 }
 
 fn free_port() -> u16 {
@@ -89,12 +120,10 @@ async fn fetch(port: u16, want: &str) -> String {
 }
 
 #[tokio::test]
-async fn three_services_find_each_other_by_name_and_the_data_survives_an_update() {
+async fn a_compose_app_of_three_services_finds_itself_by_name_and_keeps_its_data() {
     let (env, image) = env_with("").await;
     let port = free_port();
-    let mut app = three_services(&image, "web-v1", port);
-    app["release"] = json!("r1");
-    ok(&env.apply(&target(json!({"shop": app}))));
+    apply_compose(&env, &three_services(&image, "web-v1", port), "r1");
     let st = env.wait_release("shop", "applied", "r1").await;
     assert_eq!(st["services"]["db"]["health"], "healthy", "{st}");
     let body = fetch(port, "web-v1").await;
@@ -121,9 +150,7 @@ async fn three_services_find_each_other_by_name_and_the_data_survives_an_update(
     // Data written into the volume survives a new web.
     let db = env.container_of("shop", "db");
     ok(&env.exec(&db, "echo written-later >> /data/index.html"));
-    let mut app2 = three_services(&image, "web-v2", port);
-    app2["release"] = json!("r2");
-    ok(&env.apply(&target(json!({"shop": app2}))));
+    apply_compose(&env, &three_services(&image, "web-v2", port), "r2");
     env.wait_release("shop", "applied", "r2").await;
     assert_eq!(env.container_of("shop", "db"), db, "db was not to change");
     // The proxy keeps what it fetched first; web serves the new release.

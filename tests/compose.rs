@@ -235,7 +235,7 @@ async fn rejected_compose_files_change_nothing_and_say_where() {
         (format!("{head}    ports: [\"80:80\"\n"), "bad.yml:5:1: (top): YAML syntax:"),
         (format!("{head}    ports: [\"70000:80\"]\n"), "bad.yml:4:13: services.web.ports[0]: \"70000:80\" is not"),
         (format!("{head}networks:\n  n:\n    external: true\n"), "bad.yml:6:5: networks.n.external: an external network is not supported by holdfast"),
-        (format!("{head}    depends_on: [ghost]\n"), "bad.yml:4:17: services.web.depends_on: ghost is not a service of app web"),
+        (format!("{head}    depends_on: [ghost]\n"), "bad.yml:4:17: services.web.depends_on.ghost: ghost is not a service of app web"),
     ];
     for (text, want) in cases {
         std::fs::write(dir.join("bad.yml"), &text).unwrap();
