@@ -1,23 +1,23 @@
 //! The executor: turns planned steps into engine calls. The only code that
 //! calls the engine; the per-app tasks decide, this does.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::os::fd::{AsFd, AsRawFd};
+use std::collections::BTreeSet;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::OnceCell;
 
-use super::health::{judge, Verdict, Want};
-use super::plan::{container_name, wanted_volumes, Objects, Step};
+mod objects;
+mod watch;
+
+use super::health::Want;
+use super::plan::{container_name, Step};
 use crate::engine::auth::AuthFile;
-use crate::engine::{
-    AppVolume, Container, Engine, EngineError, RunState, ServiceContext, SupervisorApi,
-};
-use crate::inotify::NamesWatch;
+use crate::engine::{Container, Engine, EngineError, RunState, ServiceContext, SupervisorApi};
 use crate::locks::fs::{self as lockfs, FsError};
-use crate::names::{AppName, ServiceId, ServiceName};
+use crate::names::{AppName, ServiceName};
 use crate::target::{scoped_name, AppTarget, Condition};
 
 pub const HANDOVER_FILES: [&str; 2] = ["handover-complete", "resin-kill-me"];
@@ -100,108 +100,6 @@ impl Executor {
             policy,
             auth: Arc::new(AuthFile::new(registry_auth)),
         }
-    }
-
-    /// Keeps the app's target as its last healthy release: what a later
-    /// unhealthy release is rolled back to.
-    pub async fn remember_healthy(&self, app: &AppName, target: &AppTarget) {
-        let path = self.healthy_path(app);
-        let data = serde_json::to_vec_pretty(target).expect("target serializes");
-        let shown = path.display().to_string();
-        let r = tokio::task::spawn_blocking(move || {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            crate::fsutil::atomic_write(&path, &data)
-        })
-        .await;
-        if let Ok(Err(e)) = r {
-            tracing::warn!(path = %shown, error = %e, "cannot keep the healthy release");
-        }
-    }
-
-    /// The app's last healthy release, if one is known.
-    pub async fn last_healthy(&self, app: &AppName) -> Option<AppTarget> {
-        let path = self.healthy_path(app);
-        let text = tokio::task::spawn_blocking(move || std::fs::read_to_string(path))
-            .await
-            .ok()?
-            .ok()?;
-        serde_json::from_str(&text).ok()
-    }
-
-    fn healthy_path(&self, app: &AppName) -> PathBuf {
-        self.state_dir.join("healthy").join(format!("{app}.json"))
-    }
-
-    /// The app's networks and the volumes its target names (and, when
-    /// leaving with `remove_volumes_with_app`, all of its volumes).
-    pub async fn objects(
-        &self,
-        app: &AppName,
-        target: Option<&AppTarget>,
-    ) -> Result<(Objects, Vec<AppVolume>), EngineError> {
-        let engine = self.engine().await?;
-        let networks = engine.networks(Some(app)).await?;
-        let mut named = Vec::new();
-        for v in target.map(wanted_volumes).unwrap_or_default() {
-            if let Some(found) = engine.volume(&scoped_name(app, &v)).await? {
-                named.push(found);
-            }
-        }
-        let remove_volumes = target.is_none() && self.policy.remove_volumes_with_app;
-        let mut volumes: BTreeSet<String> = named.iter().map(|v| v.name.clone()).collect();
-        if remove_volumes {
-            volumes.extend(
-                engine
-                    .app_volumes(Some(app))
-                    .await?
-                    .into_iter()
-                    .map(|v| v.name),
-            );
-        }
-        let objects = Objects {
-            networks,
-            volumes,
-            remove_volumes,
-        };
-        Ok((objects, named))
-    }
-
-    /// Apps the engine has containers or networks of.
-    pub async fn apps_in_engine(&self) -> Result<BTreeSet<AppName>, EngineError> {
-        let engine = self.engine().await?;
-        let mut apps: BTreeSet<AppName> = engine
-            .managed(None)
-            .await?
-            .into_iter()
-            .map(|c| c.app)
-            .collect();
-        apps.extend(engine.networks(None).await?.into_iter().map(|n| n.app));
-        Ok(apps)
-    }
-
-    /// App volumes by app.
-    pub async fn volumes_by_app(&self) -> Result<BTreeMap<AppName, Vec<String>>, EngineError> {
-        let mut out: BTreeMap<AppName, Vec<String>> = BTreeMap::new();
-        for v in self.engine().await?.app_volumes(None).await? {
-            if let Some(app) = v.app {
-                out.entry(app).or_default().push(v.name);
-            }
-        }
-        Ok(out)
-    }
-
-    /// Removes every volume of `app` (the caller has passed the gate).
-    pub async fn remove_app_volumes(&self, app: &AppName) -> Result<Vec<String>, EngineError> {
-        let engine = self.engine().await?;
-        let mut removed = Vec::new();
-        for v in engine.app_volumes(Some(app)).await? {
-            engine.remove_volume(&v.name).await?;
-            tracing::info!(app = %app, volume = %v.name, "removed volume {} of app {app}", v.name);
-            removed.push(v.name);
-        }
-        Ok(removed)
     }
 
     /// The engine client; every call before the socket exists is an
@@ -436,83 +334,6 @@ impl Executor {
         Ok(self.engine().await?.start(&name).await?)
     }
 
-    /// Watches containers just judged up (services without a healthcheck)
-    /// for `window`: the first exit or restart is a crash loop, answered
-    /// with its reason; `None` when they all kept running.
-    pub fn crash_watch(
-        &self,
-        containers: Vec<(ServiceName, String)>,
-        window: Duration,
-    ) -> impl std::future::Future<Output = Option<String>> + Send + 'static {
-        let exec = self.clone();
-        async move {
-            let Ok(engine) = exec.engine().await else {
-                return None;
-            };
-            let watches = containers.iter().map(|(service, name)| async move {
-                let before = engine.liveness(name).await.ok()?.restart_count;
-                let crashed = engine
-                    .watch_until(name, window, |live| {
-                        match judge(Want::Healthy, live, before) {
-                            Some(Verdict::Failed(why)) => Some(why),
-                            _ => None,
-                        }
-                    })
-                    .await
-                    .ok()??;
-                Some(format!("service {service} {crashed}"))
-            });
-            futures_util::future::join_all(watches)
-                .await
-                .into_iter()
-                .flatten()
-                .next()
-        }
-    }
-
-    /// Waits (within `healthy_timeout`) for the service's container of
-    /// this target to get where `want` says.
-    async fn await_state(
-        &self,
-        pass: Pass<'_>,
-        service: &ServiceName,
-        want: Want,
-    ) -> Result<(), ExecError> {
-        let hash = pass
-            .target
-            .map(|t| t.config_hash(service))
-            .unwrap_or_default();
-        let name = container_name(pass.app, service, &hash);
-        let engine = self.engine().await?;
-        let before = engine.liveness(&name).await?.restart_count;
-        let timeout = self.policy.healthy_timeout;
-        let mut last = None;
-        let verdict = engine
-            .watch_until(&name, timeout, |live| {
-                last = live.health.clone();
-                judge(want, live, before)
-            })
-            .await?;
-        let reason = match verdict {
-            Some(Verdict::Met) => return Ok(()),
-            Some(Verdict::Failed(reason)) => reason,
-            None => format!(
-                "did not become {} within {} (health: {})",
-                if want == Want::Completed {
-                    "done"
-                } else {
-                    "healthy"
-                },
-                humantime::format_duration(timeout),
-                last.as_deref().unwrap_or("none")
-            ),
-        };
-        Err(ExecError::Unhealthy {
-            service: service.clone(),
-            reason,
-        })
-    }
-
     /// Stops the new containers a failed apply started, then starts the old
     /// ones it stopped again.
     pub async fn put_back(&self, started: &[String], stopped: &[String]) {
@@ -567,35 +388,6 @@ impl Executor {
             .iter()
             .filter(|r| r.is_ok())
             .count() as u32
-    }
-
-    async fn await_handover(&self, app: &AppName, service: &ServiceName, timeout_ms: u64) {
-        let timeout = Duration::from_millis(timeout_ms);
-        let id = ServiceId::new(app.clone(), service.clone());
-        // Watched and cleaned through the opened directory: a symlink an app
-        // plants on the way is never followed.
-        let dir = lockfs::open_root(&self.lock_root)
-            .and_then(|root| lockfs::open_service_dir(root.as_fd(), &self.lock_root, &id));
-        let watched = dir.as_ref().map_err(ToString::to_string).and_then(|d| {
-            let path = PathBuf::from(format!("/proc/self/fd/{}", d.as_raw_fd()));
-            NamesWatch::existence(&path, &HANDOVER_FILES).map_err(|e| e.to_string())
-        });
-        let done = match watched {
-            Ok(mut w) => w.wait_exists(timeout).await.unwrap_or(false),
-            Err(e) => {
-                tracing::warn!(service = %id, error = %e, "cannot watch for hand-over; waiting out the timeout");
-                tokio::time::sleep(timeout).await;
-                false
-            }
-        };
-        tracing::info!(app = %app, service = %service, signalled = done,
-            "hand-over of {app}/{service} {}", if done { "complete" } else { "timed out" });
-        // Consumed: the next hand-over waits for a fresh signal.
-        if let Ok(d) = &dir {
-            for f in HANDOVER_FILES {
-                let _ = nix::unistd::unlinkat(d, f, nix::unistd::UnlinkatFlags::NoRemoveDir);
-            }
-        }
     }
 }
 

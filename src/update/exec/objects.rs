@@ -1,0 +1,115 @@
+//! The executor's side of app networks and volumes, and the record of each
+//! app's last healthy release.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use super::Executor;
+use crate::engine::{AppVolume, EngineError};
+use crate::names::AppName;
+use crate::target::{scoped_name, AppTarget};
+use crate::update::plan::{wanted_volumes, Objects};
+
+impl Executor {
+    /// Keeps the app's target as its last healthy release: what a later
+    /// unhealthy release is rolled back to.
+    pub async fn remember_healthy(&self, app: &AppName, target: &AppTarget) {
+        let path = self.healthy_path(app);
+        let data = serde_json::to_vec_pretty(target).expect("target serializes");
+        let shown = path.display().to_string();
+        let r = tokio::task::spawn_blocking(move || {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            crate::fsutil::atomic_write(&path, &data)
+        })
+        .await;
+        if let Ok(Err(e)) = r {
+            tracing::warn!(path = %shown, error = %e, "cannot keep the healthy release");
+        }
+    }
+
+    /// The app's last healthy release, if one is known.
+    pub async fn last_healthy(&self, app: &AppName) -> Option<AppTarget> {
+        let path = self.healthy_path(app);
+        let text = tokio::task::spawn_blocking(move || std::fs::read_to_string(path))
+            .await
+            .ok()?
+            .ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    fn healthy_path(&self, app: &AppName) -> PathBuf {
+        self.state_dir.join("healthy").join(format!("{app}.json"))
+    }
+
+    /// The app's networks and the volumes its target names (and, when
+    /// leaving with `remove_volumes_with_app`, all of its volumes).
+    pub async fn objects(
+        &self,
+        app: &AppName,
+        target: Option<&AppTarget>,
+    ) -> Result<(Objects, Vec<AppVolume>), EngineError> {
+        let engine = self.engine().await?;
+        let networks = engine.networks(Some(app)).await?;
+        let mut named = Vec::new();
+        for v in target.map(wanted_volumes).unwrap_or_default() {
+            if let Some(found) = engine.volume(&scoped_name(app, &v)).await? {
+                named.push(found);
+            }
+        }
+        let remove_volumes = target.is_none() && self.policy.remove_volumes_with_app;
+        let mut volumes: BTreeSet<String> = named.iter().map(|v| v.name.clone()).collect();
+        if remove_volumes {
+            volumes.extend(
+                engine
+                    .app_volumes(Some(app))
+                    .await?
+                    .into_iter()
+                    .map(|v| v.name),
+            );
+        }
+        let objects = Objects {
+            networks,
+            volumes,
+            remove_volumes,
+        };
+        Ok((objects, named))
+    }
+
+    /// Apps the engine has containers or networks of.
+    pub async fn apps_in_engine(&self) -> Result<BTreeSet<AppName>, EngineError> {
+        let engine = self.engine().await?;
+        let mut apps: BTreeSet<AppName> = engine
+            .managed(None)
+            .await?
+            .into_iter()
+            .map(|c| c.app)
+            .collect();
+        apps.extend(engine.networks(None).await?.into_iter().map(|n| n.app));
+        Ok(apps)
+    }
+
+    /// App volumes by app.
+    pub async fn volumes_by_app(&self) -> Result<BTreeMap<AppName, Vec<String>>, EngineError> {
+        let mut out: BTreeMap<AppName, Vec<String>> = BTreeMap::new();
+        for v in self.engine().await?.app_volumes(None).await? {
+            if let Some(app) = v.app {
+                out.entry(app).or_default().push(v.name);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes every volume of `app` (the caller has passed the gate).
+    pub async fn remove_app_volumes(&self, app: &AppName) -> Result<Vec<String>, EngineError> {
+        let engine = self.engine().await?;
+        let mut removed = Vec::new();
+        for v in engine.app_volumes(Some(app)).await? {
+            engine.remove_volume(&v.name).await?;
+            tracing::info!(app = %app, volume = %v.name, "removed volume {} of app {app}", v.name);
+            removed.push(v.name);
+        }
+        Ok(removed)
+    }
+}
