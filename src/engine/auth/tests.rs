@@ -1,3 +1,4 @@
+
 use super::*;
 use std::os::unix::fs::PermissionsExt;
 
@@ -35,12 +36,12 @@ fn auth_is_decoded_and_a_password_may_hold_colons() {
 #[test]
 fn username_and_password_and_tokens() {
     let text = r#"{"auths": {
-        "a.example": {"username": "u", "password": "p", "email": "x@y"},
-        "b.example": {"identitytoken": "tok"},
-        "c.example": {"registrytoken": "bearer"},
-        "d.example": {"auth": "dTpmcm9tLWF1dGg=", "username": "other", "password": "x"},
-        "e.example": {}
-    }}"#;
+            "a.example": {"username": "u", "password": "p", "email": "x@y"},
+            "b.example": {"identitytoken": "tok"},
+            "c.example": {"registrytoken": "bearer"},
+            "d.example": {"auth": "dTpmcm9tLWF1dGg=", "username": "other", "password": "x"},
+            "e.example": {}
+        }}"#;
     let a = parse(text, "f.json").unwrap();
     let c = a.get("a.example").unwrap();
     assert_eq!(
@@ -110,7 +111,7 @@ fn images_are_matched_to_their_registry() {
         assert_eq!(registry_of(image), want, "{image}");
     }
     let text = r#"{"auths": {"https://index.docker.io/v1/": {"username": "hub", "password": "p"},
-                              "registry:5000": {"username": "r", "password": "p"}}}"#;
+                                  "registry:5000": {"username": "r", "password": "p"}}}"#;
     let a = parse(text, "f.json").unwrap();
     for image in ["busybox", "library/busybox", "docker.io/x/y"] {
         assert_eq!(
@@ -131,7 +132,7 @@ fn images_are_matched_to_their_registry() {
 #[test]
 fn two_keys_for_one_registry_keep_the_bare_host() {
     let text = r#"{"auths": {"https://index.docker.io/v1/": {"username": "url", "password": "p"},
-                              "docker.io": {"username": "bare", "password": "p"}}}"#;
+                                  "docker.io": {"username": "bare", "password": "p"}}}"#;
     let a = parse(text, "f.json").unwrap();
     assert_eq!(
         a.get("docker.io").unwrap().username.as_deref(),
@@ -189,7 +190,7 @@ fn bad_files_say_where_and_never_echo_a_secret() {
 fn debug_output_redacts_every_secret() {
     let text = format!(
         r#"{{"auths": {{"a": {{"auth": "{}"}}, "b": {{"identitytoken": "{PASS}"}},
-                        "c": {{"registrytoken": "{PASS}"}}, "d": {{"username": "u", "password": "{PASS}"}}}}}}"#,
+                            "c": {{"registrytoken": "{PASS}"}}, "d": {{"username": "u", "password": "{PASS}"}}}}}}"#,
         b64(&format!("u:{PASS}"))
     );
     let a = parse(&text, "f.json").unwrap();

@@ -1,20 +1,21 @@
+
 use super::super::{AppTarget, Strategy};
 use super::*;
 
 const GOOD: &str = r#"{
-  "version": 1,
-  "apps": {
-    "app1": {
-      "release": "r42",
-      "services": {
-        "main": { "image": "registry.local/app1-main:3", "command": ["/bin/app"],
-                  "environment": {"K": "V"}, "labels": {"io.balena.update.strategy": "hand-over"},
-                  "depends_on": ["db"], "ports": ["127.0.0.1:8080:80/tcp"], "volumes": ["data:/data"] },
-        "db": { "image": "db:1", "restart": "unless-stopped" }
+      "version": 1,
+      "apps": {
+        "app1": {
+          "release": "r42",
+          "services": {
+            "main": { "image": "registry.local/app1-main:3", "command": ["/bin/app"],
+                      "environment": {"K": "V"}, "labels": {"io.balena.update.strategy": "hand-over"},
+                      "depends_on": ["db"], "ports": ["127.0.0.1:8080:80/tcp"], "volumes": ["data:/data"] },
+            "db": { "image": "db:1", "restart": "unless-stopped" }
+          }
+        }
       }
-    }
-  }
-}"#;
+    }"#;
 
 #[test]
 fn parses_the_documented_shape() {
@@ -106,75 +107,75 @@ fn rejected(text: &str) -> String {
 fn what_the_engine_refuses_is_rejected_before_anything_is_touched() {
     let db = "t.json: apps.app1.services.db.";
     let cases = [
-        (
-            r#""volumes": ["relative/path:/data"]"#,
-            "volumes[0]: \"relative/path:/data\": source \"relative/path\" is neither an absolute host path nor a volume name",
-        ),
-        (
-            r#""volumes": ["../../etc:/data"]"#,
-            "volumes[0]: \"../../etc:/data\": source \"../../etc\" is neither",
-        ),
-        (
-            r#""devices": ["/etc/shadow"]"#,
-            "devices[0]: \"/etc/shadow\": host path \"/etc/shadow\" is not a device under /dev/",
-        ),
-        (
-            r#""stop_signal": "SIGFOO""#,
-            "stop_signal: \"SIGFOO\" is not a Linux signal",
-        ),
-        (
-            r#""network_mode": "service:nope""#,
-            "network_mode: nope is not a service of app app1",
-        ),
-        (
-            r#""mem_limit": "1m""#,
-            "mem_limit: 1048576 bytes is below the engine's minimum of 6 MiB",
-        ),
-        (
-            r#""cap_add": ["CAP_FOO"]"#,
-            "cap_add[0]: \"CAP_FOO\" is not a Linux capability",
-        ),
-        (
-            r#""sysctls": {"vm.swappiness": "1"}"#,
-            "sysctls.vm.swappiness: \"vm.swappiness\" is not in a namespace of the container's own",
-        ),
-        (
-            r#""network_mode": "host", "sysctls": {"net.ipv4.ip_forward": "1"}"#,
-            "sysctls.net.ipv4.ip_forward: \"net.ipv4.ip_forward\" is in the network namespace",
-        ),
-        (
-            r#""security_opt": ["seccomp=/etc/profile.json"]"#,
-            "security_opt[0]: \"seccomp=/etc/profile.json\" is not a security option",
-        ),
-        (
-            r#""logging": {"driver": "json-file", "options": {"max-size": "lots"}}"#,
-            "logging.options.max-size: \"lots\" is not a size",
-        ),
-        (
-            r#""ipc": "foo""#,
-            "ipc: \"foo\" is not one of private, shareable, host, none",
-        ),
-        (
-            r#""cpu_shares": 1"#,
-            "cpu_shares: 1 is not a CPU weight from 2 to 262144",
-        ),
-        (
-            r#""ulimits": {"nofile": {"soft": 2000, "hard": 1000}}"#,
-            "ulimits.nofile: the soft limit 2000 is above the hard limit 1000",
-        ),
-        (
-            r#""hostname": "a-very-long-host-name-that-goes-on-and-on-and-on-past-the-kernel-limit""#,
-            "hostname: \"a-very-long",
-        ),
-        (
-            r#""network_mode": "none", "networks": ["default"]"#,
-            "networks: a service with network_mode \"none\" joins no app networks",
-        ),
-        (
-            r#""user": "0:0;rm -rf /""#,
-            "user: \"0:0;rm -rf /\" is not user[:group]",
-        ),
-    ];
+            (
+                r#""volumes": ["relative/path:/data"]"#,
+                "volumes[0]: \"relative/path:/data\": source \"relative/path\" is neither an absolute host path nor a volume name",
+            ),
+            (
+                r#""volumes": ["../../etc:/data"]"#,
+                "volumes[0]: \"../../etc:/data\": source \"../../etc\" is neither",
+            ),
+            (
+                r#""devices": ["/etc/shadow"]"#,
+                "devices[0]: \"/etc/shadow\": host path \"/etc/shadow\" is not a device under /dev/",
+            ),
+            (
+                r#""stop_signal": "SIGFOO""#,
+                "stop_signal: \"SIGFOO\" is not a Linux signal",
+            ),
+            (
+                r#""network_mode": "service:nope""#,
+                "network_mode: nope is not a service of app app1",
+            ),
+            (
+                r#""mem_limit": "1m""#,
+                "mem_limit: 1048576 bytes is below the engine's minimum of 6 MiB",
+            ),
+            (
+                r#""cap_add": ["CAP_FOO"]"#,
+                "cap_add[0]: \"CAP_FOO\" is not a Linux capability",
+            ),
+            (
+                r#""sysctls": {"vm.swappiness": "1"}"#,
+                "sysctls.vm.swappiness: \"vm.swappiness\" is not in a namespace of the container's own",
+            ),
+            (
+                r#""network_mode": "host", "sysctls": {"net.ipv4.ip_forward": "1"}"#,
+                "sysctls.net.ipv4.ip_forward: \"net.ipv4.ip_forward\" is in the network namespace",
+            ),
+            (
+                r#""security_opt": ["seccomp=/etc/profile.json"]"#,
+                "security_opt[0]: \"seccomp=/etc/profile.json\" is not a security option",
+            ),
+            (
+                r#""logging": {"driver": "json-file", "options": {"max-size": "lots"}}"#,
+                "logging.options.max-size: \"lots\" is not a size",
+            ),
+            (
+                r#""ipc": "foo""#,
+                "ipc: \"foo\" is not one of private, shareable, host, none",
+            ),
+            (
+                r#""cpu_shares": 1"#,
+                "cpu_shares: 1 is not a CPU weight from 2 to 262144",
+            ),
+            (
+                r#""ulimits": {"nofile": {"soft": 2000, "hard": 1000}}"#,
+                "ulimits.nofile: the soft limit 2000 is above the hard limit 1000",
+            ),
+            (
+                r#""hostname": "a-very-long-host-name-that-goes-on-and-on-and-on-past-the-kernel-limit""#,
+                "hostname: \"a-very-long",
+            ),
+            (
+                r#""network_mode": "none", "networks": ["default"]"#,
+                "networks: a service with network_mode \"none\" joins no app networks",
+            ),
+            (
+                r#""user": "0:0;rm -rf /""#,
+                "user: \"0:0;rm -rf /\" is not user[:group]",
+            ),
+        ];
     for (extra, want) in cases {
         let e = rejected(&db_with(extra));
         assert!(
