@@ -568,3 +568,24 @@ async fn a_volume_defined_anew_is_refused_and_nothing_changes() {
     assert_eq!(env.container_of("a", "main"), main, "nothing was to change");
     assert_eq!(inspect(&env, "volume", "a_data", "{{.Options}}"), "map[]");
 }
+
+#[tokio::test]
+async fn a_service_waits_for_a_one_shot_dependency_to_complete() {
+    let (env, image) = env_with("").await;
+    let mut migrate = sh(&image, "sleep 1; echo migrated > /data/state");
+    migrate["restart"] = json!("no");
+    migrate["volumes"] = json!(["data:/data"]);
+    // Fails (and would crash-loop) if it started before the migration.
+    let mut app = sh(
+        &image,
+        "[ -f /data/state ] || exit 9; while :; do sleep 0.2; done",
+    );
+    app["volumes"] = json!(["data:/data"]);
+    app["depends_on"] = json!({"migrate": {"condition": "service_completed_successfully"}});
+    ok(&env.apply(&target(
+        json!({"a": {"release": "r1", "services": {"migrate": migrate, "app": app}}}),
+    )));
+    let st = env.wait_release("a", "applied", "r1").await;
+    assert_eq!(st["services"]["app"]["health"], "running", "{st}");
+    assert_eq!(st["services"]["migrate"]["health"], "exited", "{st}");
+}

@@ -1,4 +1,3 @@
-
 use super::super::{AppTarget, Strategy};
 use super::*;
 
