@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{env_num, ms, spread, stop, Harness, DAEMON};
+use common::{env_num, ms, rss_kib, spread, stop, Harness, DAEMON};
 
 use holdfast::system::logind::Login1ManagerProxy;
 
@@ -51,16 +51,6 @@ fn cpu_ticks(pid: u32) -> u64 {
     let f: Vec<&str> = after_comm.split_whitespace().collect();
     // Fields 14 and 15 of stat; field 3 is f[0] here.
     f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap()
 }
 
 /// Processes on the machine now (what a holder scan walks).

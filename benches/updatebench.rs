@@ -12,7 +12,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{env_num, ms, spread, stop, Harness, REPO};
+use common::{env_num, ms, proc_kib, rss_kib, spread, stop, Harness, REPO};
 use holdfast::dbus::Supervisor1Proxy;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -152,27 +152,6 @@ async fn engine_floor(docker: &bollard::Docker, round: usize) -> f64 {
     }
     docker.remove_network(&net).await.unwrap();
     took
-}
-
-/// One field of /proc/PID/smaps_rollup, in KiB.
-fn smaps_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
-        .unwrap()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap()
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap()
 }
 
 async fn set_target(p: &Supervisor1Proxy<'_>, apps: Value) {
@@ -467,7 +446,7 @@ fn main() {
         // Idle: after the 10 s crash watch of services without a healthcheck.
         tokio::time::sleep(Duration::from_secs(12)).await;
         let rss20 = rss_kib(child.id());
-        let anon20 = smaps_kib(child.id(), "Anonymous:");
+        let anon20 = proc_kib(child.id(), "smaps_rollup", "Anonymous:");
         set_target(&p, json!({})).await;
         stop(child);
         let _ = log;

@@ -50,11 +50,7 @@ pub fn parse(text: &str, file: &str) -> Result<Value, JsonError> {
         file: file.to_owned(),
         line: e.line,
         column: e.column,
-        reason: if e.path == "(top)" {
-            e.reason
-        } else {
-            format!("{}: {}", e.path, e.reason)
-        },
+        reason: e.located_reason(),
     })?;
     serde_json::from_str(text).map_err(|e| JsonError {
         file: file.to_owned(),

@@ -6,7 +6,7 @@ mod common;
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-use common::{ok, wait_for, Env};
+use common::{free_port, ok, wait_for, Env};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -16,14 +16,6 @@ const MAX_CONNECTIONS: usize = 64;
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// serve.rs MAX_BODY_BYTES.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// holdfastd with the API on TCP too, both listening; the port.
 async fn start(env: &mut Env) -> u16 {

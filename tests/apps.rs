@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::engine::target;
-use common::{ok, Env};
+use common::{free_port, ok, Env};
 use serde_json::{json, Value};
 
 /// A private dockerd, holdfastd with `extra` config lines; the busybox image.
@@ -90,14 +90,6 @@ fn apply_compose(env: &Env, yaml: &str, release: &str) {
         "--release",
         release,
     ]));
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn fetch(port: u16, want: &str) -> String {

@@ -115,11 +115,21 @@ impl Engine {
 
     /// Volumes holdfast made (for `app` only, when given).
     pub async fn app_volumes(&self, app: Option<&AppName>) -> Result<Vec<AppVolume>, EngineError> {
+        self.list_volumes(Some(label_filter(app))).await
+    }
+
+    /// Every volume the engine has, labelled or not.
+    pub async fn all_volumes(&self) -> Result<Vec<AppVolume>, EngineError> {
+        self.list_volumes(None).await
+    }
+
+    async fn list_volumes(
+        &self,
+        filters: Option<HashMap<String, Vec<String>>>,
+    ) -> Result<Vec<AppVolume>, EngineError> {
         let list = self
             .docker
-            .list_volumes(Some(ListVolumesOptions {
-                filters: Some(label_filter(app)),
-            }))
+            .list_volumes(Some(ListVolumesOptions { filters }))
             .await
             .map_err(|e| self.map(e))?;
         Ok(list
@@ -128,17 +138,6 @@ impl Engine {
             .into_iter()
             .map(volume_of)
             .collect())
-    }
-
-    /// One volume by name, labelled or not.
-    pub async fn volume(&self, name: &str) -> Result<Option<AppVolume>, EngineError> {
-        match self.docker.inspect_volume(name).await {
-            Ok(v) => Ok(Some(volume_of(v))),
-            Err(e) => match self.map(e) {
-                EngineError::NotFound(_) => Ok(None),
-                other => Err(other),
-            },
-        }
     }
 
     pub async fn create_volume(

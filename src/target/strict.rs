@@ -19,6 +19,18 @@ pub(crate) struct StrictError {
     pub reason: String,
 }
 
+impl StrictError {
+    /// The reason, after its path unless that is the document itself (for
+    /// files whose errors name no JSON path of their own).
+    pub(crate) fn located_reason(&self) -> String {
+        if self.path == "(top)" {
+            self.reason.clone()
+        } else {
+            format!("{}: {}", self.path, self.reason)
+        }
+    }
+}
+
 /// Checks JSON syntax, that nothing but whitespace follows the document,
 /// and that no object has a key twice.
 pub(crate) fn check(text: &str) -> Result<(), StrictError> {

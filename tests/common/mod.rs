@@ -23,6 +23,15 @@ pub struct Env {
     _tmp: tempfile::TempDir,
 }
 
+/// A TCP port on loopback nobody listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn require_root() {
     assert!(
         nix::unistd::geteuid().is_root(),

@@ -158,11 +158,7 @@ pub fn parse(text: &str, path: &str) -> Result<Auths, AuthFileError> {
         path: path.to_owned(),
         line: e.line,
         column: e.column,
-        reason: if e.path == "(top)" {
-            e.reason
-        } else {
-            format!("{}: {}", e.path, e.reason)
-        },
+        reason: e.located_reason(),
     })?;
     let invalid = |at: String, reason: &str| AuthFileError::Invalid {
         path: path.to_owned(),

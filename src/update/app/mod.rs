@@ -140,106 +140,98 @@ impl AppTask {
                     .await,
                 )
             };
-            self.refresh_health(&machine, &images).await;
             let now = Instant::now();
-            let Some(outcome) = outcome else {
-                match self
-                    .wait_for_reason(&mut machine, &images, &seen, &mut forced_by, &mut crash)
-                    .await
-                {
-                    Wake::Stop => return,
-                    Wake::Run => {}
-                    Wake::Crashed(why) => crashed = Some(why),
-                }
-                continue;
-            };
-            match outcome {
-                Outcome::Done { gone: false } if rolling_back => {
-                    let r = rejected.as_ref().expect("rolling back");
-                    let to = effective.as_ref().map(|t| t.release.clone());
-                    tracing::warn!(message_id = msgid::UPDATE_FAILED, app = %self.app, rolled_back_to = ?to,
-                        "app {} is back at its healthy release {}", self.app, to.as_deref().unwrap_or(""));
-                    machine.unhealthy(r.reason.clone(), to);
-                }
-                Outcome::Done { gone: false } => {
-                    machine.applied();
-                    // What a later release rolls back to: only a release
-                    // seen healthy (a pass with nothing to do judges
-                    // nothing itself).
-                    let healthy = self
-                        .services
-                        .values()
-                        .all(|s| s.health == "healthy" || s.health == "running");
-                    let exec = self.exec.borrow().clone();
-                    // With containers still to watch, remembered once they
-                    // made it through the window.
-                    if let (Some(t), true, true) = (&target, healthy, self.watch_after.is_empty()) {
-                        exec.remember_healthy(&self.app, t).await;
+            if let Some(outcome) = outcome {
+                self.refresh_health(&machine, &images).await;
+                match outcome {
+                    Outcome::Done { gone: false } if rolling_back => {
+                        let r = rejected.as_ref().expect("rolling back");
+                        let to = effective.as_ref().map(|t| t.release.clone());
+                        tracing::warn!(message_id = msgid::UPDATE_FAILED, app = %self.app, rolled_back_to = ?to,
+                            "app {} is back at its healthy release {}", self.app, to.as_deref().unwrap_or(""));
+                        machine.unhealthy(r.reason.clone(), to);
                     }
-                    if !self.watch_after.is_empty() {
-                        let window = CRASH_WINDOW.min(exec.policy.healthy_timeout);
-                        let watched = std::mem::take(&mut self.watch_after);
-                        crash = Some(Box::pin(exec.crash_watch(watched, window)));
+                    Outcome::Done { gone: false } => {
+                        machine.applied();
+                        // What a later release rolls back to: only a release
+                        // seen healthy (a pass with nothing to do judges
+                        // nothing itself).
+                        let healthy = self
+                            .services
+                            .values()
+                            .all(|s| s.health == "healthy" || s.health == "running");
+                        let exec = self.exec.borrow().clone();
+                        // With containers still to watch, remembered once they
+                        // made it through the window.
+                        if let (Some(t), true, true) =
+                            (&target, healthy, self.watch_after.is_empty())
+                        {
+                            exec.remember_healthy(&self.app, t).await;
+                        }
+                        if !self.watch_after.is_empty() {
+                            let window = CRASH_WINDOW.min(exec.policy.healthy_timeout);
+                            let watched = std::mem::take(&mut self.watch_after);
+                            crash = Some(Box::pin(exec.crash_watch(watched, window)));
+                        }
                     }
-                }
-                Outcome::Unhealthy(e) if rolling_back => {
-                    let r = rejected.as_mut().expect("rolling back");
-                    tracing::error!(message_id = msgid::UPDATE_FAILED, app = %self.app, error = %e,
-                        "rolling app {} back failed too: {e}", self.app);
-                    r.reason = format!("{}; rolling back failed too: {e}", r.reason);
-                    r.fallback = None;
-                    machine.unhealthy(r.reason.clone(), None);
-                }
-                Outcome::Unhealthy(e) => {
-                    let exec = self.exec.borrow().clone();
-                    let fallback = match (&target, exec.policy.rollback) {
-                        (Some(t), true) => exec
-                            .last_healthy(&self.app)
-                            .await
-                            .filter(|h| h.release != t.release),
-                        _ => None,
-                    };
-                    tracing::error!(message_id = msgid::UPDATE_FAILED, app = %self.app, error = %e,
-                        rollback_to = ?fallback.as_ref().map(|f| f.release.clone()),
-                        "release of app {} is not healthy: {e}", self.app);
-                    let again = fallback.is_some();
-                    rejected = Some(Rejected {
-                        reason: e.clone(),
-                        fallback,
-                    });
-                    if again {
-                        // Straight to the rollback pass, under the same gate.
+                    Outcome::Unhealthy(e) if rolling_back => {
+                        let r = rejected.as_mut().expect("rolling back");
+                        tracing::error!(message_id = msgid::UPDATE_FAILED, app = %self.app, error = %e,
+                            "rolling app {} back failed too: {e}", self.app);
+                        r.reason = format!("{}; rolling back failed too: {e}", r.reason);
+                        r.fallback = None;
+                        machine.unhealthy(r.reason.clone(), None);
+                    }
+                    Outcome::Unhealthy(e) => {
+                        let exec = self.exec.borrow().clone();
+                        let fallback = match (&target, exec.policy.rollback) {
+                            (Some(t), true) => exec
+                                .last_healthy(&self.app)
+                                .await
+                                .filter(|h| h.release != t.release),
+                            _ => None,
+                        };
+                        tracing::error!(message_id = msgid::UPDATE_FAILED, app = %self.app, error = %e,
+                            rollback_to = ?fallback.as_ref().map(|f| f.release.clone()),
+                            "release of app {} is not healthy: {e}", self.app);
+                        let again = fallback.is_some();
+                        rejected = Some(Rejected {
+                            reason: e.clone(),
+                            fallback,
+                        });
                         machine.unhealthy(e, None);
-                        continue;
+                        if again {
+                            // Straight to the rollback pass, under the same gate.
+                            continue;
+                        }
                     }
-                    machine.unhealthy(e, None);
-                }
-                Outcome::Done { gone: true } => {
-                    self.status
-                        .send_if_modified(|s| s.apps.remove(self.app.as_str()).is_some());
-                    tracing::info!(app = %self.app, "app {} is gone", self.app);
-                    return;
-                }
-                Outcome::Waiting(b) => {
-                    tracing::info!(message_id = msgid::UPDATE_WAITING, app = %self.app, blocked_by = ?b,
-                        "update of app {} waits: {}", self.app, b.join(", "));
-                    machine.wait(b)
-                }
-                Outcome::EngineDown(e) => {
-                    tracing::warn!(message_id = msgid::ENGINE_UNAVAILABLE, app = %self.app, error = %e,
-                        "container engine unavailable; app {} retries", self.app);
-                    machine.engine_down(now)
-                }
-                Outcome::Failed(e) => {
-                    tracing::error!(message_id = msgid::UPDATE_FAILED, app = %self.app, error = %e,
-                        "update of app {} failed: {e}", self.app);
-                    machine.fail(e, now)
+                    Outcome::Done { gone: true } => {
+                        self.status
+                            .send_if_modified(|s| s.apps.remove(self.app.as_str()).is_some());
+                        tracing::info!(app = %self.app, "app {} is gone", self.app);
+                        return;
+                    }
+                    Outcome::Waiting(b) => {
+                        tracing::info!(message_id = msgid::UPDATE_WAITING, app = %self.app, blocked_by = ?b,
+                            "update of app {} waits: {}", self.app, b.join(", "));
+                        machine.wait(b)
+                    }
+                    Outcome::EngineDown(e) => {
+                        tracing::warn!(message_id = msgid::ENGINE_UNAVAILABLE, app = %self.app, error = %e,
+                            "container engine unavailable; app {} retries", self.app);
+                        machine.engine_down(now)
+                    }
+                    Outcome::Failed(e) => {
+                        tracing::error!(message_id = msgid::UPDATE_FAILED, app = %self.app, error = %e,
+                            "update of app {} failed: {e}", self.app);
+                        machine.fail(e, now)
+                    }
                 }
             }
             images.clear();
             self.publish(&machine, &images);
             match self
-                .wait_for_reason(&mut machine, &images, &seen, &mut forced_by, &mut crash)
+                .wait_for_reason(&mut machine, &images, &seen, &mut forced_by, crash.take())
                 .await
             {
                 Wake::Stop => return,
@@ -251,36 +243,21 @@ impl AppTask {
 
     /// Waits for a reason to run a pass again: a new target, the locks
     /// that held it back gone, its retry time, the engine settings, a
-    /// request. `false`: the daemon is stopping.
+    /// request, or a crash the watch after the last pass saw (the watch
+    /// ends with the wait).
     async fn wait_for_reason(
         &mut self,
         machine: &mut Machine,
         images: &BTreeMap<String, u8>,
         seen: &Option<AppTarget>,
         forced_by: &mut Option<String>,
-        crash: &mut Option<CrashWatch>,
-    ) -> Wake {
-        let woke = self
-            .wait_once(machine, images, seen, forced_by, crash)
-            .await;
-        // The watch covers the quiet time after a pass only.
-        *crash = None;
-        woke
-    }
-
-    async fn wait_once(
-        &mut self,
-        machine: &mut Machine,
-        images: &BTreeMap<String, u8>,
-        seen: &Option<AppTarget>,
-        forced_by: &mut Option<String>,
-        crash: &mut Option<CrashWatch>,
+        mut crash: Option<CrashWatch>,
     ) -> Wake {
         loop {
             let retry_at = machine.retry_at().map(tokio::time::Instant::from_std);
             tokio::select! {
                 why = async { crash.as_mut().expect("watched").await }, if crash.is_some() => {
-                    *crash = None;
+                    crash = None;
                     if let Some(why) = why {
                         return Wake::Crashed(why);
                     }

@@ -14,7 +14,7 @@ use crate::names::ServiceName;
 use crate::target::AppTarget;
 use crate::update::exec::{ExecError, Executor, Pass};
 use crate::update::machine::Machine;
-use crate::update::plan::{container_name, plan, volume_conflict, Step};
+use crate::update::plan::{plan, volume_conflict, Step};
 
 impl AppTask {
     pub(super) async fn pass(
@@ -102,7 +102,7 @@ impl AppTask {
                         .get(*s)
                         .is_some_and(|spec| !spec.has_healthcheck())
                 })
-                .map(|s| (s.clone(), container_name(&self.app, s, &t.config_hash(s))))
+                .map(|s| (s.clone(), pass.container(s)))
                 .collect(),
             _ => Vec::new(),
         };
@@ -302,10 +302,8 @@ fn started_name(pass: Pass<'_>, step: &Step) -> Option<String> {
     let Step::Start { service } = step else {
         return None;
     };
-    let target = pass.target?;
-    target.services.get(service)?;
-    let hash = target.config_hash(service);
-    Some(container_name(pass.app, service, &hash))
+    pass.target?.services.get(service)?;
+    Some(pass.container(service))
 }
 
 /// The keeper refused the app's locks because holdfast holds them already

@@ -50,6 +50,17 @@ pub struct Pass<'a> {
     pub release: &'a str,
 }
 
+impl Pass<'_> {
+    /// The container name of `service` at its config in this target.
+    pub fn container(&self, service: &ServiceName) -> String {
+        let hash = self
+            .target
+            .map(|t| t.config_hash(service))
+            .unwrap_or_default();
+        container_name(self.app, service, &hash)
+    }
+}
+
 #[derive(Clone)]
 pub struct Executor {
     socket: PathBuf,
@@ -325,11 +336,7 @@ impl Executor {
                     other => other,
                 })?;
         }
-        let hash = pass
-            .target
-            .map(|t| t.config_hash(service))
-            .unwrap_or_default();
-        let name = container_name(pass.app, service, &hash);
+        let name = pass.container(service);
         tracing::info!(app = %pass.app, service = %service, container = %name, "starting {}/{service}", pass.app);
         Ok(self.engine().await?.start(&name).await?)
     }

@@ -52,23 +52,30 @@ impl Executor {
     ) -> Result<(Objects, Vec<AppVolume>), EngineError> {
         let engine = self.engine().await?;
         let networks = engine.networks(Some(app)).await?;
-        let mut named = Vec::new();
-        for v in target.map(wanted_volumes).unwrap_or_default() {
-            if let Some(found) = engine.volume(&scoped_name(app, &v)).await? {
-                named.push(found);
-            }
-        }
+        let wanted: BTreeSet<String> = target
+            .map(wanted_volumes)
+            .unwrap_or_default()
+            .iter()
+            .map(|v| scoped_name(app, v))
+            .collect();
         let remove_volumes = target.is_none() && self.policy.remove_volumes_with_app;
-        let mut volumes: BTreeSet<String> = named.iter().map(|v| v.name.clone()).collect();
-        if remove_volumes {
-            volumes.extend(
-                engine
-                    .app_volumes(Some(app))
-                    .await?
-                    .into_iter()
-                    .map(|v| v.name),
-            );
-        }
+        // One listing for both: the volumes the target names (labelled or
+        // not) and, when leaving, the app's own.
+        let all = if wanted.is_empty() && !remove_volumes {
+            Vec::new()
+        } else {
+            engine.all_volumes().await?
+        };
+        let mine = |v: &&AppVolume| remove_volumes && v.app.as_ref() == Some(app);
+        let volumes: BTreeSet<String> = all
+            .iter()
+            .filter(|v| wanted.contains(&v.name) || mine(v))
+            .map(|v| v.name.clone())
+            .collect();
+        let named = all
+            .into_iter()
+            .filter(|v| wanted.contains(&v.name))
+            .collect();
         let objects = Objects {
             networks,
             volumes,

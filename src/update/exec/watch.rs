@@ -10,7 +10,6 @@ use crate::inotify::NamesWatch;
 use crate::locks::fs as lockfs;
 use crate::names::{AppName, ServiceId, ServiceName};
 use crate::update::health::{judge, Verdict, Want};
-use crate::update::plan::container_name;
 
 impl Executor {
     /// Watches containers just judged up (services without a healthcheck)
@@ -55,11 +54,7 @@ impl Executor {
         service: &ServiceName,
         want: Want,
     ) -> Result<(), ExecError> {
-        let hash = pass
-            .target
-            .map(|t| t.config_hash(service))
-            .unwrap_or_default();
-        let name = container_name(pass.app, service, &hash);
+        let name = pass.container(service);
         let engine = self.engine().await?;
         let before = engine.liveness(&name).await?.restart_count;
         let timeout = self.policy.healthy_timeout;
