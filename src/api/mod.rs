@@ -2,10 +2,12 @@
 //! TCP: a thin adapter over the same commands as D-Bus. Contract:
 //! docs/openapi.yaml. Listeners and their limits: `serve`; the key: `key`.
 
+mod auth;
 mod conn;
 mod key;
 mod serve;
 
+pub use auth::Scope;
 pub use key::load_or_create_key;
 pub use serve::serve;
 
@@ -15,9 +17,9 @@ use std::time::Duration;
 use crate::command::{Command, CommandError, Handle, PowerAction};
 use crate::model::{AppState, UpdateStatus};
 use crate::names::AppName;
-use axum::extract::{Query, Request, State};
-use axum::http::{header, StatusCode};
-use axum::middleware::{self, Next};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -36,11 +38,6 @@ struct ForceBody {
     force: bool,
 }
 
-#[derive(Debug, Deserialize)]
-struct KeyQuery {
-    apikey: Option<String>,
-}
-
 pub fn router(api: Api) -> Router {
     let keyed = Router::new()
         .route("/v1/update", post(update))
@@ -50,38 +47,12 @@ pub fn router(api: Api) -> Router {
         .route("/v2/state/status", get(state_status))
         .route("/v2/applications/state", get(applications_state))
         .route("/v2/applications/{app}/restart", post(restart_app))
-        .route_layer(middleware::from_fn_with_state(api.clone(), require_key));
+        .route_layer(middleware::from_fn_with_state(api.clone(), auth::require_key));
     Router::new()
         .route("/ping", get(|| async { "OK" }))
         .route("/v1/healthy", get(healthy))
         .merge(keyed)
         .with_state(api)
-}
-
-/// The API key: `?apikey=` or `Authorization: Bearer`.
-async fn require_key(
-    State(api): State<Api>,
-    Query(q): Query<KeyQuery>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let bearer = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_owned);
-    let given = q.apikey.or(bearer);
-    if given.is_some_and(|g| same_secret(g.as_bytes(), api.key.as_bytes())) {
-        next.run(req).await
-    } else {
-        (StatusCode::UNAUTHORIZED, "Unauthorized").into_response()
-    }
-}
-
-/// Compares without stopping at the first difference (no timing hint).
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Parses an optional JSON body; an empty body means `{}`.
