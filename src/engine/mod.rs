@@ -40,6 +40,12 @@ pub struct Container {
     /// `healthy`, `unhealthy`, `starting` by its healthcheck; else the
     /// engine's state (`running`, `exited`, `restarting`, ...).
     pub health: String,
+    /// The engine's state word (`created`, `running`, `exited`, ...).
+    pub status: String,
+    /// When the engine made it, seconds since the epoch.
+    pub created: i64,
+    /// The engine's id of its image (`sha256:...`).
+    pub image_id: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,6 +171,9 @@ impl Engine {
                     hash: labels.get(LABEL_HASH).cloned().unwrap_or_default(),
                     image: c.image.unwrap_or_default(),
                     health: health_of(c.status.as_deref(), c.state),
+                    status: c.state.map(|s| s.to_string()).unwrap_or_default(),
+                    created: c.created.unwrap_or_default(),
+                    image_id: c.image_id.unwrap_or_default(),
                     state: match c.state {
                         Some(S::CREATED) => RunState::Created,
                         Some(S::RUNNING) => RunState::Running,

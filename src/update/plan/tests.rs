@@ -31,6 +31,9 @@ fn running(t: &Target, service: &str, id: &str) -> Container {
         image: spec.image.clone(),
         state: RunState::Running,
         health: "running".into(),
+        status: "running".into(),
+        created: 0,
+        image_id: String::new(),
     }
 }
 
