@@ -6,18 +6,18 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
-use zbus::zvariant::{OwnedValue, Type, Value};
+
+mod locks;
 
 use crate::devconfig::Override;
 use crate::gate::Blocker;
-use crate::locks::holders;
 use crate::locks::own::OwnLockError;
-use crate::locks::state::{LockTable, ServiceLock};
 use crate::model::Views;
 use crate::names::{AppName, NameError, ServiceId, ServiceName};
 use crate::target::AppTarget;
+use locks::fresh_lock_infos;
+pub use locks::{HolderInfo, LockInfo};
 
 #[derive(Debug)]
 pub enum Command {
@@ -89,6 +89,33 @@ pub enum Command {
         who: String,
         reply: oneshot::Sender<Result<u32, CommandError>>,
     },
+    /// Restart, stop or start one service of an app (`None`: the app's only
+    /// service; an app of several is refused as invalid). Restart and stop
+    /// are refused while the app holds a lock unless forced; start takes no
+    /// lock. A stopped service stays stopped until started or restarted, or
+    /// until a target changes it. Answers the service's container id.
+    ServiceAction {
+        app: AppName,
+        service: Option<ServiceName>,
+        action: ServiceAction,
+        force: bool,
+        who: String,
+        reply: oneshot::Sender<Result<String, CommandError>>,
+    },
+    /// Purge an app's data: under its locks (refused while it holds one
+    /// unless forced) its containers go and its volumes are removed, then
+    /// it is applied again. Answers the volumes removed.
+    PurgeApp {
+        app: AppName,
+        force: bool,
+        who: String,
+        reply: oneshot::Sender<Result<Vec<String>, CommandError>>,
+    },
+    /// The managed containers and the target's images as the engine has
+    /// them now.
+    EngineState {
+        reply: oneshot::Sender<Result<crate::update::EngineView, CommandError>>,
+    },
     /// Remove the volumes of an app that is no longer in the target, under
     /// its locks (refused while it holds one unless forced). Answers the
     /// volumes removed.
@@ -157,6 +184,23 @@ impl PowerAction {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceAction {
+    Restart,
+    Stop,
+    Start,
+}
+
+impl ServiceAction {
+    pub fn verb(self) -> &'static str {
+        match self {
+            ServiceAction::Restart => "restart",
+            ServiceAction::Stop => "stop",
+            ServiceAction::Start => "start",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
     #[error("{}; not going to {action} (force overrides)", describe(.blocked_by))]
@@ -172,6 +216,10 @@ pub enum CommandError {
     InvalidTarget(String),
     #[error("{0}")]
     NotFound(String),
+    /// The request does not fit what it names (a v1 route on an app of
+    /// several services).
+    #[error("{0}")]
+    Invalid(String),
     #[error("{0}")]
     Failed(String),
     #[error("holdfastd is shutting down")]
@@ -202,65 +250,6 @@ pub fn describe(blockers: &[Blocker]) -> String {
         parts.insert(0, format!("update locks are held by {}", locks.join(", ")));
     }
     parts.join("; ")
-}
-
-/// One held lock as reported on D-Bus and by `holdfast locks --json`.
-/// D-Bus signature `(ssstba(uss))`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type, Value, OwnedValue)]
-pub struct LockInfo {
-    /// `app/service`
-    pub service: String,
-    /// `app` or `holdfast`
-    pub owner: String,
-    /// `file`, `dir`, `symlink`, `other`, or `unknown` when the directory
-    /// could not be read (the lock binds until it can)
-    pub kind: String,
-    /// Microseconds since the epoch.
-    pub since_usec: u64,
-    pub stale: bool,
-    pub holders: Vec<HolderInfo>,
-}
-
-/// D-Bus signature `(uss)`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type, Value, OwnedValue)]
-pub struct HolderInfo {
-    pub pid: u32,
-    pub comm: String,
-    /// `open` or `flock`
-    pub how: String,
-}
-
-fn word<T: Serialize>(v: &T) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
-impl LockInfo {
-    pub fn new(id: &ServiceId, lock: &ServiceLock) -> Self {
-        Self {
-            service: id.to_string(),
-            owner: word(&lock.owner()),
-            kind: word(&lock.kind()),
-            since_usec: lock.since_usec(),
-            stale: lock.stale(),
-            holders: lock
-                .holders
-                .iter()
-                .flatten()
-                .map(|h| HolderInfo {
-                    pid: h.pid,
-                    comm: h.comm.clone(),
-                    how: word(&h.how),
-                })
-                .collect(),
-        }
-    }
-
-    pub fn from_table(table: &LockTable) -> Vec<Self> {
-        table.locks().map(|(id, l)| Self::new(id, l)).collect()
-    }
 }
 
 /// Where each command goes; cloned into every adapter.
@@ -329,9 +318,13 @@ impl Handle {
             | Shutdown { .. } => &self.keeper,
             Power { .. } => &self.power,
             SetTarget { .. } | SetApp { .. } | ReloadTarget => &self.target,
-            Update { .. } | RestartApp { .. } | PruneVolumes { .. } | StopAll { .. } => {
-                &self.updates
-            }
+            Update { .. }
+            | RestartApp { .. }
+            | ServiceAction { .. }
+            | PurgeApp { .. }
+            | EngineState { .. }
+            | PruneVolumes { .. }
+            | StopAll { .. } => &self.updates,
         }
     }
 
@@ -362,22 +355,6 @@ impl Handle {
         self.send(make(reply)).await?;
         rx.await.map_err(|_| CommandError::Unavailable)
     }
-}
-
-/// The table with holders read now, not as last seen.
-fn fresh_lock_infos(table: &LockTable, proc_root: &std::path::Path) -> Vec<LockInfo> {
-    let keys: Vec<holders::FileKey> = table.locks().flat_map(|(_, l)| l.keys()).collect();
-    let found = holders::scan(proc_root, &keys);
-    table
-        .locks()
-        .map(|(id, l)| {
-            let mut lock = l.clone();
-            if l.unknown.is_none() {
-                lock.holders = Some(holders::holders_of(&found, &l.keys()));
-            }
-            LockInfo::new(id, &lock)
-        })
-        .collect()
 }
 
 #[cfg(test)]

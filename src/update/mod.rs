@@ -9,6 +9,7 @@ pub mod exec;
 pub mod health;
 pub mod machine;
 pub mod plan;
+mod view;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -30,6 +31,7 @@ use crate::target::Target;
 use crate::timer::sleep_until;
 use app::{AppRequest, AppTask};
 use exec::{Executor, Policy};
+pub use view::EngineView;
 
 const DISCOVER_RETRY_MIN: Duration = Duration::from_millis(100);
 const DISCOVER_RETRY_MAX: Duration = Duration::from_secs(5);
@@ -178,6 +180,20 @@ impl Updates {
                             ))));
                         }
                     },
+                    Some(Command::ServiceAction { app, service, action, force, who, reply }) => {
+                        let req = AppRequest::Service { action, service, force, who, reply };
+                        app::send(apps.get(&app), &app, req);
+                    }
+                    Some(Command::PurgeApp { app, force, who, reply }) => {
+                        app::send(apps.get(&app), &app, AppRequest::Purge { force, who, reply });
+                    }
+                    Some(Command::EngineState { reply }) => {
+                        let exec = exec_rx.borrow().clone();
+                        let target = target.clone();
+                        tokio::spawn(async move {
+                            let _ = reply.send(view::engine_view(exec, target).await);
+                        });
+                    }
                     Some(Command::PruneVolumes { app, force, who, reply }) => {
                         let exec = exec_rx.borrow().clone();
                         let snap = self.snapshot.borrow().clone();

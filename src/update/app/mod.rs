@@ -4,15 +4,17 @@
 //! snapshot change that frees it resumes it at once.
 
 mod pass;
+mod request;
 mod restart;
+mod service;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
 use super::exec::Executor;
 use super::machine::{Machine, Phase};
@@ -24,16 +26,8 @@ use crate::model::{ServiceStatus, Snapshot, UpdateStatus};
 use crate::names::{AppName, ServiceName};
 use crate::target::{AppTarget, Target};
 use crate::timer::sleep_until;
-
-pub enum AppRequest {
-    /// Run a pass now; `forced_by` goes through locks for this pass.
-    Check { forced_by: Option<String> },
-    Restart {
-        force: bool,
-        who: String,
-        reply: oneshot::Sender<Result<u32, CommandError>>,
-    },
-}
+use request::{not_done, PurgeReply};
+pub use request::{send, AppRequest};
 
 /// How a pass ended.
 enum Outcome {
@@ -76,7 +70,7 @@ pub struct AppTask {
 /// crash loop.
 const CRASH_WINDOW: Duration = Duration::from_secs(10);
 
-type CrashWatch = Pin<Box<dyn Future<Output = Option<String>> + Send>>;
+type CrashWatch = Pin<Box<dyn Future<Output = Vec<(ServiceName, String)>> + Send>>;
 
 /// Why the wait between passes ended.
 enum Wake {
@@ -84,6 +78,9 @@ enum Wake {
     Stop,
     /// A container the last pass started crashed: the release is unhealthy.
     Crashed(String),
+    /// A purge removed the app's containers and volumes (or failed
+    /// midway): apply the app again, then answer.
+    Reapply(PurgeReply, Result<Vec<String>, CommandError>),
 }
 
 /// What one pass works with and what it did to put back on failure.
@@ -106,6 +103,7 @@ impl AppTask {
         let mut rejected: Option<Rejected> = None;
         let mut crash: Option<CrashWatch> = None;
         let mut crashed: Option<String> = None;
+        let mut purged: Option<(PurgeReply, Result<Vec<String>, CommandError>)> = None;
         loop {
             let target = self.app_target();
             if first || target != seen {
@@ -140,6 +138,16 @@ impl AppTask {
                     .await,
                 )
             };
+            if let Some((reply, r)) = purged.take() {
+                let _ = reply.send(r.and_then(|v| match &outcome {
+                    Some(Outcome::Done { gone: false }) => Ok(v),
+                    other => Err(CommandError::Failed(format!(
+                        "the data of app {} was removed, but the app did not come back: {}",
+                        self.app,
+                        not_done(other.as_ref())
+                    ))),
+                }));
+            }
             let now = Instant::now();
             if let Some(outcome) = outcome {
                 self.refresh_health(&machine, &images).await;
@@ -237,6 +245,7 @@ impl AppTask {
                 Wake::Stop => return,
                 Wake::Run => {}
                 Wake::Crashed(why) => crashed = Some(why),
+                Wake::Reapply(reply, r) => purged = Some((reply, r)),
             }
         }
     }
@@ -253,15 +262,21 @@ impl AppTask {
         forced_by: &mut Option<String>,
         mut crash: Option<CrashWatch>,
     ) -> Wake {
+        // Services stopped, started or restarted on request while the crash
+        // watch runs: their exit is no crash.
+        let mut asked: BTreeSet<ServiceName> = BTreeSet::new();
         loop {
             let retry_at = machine.retry_at().map(tokio::time::Instant::from_std);
             tokio::select! {
-                why = async { crash.as_mut().expect("watched").await }, if crash.is_some() => {
+                crashes = async { crash.as_mut().expect("watched").await }, if crash.is_some() => {
                     crash = None;
-                    if let Some(why) = why {
+                    let mut crashes = crashes.into_iter().filter(|(s, _)| !asked.contains(s));
+                    if let Some((_, why)) = crashes.next() {
                         return Wake::Crashed(why);
                     }
-                    if let Some(t) = seen {
+                    // Judged healthy only when every container was watched
+                    // through the window.
+                    if let (Some(t), true) = (seen, asked.is_empty()) {
                         let exec = self.exec.borrow().clone();
                         exec.remember_healthy(&self.app, t).await;
                     }
@@ -304,7 +319,26 @@ impl AppTask {
                     }
                     Some(AppRequest::Restart { force, who, reply }) => {
                         let r = self.restart(force, &who).await;
+                        if r.is_ok() {
+                            asked.extend(self.services.keys().filter_map(|s| ServiceName::new(s.as_str()).ok()));
+                        }
                         let _ = reply.send(r);
+                    }
+                    Some(AppRequest::Service { action, service, force, who, reply }) => {
+                        let r = self.service_action(action, service, force, &who).await;
+                        if let Ok((s, _)) = &r {
+                            asked.insert(s.clone());
+                        }
+                        let _ = reply.send(r.map(|(_, id)| id));
+                        self.refresh_health(machine, images).await;
+                    }
+                    Some(AppRequest::Purge { force, who, reply }) => {
+                        let r = self.purge(force, &who).await;
+                        // Forced through a lock: so is the apply after it.
+                        if force && r.is_ok() {
+                            *forced_by = Some(who);
+                        }
+                        return Wake::Reapply(reply, r);
                     }
                 },
             }

@@ -39,42 +39,44 @@ impl AppTask {
             tracing::warn!(message_id = msgid::UPDATE_FORCED, app = %self.app, locks = ?passed, who,
                 "restarting app {} through its locks ({why})", self.app);
         }
+        let action = format!("restart app {}", self.app);
         self.take_locks(&services, force.then_some(who))
             .await
-            .map_err(|o| match o {
-                // A lock taken meanwhile (`lock:app/service`) is a refusal
-                // like the gate's; anything else (holdfast's own locks held
-                // for another purpose) is a plain failure to name.
-                Outcome::Waiting(b) => {
-                    let locks: Vec<Blocker> = b
-                        .iter()
-                        .filter_map(|s| s.strip_prefix("lock:"))
-                        .filter_map(|s| ServiceId::parse(s).ok())
-                        .map(Blocker::Lock)
-                        .collect();
-                    if locks.is_empty() {
-                        CommandError::Failed(format!(
-                            "app {} cannot be restarted now: {}",
-                            self.app,
-                            b.join(", ")
-                        ))
-                    } else {
-                        CommandError::Locked {
-                            blocked_by: locks,
-                            action: format!("restart app {}", self.app),
-                        }
-                    }
-                }
-                Outcome::Failed(e) | Outcome::EngineDown(e) | Outcome::Unhealthy(e) => {
-                    CommandError::Failed(e)
-                }
-                Outcome::Done { .. } => CommandError::Failed("unexpected".into()),
-            })?;
+            .map_err(|o| lock_refusal(&action, o))?;
         tracing::info!(app = %self.app, who, "restarting app {} (asked by {who})", self.app);
         let r = exec.restart(&running).await;
         let released = self.release_locks().await;
         r.map_err(|e| CommandError::Failed(e.to_string()))?;
         released?;
         Ok(running.len() as u32)
+    }
+}
+
+/// Why the keeper did not hand over the app's locks, as a command's
+/// answer: a lock taken meanwhile (`lock:app/service`) is a refusal like
+/// the gate's; anything else (holdfast's own locks held for another
+/// purpose) is a plain failure to name.
+pub(super) fn lock_refusal(action: &str, o: Outcome) -> CommandError {
+    match o {
+        Outcome::Waiting(b) => {
+            let locks: Vec<Blocker> = b
+                .iter()
+                .filter_map(|s| s.strip_prefix("lock:"))
+                .filter_map(|s| ServiceId::parse(s).ok())
+                .map(Blocker::Lock)
+                .collect();
+            if locks.is_empty() {
+                CommandError::Failed(format!("cannot {action} now: {}", b.join(", ")))
+            } else {
+                CommandError::Locked {
+                    blocked_by: locks,
+                    action: action.to_owned(),
+                }
+            }
+        }
+        Outcome::Failed(e) | Outcome::EngineDown(e) | Outcome::Unhealthy(e) => {
+            CommandError::Failed(e)
+        }
+        Outcome::Done { .. } => CommandError::Failed("unexpected".into()),
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::OnceCell;
 
+mod act;
 mod objects;
 mod watch;
 

@@ -13,17 +13,18 @@ use crate::update::health::{judge, Verdict, Want};
 
 impl Executor {
     /// Watches containers just judged up (services without a healthcheck)
-    /// for `window`: the first exit or restart is a crash loop, answered
-    /// with its reason; `None` when they all kept running.
+    /// for `window`: an exit or restart is a crash loop. Answers each
+    /// service that crashed with its reason; none when they all kept
+    /// running.
     pub fn crash_watch(
         &self,
         containers: Vec<(ServiceName, String)>,
         window: Duration,
-    ) -> impl std::future::Future<Output = Option<String>> + Send + 'static {
+    ) -> impl std::future::Future<Output = Vec<(ServiceName, String)>> + Send + 'static {
         let exec = self.clone();
         async move {
             let Ok(engine) = exec.engine().await else {
-                return None;
+                return Vec::new();
             };
             let watches = containers.iter().map(|(service, name)| async move {
                 let before = engine.liveness(name).await.ok()?.restart_count;
@@ -36,13 +37,13 @@ impl Executor {
                     })
                     .await
                     .ok()??;
-                Some(format!("service {service} {crashed}"))
+                Some((service.clone(), format!("service {service} {crashed}")))
             });
             futures_util::future::join_all(watches)
                 .await
                 .into_iter()
                 .flatten()
-                .next()
+                .collect()
         }
     }
 

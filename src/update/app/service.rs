@@ -1,0 +1,225 @@
+//! One service restarted, stopped or started on request, and an app's
+//! data purged. Restart, stop and purge pass the gate and take the app's
+//! locks as an update does (a lock of any of the app's services holds
+//! them back, as on balena); start takes none.
+
+use super::restart::lock_refusal;
+use super::AppTask;
+use crate::command::{CommandError, ServiceAction};
+use crate::engine::{Container, RunState};
+use crate::gate::{self, Decision};
+use crate::logging::msgid;
+use crate::names::ServiceName;
+use crate::target::AppTarget;
+
+fn failed(e: impl ToString) -> CommandError {
+    CommandError::Failed(e.to_string())
+}
+
+impl AppTask {
+    /// Acts on `service` (the app's only one when `None`); answers the
+    /// service and its container's id.
+    pub(super) async fn service_action(
+        &mut self,
+        action: ServiceAction,
+        service: Option<ServiceName>,
+        force: bool,
+        who: &str,
+    ) -> Result<(ServiceName, String), CommandError> {
+        let target = self.in_target()?;
+        let exec = self.exec.borrow().clone();
+        let containers = exec.containers(Some(&self.app)).await.map_err(failed)?;
+        let service = match service {
+            Some(s) => s,
+            None => only_service(&self.app, &containers)?,
+        };
+        if !target.services.contains_key(&service) {
+            return Err(CommandError::NotFound(format!(
+                "service {service} is not in the target of app {}",
+                self.app
+            )));
+        }
+        let c = pick(&containers, &service, &target.config_hash(&service)).ok_or_else(|| {
+            CommandError::NotFound(format!(
+                "service {service} of app {} has no container",
+                self.app
+            ))
+        })?;
+        let what = format!("{} {}/{service}", action.verb(), self.app);
+        let locked = action != ServiceAction::Start;
+        if locked {
+            self.lock_for(&what, &containers, &target, force, who)
+                .await?;
+        }
+        tracing::info!(app = %self.app, service = %service, who, "{what} (asked by {who})");
+        let r = match action {
+            ServiceAction::Stop => exec.stop_container(c).await,
+            ServiceAction::Start => exec.start_container(c).await,
+            ServiceAction::Restart => exec.restart(std::slice::from_ref(c)).await,
+        };
+        let released = match locked {
+            true => self.release_locks().await.map(drop),
+            false => Ok(()),
+        };
+        r.map_err(failed)?;
+        released?;
+        Ok((service, c.id.clone()))
+    }
+
+    /// The first half of a purge: under the app's locks its containers go
+    /// and its volumes are removed. The task then applies the app again.
+    /// Answers the volumes removed.
+    pub(super) async fn purge(
+        &mut self,
+        force: bool,
+        who: &str,
+    ) -> Result<Vec<String>, CommandError> {
+        let target = self.in_target()?;
+        let exec = self.exec.borrow().clone();
+        let containers = exec.containers(Some(&self.app)).await.map_err(failed)?;
+        let what = format!("purge the data of app {}", self.app);
+        self.lock_for(&what, &containers, &target, force, who)
+            .await?;
+        tracing::warn!(app = %self.app, who, "purging the data of app {} (asked by {who}): its containers and volumes are removed, then made again", self.app);
+        let r = match exec.remove_containers(&containers).await {
+            Ok(()) => exec.remove_app_volumes(&self.app).await,
+            Err(e) => Err(e),
+        };
+        let released = self.release_locks().await;
+        let removed = r.map_err(failed)?;
+        released?;
+        Ok(removed)
+    }
+
+    fn in_target(&self) -> Result<AppTarget, CommandError> {
+        self.app_target().ok_or_else(|| {
+            CommandError::NotFound(format!(
+                "app {} is not in the target (it is being removed)",
+                self.app
+            ))
+        })
+    }
+
+    /// The gate, then every lock of the app: its containers' services and
+    /// its target's.
+    async fn lock_for(
+        &self,
+        what: &str,
+        containers: &[Container],
+        target: &AppTarget,
+        force: bool,
+        who: &str,
+    ) -> Result<(), CommandError> {
+        let snap = self.snapshot.borrow().clone();
+        match gate::update(&snap, &self.app, force.then_some(who)) {
+            Decision::Blocked(blocked_by) => {
+                return Err(CommandError::Locked {
+                    blocked_by,
+                    action: what.to_owned(),
+                })
+            }
+            Decision::Through { why, passed } => {
+                tracing::warn!(message_id = msgid::UPDATE_FORCED, app = %self.app, locks = ?passed, who,
+                    "going to {what} through its locks ({why})");
+            }
+            Decision::Go => {}
+        }
+        let mut services: Vec<ServiceName> = target.services.keys().cloned().collect();
+        services.extend(containers.iter().map(|c| c.service.clone()));
+        services.sort();
+        services.dedup();
+        self.take_locks(&services, force.then_some(who))
+            .await
+            .map_err(|o| lock_refusal(what, o))
+    }
+}
+
+/// The service of a single-service app (v1 routes).
+fn only_service(
+    app: &crate::names::AppName,
+    containers: &[Container],
+) -> Result<ServiceName, CommandError> {
+    let mut services: Vec<&ServiceName> = containers.iter().map(|c| &c.service).collect();
+    services.sort();
+    services.dedup();
+    match services.as_slice() {
+        [] => Err(CommandError::NotFound(format!("app {app} has no containers"))),
+        [one] => Ok((*one).clone()),
+        many => Err(CommandError::Invalid(format!(
+            "app {app} has {} services; this route serves single-service apps only (use /v2/applications/{app}/<action>-service with a serviceName)",
+            many.len()
+        ))),
+    }
+}
+
+/// The service's container: the one of its config in the target, else a
+/// running one, else any.
+fn pick<'a>(
+    containers: &'a [Container],
+    service: &ServiceName,
+    hash: &str,
+) -> Option<&'a Container> {
+    let mine = || containers.iter().filter(move |c| c.service == *service);
+    mine()
+        .find(|c| c.hash == hash)
+        .or_else(|| mine().find(|c| c.state == RunState::Running))
+        .or_else(|| mine().next())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::names::AppName;
+
+    fn c(service: &str, hash: &str, state: RunState) -> Container {
+        Container {
+            id: format!("{service}-{hash}"),
+            name: String::new(),
+            app: AppName::new("app1").unwrap(),
+            service: ServiceName::new(service).unwrap(),
+            release: String::new(),
+            hash: hash.into(),
+            image: String::new(),
+            state,
+            health: String::new(),
+            status: String::new(),
+            created: 0,
+            image_id: String::new(),
+        }
+    }
+
+    #[test]
+    fn v1_routes_serve_single_service_apps_only() {
+        let app = AppName::new("app1").unwrap();
+        let one = [
+            c("main", "h1", RunState::Running),
+            c("main", "h0", RunState::Other),
+        ];
+        assert_eq!(only_service(&app, &one).unwrap().as_str(), "main");
+        let two = [
+            c("main", "h1", RunState::Running),
+            c("web", "h2", RunState::Running),
+        ];
+        assert!(matches!(
+            only_service(&app, &two),
+            Err(CommandError::Invalid(_))
+        ));
+        assert!(matches!(
+            only_service(&app, &[]),
+            Err(CommandError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn the_container_of_the_targets_config_is_picked_first() {
+        let s = ServiceName::new("main").unwrap();
+        let list = [
+            c("main", "old", RunState::Running),
+            c("main", "new", RunState::Other),
+            c("web", "new", RunState::Running),
+        ];
+        assert_eq!(pick(&list, &s, "new").unwrap().id, "main-new");
+        assert_eq!(pick(&list, &s, "other").unwrap().id, "main-old");
+        assert!(pick(&list, &ServiceName::new("db").unwrap(), "new").is_none());
+    }
+}

@@ -1,0 +1,37 @@
+//! What the HTTP state routes show of the engine, asked of the executor
+//! when a client asks: the managed containers and which of the target's
+//! images the engine has.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use super::exec::Executor;
+use crate::command::CommandError;
+use crate::engine::Container;
+use crate::target::Target;
+
+#[derive(Debug, Clone, Default)]
+pub struct EngineView {
+    pub containers: Vec<Container>,
+    /// The target's images the engine has.
+    pub present: BTreeSet<String>,
+    /// The target in force when the engine was asked.
+    pub target: Option<Arc<Target>>,
+}
+
+pub(super) async fn engine_view(
+    exec: Executor,
+    target: Option<Arc<Target>>,
+) -> Result<EngineView, CommandError> {
+    let failed = |e: crate::engine::EngineError| CommandError::Failed(e.to_string());
+    let containers = exec.containers(None).await.map_err(failed)?;
+    let mut present = BTreeSet::new();
+    for app in target.iter().flat_map(|t| t.apps.values()) {
+        present.extend(exec.present(Some(app)).await.map_err(failed)?);
+    }
+    Ok(EngineView {
+        containers,
+        present,
+        target,
+    })
+}
