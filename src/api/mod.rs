@@ -1,11 +1,17 @@
 //! The balena-compatible HTTP API (axum), on a unix socket and optionally
 //! TCP: a thin adapter over the same commands as D-Bus. Contract:
-//! docs/openapi.yaml. Listeners and their limits: `serve`; the key: `key`.
+//! docs/openapi.yaml. Listeners and their limits: `serve`; the key: `key`;
+//! who a key speaks for: `auth`. Routes: `v1`, `v2`, and the state
+//! routes in `state`; request bodies: `body`.
 
 mod auth;
+mod body;
 mod conn;
 mod key;
 mod serve;
+mod state;
+mod v1;
+mod v2;
 
 pub use auth::Scope;
 pub use key::load_or_create_key;
@@ -14,17 +20,14 @@ pub use serve::serve;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::command::{Command, CommandError, Handle, PowerAction};
-use crate::model::{AppState, UpdateStatus};
-use crate::names::AppName;
+use crate::command::{Command, CommandError, Handle};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 #[derive(Clone)]
 pub struct Api {
@@ -32,25 +35,11 @@ pub struct Api {
     pub key: Arc<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct ForceBody {
-    #[serde(default)]
-    force: bool,
-}
-
 pub fn router(api: Api) -> Router {
-    let keyed = Router::new()
-        .route("/v1/update", post(update))
-        .route("/v1/reboot", post(reboot))
-        .route("/v1/shutdown", post(shutdown))
-        .route("/v1/device", get(device))
-        .route("/v2/state/status", get(state_status))
-        .route("/v2/applications/state", get(applications_state))
-        .route("/v2/applications/{app}/restart", post(restart_app))
-        .route_layer(middleware::from_fn_with_state(
-            api.clone(),
-            auth::require_key,
-        ));
+    let keyed = keyed_routes().route_layer(middleware::from_fn_with_state(
+        api.clone(),
+        auth::require_key,
+    ));
     Router::new()
         .route("/ping", get(|| async { "OK" }))
         .route("/v1/healthy", get(healthy))
@@ -58,16 +47,35 @@ pub fn router(api: Api) -> Router {
         .with_state(api)
 }
 
-/// Parses an optional JSON body; an empty body means `{}`.
-fn body(bytes: &[u8]) -> Result<ForceBody, String> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(ForceBody::default());
-    }
-    serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON body: {e}"))
-}
-
-fn bad_request(msg: String) -> Response {
-    (StatusCode::BAD_REQUEST, msg).into_response()
+/// Every route that needs a key; handlers find the request's `Scope` in
+/// its extensions.
+fn keyed_routes() -> Router<Api> {
+    Router::new()
+        .route("/v1/update", post(v1::update))
+        .route("/v1/reboot", post(v1::reboot))
+        .route("/v1/shutdown", post(v1::shutdown))
+        .route("/v1/device", get(v1::device))
+        .route("/v1/apps/{app}/stop", post(v1::app_stop))
+        .route("/v1/apps/{app}/start", post(v1::app_start))
+        .route("/v1/purge", post(v1::purge))
+        .route("/v2/version", get(v2::version))
+        .route("/v2/state/status", get(state::state_status))
+        .route("/v2/applications/state", get(state::applications_state))
+        .route("/v2/locks", get(state::locks))
+        .route("/v2/applications/{app}/restart", post(v2::restart_app))
+        .route(
+            "/v2/applications/{app}/restart-service",
+            post(v2::restart_service),
+        )
+        .route(
+            "/v2/applications/{app}/stop-service",
+            post(v2::stop_service),
+        )
+        .route(
+            "/v2/applications/{app}/start-service",
+            post(v2::start_service),
+        )
+        .route("/v2/applications/{app}/purge", post(v2::purge))
 }
 
 async fn healthy(State(api): State<Api>) -> Response {
@@ -78,151 +86,29 @@ async fn healthy(State(api): State<Api>) -> Response {
     }
 }
 
-async fn update(State(api): State<Api>, bytes: axum::body::Bytes) -> Response {
-    let b = match body(&bytes) {
-        Ok(b) => b,
-        Err(m) => return bad_request(m),
-    };
-    let who = "HTTP API POST /v1/update".to_owned();
-    match api
-        .handle
-        .request(|reply| Command::Update {
-            force: b.force,
-            who,
-            reply,
-        })
-        .await
-    {
-        Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
-        Ok(Err(e)) | Err(e) => v1_error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
-    }
+/// A command's answer, or why there was none.
+async fn ask<T>(
+    api: &Api,
+    make: impl FnOnce(tokio::sync::oneshot::Sender<Result<T, CommandError>>) -> Command,
+) -> Result<T, CommandError> {
+    api.handle.request(make).await.and_then(|r| r)
 }
 
-async fn reboot(State(api): State<Api>, bytes: axum::body::Bytes) -> Response {
-    power(api, PowerAction::Reboot, &bytes, "/v1/reboot").await
-}
-
-async fn shutdown(State(api): State<Api>, bytes: axum::body::Bytes) -> Response {
-    power(api, PowerAction::PowerOff, &bytes, "/v1/shutdown").await
-}
-
-async fn power(api: Api, action: PowerAction, bytes: &[u8], route: &str) -> Response {
-    let b = match body(bytes) {
-        Ok(b) => b,
-        Err(m) => return bad_request(m),
-    };
-    let who = format!("HTTP API POST {route}");
-    // logind may take the machine down before we answer; answer first is
-    // impossible, so the answer goes out when logind has accepted. The power
-    // task carries the request out even if this client goes away.
-    let r = api.handle.request(|reply| Command::Power {
-        action,
-        force: b.force,
-        who,
-        reply,
-    });
-    match r.await {
-        Ok(Ok(())) => (
-            StatusCode::ACCEPTED,
-            Json(json!({"Data": "OK", "Error": null})),
-        )
-            .into_response(),
-        Ok(Err(e @ CommandError::Locked { .. })) => v1_error(StatusCode::LOCKED, &e.to_string()),
-        Ok(Err(e)) | Err(e) => v1_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-    }
-}
-
+/// balena's v1 answer: `{"Data": "", "Error": msg}`.
 fn v1_error(status: StatusCode, msg: &str) -> Response {
     (status, Json(json!({"Data": "", "Error": msg}))).into_response()
 }
 
-/// The overall state, in balena's words: Idle, Downloading, Installing.
-fn overall(u: &UpdateStatus) -> (&'static str, Option<u8>) {
-    let apps = u.apps.values();
-    let mut status = "Idle";
-    let mut progress = None;
-    for a in apps {
-        match a.state {
-            AppState::Downloading => {
-                status = "Downloading";
-                progress = a.progress;
-            }
-            AppState::Applying if status == "Idle" => status = "Installing",
-            _ => {}
-        }
-    }
-    (status, progress)
+/// balena's v2 failure: `{"status": "failed", "message": msg}` (also what
+/// its error handler answers on v1 routes, e.g. 423).
+fn v2_error(status: StatusCode, msg: &str) -> Response {
+    (status, Json(json!({"status": "failed", "message": msg}))).into_response()
 }
 
-async fn device(State(api): State<Api>) -> Json<Value> {
-    let u = api.handle.views.apps.borrow().clone();
-    let (status, progress) = overall(&u);
-    let pending = u.apps.values().any(|a| a.state != AppState::Applied);
-    let failed = u.apps.values().any(|a| a.state == AppState::Failed);
-    let waiting = u.apps.values().any(|a| a.state == AppState::Waiting);
-    Json(json!({
-        "status": status,
-        "download_progress": progress,
-        "update_pending": pending,
-        "update_downloaded": waiting,
-        "update_failed": failed,
-        "supervisor_version": env!("CARGO_PKG_VERSION"),
-    }))
+/// A plain-text answer (balena's v1 400s and the v1 apps routes' 401).
+fn text(status: StatusCode, msg: &str) -> Response {
+    (status, msg.to_owned()).into_response()
 }
 
-async fn restart_app(
-    State(api): State<Api>,
-    axum::extract::Path(app): axum::extract::Path<String>,
-    bytes: axum::body::Bytes,
-) -> Response {
-    let b = match body(&bytes) {
-        Ok(b) => b,
-        Err(m) => return bad_request(m),
-    };
-    let v2 = |status: StatusCode, msg: String| {
-        (status, Json(json!({"status": "failed", "message": msg}))).into_response()
-    };
-    let app = match AppName::new(app) {
-        Ok(a) => a,
-        Err(e) => return v2(StatusCode::BAD_REQUEST, e.to_string()),
-    };
-    let who = format!("HTTP API POST /v2/applications/{app}/restart");
-    let r = api
-        .handle
-        .request(|reply| Command::RestartApp {
-            app,
-            force: b.force,
-            who,
-            reply,
-        })
-        .await;
-    match r {
-        Ok(Ok(_)) => (StatusCode::OK, "OK").into_response(),
-        Ok(Err(e @ CommandError::Locked { .. })) => v2(StatusCode::LOCKED, e.to_string()),
-        Ok(Err(e @ CommandError::NotFound(_))) => v2(StatusCode::NOT_FOUND, e.to_string()),
-        Ok(Err(e)) => v2(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-        Err(e) => v2(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-    }
-}
-
-async fn state_status(State(api): State<Api>) -> Json<Value> {
-    let u = api.handle.views.apps.borrow().clone();
-    let (_, progress) = overall(&u);
-    let app_state = if u.apps.values().all(|a| a.state == AppState::Applied) {
-        "applied"
-    } else if u.apps.values().any(|a| a.state == AppState::Failed) {
-        "failed"
-    } else {
-        "applying"
-    };
-    Json(json!({
-        "status": "success",
-        "appState": app_state,
-        "overallDownloadProgress": progress,
-        "release": u.apps.values().next().map(|a| a.release.clone()),
-    }))
-}
-
-async fn applications_state(State(api): State<Api>) -> Json<Value> {
-    Json(serde_json::to_value(&api.handle.views.apps.borrow().apps).unwrap_or_default())
-}
+#[cfg(test)]
+mod tests;

@@ -23,6 +23,10 @@ pub(super) async fn engine_view(
     exec: Executor,
     target: Option<Arc<Target>>,
 ) -> Result<EngineView, CommandError> {
+    // No target: holdfast touches no container and asks the engine nothing.
+    if target.is_none() {
+        return Ok(EngineView::default());
+    }
     let failed = |e: crate::engine::EngineError| CommandError::Failed(e.to_string());
     let containers = exec.containers(None).await.map_err(failed)?;
     let mut present = BTreeSet::new();
