@@ -2,6 +2,15 @@
 //! data purged. Restart, stop and purge pass the gate and take the app's
 //! locks as an update does (a lock of any of the app's services holds
 //! them back, as on balena); start takes none.
+//!
+//! A stopped service stays stopped, with no record of the stop: the
+//! planner never starts an exited container of the target's config (it
+//! leaves it to the engine's restart policy, as balena starts only what it
+//! never started), and the task's crash watch ignores services acted on by
+//! request. So a stop survives update checks, holdfastd restarts and
+//! targets that leave the service as it is; only a start, a restart, or a
+//! target that changes the service (a new container) runs it again.
+//! Keeping no "stopped" set means there is nothing to lose or to clean up.
 
 use super::restart::lock_refusal;
 use super::AppTask;
