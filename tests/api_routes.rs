@@ -83,7 +83,7 @@ async fn started(healthy_timeout: &str) -> (Env, String) {
 async fn one_service_is_restarted_stopped_and_started_and_stays_stopped() {
     // A short crash window (healthy_timeout bounds it): a service stopped
     // on request inside it is not a crash.
-    let (env, image) = started("3s").await;
+    let (mut env, image) = started("3s").await;
     // web ignores SIGTERM: a stop kills it, and it exits with 137, which
     // the crash watch would take for a crash.
     let web = json!({"image": image, "command": ["sleep", "1000"], "network_mode": "none", "stop_timeout": 1});
@@ -125,6 +125,12 @@ async fn one_service_is_restarted_stopped_and_started_and_stays_stopped() {
     let st = env.apps().await;
     assert_eq!(st["app1"]["state"], "applied", "{st}");
     assert!(st["app1"].get("rolled_back_to").is_none(), "{st}");
+    // And through a restart of holdfastd.
+    env.kill_daemon(nix::sys::signal::Signal::SIGTERM);
+    env.start_daemon().await;
+    env.wait_release("app1", "applied", "r2").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(state_of(&env, &web), "exited", "{}", env.log());
     let main = container(&env, "app1", "main");
 
     // The state routes show it stopped.
