@@ -360,3 +360,14 @@ async fn service_routes_answer_in_balenas_shapes() {
         serde_json::json!({"status": "success", "version": env!("CARGO_PKG_VERSION")})
     );
 }
+
+#[tokio::test]
+async fn state_routes_answer_for_an_app_key() {
+    let (api, _) = api();
+    for route in ["/v2/state/status", "/v2/applications/state", "/v2/locks"] {
+        let (code, body) = call(&api, app("app2"), "GET", route, "").await;
+        assert_eq!(code, 200, "{route}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(v.is_object(), "{route}: {v}");
+    }
+}
