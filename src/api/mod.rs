@@ -47,7 +47,10 @@ pub fn router(api: Api) -> Router {
         .route("/v2/state/status", get(state_status))
         .route("/v2/applications/state", get(applications_state))
         .route("/v2/applications/{app}/restart", post(restart_app))
-        .route_layer(middleware::from_fn_with_state(api.clone(), auth::require_key));
+        .route_layer(middleware::from_fn_with_state(
+            api.clone(),
+            auth::require_key,
+        ));
     Router::new()
         .route("/ping", get(|| async { "OK" }))
         .route("/v1/healthy", get(healthy))
