@@ -175,12 +175,12 @@ async fn restart_app(
     axum::extract::Path(app): axum::extract::Path<String>,
     bytes: axum::body::Bytes,
 ) -> Response {
-    let b = match body(&bytes) {
-        Ok(b) => b,
-        Err(m) => return bad_request(m),
-    };
     let v2 = |status: StatusCode, msg: String| {
         (status, Json(json!({"status": "failed", "message": msg}))).into_response()
+    };
+    let b = match body(&bytes) {
+        Ok(b) => b,
+        Err(m) => return v2(StatusCode::BAD_REQUEST, m),
     };
     let app = match AppName::new(app) {
         Ok(a) => a,
