@@ -47,7 +47,10 @@ pub fn router(api: Api) -> Router {
         .route("/v2/state/status", get(state_status))
         .route("/v2/applications/state", get(applications_state))
         .route("/v2/applications/{app}/restart", post(restart_app))
-        .route_layer(middleware::from_fn_with_state(api.clone(), auth::require_key));
+        .route_layer(middleware::from_fn_with_state(
+            api.clone(),
+            auth::require_key,
+        ));
     Router::new()
         .route("/ping", get(|| async { "OK" }))
         .route("/v1/healthy", get(healthy))
@@ -172,12 +175,12 @@ async fn restart_app(
     axum::extract::Path(app): axum::extract::Path<String>,
     bytes: axum::body::Bytes,
 ) -> Response {
-    let b = match body(&bytes) {
-        Ok(b) => b,
-        Err(m) => return bad_request(m),
-    };
     let v2 = |status: StatusCode, msg: String| {
         (status, Json(json!({"status": "failed", "message": msg}))).into_response()
+    };
+    let b = match body(&bytes) {
+        Ok(b) => b,
+        Err(m) => return v2(StatusCode::BAD_REQUEST, m),
     };
     let app = match AppName::new(app) {
         Ok(a) => a,
