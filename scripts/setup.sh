@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what holdfast's demo, tests and checks need on a fresh Debian 12
 # machine. Idempotent: what is present is skipped.
-#   setup.sh            base: engine, D-Bus, logind, lock clients
+#   setup.sh            base: engine, D-Bus, logind, lock clients, schemathesis
+#                       (venv in .cache/schemathesis, for tests/api_schema.rs)
 #   setup.sh msrv       + Debian rustc-web/cargo-web pinned to the MSRV (1.85)
 #   setup.sh cross      + msrv, ARM cross linkers, qemu-user-static
 #   setup.sh nspawn     + systemd-nspawn, debootstrap
@@ -13,7 +14,7 @@ cd "$(dirname "$0")/.."
 # The MSRV toolchain: the rustc-web version that exists for amd64, arm64 and armhf.
 RUST_WEB_VERSION=1.85.0+dfsg3-1~deb12u3
 
-pkgs=(dbus systemd procmail busybox-static docker.io docker-registry apache2-utils util-linux psmisc polkitd python3 curl)
+pkgs=(dbus systemd procmail busybox-static docker.io docker-registry apache2-utils util-linux psmisc polkitd python3 python3-venv curl)
 pinned=()
 for profile in "$@"; do
   case $profile in
@@ -48,5 +49,18 @@ for profile in "$@"; do
     .cache/venv/bin/pip install -q oelint-adv bitbake-setup
   fi
 done
+
+# schemathesis checks the HTTP API against docs/openapi.yaml in every
+# cargo test run; pinned with what it runs on.
+st_req=scripts/schemathesis-requirements.txt
+st_ver=$(sed -n 's/^schemathesis==//p' "$st_req")
+if ! compgen -G ".cache/schemathesis/lib/python3*/site-packages/schemathesis-$st_ver.dist-info" >/dev/null \
+  || ! cmp -s "$st_req" .cache/schemathesis/requirements.txt; then
+  echo "setup: installing schemathesis $st_ver in .cache/schemathesis" >&2
+  rm -rf .cache/schemathesis
+  python3 -m venv .cache/schemathesis
+  .cache/schemathesis/bin/pip install -q --disable-pip-version-check -r "$st_req"
+  cp "$st_req" .cache/schemathesis/requirements.txt
+fi
 
 command -v cargo >/dev/null || { echo "setup: cargo not found (install Rust first)" >&2; exit 1; }

@@ -27,6 +27,7 @@ pub mod keeper;
 pub mod liveness;
 pub mod locks;
 pub mod logging;
+pub mod memory;
 pub mod model;
 pub mod names;
 pub mod power;

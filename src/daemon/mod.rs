@@ -220,6 +220,8 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
                     notify(&[NotifyState::Ready]);
                     tracing::info!("ready: serving {} on the system bus", dbus::BUS_NAME);
                 }
+                // Start-up parsed config, targets and the first scan.
+                crate::memory::give_back();
             }
             _ = hup.recv() => {
                 let mono = NotifyState::monotonic_usec_now().ok();

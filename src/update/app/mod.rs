@@ -238,6 +238,8 @@ impl AppTask {
             }
             images.clear();
             self.publish(&machine, &images);
+            // The pass is over; the app idles from here, maybe for days.
+            crate::memory::give_back();
             match self
                 .wait_for_reason(&mut machine, &images, &seen, &mut forced_by, crash.take())
                 .await
@@ -280,6 +282,7 @@ impl AppTask {
                         let exec = self.exec.borrow().clone();
                         exec.remember_healthy(&self.app, t).await;
                     }
+                    crate::memory::give_back();
                 }
                 r = self.target.changed() => {
                     if r.is_err() { return Wake::Stop }
