@@ -114,7 +114,7 @@ pub enum Command {
     /// The managed containers and the target's images as the engine has
     /// them now.
     EngineState {
-        reply: oneshot::Sender<Result<crate::update::EngineView, CommandError>>,
+        reply: oneshot::Sender<Result<EngineView, CommandError>>,
     },
     /// Remove the volumes of an app that is no longer in the target, under
     /// its locks (refused while it holds one unless forced). Answers the
@@ -355,6 +355,17 @@ impl Handle {
         self.send(make(reply)).await?;
         rx.await.map_err(|_| CommandError::Unavailable)
     }
+}
+
+/// What the HTTP state routes show of the engine: the managed containers
+/// and which of the target's images the engine has.
+#[derive(Debug, Clone, Default)]
+pub struct EngineView {
+    pub containers: Vec<crate::engine::Container>,
+    /// The target's images the engine has.
+    pub present: std::collections::BTreeSet<String>,
+    /// The target in force when the engine was asked.
+    pub target: Option<std::sync::Arc<crate::target::Target>>,
 }
 
 #[cfg(test)]

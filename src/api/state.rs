@@ -13,12 +13,12 @@ use axum::{Extension, Json};
 use serde_json::{json, Map, Value};
 
 use super::{ask, v2_error, Api, Scope};
+use crate::command::EngineView;
 use crate::command::{Command, LockInfo};
 use crate::engine::{Container, RunState};
 use crate::gate::{self, Decision};
 use crate::model::{utc, AppState, AppStatus, Snapshot, UpdateStatus};
 use crate::names::{AppName, ServiceId};
-use crate::update::EngineView;
 
 pub(super) async fn state_status(
     State(api): State<Api>,

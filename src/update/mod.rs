@@ -31,7 +31,6 @@ use crate::target::Target;
 use crate::timer::sleep_until;
 use app::{AppRequest, AppTask};
 use exec::{Executor, Policy};
-pub use view::EngineView;
 
 const DISCOVER_RETRY_MIN: Duration = Duration::from_millis(100);
 const DISCOVER_RETRY_MAX: Duration = Duration::from_secs(5);

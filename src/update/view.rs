@@ -6,18 +6,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::exec::Executor;
-use crate::command::CommandError;
-use crate::engine::Container;
+use crate::command::{CommandError, EngineView};
 use crate::target::Target;
-
-#[derive(Debug, Clone, Default)]
-pub struct EngineView {
-    pub containers: Vec<Container>,
-    /// The target's images the engine has.
-    pub present: BTreeSet<String>,
-    /// The target in force when the engine was asked.
-    pub target: Option<Arc<Target>>,
-}
 
 pub(super) async fn engine_view(
     exec: Executor,
