@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 # The MSRV toolchain: the rustc-web version that exists for amd64, arm64 and armhf.
 RUST_WEB_VERSION=1.85.0+dfsg3-1~deb12u3
 
-pkgs=(dbus systemd procmail busybox-static docker.io docker-registry apache2-utils util-linux psmisc polkitd python3 python3-venv curl)
+pkgs=(dbus systemd procmail busybox-static docker.io docker-registry apache2-utils util-linux psmisc polkitd python3 python3-venv curl cpio)
 pinned=()
 for profile in "$@"; do
   case $profile in

@@ -32,6 +32,7 @@ pub mod model;
 pub mod names;
 pub mod power;
 pub mod status;
+pub mod swu;
 pub mod system;
 pub mod target;
 pub mod timer;
