@@ -8,7 +8,10 @@ mod key;
 mod serve;
 
 pub use auth::Scope;
-pub use key::load_or_create_key;
+pub use key::{
+    app_key_path, device_key_path, load_or_create_app_key, load_or_create_key, remove_app_key,
+    rotate_key, ApiKeys, KeyError,
+};
 pub use serve::serve;
 
 use std::sync::Arc;
@@ -29,7 +32,8 @@ use serde_json::{json, Value};
 #[derive(Clone)]
 pub struct Api {
     pub handle: Handle,
-    pub key: Arc<String>,
+    /// The device key and the app keys, kept by the updater.
+    pub keys: tokio::sync::watch::Receiver<Arc<ApiKeys>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -47,7 +51,10 @@ pub fn router(api: Api) -> Router {
         .route("/v2/state/status", get(state_status))
         .route("/v2/applications/state", get(applications_state))
         .route("/v2/applications/{app}/restart", post(restart_app))
-        .route_layer(middleware::from_fn_with_state(api.clone(), auth::require_key));
+        .route_layer(middleware::from_fn_with_state(
+            api.clone(),
+            auth::require_key,
+        ));
     Router::new()
         .route("/ping", get(|| async { "OK" }))
         .route("/v1/healthy", get(healthy))
@@ -169,6 +176,7 @@ async fn device(State(api): State<Api>) -> Json<Value> {
 
 async fn restart_app(
     State(api): State<Api>,
+    axum::Extension(scope): axum::Extension<Scope>,
     axum::extract::Path(app): axum::extract::Path<String>,
     bytes: axum::body::Bytes,
 ) -> Response {
@@ -183,6 +191,9 @@ async fn restart_app(
         Ok(a) => a,
         Err(e) => return v2(StatusCode::BAD_REQUEST, e.to_string()),
     };
+    if !scope.reaches(&app) {
+        return (StatusCode::UNAUTHORIZED, "Unauthorized").into_response();
+    }
     let who = format!("HTTP API POST /v2/applications/{app}/restart");
     let r = api
         .handle

@@ -189,9 +189,10 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         .run(inboxes.updates),
     );
     if let Some(key) = api_key {
+        let (_keys_tx, keys) = watch::channel(Arc::new(api::ApiKeys::new(Some(key))));
         let api = api::Api {
             handle: handle.clone(),
-            key: Arc::new(key),
+            keys,
         };
         tasks.spawn("http api", serve_api(api, settings_rx.clone()));
     }
