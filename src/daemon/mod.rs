@@ -126,6 +126,8 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
             None
         }
     };
+    // Read by the updater in the next change.
+    let (device_tx, _) = watch::channel(None);
     let (system_tx, system_rx) = mpsc::channel(4);
     let (ready_tx, mut ready_rx) = oneshot::channel();
     let mut tasks = Tasks::default();
@@ -150,6 +152,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         DeviceConfig {
             handle: handle.clone(),
             settings: settings_rx.clone(),
+            device: device_tx,
         }
         .run(),
     );
