@@ -206,7 +206,16 @@ impl Updates {
         let api = s
             .api_tcp
             .zip(self.api_key.as_deref())
-            .map(|(addr, key)| SupervisorApi::from_bind(addr, key));
+            .map(|(addr, key)| SupervisorApi {
+                // A wildcard bind is reached at 127.0.0.1 (host network).
+                host: if addr.ip().is_unspecified() {
+                    "127.0.0.1".to_owned()
+                } else {
+                    addr.ip().to_string()
+                },
+                port: addr.port(),
+                key: key.to_owned(),
+            });
         let policy = Policy {
             healthy_timeout: s.healthy_timeout,
             rollback: s.rollback,
