@@ -140,6 +140,14 @@ pub enum Command {
     },
     /// Internal: the daemon stops; give back what is ours.
     Shutdown { reply: oneshot::Sender<()> },
+    /// A new HTTP API key in place of an app's (None: the device key).
+    /// The app's containers labelled for the API are made again with it,
+    /// under the app's locks like any change.
+    RotateApiKey {
+        app: Option<AppName>,
+        who: String,
+        reply: oneshot::Sender<Result<(), CommandError>>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -329,9 +337,11 @@ impl Handle {
             | Shutdown { .. } => &self.keeper,
             Power { .. } => &self.power,
             SetTarget { .. } | SetApp { .. } | ReloadTarget => &self.target,
-            Update { .. } | RestartApp { .. } | PruneVolumes { .. } | StopAll { .. } => {
-                &self.updates
-            }
+            Update { .. }
+            | RestartApp { .. }
+            | PruneVolumes { .. }
+            | StopAll { .. }
+            | RotateApiKey { .. } => &self.updates,
         }
     }
 

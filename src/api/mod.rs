@@ -12,7 +12,7 @@ pub use key::{
     app_key_path, device_key_path, load_or_create_app_key, load_or_create_key, remove_app_key,
     rotate_key, ApiKeys, KeyError,
 };
-pub use serve::serve;
+pub use serve::{serve, AppListeners};
 
 use std::sync::Arc;
 use std::time::Duration;

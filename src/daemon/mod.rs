@@ -126,8 +126,13 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
             None
         }
     };
-    // Read by the updater in the next change.
-    let (device_tx, _) = watch::channel(None);
+    let (keys_tx, keys_rx) = watch::channel(Arc::new(api::ApiKeys::new(api_key.clone())));
+    let api = api_key.is_some().then(|| api::Api {
+        handle: handle.clone(),
+        keys: keys_rx,
+    });
+    let listeners = api::AppListeners::new(api.clone());
+    let (device_tx, device_rx) = watch::channel(None);
     let (system_tx, system_rx) = mpsc::channel(4);
     let (ready_tx, mut ready_rx) = oneshot::channel();
     let mut tasks = Tasks::default();
@@ -187,16 +192,13 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
             target: target_rx,
             settings: settings_rx.clone(),
             status: apps_tx,
-            api_key: api_key.clone(),
+            keys: keys_tx,
+            device: device_rx,
+            listeners,
         }
         .run(inboxes.updates),
     );
-    if let Some(key) = api_key {
-        let (_keys_tx, keys) = watch::channel(Arc::new(api::ApiKeys::new(Some(key))));
-        let api = api::Api {
-            handle: handle.clone(),
-            keys,
-        };
+    if let Some(api) = api {
         tasks.spawn("http api", serve_api(api, settings_rx.clone()));
     }
     tasks.spawn(
