@@ -167,6 +167,14 @@ pub enum Command {
     },
     /// Internal: the daemon stops; give back what is ours.
     Shutdown { reply: oneshot::Sender<()> },
+    /// A new HTTP API key in place of an app's (None: the device key).
+    /// The app's containers labelled for the API are made again with it,
+    /// under the app's locks like any change.
+    RotateApiKey {
+        app: Option<AppName>,
+        who: String,
+        reply: oneshot::Sender<Result<(), CommandError>>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -324,7 +332,8 @@ impl Handle {
             | PurgeApp { .. }
             | EngineState { .. }
             | PruneVolumes { .. }
-            | StopAll { .. } => &self.updates,
+            | StopAll { .. }
+            | RotateApiKey { .. } => &self.updates,
         }
     }
 

@@ -1,5 +1,7 @@
-//! balenaOS-style `config.json`: where the lock override is set. Pure:
-//! text in, the effective override (and where it came from) out.
+//! balenaOS-style `config.json`: where the lock override is set, and the
+//! device's identity and API port its containers are told. Pure: text in,
+//! the effective override (and where it came from) and the device values
+//! out.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -100,6 +102,66 @@ pub fn lock_override(config: &Value) -> Override {
         }
     }
     Override::default()
+}
+
+/// What config.json says about the device, for the containers'
+/// environment and the API's port. Unset values are None.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// `uuid`: `BALENA_DEVICE_UUID`.
+    pub uuid: Option<String>,
+    /// `deviceType`: `BALENA_DEVICE_TYPE`.
+    pub device_type: Option<String>,
+    /// `listenPort`: where containers reach the API (default 48484).
+    pub listen_port: Option<u16>,
+}
+
+/// The device values of config.json (top-level keys, as balenaOS writes
+/// them), and an error for each one set to something unusable (then it
+/// counts as unset).
+pub fn device_info(config: &Value) -> (DeviceInfo, Vec<String>) {
+    let mut errors = Vec::new();
+    let mut text = |key: &str| match config.get(key) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.is_empty() && s.chars().all(|c| !c.is_control()) => {
+            Some(s.clone())
+        }
+        Some(v) => {
+            errors.push(format!(
+                "{key} = {v} is not a non-empty string without control characters; ignored"
+            ));
+            None
+        }
+    };
+    let uuid = text("uuid");
+    let device_type = text("deviceType");
+    let listen_port = match config.get("listenPort") {
+        None | Some(Value::Null) => None,
+        Some(v) => {
+            let port = match v {
+                Value::Number(n) => n.as_u64(),
+                Value::String(s) => s.parse().ok(),
+                _ => None,
+            };
+            match port.and_then(|p| u16::try_from(p).ok()).filter(|p| *p > 0) {
+                Some(p) => Some(p),
+                None => {
+                    errors.push(format!(
+                        "listenPort = {v} is not a port (1 to 65535); the default 48484 is used"
+                    ));
+                    None
+                }
+            }
+        }
+    };
+    (
+        DeviceInfo {
+            uuid,
+            device_type,
+            listen_port,
+        },
+        errors,
+    )
 }
 
 /// The values `truth` accepts, for the error message.
@@ -258,6 +320,32 @@ mod tests {
         }
         // Equal keys in different objects are fine.
         parse("{\"a\": {\"x\": 1}, \"b\": {\"x\": 1}, \"x\": 1}", "c.json").unwrap();
+    }
+
+    #[test]
+    fn device_values_and_their_errors() {
+        let (d, e) = device_info(&json!({"uuid": "abc", "deviceType": "raspberrypi4-64",
+            "listenPort": 48485, "deviceConfig": {"uuid": "no"}}));
+        assert_eq!(
+            d,
+            DeviceInfo {
+                uuid: Some("abc".into()),
+                device_type: Some("raspberrypi4-64".into()),
+                listen_port: Some(48485),
+            }
+        );
+        assert!(e.is_empty());
+        let (d, _) = device_info(&json!({"listenPort": "8080"}));
+        assert_eq!(d.listen_port, Some(8080));
+        assert_eq!(device_info(&json!({})).0, DeviceInfo::default());
+        for bad in [json!(0), json!(65536), json!("x"), json!(-1), json!(true)] {
+            let (d, e) = device_info(&json!({"listenPort": bad}));
+            assert_eq!(d.listen_port, None);
+            assert!(e[0].starts_with("listenPort = "), "{e:?}");
+        }
+        let (d, e) = device_info(&json!({"uuid": 5, "deviceType": "a\nb"}));
+        assert_eq!((d.uuid, d.device_type), (None, None));
+        assert_eq!(e.len(), 2);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! config.json (balenaOS style, on the boot partition) followed on disk:
 //! read when a write to it finishes or it is renamed over, parsed strictly
-//! (`devconfig`), and its lock override handed to the core. A bad or
+//! (`devconfig`), its lock override handed to the core and the device's
+//! values (uuid, device type, API port) published to the updater. A bad or
 //! missing file keeps the settings in force; a remounted boot partition is
 //! watched again when it is back. A read that does not parse is reported
 //! only if no write completes it soon (a rewrite in place was read midway).
@@ -14,7 +15,7 @@ use tokio::time::Instant;
 
 use crate::command::{Command, Handle};
 use crate::config::Settings;
-use crate::devconfig;
+use crate::devconfig::{self, DeviceInfo};
 use crate::fsutil::read_regular;
 use crate::inotify::NamesWatch;
 
@@ -24,6 +25,10 @@ pub const MAX_CONFIG_JSON_BYTES: u64 = 1 << 20;
 pub struct DeviceConfig {
     pub handle: Handle,
     pub settings: watch::Receiver<Arc<Settings>>,
+    /// config.json's device values; None until it was first looked at
+    /// (the updater waits for them, so containers are not made with
+    /// values about to change).
+    pub device: watch::Sender<Option<DeviceInfo>>,
 }
 
 /// A rejected file is reported only when no finished write follows it
@@ -50,6 +55,12 @@ impl DeviceConfig {
         // reported once, not at every event.
         let mut reported: Option<Vec<u8>> = None;
         let mut doubt = self.load(&path, true, &mut reported).await;
+        // Missing, unreadable or not parsed: the defaults, until it is.
+        self.device.send_if_modified(|d| {
+            let first = d.is_none();
+            d.get_or_insert_with(DeviceInfo::default);
+            first
+        });
         loop {
             let report_at = doubt.as_ref().map(|d| d.report_at);
             tokio::select! {
@@ -129,6 +140,18 @@ impl DeviceConfig {
             tracing::error!(file = %shown, "config.json: {err}");
         }
         let _ = self.handle.send(Command::SetOverride(new)).await;
+        let (info, errors) = devconfig::device_info(&value);
+        for err in errors {
+            tracing::error!(file = %shown, "config.json: {err}");
+        }
+        self.device.send_if_modified(|d| {
+            let changed = d.as_ref() != Some(&info);
+            if changed && d.is_some() {
+                tracing::info!(file = %shown, "config.json: the device's uuid, type or API port changed; containers that are told them are made again, under their locks");
+            }
+            *d = Some(info);
+            changed
+        });
         None
     }
 }

@@ -235,7 +235,12 @@ async fn an_app_calls_the_api_from_its_container_like_on_balena() {
         .unwrap()
         .port();
     let mut env = Env::with_docker();
-    env.write_config(&format!("api.tcp = \"127.0.0.1:{port}\"\n"));
+    std::fs::create_dir_all(env.dir.join("boot")).unwrap();
+    std::fs::write(
+        env.dir.join("boot/config.json"),
+        format!("{{\"listenPort\": {port}}}"),
+    )
+    .unwrap();
     let reg = env.registry();
     let image = env.push(&reg, "sapi:1");
     env.start_daemon().await;

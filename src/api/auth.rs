@@ -1,12 +1,18 @@
 //! Who a request speaks for: the device key reaches every app, an app's key
 //! only that app's routes. The key middleware puts a `Scope` into the
 //! request's extensions; handlers of per-app routes ask `Scope::reaches`.
+//!
+//! The key is read as balena's supervisor reads it: the query parameter
+//! `apikey` when there is one (the name case-sensitive), else the header
+//! `Authorization: Bearer <key>` or `ApiKey <key>` (the scheme in any
+//! case). A request with no key, or a key that is not one, gets 401.
+
+use std::collections::HashMap;
 
 use axum::extract::{Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 
 use super::Api;
 use crate::names::AppName;
@@ -30,35 +36,100 @@ impl Scope {
     }
 }
 
-#[derive(Debug, Deserialize)]
-pub(super) struct KeyQuery {
-    apikey: Option<String>,
-}
-
-/// The API key: `?apikey=` or `Authorization: Bearer`. On success the
-/// request carries its `Scope`.
-pub(super) async fn require_key(
-    State(api): State<Api>,
-    Query(q): Query<KeyQuery>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    let bearer = req
+/// Checks the key. On success the request carries its `Scope`.
+pub(super) async fn require_key(State(api): State<Api>, mut req: Request, next: Next) -> Response {
+    let auth = req
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_owned);
-    let given = q.apikey.or(bearer);
-    if given.is_some_and(|g| same_secret(g.as_bytes(), api.key.as_bytes())) {
-        req.extensions_mut().insert(Scope::Device);
-        next.run(req).await
-    } else {
-        (StatusCode::UNAUTHORIZED, "Unauthorized").into_response()
+        .and_then(|v| v.to_str().ok());
+    let scope = given_key(req.uri().query(), auth).and_then(|k| api.keys.borrow().scope_of(&k));
+    match scope {
+        Some(scope) => {
+            req.extensions_mut().insert(scope);
+            next.run(req).await
+        }
+        None => (StatusCode::UNAUTHORIZED, "Unauthorized").into_response(),
     }
 }
 
-/// Compares without stopping at the first difference (no timing hint).
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// The key a request gives: `apikey` from the query first (when present
+/// and not empty, it is the key, right or wrong), else the
+/// `Authorization` header's `Bearer` or `ApiKey` credentials.
+fn given_key(query: Option<&str>, authorization: Option<&str>) -> Option<String> {
+    if let Some(q) = query {
+        // A query that does not decode gives no key (then the header may).
+        if let Ok(Query(map)) = Query::<HashMap<String, String>>::try_from_uri(
+            &format!("/?{q}").parse().unwrap_or_default(),
+        ) {
+            if let Some(k) = map.get("apikey").filter(|k| !k.is_empty()) {
+                return Some(k.clone());
+            }
+        }
+    }
+    let (scheme, key) = authorization?.split_once(' ')?;
+    let known = ["bearer", "apikey"]
+        .iter()
+        .any(|s| scheme.eq_ignore_ascii_case(s));
+    (known && !key.is_empty() && !key.contains(' ')).then(|| key.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(q: Option<&str>, a: Option<&str>) -> Option<String> {
+        given_key(q, a)
+    }
+
+    #[test]
+    fn the_query_comes_first_then_either_scheme_in_any_case() {
+        assert_eq!(key(Some("apikey=abc"), None).as_deref(), Some("abc"));
+        // The query wins over the header, even when it is the wrong key.
+        assert_eq!(
+            key(Some("x=1&apikey=abc"), Some("Bearer def")).as_deref(),
+            Some("abc")
+        );
+        for h in [
+            "Bearer def",
+            "bearer def",
+            "BEARER def",
+            "ApiKey def",
+            "apikey def",
+            "APIKEY def",
+        ] {
+            assert_eq!(key(None, Some(h)).as_deref(), Some("def"), "{h}");
+            // An empty query value, or another parameter, leaves the header.
+            assert_eq!(key(Some("apikey="), Some(h)).as_deref(), Some("def"));
+            assert_eq!(key(Some("force=1"), Some(h)).as_deref(), Some("def"));
+        }
+        // The parameter's name is case-sensitive.
+        assert_eq!(key(Some("APIKEY=abc"), None), None);
+        // Percent-encoding is decoded.
+        assert_eq!(key(Some("apikey=a%2Db"), None).as_deref(), Some("a-b"));
+    }
+
+    #[test]
+    fn other_schemes_and_shapes_give_no_key() {
+        for h in [
+            "Basic abc",
+            "Bearer",
+            "Bearer ",
+            "Bearerabc",
+            "Token abc",
+            "Bearer a b",
+            "",
+        ] {
+            assert_eq!(key(None, Some(h)), None, "{h:?}");
+        }
+        assert_eq!(key(None, None), None);
+    }
+
+    #[test]
+    fn a_scope_reaches_its_own_app_or_every_app() {
+        let a = AppName::new("a").unwrap();
+        let b = AppName::new("b").unwrap();
+        assert!(Scope::Device.reaches(&a));
+        assert!(Scope::App(a.clone()).reaches(&a));
+        assert!(!Scope::App(a).reaches(&b));
+    }
 }

@@ -1,13 +1,22 @@
-//! The API key under the state dir: made once when there is none, then only
-//! ever read. Apps hold it (BALENA_SUPERVISOR_API_KEY), so a key file that
-//! cannot be read is an error to fix, never a reason to make a new key.
+//! The API keys under the state dir: the device key (`api-key`, for the
+//! operator; reaches every app) and one key per app (`api-keys/<app>`,
+//! told to the app's containers labelled
+//! `io.balena.features.supervisor-api`; reaches that app only). Each is
+//! made once when there is none, then only ever read, until an operator
+//! rotates it. Apps hold their key, so a key file that cannot be read is
+//! an error to fix, never a reason to make a new key. A key is never
+//! logged, shown in status or quoted in an error: only its path is.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::libc;
+
+use super::auth::Scope;
+use crate::names::AppName;
 
 /// Keys we make are 32 hex digits; a longer file is not a key.
 const MAX_KEY_LEN: usize = 256;
@@ -39,12 +48,62 @@ pub enum KeyError {
         #[source]
         source: io::Error,
     },
+    #[error("cannot replace the HTTP API key {}: {source}", path.display())]
+    Replace {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }
 
-/// The API key: `<state_dir>/api-key` (0600), made when there is no such
-/// file. An existing file is never replaced.
+/// The device key's file.
+pub fn device_key_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("api-key")
+}
+
+/// An app's key file.
+pub fn app_key_path(state_dir: &Path, app: &AppName) -> PathBuf {
+    state_dir.join("api-keys").join(app.as_str())
+}
+
+/// The device key: `<state_dir>/api-key` (0600), made when there is no
+/// such file. An existing file is never replaced.
 pub fn load_or_create_key(state_dir: &Path) -> Result<String, KeyError> {
-    let path = state_dir.join("api-key");
+    load_or_create(&device_key_path(state_dir))
+}
+
+/// An app's key: `<state_dir>/api-keys/<app>` (0600, in a 0700
+/// directory), made when there is no such file, like the device key.
+pub fn load_or_create_app_key(state_dir: &Path, app: &AppName) -> Result<String, KeyError> {
+    load_or_create(&app_key_path(state_dir, app))
+}
+
+/// A new key in place of the one at `path` (or of none): written beside
+/// it, then renamed over it, so a reader sees the old key or the new one,
+/// never a part. Whatever was at the path (a damaged key, a symlink) is
+/// replaced, not followed: the operator asked for a new key. A directory
+/// there is an error.
+pub fn rotate_key(path: &Path) -> Result<String, KeyError> {
+    let err = |source| KeyError::Replace {
+        path: path.to_owned(),
+        source,
+    };
+    let (tmp, key) = new_key_file(path).map_err(err)?;
+    tmp.persist(path).map_err(|e| err(e.error))?;
+    sync_dir(path).map_err(err)?;
+    Ok(key)
+}
+
+/// Removes an app's key (the app is gone). Absent is fine.
+pub fn remove_app_key(state_dir: &Path, app: &AppName) -> io::Result<()> {
+    match std::fs::remove_file(app_key_path(state_dir, app)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+fn load_or_create(path: &Path) -> Result<String, KeyError> {
+    let path = path.to_owned();
     if let Some(key) = read_key(&path)? {
         return Ok(key);
     }
@@ -144,25 +203,107 @@ fn create_key(path: &Path) -> Result<Option<String>, KeyError> {
         path: path.to_owned(),
         source,
     };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(create_err)?;
-    let key = crate::fsutil::random_token().map_err(create_err)?;
-    // Made 0600 by tempfile.
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".api-key.")
-        .tempfile_in(dir)
-        .map_err(create_err)?;
-    tmp.write_all(key.as_bytes()).map_err(create_err)?;
-    tmp.as_file().sync_all().map_err(create_err)?;
+    let (tmp, key) = new_key_file(path).map_err(create_err)?;
     match tmp.persist_noclobber(path) {
         Ok(_) => {}
         Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => return Ok(None),
         Err(e) => return Err(create_err(e.error)),
     }
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(create_err)?;
+    sync_dir(path).map_err(create_err)?;
     Ok(Some(key))
+}
+
+/// A fresh key in a synced 0600 temporary file beside `path` (its
+/// directory made 0700 when missing).
+fn new_key_file(path: &Path) -> io::Result<(tempfile::NamedTempFile, String)> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    let key = crate::fsutil::random_token()?;
+    // Made 0600 by tempfile.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".api-key.")
+        .tempfile_in(dir)?;
+    tmp.write_all(key.as_bytes())?;
+    tmp.as_file().sync_all()?;
+    Ok((tmp, key))
+}
+
+fn sync_dir(path: &Path) -> io::Result<()> {
+    File::open(path.parent().unwrap_or(Path::new("."))).and_then(|d| d.sync_all())
+}
+
+/// The keys the API accepts, and what each reaches. Its `Debug` shows
+/// which keys exist, never their values.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ApiKeys {
+    /// None when the device key could not be had (then there is no API).
+    device: Option<String>,
+    apps: BTreeMap<AppName, String>,
+}
+
+impl std::fmt::Debug for ApiKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKeys")
+            .field("device", &self.device.is_some())
+            .field("apps", &self.apps.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl ApiKeys {
+    pub fn new(device: Option<String>) -> Self {
+        Self {
+            device,
+            apps: BTreeMap::new(),
+        }
+    }
+
+    /// What `given` reaches, if it is a key at all. Every key is compared
+    /// in full, so the time taken says nothing about which matched.
+    pub fn scope_of(&self, given: &str) -> Option<Scope> {
+        let mut found = None;
+        if let Some(d) = &self.device {
+            if same_secret(given.as_bytes(), d.as_bytes()) {
+                found = Some(Scope::Device);
+            }
+        }
+        for (app, key) in &self.apps {
+            if same_secret(given.as_bytes(), key.as_bytes()) && found.is_none() {
+                found = Some(Scope::App(app.clone()));
+            }
+        }
+        found
+    }
+
+    pub fn app(&self, app: &AppName) -> Option<&str> {
+        self.apps.get(app).map(String::as_str)
+    }
+
+    pub fn apps(&self) -> impl Iterator<Item = &AppName> {
+        self.apps.keys()
+    }
+
+    pub fn set_device(&mut self, key: String) {
+        self.device = Some(key);
+    }
+
+    pub fn set_app(&mut self, app: AppName, key: String) {
+        self.apps.insert(app, key);
+    }
+
+    pub fn remove_app(&mut self, app: &AppName) -> bool {
+        self.apps.remove(app).is_some()
+    }
+}
+
+/// Compares without stopping at the first difference (no timing hint).
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
@@ -248,6 +389,79 @@ mod tests {
         let e = load_or_create_key(&state).unwrap_err();
         assert!(matches!(e, KeyError::Read { .. }), "{e}");
         assert_eq!(std::fs::read_to_string(&state).unwrap(), "a file");
+    }
+
+    #[test]
+    fn app_keys_are_made_once_apart_from_the_device_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let app = AppName::new("app1").unwrap();
+        let device = load_or_create_key(&state).unwrap();
+        let k = load_or_create_app_key(&state, &app).unwrap();
+        assert_ne!(k, device);
+        let p = state.join("api-keys/app1");
+        assert_eq!(mode(&p), 0o600);
+        assert_eq!(mode(&state.join("api-keys")), 0o700);
+        assert_eq!(load_or_create_app_key(&state, &app).unwrap(), k);
+        // Damaged: an error, the file left alone.
+        std::fs::write(&p, "short").unwrap();
+        let e = load_or_create_app_key(&state, &app).unwrap_err();
+        assert!(e.to_string().contains("api-keys/app1"), "{e}");
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "short");
+    }
+
+    #[test]
+    fn rotating_replaces_the_file_and_follows_no_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = AppName::new("app1").unwrap();
+        let old = load_or_create_app_key(dir.path(), &app).unwrap();
+        let p = app_key_path(dir.path(), &app);
+        let new = rotate_key(&p).unwrap();
+        assert_ne!(new, old);
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), new);
+        assert_eq!(mode(&p), 0o600);
+        assert_eq!(load_or_create_app_key(dir.path(), &app).unwrap(), new);
+        // A symlink is replaced, its target untouched.
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::write(&elsewhere, "0123456789abcdef0123").unwrap();
+        std::fs::remove_file(&p).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &p).unwrap();
+        let k = rotate_key(&p).unwrap();
+        assert!(std::fs::symlink_metadata(&p).unwrap().is_file());
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), k);
+        assert_eq!(
+            std::fs::read_to_string(&elsewhere).unwrap(),
+            "0123456789abcdef0123"
+        );
+        // Nothing but the keys is left behind.
+        let names: Vec<_> = std::fs::read_dir(p.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["app1"]);
+        remove_app_key(dir.path(), &app).unwrap();
+        remove_app_key(dir.path(), &app).unwrap();
+        assert!(!p.exists());
+    }
+
+    #[test]
+    fn each_key_reaches_what_it_should_and_debug_hides_them() {
+        let mut keys = ApiKeys::new(Some("device-key-0123456789".into()));
+        let app1 = AppName::new("app1").unwrap();
+        keys.set_app(app1.clone(), "app1-key-0123456789".into());
+        keys.set_app(AppName::new("app2").unwrap(), "app2-key-0123456789".into());
+        assert_eq!(keys.scope_of("device-key-0123456789"), Some(Scope::Device));
+        assert_eq!(
+            keys.scope_of("app1-key-0123456789"),
+            Some(Scope::App(app1.clone()))
+        );
+        assert_eq!(keys.scope_of("app1-key-012345678"), None);
+        assert_eq!(keys.scope_of(""), None);
+        assert!(ApiKeys::new(None).scope_of("").is_none());
+        let shown = format!("{keys:?}");
+        assert!(!shown.contains("key-0123"), "{shown}");
+        assert!(keys.remove_app(&app1));
+        assert_eq!(keys.scope_of("app1-key-0123456789"), None);
     }
 
     #[test]

@@ -14,8 +14,11 @@ mod v1;
 mod v2;
 
 pub use auth::Scope;
-pub use key::load_or_create_key;
-pub use serve::serve;
+pub use key::{
+    app_key_path, device_key_path, load_or_create_app_key, load_or_create_key, remove_app_key,
+    rotate_key, ApiKeys, KeyError,
+};
+pub use serve::{serve, AppListeners};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +35,8 @@ use serde_json::json;
 #[derive(Clone)]
 pub struct Api {
     pub handle: Handle,
-    pub key: Arc<String>,
+    /// The device key and the app keys, kept by the updater.
+    pub keys: tokio::sync::watch::Receiver<Arc<ApiKeys>>,
 }
 
 pub fn router(api: Api) -> Router {

@@ -1,10 +1,14 @@
-//! Listening: the unix socket and optional TCP, each with its own accept
-//! loop and limits. Clients that connect and stay silent, send half a
+//! Listening: the unix socket, optional TCP (`api.tcp`), and the
+//! addresses where app containers reach the API (`AppListeners`), each
+//! with its own accept loop and limits. Clients that connect and stay silent, send half a
 //! request or a huge body must not use up holdfastd's memory or its file
 //! descriptors, which it needs for the lock directories.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::error_handling::HandleErrorLayer;
@@ -59,6 +63,133 @@ pub async fn serve(api: Api, socket: PathBuf, tcp: Option<std::net::SocketAddr>)
         }
     };
     tokio::join!(tcp_loop, unix_loop);
+}
+
+/// Where app containers reach the API: the gateway of each app network
+/// (the bridge's address on the host), and 127.0.0.1 while a service with
+/// host networking asks for the API, all on config.json's `listenPort`,
+/// and nowhere else. The updater says which networks exist; a network's
+/// listener is up before any container on it starts. Clones share the
+/// listeners; they close when the last clone goes.
+#[derive(Clone)]
+pub struct AppListeners {
+    inner: Arc<Mutex<Listening>>,
+}
+
+struct Listening {
+    /// None: there is no API (no device key); nothing is listened on.
+    app: Option<Router>,
+    port: u16,
+    loopback: bool,
+    networks: BTreeSet<IpAddr>,
+    /// The bound addresses and their accept loops.
+    loops: BTreeMap<SocketAddr, tokio::task::AbortHandle>,
+    /// Addresses that failed to bind, so each failure is logged once.
+    failed: BTreeSet<SocketAddr>,
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        for l in self.loops.values() {
+            l.abort();
+        }
+    }
+}
+
+impl AppListeners {
+    /// Listens nowhere until told where.
+    pub fn new(api: Option<Api>) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(Listening {
+                app: api.map(|a| with_limits(router(a))),
+                port: crate::target::DEFAULT_API_PORT,
+                loopback: false,
+                networks: BTreeSet::new(),
+                loops: BTreeMap::new(),
+                failed: BTreeSet::new(),
+            })),
+        }
+    }
+
+    /// The port, and whether loopback is wanted (a host-networked service
+    /// asks for the API).
+    pub fn configure(&self, port: u16, loopback: bool) {
+        self.update(|l| {
+            l.port = port;
+            l.loopback = loopback;
+        })
+    }
+
+    /// The host addresses of the app networks there are now.
+    pub fn set_networks(&self, networks: BTreeSet<IpAddr>) {
+        self.update(|l| l.networks = networks)
+    }
+
+    /// Where it listens now.
+    pub fn bound(&self) -> Vec<SocketAddr> {
+        self.lock().loops.keys().copied().collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Listening> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies `change`, then binds what is wanted and not bound (now,
+    /// before returning) and closes what is no longer wanted.
+    fn update(&self, change: impl FnOnce(&mut Listening)) {
+        let mut l = self.lock();
+        change(&mut l);
+        let Some(app) = l.app.clone() else { return };
+        let mut want: BTreeSet<SocketAddr> = l
+            .networks
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, l.port))
+            .collect();
+        if l.loopback {
+            want.insert(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), l.port));
+        }
+        l.loops.retain(|addr, task| {
+            let keep = want.contains(addr);
+            if !keep {
+                task.abort();
+                tracing::info!(%addr, "HTTP API no longer listening on {addr}");
+            }
+            keep
+        });
+        l.failed.retain(|a| want.contains(a));
+        for addr in want {
+            if l.loops.contains_key(&addr) {
+                continue;
+            }
+            match bind_tcp(addr) {
+                Ok(listener) => {
+                    tracing::info!(%addr, "HTTP API listening on {addr} for app containers");
+                    l.failed.remove(&addr);
+                    let task =
+                        tokio::spawn(accept_loop(listener, app.clone(), "an app address", LIMITS));
+                    l.loops.insert(addr, task.abort_handle());
+                }
+                Err(e) => {
+                    if l.failed.insert(addr) {
+                        let hint = if e.kind() == io::ErrorKind::AddrInUse {
+                            " (if api.tcp listens on all addresses at this port, containers reach the API through it)"
+                        } else {
+                            ""
+                        };
+                        tracing::warn!(%addr, error = %e, "cannot listen for app containers on {addr}: {e}; tried again when the networks change{hint}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Binds at once (std sets SO_REUSEADDR, so a restart binds again at
+/// once), for the accept loop on the runtime.
+fn bind_tcp(addr: SocketAddr) -> io::Result<tokio::net::TcpListener> {
+    let l = std::net::TcpListener::bind(addr)?;
+    l.set_nonblocking(true)?;
+    tokio::net::TcpListener::from_std(l)
 }
 
 /// The request-level limits: body size (413) and request time (503), both

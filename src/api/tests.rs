@@ -105,7 +105,7 @@ fn api() -> (Api, Log) {
     });
     let api = Api {
         handle,
-        key: Arc::new("k".into()),
+        keys: tokio::sync::watch::channel(Arc::new(crate::api::ApiKeys::new(Some("k".into())))).1,
     };
     (api, log)
 }

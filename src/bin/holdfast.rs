@@ -135,6 +135,23 @@ enum Cmd {
         #[command(subcommand)]
         cmd: VolumesCmd,
     },
+    /// HTTP API keys.
+    ApiKey {
+        #[command(subcommand)]
+        cmd: ApiKeyCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApiKeyCmd {
+    /// Replace an app's key (its containers labelled
+    /// io.balena.features.supervisor-api are made again with the new one,
+    /// under the app's locks), or without APP the device key (in
+    /// <state_dir>/api-key). The old key stops working at once.
+    Rotate {
+        #[arg(allow_hyphen_values = true)]
+        app: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -313,6 +330,20 @@ async fn run(args: Cli) -> Result<ExitCode, BusFailure> {
                 println!("removed the volumes of {app}: {}", removed.join(", "));
             }
         }
+        Cmd::ApiKey {
+            cmd: ApiKeyCmd::Rotate { app },
+        } => {
+            cli::connect()
+                .await?
+                .rotate_api_key(app.as_deref().unwrap_or(""))
+                .await?;
+            match app {
+                Some(app) => println!(
+                    "new API key for app {app}; its containers labelled for the API are made again with it (under its locks)"
+                ),
+                None => println!("new device API key"),
+            }
+        }
         Cmd::Release { app } => {
             let n = cli::connect().await?.release_locks(&app).await?;
             println!("released {n} lock files of {app}");
@@ -453,6 +484,9 @@ fn main() -> ExitCode {
     | Cmd::Release { app }
     | Cmd::Volumes {
         cmd: VolumesCmd::Prune { app, .. },
+    }
+    | Cmd::ApiKey {
+        cmd: ApiKeyCmd::Rotate { app: Some(app) },
     } = &args.cmd
     {
         if let Err(e) = AppName::new(app.as_str()) {

@@ -9,6 +9,7 @@ pub struct Fragment {
     pub lock_root: Option<Spanned<String>>,
     pub state_dir: Option<Spanned<String>>,
     pub config_json: Option<Spanned<String>>,
+    pub os_release: Option<Spanned<String>>,
     /// Drop-in directories; only the main file may set them.
     pub config_dirs: Option<Spanned<Vec<String>>>,
     pub inhibit: Option<InhibitFragment>,

@@ -201,6 +201,10 @@ impl Merge {
             self.settings.config_json = abs_path(p, "config_json", v)?;
             self.sources.insert("config_json", src());
         }
+        if let Some(v) = &f.os_release {
+            self.settings.os_release = abs_path(p, "os_release", v)?;
+            self.sources.insert("os_release", src());
+        }
         if let Some(v) = &f.config_dirs {
             self.settings.config_dirs = v
                 .get_ref()

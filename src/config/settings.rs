@@ -44,6 +44,9 @@ pub struct Settings {
     pub lock_root: PathBuf,
     pub state_dir: PathBuf,
     pub config_json: PathBuf,
+    /// os-release(5) of the host OS: its `PRETTY_NAME` is the containers'
+    /// `BALENA_HOST_OS_VERSION`.
+    pub os_release: PathBuf,
     pub config_dirs: Vec<PathBuf>,
     pub inhibit_what: Vec<InhibitWhat>,
     /// `None`: the balena-engine socket when it exists, else docker's.
@@ -76,6 +79,7 @@ impl Default for Settings {
             lock_root: "/run/holdfast/locks".into(),
             state_dir: "/var/lib/holdfast".into(),
             config_json: "/mnt/boot/config.json".into(),
+            os_release: "/etc/os-release".into(),
             config_dirs: DEFAULT_DIRS.iter().map(PathBuf::from).collect(),
             inhibit_what: vec![InhibitWhat::Shutdown],
             engine_socket: None,
@@ -163,6 +167,7 @@ impl Sourced {
             ("lock_root", path(&s.lock_root)),
             ("state_dir", path(&s.state_dir)),
             ("config_json", path(&s.config_json)),
+            ("os_release", path(&s.os_release)),
             (
                 "config_dirs",
                 list(s.config_dirs.iter().map(|p| path(p)).collect()),

@@ -126,6 +126,13 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
             None
         }
     };
+    let (keys_tx, keys_rx) = watch::channel(Arc::new(api::ApiKeys::new(api_key.clone())));
+    let api = api_key.is_some().then(|| api::Api {
+        handle: handle.clone(),
+        keys: keys_rx,
+    });
+    let listeners = api::AppListeners::new(api.clone());
+    let (device_tx, device_rx) = watch::channel(None);
     let (system_tx, system_rx) = mpsc::channel(4);
     let (ready_tx, mut ready_rx) = oneshot::channel();
     let mut tasks = Tasks::default();
@@ -150,6 +157,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         DeviceConfig {
             handle: handle.clone(),
             settings: settings_rx.clone(),
+            device: device_tx,
         }
         .run(),
     );
@@ -184,15 +192,13 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
             target: target_rx,
             settings: settings_rx.clone(),
             status: apps_tx,
-            api_key: api_key.clone(),
+            keys: keys_tx,
+            device: device_rx,
+            listeners,
         }
         .run(inboxes.updates),
     );
-    if let Some(key) = api_key {
-        let api = api::Api {
-            handle: handle.clone(),
-            key: Arc::new(key),
-        };
+    if let Some(api) = api {
         tasks.spawn("http api", serve_api(api, settings_rx.clone()));
     }
     tasks.spawn(

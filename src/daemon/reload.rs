@@ -49,10 +49,11 @@ pub fn reload(path: &Path, required: bool, current: &Settings) -> Option<Setting
 pub fn changed_keys(old: &Settings, new: &Settings) -> (Vec<&'static str>, Vec<&'static str>) {
     let old = old.to_json();
     let new = new.to_json();
-    let keys: [(&str, &str); 10] = [
+    let keys: [(&str, &str); 11] = [
         ("lock_root", "lock_root"),
         ("state_dir", "state_dir"),
         ("config_json", "config_json"),
+        ("os_release", "os_release"),
         ("config_dirs", "config_dirs"),
         ("inhibit.what", "inhibit_what"),
         ("engine.socket", "engine_socket"),

@@ -314,6 +314,27 @@ impl Supervisor {
         Ok(r?)
     }
 
+    /// Replaces the HTTP API key of `app` (empty: the device key). The
+    /// app's containers labelled for the API are made again with the new
+    /// key, under the app's locks. The key itself is never sent.
+    async fn rotate_api_key(
+        &self,
+        app: String,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(), BusError> {
+        let who = require_root(conn, &hdr).await?;
+        let app = match app.as_str() {
+            "" => None,
+            _ => Some(AppName::new(app).map_err(CommandError::from)?),
+        };
+        let r = self
+            .handle
+            .request(|reply| Command::RotateApiKey { app, who, reply })
+            .await?;
+        Ok(r?)
+    }
+
     /// Reboots as soon as no app holds a lock, or at `not_after_usec`
     /// (microseconds since the epoch; 0: no deadline) forced through the
     /// locks, whichever comes first. Replaces a pending request.

@@ -21,6 +21,7 @@ pub trait Supervisor1 {
     fn update(&self, force: bool) -> zbus::Result<()>;
     fn restart_app(&self, app: &str, force: bool) -> zbus::Result<u32>;
     fn prune_volumes(&self, app: &str, force: bool) -> zbus::Result<Vec<String>>;
+    fn rotate_api_key(&self, app: &str) -> zbus::Result<()>;
     fn request_reboot(&self, not_after_usec: u64) -> zbus::Result<String>;
     fn cancel_reboot(&self) -> zbus::Result<bool>;
     #[zbus(property)]

@@ -18,8 +18,9 @@ use bollard::{ClientVersion, Docker};
 use futures_util::StreamExt;
 
 pub use body::{
-    container_name, create_body, extra_networks, ServiceContext, SupervisorApi, LABEL_APP,
-    LABEL_HASH, LABEL_RELEASE, LABEL_SERVICE, LOCK_MOUNTS,
+    api_route, balena_arch, container_name, create_body, extra_networks, machine_arch,
+    os_pretty_name, ApiRoute, ServiceContext, SupervisorApi, LABEL_APP, LABEL_HASH, LABEL_RELEASE,
+    LABEL_SERVICE, LOCK_MOUNTS,
 };
 pub use health::Liveness;
 pub use objects::{AppNetwork, AppVolume};

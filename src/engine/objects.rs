@@ -3,9 +3,12 @@
 //! executor says so. Objects without the label are never touched.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 
-use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest, VolumeCreateOptions};
-use bollard::query_parameters::{ListNetworksOptions, ListVolumesOptions, RemoveVolumeOptions};
+use bollard::models::{Ipam, IpamConfig, Network, NetworkCreateRequest, VolumeCreateOptions};
+use bollard::query_parameters::{
+    InspectNetworkOptions, ListNetworksOptions, ListVolumesOptions, RemoveVolumeOptions,
+};
 
 use super::{gone_is_done, Engine, EngineError, LABEL_APP, LABEL_HASH};
 use crate::names::AppName;
@@ -29,6 +32,23 @@ pub struct AppVolume {
     pub app: Option<AppName>,
     pub driver: String,
     pub options: BTreeMap<String, String>,
+}
+
+/// A bridge network's gateway is the bridge's address on the host.
+fn host_address(n: &Network) -> Option<IpAddr> {
+    if n.driver.as_deref().unwrap_or("bridge") != "bridge" {
+        return None;
+    }
+    let mut gateways: Vec<IpAddr> = n
+        .ipam
+        .as_ref()?
+        .config
+        .as_ref()?
+        .iter()
+        .filter_map(|c| c.gateway.as_deref()?.parse().ok())
+        .collect();
+    gateways.sort_by_key(|ip: &IpAddr| ip.is_ipv6());
+    gateways.into_iter().next()
 }
 
 fn label_filter(app: Option<&AppName>) -> HashMap<String, Vec<String>> {
@@ -105,6 +125,34 @@ impl Engine {
                 other => Err(other),
             },
         }
+    }
+
+    /// The host's address on each bridge network holdfast made (its
+    /// gateway, IPv4 first), by engine name: where the containers on it
+    /// reach the HTTP API. Other drivers have no address of the host's.
+    pub async fn network_gateways(&self) -> Result<BTreeMap<String, IpAddr>, EngineError> {
+        let list = self
+            .docker
+            .list_networks(Some(ListNetworksOptions {
+                filters: Some(label_filter(None)),
+            }))
+            .await
+            .map_err(|e| self.map(e))?;
+        Ok(list
+            .into_iter()
+            .filter_map(|n| Some((n.name.clone()?, host_address(&n)?)))
+            .collect())
+    }
+
+    /// One network's host address (see `network_gateways`); None when it
+    /// has none.
+    pub async fn network_gateway(&self, name: &str) -> Result<Option<IpAddr>, EngineError> {
+        let n = self
+            .docker
+            .inspect_network(name, None::<InspectNetworkOptions>)
+            .await
+            .map_err(|e| self.map(e))?;
+        Ok(host_address(&n))
     }
 
     /// Removes a network; one still in use is an error (`Api`).

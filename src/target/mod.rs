@@ -12,9 +12,9 @@ mod validate;
 pub use parse::{app_from_value, check, parse, parse_app, TargetError};
 pub use spec::units::{Bytes, GoDuration, NanoCpus};
 pub use spec::{
-    scoped_name, AppTarget, Condition, Dependency, Healthcheck, Ipam, IpamPool, Logging,
+    scoped_name, AppTarget, Condition, Dependency, Healthcheck, Injected, Ipam, IpamPool, Logging,
     NetworkSpec, RestartPolicy, ServiceNetwork, ServiceSpec, Strategy, Target, Ulimit, VolumeSpec,
-    DEFAULT_NETWORK,
+    DEFAULT_API_PORT, DEFAULT_NETWORK, SUPERVISOR_API_LABEL,
 };
 pub(crate) use strict::check as check_strict_json;
 pub(crate) use strict::{escape as escape_key, no_controls};

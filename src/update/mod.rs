@@ -20,14 +20,16 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::api::{ApiKeys, AppListeners};
 use crate::command::{Command, CommandError, Handle};
 use crate::config::Settings;
-use crate::engine::SupervisorApi;
+use crate::devconfig::DeviceInfo;
+use crate::engine::{api_route, ApiRoute};
 use crate::fsutil::atomic_write;
 use crate::logging::msgid;
 use crate::model::{Snapshot, UpdateStatus};
 use crate::names::AppName;
-use crate::target::Target;
+use crate::target::{Injected, Target, SUPERVISOR_API_LABEL};
 use crate::timer::sleep_until;
 use app::{AppRequest, AppTask};
 use exec::{Executor, Policy};
@@ -35,17 +37,25 @@ use exec::{Executor, Policy};
 const DISCOVER_RETRY_MIN: Duration = Duration::from_millis(100);
 const DISCOVER_RETRY_MAX: Duration = Duration::from_secs(5);
 
-type EngineSettings = (PathBuf, Option<SupervisorApi>, Policy, PathBuf);
+type EngineSettings = (PathBuf, Policy, PathBuf);
+
+mod keys;
 
 pub struct Updates {
     pub handle: Handle,
     pub snapshot: watch::Receiver<Snapshot>,
+    /// The target as set; the app tasks get it with what holdfast injects
+    /// into each app's containers (`AppTarget::injected`).
     pub target: watch::Receiver<Option<Arc<Target>>>,
     pub settings: watch::Receiver<Arc<Settings>>,
     pub status: watch::Sender<UpdateStatus>,
-    /// The HTTP API key, told (with `api.tcp`) to services that ask for the
-    /// API by label.
-    pub api_key: Option<String>,
+    /// The API keys: the device key, and the app keys kept here (made for
+    /// each app in the target, rotated, removed with the app).
+    pub keys: watch::Sender<Arc<ApiKeys>>,
+    /// config.json's device values (None until first read).
+    pub device: watch::Receiver<Option<DeviceInfo>>,
+    /// Where app containers reach the API.
+    pub listeners: AppListeners,
 }
 
 impl Updates {
@@ -56,17 +66,43 @@ impl Updates {
         };
         let mut engine = self.engine_settings();
         let (exec_tx, exec_rx) = watch::channel(self.executor(&engine, &lock_root, &state_dir));
+        // The target with the injected values, as the app tasks see it.
+        let (effective_tx, effective_rx) = watch::channel(None::<Arc<Target>>);
+        let mut host = keys::Host::read(&self.settings.borrow());
+        let mut dirty = true;
         let mut apps: BTreeMap<AppName, mpsc::UnboundedSender<AppRequest>> = BTreeMap::new();
         let mut tasks: JoinSet<AppName> = JoinSet::new();
         // Apps the engine has containers of (found at start and after each
         // new target): an app gone from the target is removed by its task.
         let mut in_engine: BTreeSet<AppName> = BTreeSet::new();
-        let mut discover_at = self.target.borrow().is_some().then(Instant::now);
+        let mut discover_at = None;
         let mut backoff = DISCOVER_RETRY_MIN;
         let mut status_rx = self.status.subscribe();
         let mut saved = Vec::new();
         loop {
-            let target = self.target.borrow_and_update().clone();
+            if std::mem::take(&mut dirty) {
+                let raw = self.target.borrow_and_update().clone();
+                let device = self.device.borrow_and_update().clone();
+                if let Some(t) = &raw {
+                    keys::ensure(&self.keys, &state_dir, t);
+                }
+                let new = device
+                    .and_then(|d| Some((raw?, d)))
+                    .map(|(t, d)| effective(&t, &host.injected(&d), &self.keys.borrow()));
+                self.listeners.configure(
+                    host.port(self.device.borrow().as_ref()),
+                    new.as_deref().is_some_and(wants_loopback),
+                );
+                let changed = effective_tx.send_if_modified(|cur| {
+                    let changed = *cur != new;
+                    *cur = new.clone();
+                    changed
+                });
+                if changed && new.is_some() {
+                    discover_at = Some(Instant::now());
+                }
+            }
+            let target = effective_rx.borrow().clone();
             self.status.send_if_modified(|s| {
                 std::mem::replace(&mut s.target, target.is_some()) != target.is_some()
             });
@@ -79,7 +115,7 @@ impl Updates {
                             app: app.clone(),
                             handle: self.handle.clone(),
                             snapshot: self.snapshot.clone(),
-                            target: self.target.clone(),
+                            target: effective_rx.clone(),
                             exec: exec_rx.clone(),
                             status: self.status.clone(),
                             requests: rx,
@@ -96,16 +132,22 @@ impl Updates {
                 }
             }
             tokio::select! {
+                // No target: holdfast touches no container, asks nothing.
                 r = self.target.changed() => {
                     if r.is_err() { return }
-                    // No target: holdfast touches no container, asks nothing.
-                    if self.target.borrow().is_some() {
-                        discover_at = Some(Instant::now());
-                    }
+                    dirty = true;
+                }
+                r = self.device.changed() => {
+                    if r.is_err() { return }
+                    dirty = true;
                 }
                 r = self.settings.changed() => {
                     if r.is_err() { return }
-                    self.settings.borrow_and_update();
+                    let new_host = keys::Host::read(&self.settings.borrow_and_update());
+                    if new_host != host {
+                        host = new_host;
+                        dirty = true;
+                    }
                     let now = self.engine_settings();
                     if now != engine {
                         tracing::info!(socket = %now.0.display(), "engine or update settings changed; using them from now on");
@@ -117,6 +159,10 @@ impl Updates {
                     if let Ok(app) = done {
                         apps.remove(&app);
                         in_engine.remove(&app);
+                        let raw = self.target.borrow().clone();
+                        if !raw.is_some_and(|t| t.apps.contains_key(&app)) {
+                            keys::forget(&self.keys, &state_dir, &app);
+                        }
                         // Its volumes may now be orphans: look again.
                         discover_at = Some(Instant::now());
                     }
@@ -200,6 +246,19 @@ impl Updates {
                         prune_volumes(exec, &snap, target.as_deref(), leaving,
                             (app, force, who), self.status.clone(), reply);
                     }
+                    Some(Command::RotateApiKey { app, who, reply }) => {
+                        let in_target = |a: &AppName| {
+                            self.target.borrow().as_ref().is_some_and(|t| t.apps.contains_key(a))
+                        };
+                        let r = match &app {
+                            Some(a) if !in_target(a) => Err(CommandError::NotFound(format!(
+                                "app {a} is not in the target; only an app in the target has a key"
+                            ))),
+                            _ => keys::rotate(&self.keys, &state_dir, app.as_ref(), &who),
+                        };
+                        dirty |= r.is_ok();
+                        let _ = reply.send(r);
+                    }
                     Some(Command::StopAll { grace, reply }) => {
                         let exec = exec_rx.borrow().clone();
                         tokio::spawn(async move {
@@ -213,26 +272,21 @@ impl Updates {
         }
     }
 
-    /// What the executor is made from: the engine socket, where
-    /// containers reach the HTTP API, the `[update]` policy, the registry
-    /// credentials file.
+    /// What the executor is made from: the engine socket, the `[update]`
+    /// policy, the registry credentials file.
     fn engine_settings(&self) -> EngineSettings {
         let s = self.settings.borrow();
-        let api = s
-            .api_tcp
-            .zip(self.api_key.as_deref())
-            .map(|(addr, key)| SupervisorApi::from_bind(addr, key));
         let policy = Policy {
             healthy_timeout: s.healthy_timeout,
             rollback: s.rollback,
             remove_volumes_with_app: s.remove_volumes_with_app,
         };
-        (s.engine_socket(), api, policy, s.registry_auth.clone())
+        (s.engine_socket(), policy, s.registry_auth.clone())
     }
 
     fn executor(
         &self,
-        (socket, api, policy, auth): &EngineSettings,
+        (socket, policy, auth): &EngineSettings,
         lock_root: &std::path::Path,
         state_dir: &std::path::Path,
     ) -> Executor {
@@ -240,11 +294,35 @@ impl Updates {
             socket,
             lock_root,
             state_dir,
-            api.clone(),
+            self.listeners.clone(),
             policy.clone(),
             auth,
         )
     }
+}
+
+/// The target with each app's injected values: the device's, and the
+/// app's API key.
+fn effective(target: &Target, device: &Injected, keys: &ApiKeys) -> Arc<Target> {
+    let mut t = target.clone();
+    for (app, a) in t.apps.iter_mut() {
+        a.injected = Some(Arc::new(Injected {
+            api_key: keys.app(app).map(str::to_owned),
+            ..device.clone()
+        }));
+    }
+    Arc::new(t)
+}
+
+/// Whether a service with host networking asks for the API: then it is
+/// served on loopback too.
+fn wants_loopback(target: &Target) -> bool {
+    target.apps.iter().any(|(app, a)| {
+        a.services.iter().any(|(name, s)| {
+            s.labels.contains_key(SUPERVISOR_API_LABEL)
+                && api_route(app, a, name) == ApiRoute::Loopback
+        })
+    })
 }
 
 /// Apps the engine has managed containers or networks of, and the
@@ -254,6 +332,7 @@ async fn discover(
     target: Option<&Target>,
 ) -> Result<(BTreeSet<AppName>, BTreeMap<String, Vec<String>>), String> {
     let apps = exec.apps_in_engine().await.map_err(|e| e.to_string())?;
+    exec.sync_listeners().await.map_err(|e| e.to_string())?;
     let volumes = exec.volumes_by_app().await.map_err(|e| e.to_string())?;
     let orphans = volumes
         .into_iter()

@@ -111,6 +111,7 @@ pub fn plan(
         services: BTreeMap::new(),
         networks: BTreeMap::new(),
         volumes: BTreeMap::new(),
+        injected: None,
     };
     let target = target.unwrap_or(&empty);
     let nets = NetworkPlan::new(app, target, &objects.networks);

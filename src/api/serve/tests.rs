@@ -246,3 +246,62 @@ async fn a_stale_socket_is_replaced_a_live_one_or_a_file_is_not() {
     assert!(bind_unix(&file).await.is_err());
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
 }
+
+#[tokio::test]
+async fn app_listeners_follow_the_networks_and_the_port() {
+    use std::net::{IpAddr, Ipv4Addr};
+    let api = Router::new().route("/ping", get(|| async { "OK" }));
+    let listeners = AppListeners {
+        inner: Arc::new(Mutex::new(Listening {
+            app: Some(api),
+            port: 0,
+            loopback: false,
+            networks: Default::default(),
+            loops: Default::default(),
+            failed: Default::default(),
+        })),
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // 127.0.0.0/8 is all local: two "gateways".
+    let a: IpAddr = Ipv4Addr::new(127, 0, 0, 2).into();
+    let b: IpAddr = Ipv4Addr::new(127, 0, 0, 3).into();
+    listeners.configure(port, false);
+    assert!(listeners.bound().is_empty());
+    listeners.set_networks([a, b].into());
+    let bound = listeners.bound();
+    assert_eq!(bound, [SocketAddr::new(a, port), SocketAddr::new(b, port)]);
+    let ping = |addr: SocketAddr| async move {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).await?;
+        Ok::<String, std::io::Error>(out)
+    };
+    assert!(ping(bound[0]).await.unwrap().ends_with("OK"));
+    // Not on loopback itself until a host-networked service asks.
+    assert!(ping(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port))
+        .await
+        .is_err());
+    listeners.configure(port, true);
+    assert!(ping(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port))
+        .await
+        .unwrap()
+        .ends_with("OK"));
+    // A network gone: its listener closes.
+    listeners.set_networks([b].into());
+    tokio::task::yield_now().await;
+    assert!(ping(SocketAddr::new(a, port)).await.is_err());
+    assert!(ping(SocketAddr::new(b, port))
+        .await
+        .unwrap()
+        .ends_with("OK"));
+    // Dropping the last clone closes the rest.
+    drop(listeners);
+    tokio::task::yield_now().await;
+    assert!(ping(SocketAddr::new(b, port)).await.is_err());
+}

@@ -3,6 +3,7 @@
 //! balena-compatible environment). `host` maps the HostConfig, `net` the
 //! app networks the container joins.
 
+mod env;
 mod host;
 mod net;
 
@@ -11,7 +12,8 @@ use std::path::Path;
 
 use bollard::models::{ContainerCreateBody, HealthConfig};
 
-pub use net::extra_networks;
+pub use env::{balena_arch, machine_arch, os_pretty_name, SupervisorApi};
+pub use net::{api_route, extra_networks, ApiRoute};
 
 use crate::names::{AppName, ServiceName};
 use crate::target::{parse_expose, parse_port, AppTarget, Healthcheck, ServiceSpec};
@@ -37,8 +39,9 @@ pub struct ServiceContext<'a> {
     pub hash: &'a str,
     /// Host directory `<lock_root>/<app>/<service>`.
     pub lock_dir: &'a Path,
-    /// The HTTP API on TCP, for services labelled
-    /// `io.balena.features.supervisor-api`.
+    /// Where this container reaches the HTTP API (its network's gateway,
+    /// or loopback with host networking) and its app's key; given to
+    /// services labelled `io.balena.features.supervisor-api`.
     pub supervisor_api: Option<&'a SupervisorApi>,
 }
 
@@ -49,33 +52,6 @@ pub fn container_name(app: &AppName, service: &ServiceName, hash: &str) -> Strin
     format!("{app}_{service}_{hash}")
 }
 
-pub const SUPERVISOR_API_LABEL: &str = "io.balena.features.supervisor-api";
-
-/// Where a container reaches holdfast's HTTP API, balena style.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SupervisorApi {
-    pub host: String,
-    pub port: u16,
-    pub key: String,
-}
-
-impl SupervisorApi {
-    /// From `api.tcp`: a wildcard bind is reached at 127.0.0.1 (host
-    /// network); a specific address as itself.
-    pub fn from_bind(addr: std::net::SocketAddr, key: &str) -> Self {
-        let host = if addr.ip().is_unspecified() {
-            "127.0.0.1".to_owned()
-        } else {
-            addr.ip().to_string()
-        };
-        Self {
-            host,
-            port: addr.port(),
-            key: key.to_owned(),
-        }
-    }
-}
-
 pub fn create_body(cx: &ServiceContext<'_>) -> ContainerCreateBody {
     let spec = cx.spec;
     let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
@@ -84,41 +60,7 @@ pub fn create_body(cx: &ServiceContext<'_>) -> ContainerCreateBody {
     labels.insert(LABEL_RELEASE.into(), cx.release.to_owned());
     labels.insert(LABEL_HASH.into(), cx.hash.to_owned());
 
-    let lock_path = "/tmp/balena/updates.lock";
-    let mut env: Vec<String> = spec
-        .environment
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    for (k, v) in [
-        ("BALENA_APP_LOCK_PATH", lock_path),
-        ("RESIN_APP_LOCK_PATH", lock_path),
-        (
-            "BALENA_SERVICE_HANDOVER_COMPLETE_PATH",
-            "/tmp/balena/handover-complete",
-        ),
-        ("RESIN_SERVICE_KILL_ME_PATH", "/tmp/resin/resin-kill-me"),
-        ("BALENA_APP_NAME", cx.app.as_str()),
-        ("BALENA_SERVICE_NAME", cx.service.as_str()),
-        ("BALENA_APP_RELEASE", cx.release),
-    ] {
-        if !spec.environment.contains_key(k) {
-            env.push(format!("{k}={v}"));
-        }
-    }
-
-    if let Some(api) = cx
-        .supervisor_api
-        .filter(|_| spec.labels.contains_key(SUPERVISOR_API_LABEL))
-    {
-        env.push(format!(
-            "BALENA_SUPERVISOR_ADDRESS=http://{}:{}",
-            api.host, api.port
-        ));
-        env.push(format!("BALENA_SUPERVISOR_HOST={}", api.host));
-        env.push(format!("BALENA_SUPERVISOR_PORT={}", api.port));
-        env.push(format!("BALENA_SUPERVISOR_API_KEY={}", api.key));
-    }
+    let env = env::environment(cx);
 
     let mut exposed: HashMap<String, HashMap<(), ()>> = HashMap::new();
     for p in &spec.ports {

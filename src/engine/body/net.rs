@@ -13,7 +13,8 @@ use std::collections::HashMap;
 use bollard::models::{EndpointIpamConfig, EndpointSettings, NetworkingConfig};
 
 use super::{resolve_shared, ServiceContext};
-use crate::target::{scoped_name, ServiceNetwork};
+use crate::names::{AppName, ServiceName};
+use crate::target::{scoped_name, AppTarget, ServiceNetwork};
 
 /// `HostConfig.NetworkMode`: the service's own (a `service:` one made the
 /// other service's container), else its first app network.
@@ -64,4 +65,44 @@ fn endpoint(cx: &ServiceContext<'_>, sn: &ServiceNetwork) -> EndpointSettings {
         }),
         ..Default::default()
     }
+}
+
+/// How a service's container reaches the HTTP API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiRoute {
+    /// Host networking: the host's loopback.
+    Loopback,
+    /// The gateway (the host's address) of this app network, by engine
+    /// name: the container's first network.
+    Gateway(String),
+    /// No network of holdfast's to reach it by (`none`, another
+    /// container's namespace, the engine's default bridge).
+    Unreachable,
+}
+
+/// The route of `service` in `target`: its own network, or that of the
+/// service whose namespace it shares.
+pub fn api_route(app: &AppName, target: &AppTarget, service: &ServiceName) -> ApiRoute {
+    let mut service = service.clone();
+    // A shared namespace is followed a few steps (a parsed target has no
+    // cycles).
+    for _ in 0..=target.services.len() {
+        let Some(spec) = target.services.get(&service) else {
+            return ApiRoute::Unreachable;
+        };
+        match spec.network_mode.as_deref() {
+            Some("host") => return ApiRoute::Loopback,
+            Some(mode) => match mode.strip_prefix("service:").map(ServiceName::new) {
+                Some(Ok(other)) => service = other,
+                _ => return ApiRoute::Unreachable,
+            },
+            None => {
+                return match spec.joined_networks().into_iter().next() {
+                    Some((net, _)) => ApiRoute::Gateway(scoped_name(app, net)),
+                    None => ApiRoute::Unreachable,
+                }
+            }
+        }
+    }
+    ApiRoute::Unreachable
 }

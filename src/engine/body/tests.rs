@@ -4,7 +4,7 @@ use bollard::models::{ContainerCreateBody, RestartPolicyNameEnum};
 use serde_json::{json, Value};
 
 use super::*;
-use crate::target::AppTarget;
+use crate::target::{AppTarget, Injected};
 
 /// The app `app1` with `services` (release `r1`).
 fn app(services: Value) -> AppTarget {
@@ -52,7 +52,7 @@ fn every_container_gets_labels_lock_mounts_and_env() {
     let env = body.env.unwrap();
     assert!(env.contains(&"K=V".to_string()));
     assert!(env.contains(&"BALENA_APP_LOCK_PATH=/tmp/balena/updates.lock".to_string()));
-    assert!(env.contains(&"RESIN_SERVICE_KILL_ME_PATH=/tmp/resin/resin-kill-me".to_string()));
+    assert!(env.contains(&"RESIN_SERVICE_KILL_ME_PATH=/tmp/balena/handover-complete".to_string()));
     let hc = body.host_config.unwrap();
     assert_eq!(
         hc.binds.unwrap(),
@@ -81,26 +81,158 @@ fn every_container_gets_labels_lock_mounts_and_env() {
     assert!(body.networking_config.is_none());
 }
 
+fn api() -> SupervisorApi {
+    SupervisorApi {
+        host: "10.0.3.1".into(),
+        port: 48484,
+        key: "k3y".into(),
+    }
+}
+
+/// The environment of service `s` (labels, environment and network_mode
+/// as given) with `injected` set on the app and the API at `api()`.
+fn env_with(service: Value, injected: Option<Injected>) -> Vec<String> {
+    let mut t = app(json!({ "s": service }));
+    t.injected = injected.map(std::sync::Arc::new);
+    let api = api();
+    with_context(&t, "s", |cx| {
+        create_body(&ServiceContext {
+            supervisor_api: Some(&api),
+            ..*cx
+        })
+    })
+    .env
+    .unwrap()
+}
+
+fn injected() -> Injected {
+    Injected {
+        device_uuid: "0123abcd".into(),
+        device_type: "raspberrypi4-64".into(),
+        device_arch: "aarch64".into(),
+        os_version: "balenaOS 6.0.1".into(),
+        api_port: 48484,
+        api_key: Some("k3y".into()),
+    }
+}
+
 #[test]
 fn only_labelled_services_learn_the_api_address_and_key() {
-    let api = SupervisorApi::from_bind("0.0.0.0:48484".parse().unwrap(), "k3y");
-    let env_of = |labels: Value| {
-        let t = app(json!({"s": {"image": "i", "labels": labels}}));
-        with_context(&t, "s", |cx| {
-            create_body(&ServiceContext {
-                supervisor_api: Some(&api),
-                ..*cx
-            })
-        })
-        .env
-        .unwrap()
-    };
+    let env_of = |labels: Value| env_with(json!({"image": "i", "labels": labels}), None);
     let with = env_of(json!({"io.balena.features.supervisor-api": "1"}));
-    assert!(with.contains(&"BALENA_SUPERVISOR_ADDRESS=http://127.0.0.1:48484".to_string()));
-    assert!(with.contains(&"BALENA_SUPERVISOR_API_KEY=k3y".to_string()));
-    assert!(!env_of(json!({}))
+    for ns in ["BALENA", "RESIN"] {
+        for want in [
+            format!("{ns}_SUPERVISOR_ADDRESS=http://10.0.3.1:48484"),
+            format!("{ns}_SUPERVISOR_HOST=10.0.3.1"),
+            format!("{ns}_SUPERVISOR_PORT=48484"),
+            format!("{ns}_SUPERVISOR_API_KEY=k3y"),
+        ] {
+            assert!(with.contains(&want), "{want} not in {with:?}");
+        }
+    }
+    assert!(!env_of(json!({})).iter().any(|e| e.contains("_SUPERVISOR_")));
+}
+
+#[test]
+fn balenas_environment_with_resin_twins_and_the_services_own_values_winning() {
+    let env = env_with(
+        json!({"image": "i", "environment": {"BALENA_DEVICE_TYPE": "mine", "RESIN": "0",
+            "BALENA_SUPERVISOR_PORT": "1"},
+            "labels": {"io.balena.features.supervisor-api": "1"}}),
+        Some(injected()),
+    );
+    let has = |e: &str| env.iter().filter(|x| *x == e).count() == 1;
+    for e in [
+        "BALENA=1",
+        "RESIN=0",
+        "BALENA_APP_ID=app1",
+        "RESIN_APP_ID=app1",
+        "BALENA_APP_UUID=app1",
+        "RESIN_APP_UUID=app1",
+        "BALENA_APP_NAME=app1",
+        "RESIN_APP_NAME=app1",
+        "BALENA_SERVICE_NAME=s",
+        "RESIN_SERVICE_NAME=s",
+        "BALENA_DEVICE_UUID=0123abcd",
+        "RESIN_DEVICE_UUID=0123abcd",
+        "BALENA_DEVICE_TYPE=mine",
+        "RESIN_DEVICE_TYPE=raspberrypi4-64",
+        "BALENA_DEVICE_ARCH=aarch64",
+        "RESIN_DEVICE_ARCH=aarch64",
+        "BALENA_HOST_OS_VERSION=balenaOS 6.0.1",
+        "RESIN_HOST_OS_VERSION=balenaOS 6.0.1",
+        "BALENA_APP_LOCK_PATH=/tmp/balena/updates.lock",
+        "RESIN_APP_LOCK_PATH=/tmp/balena/updates.lock",
+        "BALENA_SERVICE_HANDOVER_COMPLETE_PATH=/tmp/balena/handover-complete",
+        "RESIN_SERVICE_KILL_ME_PATH=/tmp/balena/handover-complete",
+        // The API's own variables say where this supervisor is: they win.
+        "BALENA_SUPERVISOR_PORT=48484",
+    ] {
+        assert!(has(e), "{e} not once in {env:?}");
+    }
+    assert!(!env
         .iter()
-        .any(|e| e.starts_with("BALENA_SUPERVISOR_")));
+        .any(|e| e == "BALENA_DEVICE_TYPE=raspberrypi4-64"));
+    assert!(!env.iter().any(|e| e == "BALENA_SUPERVISOR_PORT=1"));
+}
+
+#[test]
+fn injected_values_are_in_the_config_hash_the_key_only_for_labelled_services() {
+    let spec = |labels: Value| json!({"image": "i", "labels": labels});
+    let mut t = app(json!({"plain": spec(json!({})),
+        "api": spec(json!({"io.balena.features.supervisor-api": "1"}))}));
+    let hashes =
+        |t: &AppTarget| ["plain", "api"].map(|s| t.config_hash(&ServiceName::new(s).unwrap()));
+    let bare = hashes(&t);
+    t.injected = Some(std::sync::Arc::new(injected()));
+    let with = hashes(&t);
+    assert_ne!(bare[0], with[0]);
+    assert_ne!(bare[1], with[1]);
+    let mut i = injected();
+    i.api_key = Some("other".into());
+    t.injected = Some(std::sync::Arc::new(i.clone()));
+    let rotated = hashes(&t);
+    assert_eq!(rotated[0], with[0], "the key is not the plain service's");
+    assert_ne!(rotated[1], with[1]);
+    i.device_uuid = "4567".into();
+    t.injected = Some(std::sync::Arc::new(i));
+    let moved = hashes(&t);
+    assert_ne!(moved[0], rotated[0]);
+    assert_ne!(moved[1], rotated[1]);
+    // The key never shows in the target's Debug.
+    assert!(!format!("{t:?}").contains("other"));
+}
+
+#[test]
+fn arches_in_balenas_names() {
+    for (machine, built, want) in [
+        ("aarch64", "aarch64", "aarch64"),
+        ("aarch64", "arm", "armv7hf"),
+        ("armv7l", "arm", "armv7hf"),
+        ("armv6l", "arm", "rpi"),
+        ("x86_64", "x86_64", "amd64"),
+        ("x86_64", "x86", "i386"),
+        ("i686", "x86", "i386"),
+        ("riscv64", "riscv64", "riscv64"),
+    ] {
+        assert_eq!(balena_arch(machine, built), want, "{machine} {built}");
+    }
+    assert!(!machine_arch().is_empty());
+}
+
+#[test]
+fn the_host_os_version_is_os_releases_pretty_name() {
+    let text = "NAME=\"balenaOS\"\nID=balena-os\nPRETTY_NAME=\"balenaOS 6.0.1\"\nVERSION=6.0.1\n";
+    assert_eq!(os_pretty_name(text).as_deref(), Some("balenaOS 6.0.1"));
+    assert_eq!(
+        os_pretty_name("PRETTY_NAME='Debian \\\"x\\\"'").as_deref(),
+        Some("Debian \"x\"")
+    );
+    assert_eq!(
+        os_pretty_name("PRETTY_NAME=Plain").as_deref(),
+        Some("Plain")
+    );
+    assert_eq!(os_pretty_name("NAME=x\n"), None);
 }
 
 /// Every issue-10 field reaches the create body where the engine reads it.

@@ -10,6 +10,7 @@ pub use service::{
 };
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -20,6 +21,11 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const STRATEGY_LABEL: &str = "io.balena.update.strategy";
 pub const HANDOVER_TIMEOUT_LABEL: &str = "io.balena.update.handover-timeout";
 pub const DEFAULT_HANDOVER_TIMEOUT_MS: u64 = 60_000;
+/// A service with this label is told where the supervisor API is, and
+/// its app's key.
+pub const SUPERVISOR_API_LABEL: &str = "io.balena.features.supervisor-api";
+/// balena's port for the supervisor API (config.json `listenPort`).
+pub const DEFAULT_API_PORT: u16 = 48484;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,6 +52,65 @@ pub struct AppTarget {
     /// App volumes, created as `<app>_<name>`; they outlive releases.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub volumes: BTreeMap<String, VolumeSpec>,
+    /// What holdfast adds to the app's containers beyond their specs (the
+    /// device's identity, the API's port and the app's key): set by the
+    /// updater, never read from nor written to a file, and part of each
+    /// service's config hash, so a change recreates the containers it
+    /// concerns (under their locks, like any change).
+    #[serde(skip)]
+    pub injected: Option<Arc<Injected>>,
+}
+
+/// The values behind the environment holdfast injects (see
+/// `engine::body`), as far as they are the same for every container of an
+/// app. Where a container reaches the API is not here: that follows from
+/// its network, whose definition is hashed already.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Injected {
+    /// config.json `uuid`.
+    pub device_uuid: String,
+    /// config.json `deviceType`.
+    pub device_type: String,
+    /// The machine's architecture, in balena's names (`amd64`, `aarch64`).
+    pub device_arch: String,
+    /// os-release `PRETTY_NAME`.
+    pub os_version: String,
+    /// config.json `listenPort`.
+    pub api_port: u16,
+    /// The app's API key; None when it could not be had (then no API
+    /// variables are injected).
+    pub api_key: Option<String>,
+}
+
+impl std::fmt::Debug for Injected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Injected")
+            .field("device_uuid", &self.device_uuid)
+            .field("device_type", &self.device_type)
+            .field("device_arch", &self.device_arch)
+            .field("os_version", &self.os_version)
+            .field("api_port", &self.api_port)
+            .field("api_key", &self.api_key.as_ref().map(|_| "(set)"))
+            .finish()
+    }
+}
+
+impl Injected {
+    /// What of it a service's container gets, for its config hash: the
+    /// API's port and key only when it is labelled for the API.
+    fn hashed(&self, spec: &ServiceSpec) -> impl Serialize + '_ {
+        let api = spec
+            .labels
+            .contains_key(SUPERVISOR_API_LABEL)
+            .then_some((self.api_port, self.api_key.as_deref()));
+        (
+            &self.device_uuid,
+            &self.device_type,
+            &self.device_arch,
+            &self.os_version,
+            api,
+        )
+    }
 }
 
 /// The network every service on app networks joins unless it names others.
@@ -166,7 +231,7 @@ impl AppTarget {
     /// services on it. A service sharing another's namespace
     /// (`service:<name>`) also hashes that service's hash: its container
     /// joins that container by name, so a new one there means a new one
-    /// here.
+    /// here. The values holdfast injects (`injected`) are hashed too.
     pub fn config_hash(&self, service: &ServiceName) -> String {
         self.hash_at_depth(service, self.services.len())
     }
@@ -195,11 +260,13 @@ impl AppTarget {
                 Some((s, hash))
             })
             .collect();
-        // Without shared namespaces, the form every earlier hash had.
-        let json = if shared.is_empty() {
-            serde_json::to_vec(&(own, nets))
-        } else {
-            serde_json::to_vec(&(own, nets, shared))
+        // Without shared namespaces nor injected values, the form every
+        // earlier hash had.
+        let injected = self.injected.as_deref().map(|i| i.hashed(spec));
+        let json = match injected {
+            Some(i) => serde_json::to_vec(&(own, nets, shared, i)),
+            None if shared.is_empty() => serde_json::to_vec(&(own, nets)),
+            None => serde_json::to_vec(&(own, nets, shared)),
         };
         short_hash(&json.expect("service spec serializes"))
     }

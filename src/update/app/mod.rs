@@ -196,7 +196,12 @@ impl AppTask {
                             (Some(t), true) => exec
                                 .last_healthy(&self.app)
                                 .await
-                                .filter(|h| h.release != t.release),
+                                .filter(|h| h.release != t.release)
+                                // Told what this release's containers are told.
+                                .map(|h| AppTarget {
+                                    injected: t.injected.clone(),
+                                    ..h
+                                }),
                             _ => None,
                         };
                         tracing::error!(message_id = msgid::UPDATE_FAILED, app = %self.app, error = %e,

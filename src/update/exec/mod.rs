@@ -15,11 +15,14 @@ mod watch;
 
 use super::health::Want;
 use super::plan::{container_name, Step};
+use crate::api::AppListeners;
 use crate::engine::auth::AuthFile;
-use crate::engine::{Container, Engine, EngineError, RunState, ServiceContext, SupervisorApi};
+use crate::engine::{
+    api_route, ApiRoute, Container, Engine, EngineError, RunState, ServiceContext, SupervisorApi,
+};
 use crate::locks::fs::{self as lockfs, FsError};
 use crate::names::{AppName, ServiceName};
-use crate::target::{scoped_name, AppTarget, Condition};
+use crate::target::{scoped_name, AppTarget, Condition, SUPERVISOR_API_LABEL};
 
 pub const HANDOVER_FILES: [&str; 2] = ["handover-complete", "resin-kill-me"];
 
@@ -70,7 +73,12 @@ pub struct Executor {
     lock_root: PathBuf,
     /// Where each app's last healthy release is kept (`healthy/<app>.json`).
     state_dir: PathBuf,
-    supervisor_api: Option<SupervisorApi>,
+    /// Where containers reach the HTTP API: kept listening on each app
+    /// network's gateway as networks come and go.
+    listeners: AppListeners,
+    /// One listing of the networks at a time, so that the last listing
+    /// is the one in force.
+    listing: Arc<tokio::sync::Mutex<()>>,
     pub policy: Policy,
     /// `engine.registry_auth`, read again when it changes.
     auth: Arc<AuthFile>,
@@ -99,7 +107,7 @@ impl Executor {
         socket: &Path,
         lock_root: &Path,
         state_dir: &Path,
-        supervisor_api: Option<SupervisorApi>,
+        listeners: AppListeners,
         policy: Policy,
         registry_auth: &Path,
     ) -> Self {
@@ -108,7 +116,8 @@ impl Executor {
             client: Arc::new(OnceCell::new()),
             lock_root: lock_root.to_owned(),
             state_dir: state_dir.to_owned(),
-            supervisor_api,
+            listeners,
+            listing: Arc::default(),
             policy,
             auth: Arc::new(AuthFile::new(registry_auth)),
         }
@@ -184,7 +193,9 @@ impl Executor {
                     .unwrap_or_default();
                 let name = scoped_name(app, network);
                 tracing::info!(app = %app, network = %name, "creating network {name}");
-                engine.create_network(&name, app, &spec).await?
+                engine.create_network(&name, app, &spec).await?;
+                // Listening on its gateway before anything on it starts.
+                self.sync_listeners().await?
             }
             Step::RemoveNetwork { name } => {
                 tracing::info!(app = %app, network = %name, "removing network {name}");
@@ -196,6 +207,7 @@ impl Executor {
                     }
                     tracing::warn!(app = %app, network = %name, error = %e, "network {name} stays for now");
                 }
+                self.sync_listeners().await?
             }
             Step::CreateVolume { volume } => {
                 let spec = pass
@@ -294,6 +306,7 @@ impl Executor {
             .map(|t| t.config_hash(service))
             .unwrap_or_default();
         let name = container_name(pass.app, service, &hash);
+        let api = self.supervisor_api(pass, service).await?;
         let cx = ServiceContext {
             app: pass.app,
             service,
@@ -304,13 +317,68 @@ impl Executor {
             spec,
             hash: &hash,
             lock_dir: &lock_dir,
-            supervisor_api: self.supervisor_api.as_ref(),
+            supervisor_api: api.as_ref(),
         };
         match self.engine().await?.create(&name, &cx).await {
             // Created before a crash: the same name means the same config.
             Err(EngineError::Conflict(_)) => Ok(()),
             r => r.map_err(Into::into),
         }
+    }
+
+    /// The HTTP API listens on the gateway of every app network there is
+    /// (and nowhere else on them).
+    pub async fn sync_listeners(&self) -> Result<(), EngineError> {
+        let _one = self.listing.lock().await;
+        let gateways = self.engine().await?.network_gateways().await?;
+        self.listeners
+            .set_networks(gateways.into_values().collect());
+        Ok(())
+    }
+
+    /// Where a service labelled for the API reaches it, with its app's
+    /// key; None for other services, and (with a warning) for one that
+    /// has no way to reach it.
+    async fn supervisor_api(
+        &self,
+        pass: Pass<'_>,
+        service: &ServiceName,
+    ) -> Result<Option<SupervisorApi>, EngineError> {
+        let Some(target) = pass.target else {
+            return Ok(None);
+        };
+        let labelled = target
+            .services
+            .get(service)
+            .is_some_and(|s| s.labels.contains_key(SUPERVISOR_API_LABEL));
+        let injected = target.injected.as_deref();
+        if !labelled || injected.is_none() {
+            return Ok(None);
+        }
+        let app = pass.app;
+        let Some((port, key)) = injected.and_then(|i| Some((i.api_port, i.api_key.clone()?)))
+        else {
+            tracing::warn!(app = %app, service = %service,
+                "{app}/{service} asks for the HTTP API, but app {app} has no API key (see the error about it); it gets no API variables");
+            return Ok(None);
+        };
+        let host = match api_route(app, target, service) {
+            ApiRoute::Loopback => "127.0.0.1".to_owned(),
+            ApiRoute::Gateway(net) => match self.engine().await?.network_gateway(&net).await? {
+                Some(ip) => ip.to_string(),
+                None => {
+                    tracing::warn!(app = %app, service = %service, network = %net,
+                        "{app}/{service} asks for the HTTP API, but network {net} has no address on this host (not a bridge); it gets no API variables");
+                    return Ok(None);
+                }
+            },
+            ApiRoute::Unreachable => {
+                tracing::warn!(app = %app, service = %service,
+                    "{app}/{service} asks for the HTTP API, but its network_mode gives it no way to reach it; it gets no API variables");
+                return Ok(None);
+            }
+        };
+        Ok(Some(SupervisorApi { host, port, key }))
     }
 
     async fn start(&self, pass: Pass<'_>, service: &ServiceName) -> Result<(), ExecError> {
