@@ -13,7 +13,8 @@ quick=false
 stages=0
 stage() { echo; echo "######## $*"; "$@"; stages=$((stages + 1)); }
 
-if $quick; then scripts/setup.sh; else scripts/setup.sh msrv cross nspawn layer; fi
+# hawkbit in both: cargo test runs tests/goosebit.rs against a real gooseBit.
+if $quick; then scripts/setup.sh hawkbit; else scripts/setup.sh msrv cross nspawn layer hawkbit; fi
 stage cargo fmt --all -- --check
 stage cargo clippy --all-targets --quiet -- -D warnings
 stage cargo test --all-targets
