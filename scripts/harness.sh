@@ -18,7 +18,10 @@
 #                                  artifacts, log and settings under DIR/goosebit;
 #                                  port in DIR/goosebit/port, URL, tenant and
 #                                  admin login in DIR/goosebit/admin.json
-#                                  (drive it with scripts/goosebit.py)
+#                                  (drive it with scripts/goosebit.py);
+#                                  HARNESS_GOOSEBIT_POLL (poll interval it gives,
+#                                  default 00:00:01), HARNESS_GOOSEBIT_TENANT
+#                                  (default DEFAULT)
 #   harness.sh down DIR            stop everything, unmount
 # Needs root (mounts, logind). Source DIR/env for DBUS_SYSTEM_BUS_ADDRESS.
 set -euo pipefail
@@ -148,7 +151,10 @@ PY
 }
 
 start_goosebit() {
-  local G=$D/goosebit venv=$here/.cache/goosebit port migrations
+  local G=$D/goosebit venv=$here/.cache/goosebit port migrations v
+  local tenant=${HARNESS_GOOSEBIT_TENANT:-DEFAULT}
+  # gooseBit reads GOOSEBIT_* before its settings file: none from outside.
+  for v in $(compgen -e | grep '^GOOSEBIT_' || true); do unset "$v"; done
   [ -x "$venv/bin/uvicorn" ] || { echo "harness: $venv missing: run scripts/setup.sh hawkbit" >&2; return 1; }
   kill_pidfile "$G/pid"
   rm -rf "$G"
@@ -159,8 +165,8 @@ start_goosebit() {
   # default one disables uvicorn's loggers, and with them every traceback.
   cat > "$G/goosebit.yaml" <<CONF
 port: $port
-tenant: ${GOOSEBIT_TENANT:-DEFAULT}
-poll_time: "${GOOSEBIT_POLL_TIME:-00:00:01}"
+tenant: $tenant
+poll_time: "${HARNESS_GOOSEBIT_POLL:-00:00:01}"
 db_uri: sqlite://$G/db.sqlite3
 artifacts_dir: $G/artifacts
 secret_key: $(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
@@ -188,7 +194,7 @@ CONF
   (cd "$G" && GOOSEBIT_SETTINGS=$G/goosebit.yaml "$venv/bin/aerich" -c aerich.toml upgrade) >"$G/migrate.log" 2>&1 \
     || { cat "$G/migrate.log" >&2; return 1; }
   # uvicorn itself, not `python -m goosebit`: that one binds 0.0.0.0.
-  (cd "$G" && GOOSEBIT_SETTINGS=$G/goosebit.yaml setsid sh -c 'echo $$ > pid; exec "$0" "$@"' \
+  (cd "$G" && GOOSEBIT_SETTINGS=$G/goosebit.yaml exec setsid sh -c 'echo $$ > pid; exec "$0" "$@"' \
     "$venv/bin/uvicorn" goosebit:app --host 127.0.0.1 --port "$port" --no-access-log \
     </dev/null >>"$G/log" 2>&1) &
   wait_for 5 test -s "$G/pid"
@@ -201,7 +207,7 @@ CONF
     --data-urlencode "username=$user" --data-urlencode "password=$pass" \
     || { echo "harness: gooseBit setup of $user failed" >&2; return 1; }
   printf '{"url": "http://127.0.0.1:%s", "tenant": "%s", "username": "%s", "password": "%s"}\n' \
-    "$port" "${GOOSEBIT_TENANT:-DEFAULT}" "$user" "$pass" > "$G/admin.json"
+    "$port" "$tenant" "$user" "$pass" > "$G/admin.json"
   echo "$port" > "$G/port"
 }
 
