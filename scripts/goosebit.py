@@ -5,8 +5,11 @@ management API (/api/v1, bearer token), as the Rust tests need it:
     goosebit.py DIR login                   print a bearer token
     goosebit.py DIR upload FILE.swu         upload; print the software as JSON
     goosebit.py DIR software                every uploaded software
-    goosebit.py DIR assign DEVICE SOFTWARE  give DEVICE this software id
-                                            (or `latest`, `rollout`)
+    goosebit.py DIR assign DEVICE SOFTWARE  give DEVICE this software id, or
+                                            `latest` (its newest compatible one)
+    goosebit.py DIR assign DEVICE rollout [--feed F]
+                                            DEVICE follows the rollouts of feed F
+                                            (default "default"; new devices do)
     goosebit.py DIR pin DEVICE              DEVICE gets nothing
     goosebit.py DIR force DEVICE [on|off]   force_update: deploy again, also
                                             after a failure (state Error)
@@ -142,8 +145,16 @@ def main(argv):
         out = c.upload(args[0])
     elif cmd == "software" and not args:
         out = c.software()
-    elif cmd == "assign" and len(args) == 2:
-        out = c.update_devices([args[0]], software=args[1])
+    elif cmd == "assign" and len(args) in (2, 4):
+        fields = {"software": args[1]}
+        if args[1] == "rollout":
+            # Assigning software clears the feed; rollout mode needs one.
+            if len(args) == 4 and args[2] != "--feed":
+                usage()
+            fields["feed"] = args[3] if len(args) == 4 else "default"
+        elif len(args) == 4:
+            usage()
+        out = c.update_devices([args[0]], **fields)
     elif cmd == "pin" and len(args) == 1:
         out = c.update_devices([args[0]], pinned=True)
     elif cmd == "force" and len(args) in (1, 2):
