@@ -21,7 +21,9 @@
 #                                  (drive it with scripts/goosebit.py);
 #                                  HARNESS_GOOSEBIT_POLL (poll interval it gives,
 #                                  default 00:00:01), HARNESS_GOOSEBIT_TENANT
-#                                  (default DEFAULT)
+#                                  (default DEFAULT), HARNESS_GOOSEBIT_DEVICE_AUTH
+#                                  (unset: devices need no token; setup, lax or
+#                                  strict: gooseBit's TargetToken modes)
 #   harness.sh down DIR            stop everything, unmount
 # Needs root (mounts, logind). Source DIR/env for DBUS_SYSTEM_BUS_ADDRESS.
 set -euo pipefail
@@ -171,6 +173,9 @@ db_uri: sqlite://$G/db.sqlite3
 artifacts_dir: $G/artifacts
 secret_key: $(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 track_device_ip: true
+device_auth:
+  enable: $([ -n "${HARNESS_GOOSEBIT_DEVICE_AUTH:-}" ] && echo true || echo false)
+  mode: ${HARNESS_GOOSEBIT_DEVICE_AUTH:-strict}
 logging:
   version: 1
   disable_existing_loggers: false
