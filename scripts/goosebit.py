@@ -11,6 +11,8 @@ management API (/api/v1, bearer token), as the Rust tests need it:
                                             DEVICE follows the rollouts of feed F
                                             (default "default"; new devices do)
     goosebit.py DIR pin DEVICE              DEVICE gets nothing
+    goosebit.py DIR token DEVICE TOKEN      DEVICE's target token (at most 32
+                                            characters; creates the device)
     goosebit.py DIR force DEVICE [on|off]   force_update: deploy again, also
                                             after a failure (state Error)
     goosebit.py DIR rollout SOFTWARE [--feed F] [--name N]
@@ -155,6 +157,8 @@ def main(argv):
         elif len(args) == 4:
             usage()
         out = c.update_devices([args[0]], **fields)
+    elif cmd == "token" and len(args) == 2:
+        out = c.update_devices([args[0]], auth_token=args[1])
     elif cmd == "pin" and len(args) == 1:
         out = c.update_devices([args[0]], pinned=True)
     elif cmd == "force" and len(args) in (1, 2):
