@@ -203,7 +203,13 @@ CONF
     "$venv/bin/uvicorn" goosebit:app --host 127.0.0.1 --port "$port" --no-access-log \
     </dev/null >>"$G/log" 2>&1) &
   wait_for 5 test -s "$G/pid"
-  wait_for 30 goosebit_up "$port" || { cat "$G/log" >&2; return 1; }
+  local end=$((SECONDS + 30))
+  until goosebit_up "$port" 2>/dev/null; do
+    if ! alive "$(cat "$G/pid")" || [ $SECONDS -ge $end ]; then
+      echo "harness: gooseBit did not come up:" >&2; cat "$G/log" >&2; return 1
+    fi
+    sleep 0.05
+  done
   # A fresh gooseBit has no user; POST /setup makes the first one, with
   # every permission ("*").
   local user=admin@holdfast.test pass
