@@ -5,6 +5,7 @@
                 [--hw-compat REV ...] [--board NAME]
                 [--image app.tar ...] [--compose docker-compose.yml --app NAME]
                 [--format crc|newc] [--description TEXT]
+                [--sign KEY.pem [--sign-cert CERT.pem]]
 
 The archive is cpio in SWUpdate's layout (docs/hawkbit.md): `sw-description`
 first, then the files it lists, then the `TRAILER!!!` entry, padded to 512
@@ -13,6 +14,13 @@ bytes. `--format crc` (the default, what SWUpdate's own tooling writes with
 of its data bytes, which SWUpdate verifies; `--format newc` gives magic
 070701 and checksum 0 (SWUpdate does not check it then). gooseBit accepts
 both: it only looks at the first 4 bytes ("0707").
+
+`--sign KEY.pem` adds `sw-description.sig` right after `sw-description`,
+as SWUpdate built for signed images wants it: an RSA PKCS#1 v1.5 SHA-256
+signature (`openssl dgst -sha256 -sign`; SWUpdate's RSA mode, `-k
+PUBLIC.pem`), or with `--sign-cert CERT.pem` a detached DER CMS signature
+(`openssl cms -sign -binary -nosmimecap`; SWUpdate's CMS mode, the one
+Debian's swupdate is built with, `-k CERT.pem`).
 
 sw-description (libconfig):
 
@@ -38,6 +46,7 @@ Only the standard library; files are streamed, never read whole.
 import argparse
 import hashlib
 import os
+import subprocess
 import sys
 
 TARGET_NAME = "holdfast-target.json"
@@ -162,11 +171,15 @@ def main():
     p.add_argument("--board", help="put compatibility and images in this board's group")
     p.add_argument("--description")
     p.add_argument("--format", choices=["crc", "newc"], default="crc")
+    p.add_argument("--sign", metavar="KEY.pem", help="private key: add sw-description.sig")
+    p.add_argument("--sign-cert", metavar="CERT.pem", help="with --sign: a CMS signature by this certificate")
     args = p.parse_args()
     if bool(args.target) == bool(args.compose):
         p.error("give exactly one of --target or --compose")
     if args.compose and not args.app:
         p.error("--compose needs --app")
+    if args.sign_cert and not args.sign:
+        p.error("--sign-cert needs --sign")
     if args.board and not args.hw_compat:
         p.error("--board needs --hw-compat (without it gooseBit files the software under board 'default')")
 
@@ -178,7 +191,7 @@ def main():
     for img in args.image:
         files.append((os.path.basename(img), img, "holdfast-image", None))
     names = [f[0] for f in files]
-    if len(set(names)) != len(names) or "sw-description" in names:
+    if len(set(names)) != len(names) or {"sw-description", "sw-description.sig"} & set(names):
         p.error(f"file names in the archive must be unique: {names}")
 
     entries = []
@@ -191,6 +204,14 @@ def main():
     with open(tmp, "wb") as out:
         w = Writer(out, args.format)
         w.add_bytes("sw-description", desc)
+        if args.sign:
+            if args.sign_cert:
+                cmd = ["openssl", "cms", "-sign", "-binary", "-nosmimecap", "-outform", "DER",
+                       "-signer", args.sign_cert, "-inkey", args.sign]
+            else:
+                cmd = ["openssl", "dgst", "-sha256", "-sign", args.sign]
+            sig = subprocess.run(cmd, input=desc, stdout=subprocess.PIPE, check=True).stdout
+            w.add_bytes("sw-description.sig", sig)
         for e in entries:
             w.add_file(e["name"], e["path"], e["check"])
         w.trailer()
