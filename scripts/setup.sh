@@ -9,7 +9,8 @@
 #   setup.sh layer      + Python tools for the Yocto layer checks (venv in .cache/)
 #   setup.sh bench      + docker-compose (updatebench compares against it)
 #   setup.sh hawkbit    + gooseBit, a hawkBit DDI server (venv in .cache/goosebit,
-#                       pinned; scripts/harness.sh goosebit starts it)
+#                       pinned; scripts/harness.sh goosebit starts it), and
+#                       SWUpdate, which checks the .swu files of the tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,7 +28,7 @@ for profile in "$@"; do
     nspawn) pkgs+=(systemd-container debootstrap) ;;
     layer) pkgs+=(python3-venv) ;;
     bench) pkgs+=(docker-compose) ;;
-    hawkbit) ;;
+    hawkbit) pkgs+=(swupdate openssl) ;;
     *) echo "setup: unknown profile $profile" >&2; exit 2 ;;
   esac
 done

@@ -2,8 +2,9 @@
 # The gooseBit fixture end to end, without holdfast: `harness.sh goosebit`
 # starts it, make-swu.py builds releases, goosebit.py uploads and assigns
 # them, and curl plays the device on the DDI API (what holdfast will do):
-# registration, configData, deploymentBase, download, feedback. Checks the
-# facts docs/hawkbit.md states. Needs `scripts/setup.sh hawkbit`.
+# registration, configData, deploymentBase, download, feedback. SWUpdate
+# checks the .swu. Checks the facts docs/hawkbit.md states. Needs
+# `scripts/setup.sh hawkbit`.
 #   tests/goosebit_fixture.sh [DIR]   (a temporary DIR by default)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -46,6 +47,30 @@ expect "r1 first entry" "$(cpio -t --quiet < "$D/swu/r1.swu" | tr '\n' ' ')" "sw
 expect "r1 target sha256 in sw-description" \
   "$(grep -c "sha256 = \"$(sha256sum < "$D/swu/target.json" | cut -d' ' -f1)\"" "$D/swu/x/sw-description")" 1
 
+# Real SWUpdate (Debian's, built for CMS-signed images) reads the archive:
+# signature, version, compatibility and entries. Only holdfast's handler
+# types are unknown to it. A wrong crc checksum is refused.
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$D/swu/key.pem" -out "$D/swu/cert.pem" -days 1 \
+  -subj /CN=holdfast-test -addext keyUsage=digitalSignature -addext extendedKeyUsage=emailProtection 2>/dev/null
+python3 "$here/scripts/make-swu.py" "$D/swu/signed.swu" --version 0.9.0 --hw-compat 1.0 --target "$D/swu/target.json" \
+  --image "$D/swu/app1.tar" --sign "$D/swu/key.pem" --sign-cert "$D/swu/cert.pem"
+swupdate_check() { # swupdate_check FILE: SWUpdate's log of `-c` (check only)
+  mkdir -p "$D/swu/tmp"
+  TMPDIR=$D/swu/tmp timeout 30 swupdate -c -v -k "$D/swu/cert.pem" -H default:1.0 -i "$1" 2>&1 || true
+}
+log=$(swupdate_check "$D/swu/signed.swu")
+for line in "Verified OK" "Version 0.9.0" "Accepted Hw Revision : 1.0" "Found Image: holdfast-target.json" \
+  "Found Image: app1.tar in device :  for handler holdfast-image" \
+  "feature 'holdfast-target' required for 'holdfast-target.json' in sw-description is absent"; do
+  grep -qF "$line" <<<"$log" || fail "SWUpdate did not say '$line':
+$log"
+done
+echo "ok: SWUpdate reads signed.swu up to its unknown handler types"
+python3 -c 'import sys; d = bytearray(open(sys.argv[1], "rb").read()); d[102:110] = b"0000ABCD"; open(sys.argv[2], "wb").write(d)' \
+  "$D/swu/signed.swu" "$D/swu/badsum.swu"
+grep -q "Checksum WRONG" <<<"$(swupdate_check "$D/swu/badsum.swu")" || fail "SWUpdate took a wrong crc checksum"
+echo "ok: SWUpdate refuses a wrong crc checksum"
+
 # Upload: gooseBit reads version and compatibility from sw-description.
 s1=$(gb upload "$D/swu/r1.swu")
 expect "r1 version" "$(json 'd["version"]' <<<"$s1")" 1.0.0
@@ -54,6 +79,7 @@ expect "r1 hash is its sha1" "$(json 'd["hash"]' <<<"$s1")" "$(sha1sum < "$D/swu
 s2=$(gb upload "$D/swu/r2.swu")
 b1=$(gb upload "$D/swu/b1.swu")
 expect "b1 compatibility" "$(json '[(c["model"], c["revision"]) for c in d["compatibility"]]' <<<"$b1")" '[["holdfast-test", "1.0"]]'
+expect "signed.swu version" "$(gb upload "$D/swu/signed.swu" | json 'd["version"]')" 0.9.0
 if gb upload "$D/swu/r1.swu" 2>/dev/null; then fail "same version uploaded twice"; fi
 echo "ok: same version and compatibility again is refused (409)"
 id1=$(json 'd["id"]' <<<"$s1")
