@@ -47,8 +47,10 @@ class Client:
         self.url = self.admin["url"]
         self._token = None
 
-    def request(self, method, path, body=None, content_type=None, auth=True):
+    def request(self, method, path, body=None, content_type=None, auth=True, length=None):
         headers = {"Accept": "application/json"}
+        if length is not None:
+            headers["Content-Length"] = str(length)
         if auth:
             headers["Authorization"] = "Bearer " + self.token()
         if isinstance(body, (dict, list)):
@@ -91,18 +93,28 @@ class Client:
         return self.request("GET", "/api/v1/software")["software"]
 
     def upload(self, path):
-        # multipart/form-data with one part, `file` (PUT /api/v1/software).
-        # Built in memory: test artifacts are small.
+        # multipart/form-data with one part, `file` (PUT /api/v1/software),
+        # streamed from the file (gooseBit itself reads it whole).
         boundary = uuid.uuid4().hex
-        with open(path, "rb") as f:
-            content = f.read()
-        name = os.path.basename(path)
-        body = (
+        name = os.path.basename(path).replace('"', "_")
+        head = (
             f"--{boundary}\r\n"
             f'Content-Disposition: form-data; name="file"; filename="{name}"\r\n'
             "Content-Type: application/octet-stream\r\n\r\n"
-        ).encode() + content + f"\r\n--{boundary}--\r\n".encode()
-        sid = self.request("PUT", "/api/v1/software", body, f"multipart/form-data; boundary={boundary}")["id"]
+        ).encode()
+        tail = f"\r\n--{boundary}--\r\n".encode()
+        size = len(head) + os.path.getsize(path) + len(tail)
+
+        def body():
+            yield head
+            with open(path, "rb") as f:
+                while chunk := f.read(1 << 16):
+                    yield chunk
+            yield tail
+
+        sid = self.request(
+            "PUT", "/api/v1/software", body(), f"multipart/form-data; boundary={boundary}", length=size
+        )["id"]
         return next(s for s in self.software() if s["id"] == sid)
 
     def devices(self):
