@@ -5,13 +5,18 @@
 # registration, configData, deploymentBase, download, feedback. SWUpdate
 # checks the .swu. Checks the facts docs/hawkbit.md states. Needs
 # `scripts/setup.sh hawkbit`.
-#   tests/goosebit_fixture.sh [DIR]   (a temporary DIR by default)
+#   tests/goosebit_fixture.sh [DIR]   (DIR is kept; by default a temporary
+#                                     one, removed at the end)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-D=${1:-$(mktemp -d /tmp/hf-goosebit-XXXXXX)}
+if [ -n "${1:-}" ]; then D=$1 keep=true; else D=$(mktemp -d /tmp/hf-goosebit-XXXXXX) keep=false; fi
 mkdir -p "$D"
 start=$SECONDS
-trap '"$here/scripts/harness.sh" down "$D" >/dev/null 2>&1 || true' EXIT
+cleanup() {
+  "$here/scripts/harness.sh" down "$D" >/dev/null 2>&1 || true
+  $keep || rm -rf "$D"
+}
+trap cleanup EXIT
 
 fail() { echo "goosebit_fixture: FAIL: $*" >&2; echo "--- gooseBit log:" >&2; tail -n 30 "$D/goosebit/log" >&2 || true; exit 1; }
 # json EXPR: EXPR (Python, the document is `d`) over the JSON on stdin.
