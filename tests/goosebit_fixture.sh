@@ -37,7 +37,7 @@ dev=hf-smoke-1
 
 # Releases: a target, and one with an image archive beside it.
 mkdir -p "$D/swu"
-echo '{"apps": {}}' > "$D/swu/target.json"
+echo '{"version": 1, "apps": {}}' > "$D/swu/target.json"
 head -c 5000 /dev/urandom > "$D/swu/app1.tar"
 python3 "$here/scripts/make-swu.py" "$D/swu/r1.swu" --version 1.0.0 --hw-compat 1.0 --target "$D/swu/target.json"
 python3 "$here/scripts/make-swu.py" "$D/swu/r2.swu" --version 1.0.1 --hw-compat 1.0 --target "$D/swu/target.json" \
