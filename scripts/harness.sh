@@ -12,6 +12,18 @@
 #   harness.sh registry-auth DIR USER PASSWORD
 #                                  one that wants USER/PASSWORD (htpasswd, basic
 #                                  auth); port in DIR/registry-auth/port
+#   harness.sh goosebit DIR        a gooseBit (hawkBit DDI server, venv from
+#                                  `setup.sh hawkbit`) on a free loopback port:
+#                                  fresh sqlite database migrated with aerich,
+#                                  artifacts, log and settings under DIR/goosebit;
+#                                  port in DIR/goosebit/port, URL, tenant and
+#                                  admin login in DIR/goosebit/admin.json
+#                                  (drive it with scripts/goosebit.py);
+#                                  HARNESS_GOOSEBIT_POLL (poll interval it gives,
+#                                  default 00:00:01), HARNESS_GOOSEBIT_TENANT
+#                                  (default DEFAULT), HARNESS_GOOSEBIT_DEVICE_AUTH
+#                                  (unset: devices need no token; setup, lax or
+#                                  strict: gooseBit's TargetToken modes)
 #   harness.sh down DIR            stop everything, unmount
 # Needs root (mounts, logind). Source DIR/env for DBUS_SYSTEM_BUS_ADDRESS.
 set -euo pipefail
@@ -126,6 +138,90 @@ htpasswd_line() { # htpasswd_line USER PASSWORD
   fi
 }
 
+# gooseBit answers at all (its root redirects to the login or setup page).
+goosebit_up() {
+  python3 - "$1" <<'PY'
+import sys, urllib.request, urllib.error
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args):
+        return None
+try:
+    urllib.request.build_opener(NoRedirect).open(f"http://127.0.0.1:{sys.argv[1]}/login", timeout=1)
+except urllib.error.HTTPError as e:
+    sys.exit(0 if e.code == 302 else 1)
+PY
+}
+
+start_goosebit() {
+  local G=$D/goosebit venv=$here/.cache/goosebit port migrations v
+  local tenant=${HARNESS_GOOSEBIT_TENANT:-DEFAULT}
+  # gooseBit reads GOOSEBIT_* before its settings file: none from outside.
+  for v in $(compgen -e | grep '^GOOSEBIT_' || true); do unset "$v"; done
+  [ -x "$venv/bin/uvicorn" ] || { echo "harness: $venv missing: run scripts/setup.sh hawkbit" >&2; return 1; }
+  kill_pidfile "$G/pid"
+  rm -rf "$G"
+  mkdir -p "$G/artifacts"
+  port=$(free_port)
+  # Its settings file, so that no goosebit.yaml in the working directory or
+  # /etc is read. Logging: gooseBit applies this dictConfig on import; the
+  # default one disables uvicorn's loggers, and with them every traceback.
+  cat > "$G/goosebit.yaml" <<CONF
+port: $port
+tenant: $tenant
+poll_time: "${HARNESS_GOOSEBIT_POLL:-00:00:01}"
+db_uri: sqlite://$G/db.sqlite3
+artifacts_dir: $G/artifacts
+secret_key: $(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+track_device_ip: true
+device_auth:
+  enable: $([ -n "${HARNESS_GOOSEBIT_DEVICE_AUTH:-}" ] && echo true || echo false)
+  mode: ${HARNESS_GOOSEBIT_DEVICE_AUTH:-strict}
+logging:
+  version: 1
+  disable_existing_loggers: false
+  formatters: {simple: {format: "%(asctime)s %(name)s %(levelname)s %(message)s"}}
+  handlers: {console: {class: logging.StreamHandler, formatter: simple}}
+  loggers:
+    tortoise: {level: WARNING}
+    aiosqlite: {level: WARNING}
+    multipart: {level: INFO}
+  root: {level: INFO, handlers: [console]}
+CONF
+  # The migrations ship inside the package; aerich needs them named in a
+  # config file of its own.
+  migrations=$("$venv/bin/python" -c 'import importlib.util, os; print(os.path.join(importlib.util.find_spec("goosebit").submodule_search_locations[0], "db", "migrations"))')
+  cat > "$G/aerich.toml" <<CONF
+[tool.aerich]
+tortoise_orm = "goosebit.db.config.TORTOISE_CONF"
+location = "$migrations"
+src_folder = "."
+CONF
+  (cd "$G" && GOOSEBIT_SETTINGS=$G/goosebit.yaml "$venv/bin/aerich" -c aerich.toml upgrade) >"$G/migrate.log" 2>&1 \
+    || { cat "$G/migrate.log" >&2; return 1; }
+  # uvicorn itself, not `python -m goosebit`: that one binds 0.0.0.0.
+  (cd "$G" && GOOSEBIT_SETTINGS=$G/goosebit.yaml exec setsid sh -c 'echo $$ > pid; exec "$0" "$@"' \
+    "$venv/bin/uvicorn" goosebit:app --host 127.0.0.1 --port "$port" --no-access-log \
+    </dev/null >>"$G/log" 2>&1) &
+  wait_for 5 test -s "$G/pid"
+  local end=$((SECONDS + 30))
+  until goosebit_up "$port" 2>/dev/null; do
+    if ! alive "$(cat "$G/pid")" || [ $SECONDS -ge $end ]; then
+      echo "harness: gooseBit did not come up:" >&2; cat "$G/log" >&2; return 1
+    fi
+    sleep 0.05
+  done
+  # A fresh gooseBit has no user; POST /setup makes the first one, with
+  # every permission ("*").
+  local user=admin@holdfast.test pass
+  pass=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
+  curl -sf -o /dev/null -X POST "http://127.0.0.1:$port/setup" \
+    --data-urlencode "username=$user" --data-urlencode "password=$pass" \
+    || { echo "harness: gooseBit setup of $user failed" >&2; return 1; }
+  printf '{"url": "http://127.0.0.1:%s", "tenant": "%s", "username": "%s", "password": "%s"}\n' \
+    "$port" "$tenant" "$user" "$pass" > "$G/admin.json"
+  echo "$port" > "$G/port"
+}
+
 case $cmd in
 up)
   cat > "$D/bus.conf" <<CONF
@@ -184,6 +280,9 @@ restart-docker)
 registry)
   start_registry registry
   ;;
+goosebit)
+  start_goosebit
+  ;;
 registry-auth)
   user=${3:?harness.sh registry-auth DIR USER PASSWORD}
   pass=${4:?harness.sh registry-auth DIR USER PASSWORD}
@@ -222,6 +321,7 @@ down)
   kill_pidfile "$D/docker/docker.pid"
   kill_pidfile "$D/registry/pid"
   kill_pidfile "$D/registry-auth/pid"
+  kill_pidfile "$D/goosebit/pid"
   # logind takes ~2 s to stop gracefully; nothing here needs that.
   kill_pidfile "$D/logind.pid" KILL
   kill_pidfile "$D/dbus.pid" KILL

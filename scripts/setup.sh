@@ -8,6 +8,9 @@
 #   setup.sh nspawn     + systemd-nspawn, debootstrap
 #   setup.sh layer      + Python tools for the Yocto layer checks (venv in .cache/)
 #   setup.sh bench      + docker-compose (updatebench compares against it)
+#   setup.sh hawkbit    + gooseBit, a hawkBit DDI server (venv in .cache/goosebit,
+#                       pinned; scripts/harness.sh goosebit starts it), and
+#                       SWUpdate, which checks the .swu files of the tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +28,7 @@ for profile in "$@"; do
     nspawn) pkgs+=(systemd-container debootstrap) ;;
     layer) pkgs+=(python3-venv) ;;
     bench) pkgs+=(docker-compose) ;;
+    hawkbit) pkgs+=(swupdate openssl) ;;
     *) echo "setup: unknown profile $profile" >&2; exit 2 ;;
   esac
 done
@@ -61,6 +65,23 @@ if ! compgen -G ".cache/schemathesis/lib/python3*/site-packages/schemathesis-$st
   python3 -m venv .cache/schemathesis
   .cache/schemathesis/bin/pip install -q --disable-pip-version-check -r "$st_req"
   cp "$st_req" .cache/schemathesis/requirements.txt
+fi
+
+# gooseBit needs Python >= 3.11 (Debian 12 has 3.11); pinned with what it
+# runs on, skipped when the pinned set is there.
+if [[ " $* " == *" hawkbit "* ]]; then
+  gb_req=scripts/goosebit-requirements.txt
+  gb_ver=$(sed -n 's/^goosebit==//p' "$gb_req")
+  if ! compgen -G ".cache/goosebit/lib/python3*/site-packages/goosebit-$gb_ver.dist-info" >/dev/null \
+    || ! cmp -s "$gb_req" .cache/goosebit/requirements.txt; then
+    python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+      || { echo "setup: gooseBit needs Python 3.11 or later, python3 is $(python3 -V)" >&2; exit 1; }
+    echo "setup: installing gooseBit $gb_ver in .cache/goosebit" >&2
+    rm -rf .cache/goosebit
+    python3 -m venv .cache/goosebit
+    .cache/goosebit/bin/pip install -q --disable-pip-version-check -r "$gb_req"
+    cp "$gb_req" .cache/goosebit/requirements.txt
+  fi
 fi
 
 command -v cargo >/dev/null || { echo "setup: cargo not found (install Rust first)" >&2; exit 1; }

@@ -3,7 +3,8 @@
 # fmt, clippy, unit + real-component tests (dbus-daemon, logind, journald,
 # dockerd, lock clients), the Yocto layer checks, the MSRV build with
 # rustc-web 1.85, ARM cross builds with tests under qemu-user, and the
-# systemd-nspawn end-to-end tests on systemd 252 and 257. Run as root.
+# systemd-nspawn end-to-end tests on systemd 252 and 257, and the gooseBit
+# (hawkBit DDI server) fixture. Run as root.
 #   test.sh --quick   only fmt, clippy and cargo test
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,12 +14,13 @@ quick=false
 stages=0
 stage() { echo; echo "######## $*"; "$@"; stages=$((stages + 1)); }
 
-if $quick; then scripts/setup.sh; else scripts/setup.sh msrv cross nspawn layer; fi
+if $quick; then scripts/setup.sh; else scripts/setup.sh msrv cross nspawn layer hawkbit; fi
 stage cargo fmt --all -- --check
 stage cargo clippy --all-targets --quiet -- -D warnings
 stage cargo test --all-targets
 if ! $quick; then
   stage scripts/check-layer.sh
+  stage tests/goosebit_fixture.sh
   stage scripts/msrv.sh
   stage scripts/cross.sh
   stage tests/nspawn/run.sh bookworm
