@@ -186,3 +186,33 @@ fn reads_what_the_cpio_tool_writes() {
         assert_eq!(got[1].1.len(), 4099, "{format}");
     }
 }
+
+/// What the test fixture's `.swu` maker writes (the archives the gooseBit
+/// tests upload, which Debian's SWUpdate also accepts) reads back whole.
+#[test]
+fn reads_what_make_swu_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("t.json");
+    std::fs::write(&target, br#"{"version":1,"apps":{}}"#).unwrap();
+    let swu = dir.path().join("x.swu");
+    let out = std::process::Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/make-swu.py"))
+        .arg(&swu)
+        .args(["--version", "1.0", "--target"])
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = all(&std::fs::read(&swu).unwrap()).unwrap();
+    assert_eq!(got[0].0, DESCRIPTION);
+    let names: Vec<_> = got.iter().map(|(n, _)| n.as_str()).collect();
+    let t = names
+        .iter()
+        .position(|n| *n != DESCRIPTION)
+        .expect("a second entry");
+    assert_eq!(got[t].1, br#"{"version":1,"apps":{}}"#, "{names:?}");
+}
