@@ -308,6 +308,10 @@ fn fleet_lock_backends() {
             "backend = \"etcd\"\nendpoint = []",
             "unknown field `endpoint`",
         ),
+        (
+            "backend = \"fleetlock\"\nurl = \"http://a:1\"\nupdates = true",
+            "fleet.lock.updates: true is not supported yet",
+        ),
     ] {
         let t = tree(&format!("[fleet.lock]\n{text}\n"));
         let e = load(&t.main, true).unwrap_err().to_string();
