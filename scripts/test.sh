@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it. Sets up what is missing, then:
 # fmt, clippy, unit + real-component tests (dbus-daemon, logind, journald,
-# dockerd, lock clients), the Yocto layer checks, the MSRV build with
-# rustc-web 1.85, ARM cross builds with tests under qemu-user, and the
+# dockerd, lock clients, an etcd cluster for the fleet feature), the Yocto
+# layer checks, the MSRV build with rustc-web 1.85, ARM cross builds with tests under qemu-user, and the
 # systemd-nspawn end-to-end tests on systemd 252 and 257. Run as root.
 #   test.sh --quick   only fmt, clippy and cargo test
 set -euo pipefail
@@ -16,7 +16,12 @@ stage() { echo; echo "######## $*"; "$@"; stages=$((stages + 1)); }
 if $quick; then scripts/setup.sh; else scripts/setup.sh msrv cross nspawn layer; fi
 stage cargo fmt --all -- --check
 stage cargo clippy --all-targets --quiet -- -D warnings
+stage cargo clippy --all-targets --quiet --features fleet -- -D warnings
 stage cargo test --all-targets
+# The fleet feature: its unit tests and a real three-member etcd cluster
+# (about 15 s); the other integration tests do not change with it.
+stage cargo test --features fleet --lib
+stage cargo test --features fleet --test fleet_lock
 if ! $quick; then
   stage scripts/check-layer.sh
   stage scripts/msrv.sh
