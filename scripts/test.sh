@@ -2,8 +2,9 @@
 # The whole test suite, as CI runs it. Sets up what is missing, then:
 # fmt, clippy, unit + real-component tests (dbus-daemon, logind, journald,
 # dockerd, lock clients, an etcd cluster for the fleet feature), the Yocto
-# layer checks, the MSRV build with rustc-web 1.85, ARM cross builds with tests under qemu-user, and the
-# systemd-nspawn end-to-end tests on systemd 252 and 257. Run as root.
+# layer checks, the MSRV build with rustc-web 1.85, ARM cross builds with
+# tests under qemu-user, and the systemd-nspawn end-to-end tests on systemd
+# 252 and 257. Run as root.
 #   test.sh --quick   only fmt, clippy and cargo test
 set -euo pipefail
 cd "$(dirname "$0")/.."
