@@ -43,6 +43,8 @@ const PENDING_RETRY_MAX: Duration = Duration::from_secs(3600);
 /// A pending reboot with no free fleet slot asks again after this, doubling.
 const SLOT_RETRY_MIN: Duration = Duration::from_secs(1);
 const SLOT_RETRY_MAX: Duration = Duration::from_secs(30);
+/// What the power path holds the fleet slot for.
+const REBOOT: &str = "reboot";
 
 pub struct PowerTask {
     pub handle: Handle,
@@ -214,7 +216,7 @@ impl PowerTask {
                 blocked_by: vec![Blocker::FleetSlot(b)],
                 action: action.verb().into(),
             };
-            match slots.take().await {
+            match slots.take(REBOOT).await {
                 Ok(Grant::Granted) => {}
                 Ok(Grant::NotGranted(b)) if !force => return Err(refused(b)),
                 Err(e) if !force => {
@@ -237,7 +239,7 @@ impl PowerTask {
                     "a lock came back while taking the fleet slot: {}; giving the slot back",
                     describe(&b)
                 );
-                slots.release().await;
+                slots.release(REBOOT).await;
                 return Err(locked(b));
             }
         }
@@ -258,14 +260,14 @@ impl PowerTask {
                     action.verb()
                 );
                 if let Some(s) = &slot {
-                    s.release().await;
+                    s.release(REBOOT).await;
                 }
                 return Err(locked(vec![Blocker::Lock(id)]));
             }
             Err(e) => {
                 tracing::error!(who, error = %e, "refused to {}: cannot take every app's locks", action.verb());
                 if let Some(s) = &slot {
-                    s.release().await;
+                    s.release(REBOOT).await;
                 }
                 return Err(CommandError::Failed(format!(
                     "not going to {}: cannot take every app's locks first: {e}",
@@ -311,7 +313,7 @@ impl PowerTask {
 
     async fn give_back(&self) {
         if let Some(s) = &self.fleet {
-            s.release().await;
+            s.release(REBOOT).await;
         }
         if let Ok(Err(e)) = self
             .handle

@@ -369,3 +369,47 @@ async fn the_fleet_id_defaults_to_config_json_then_the_machine_id() {
         "{text}"
     );
 }
+
+/// `updates = true`: an app apply waits for a slot, takes it, and gives it
+/// back once the release is applied and healthy.
+#[tokio::test]
+async fn with_updates_an_app_apply_takes_a_slot_and_gives_it_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(tmp.path(), 3);
+    put(&cluster, r#"{"total_slots":1,"holders":["ext"]}"#);
+    let mut env = Env::with_docker();
+    env.write_config(&fleet_config("dev-a", &cluster, "updates = true\n"));
+    env.start_daemon().await;
+    let image = env.busybox_image();
+    ok(&env.apply(&common::engine::release(&image, 1)));
+    let st = env.wait_app("app1", "waiting").await;
+    assert_eq!(
+        st["blocked_by"],
+        serde_json::json!(["fleet-slot:default (1/1 held)"]),
+        "{st}"
+    );
+    let rev0 = cluster.revision();
+    external_cas(&cluster, |_, _| Some(Vec::new()));
+    env.wait_app("app1", "applied").await;
+    wait_for(Duration::from_secs(10), || async {
+        cluster.get(KEY, 0).unwrap().0 == r#"{"total_slots":1,"holders":[]}"#
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the slot was not given back: {}", env.log()));
+    let held: Vec<i64> = (rev0..=cluster.revision())
+        .filter(|r| {
+            cluster
+                .get(KEY, *r)
+                .is_some_and(|(v, _)| v == r#"{"total_slots":1,"holders":["dev-a"]}"#)
+        })
+        .collect();
+    assert!(
+        !held.is_empty(),
+        "dev-a never held the slot while applying: {:?}\n{}",
+        (rev0..=cluster.revision())
+            .map(|r| cluster.get(KEY, r))
+            .collect::<Vec<_>>(),
+        env.log()
+    );
+    assert!(env.log().contains("fleet slot taken in group default"));
+}

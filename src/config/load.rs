@@ -472,13 +472,6 @@ fn fleet_lock(
             ))
         }
     };
-    if l.updates == Some(true) {
-        return Err(err(
-            None,
-            "updates",
-            "true is not supported yet: only reboots take a fleet slot in this version".into(),
-        ));
-    }
     Ok(FleetLockSettings {
         backend,
         reboots: l.reboots.unwrap_or(true),

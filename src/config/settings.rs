@@ -97,8 +97,8 @@ pub struct FleetLockSettings {
     pub backend: LockBackend,
     /// Take a slot before every reboot holdfast makes.
     pub reboots: bool,
-    /// Take a slot before an app's containers are replaced: not done yet,
-    /// so only `false` is accepted.
+    /// Take a slot before an app's containers are replaced, given back
+    /// when the apply (and its health check) is over.
     pub updates: bool,
     /// Remove a holder whose liveness key has been gone this long (etcd
     /// only); `None`: a stale holder is reported, never removed.

@@ -187,7 +187,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
             snapshot: snapshot_rx.clone(),
             settings: settings_rx.clone(),
             system: system_tx,
-            fleet,
+            fleet: fleet.clone(),
         }
         .run(inboxes.power),
     );
@@ -200,6 +200,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
             settings: settings_rx.clone(),
             status: apps_tx,
             api_key: api_key.clone(),
+            fleet,
         }
         .run(inboxes.updates),
     );

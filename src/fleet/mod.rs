@@ -2,7 +2,8 @@
 //! feature, fleet-wide slots that a reboot takes first (`slots`: airlock's
 //! semaphore in etcd, or a FleetLock server).
 //!
-//! Only the power path asks for a slot, through [`slots::Slots`]; one task
+//! Only the power path and (with `updates = true`) the app tasks ask for
+//! a slot, through [`slots::Slots`]; one task
 //! ([`slots::FleetTask`]) owns the backend, keeps our etcd liveness key
 //! alive, reports stale holders and gives the slot back once the device is
 //! back and its apps are applied and healthy.
@@ -35,14 +36,15 @@ pub mod slots {
     pub struct Slots {
         never: std::convert::Infallible,
         pub reboots: bool,
+        pub updates: bool,
         pub group: String,
     }
 
     impl Slots {
-        pub async fn take(&self) -> Result<Grant, String> {
+        pub async fn take(&self, _purpose: &str) -> Result<Grant, String> {
             match self.never {}
         }
-        pub async fn release(&self) {
+        pub async fn release(&self, _purpose: &str) {
             match self.never {}
         }
     }

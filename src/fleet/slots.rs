@@ -1,11 +1,12 @@
 //! The fleet slot task: owns the backend (etcd or FleetLock), takes and
-//! gives back this device's slot when the power path asks ([`Slots`]),
+//! gives back this device's slot when the power path or an app apply asks
+//! ([`Slots`]),
 //! keeps our etcd liveness key alive, reports stale holders (and removes
 //! them under `stale_after`), and gives the slot back once the device is
 //! up again with every app applied and healthy (FleetLock's
 //! `steady-state`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,9 +34,12 @@ pub enum Grant {
     NotGranted(String),
 }
 
+/// Who in holdfast holds the device's one slot: `reboot`, or
+/// `app:<name>` for an app apply (`updates = true`). The slot is given
+/// back when the last of them lets go.
 enum Request {
-    Take(oneshot::Sender<Result<Grant, String>>),
-    Release(oneshot::Sender<()>),
+    Take(String, oneshot::Sender<Result<Grant, String>>),
+    Release(String, oneshot::Sender<()>),
 }
 
 /// The power path's handle on the slot task.
@@ -44,25 +48,34 @@ pub struct Slots {
     tx: mpsc::Sender<Request>,
     /// `[fleet.lock] reboots`.
     pub reboots: bool,
+    /// `[fleet.lock] updates`.
+    pub updates: bool,
     pub group: String,
 }
 
 impl Slots {
-    /// One attempt (the caller retries with its own back-off).
-    pub async fn take(&self) -> Result<Grant, String> {
+    /// One attempt for `purpose` (the caller retries with its own
+    /// back-off).
+    pub async fn take(&self, purpose: &str) -> Result<Grant, String> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Request::Take(reply))
+            .send(Request::Take(purpose.to_owned(), reply))
             .await
             .map_err(|_| "the fleet slot task is gone".to_owned())?;
         rx.await
             .map_err(|_| "the fleet slot task is gone".to_owned())?
     }
 
-    /// Gives the slot back (the task retries until it is done).
-    pub async fn release(&self) {
+    /// `purpose` lets go; the slot goes back when nothing else holds it
+    /// (the task retries until it is done).
+    pub async fn release(&self, purpose: &str) {
         let (reply, rx) = oneshot::channel();
-        if self.tx.send(Request::Release(reply)).await.is_ok() {
+        if self
+            .tx
+            .send(Request::Release(purpose.to_owned(), reply))
+            .await
+            .is_ok()
+        {
             let _ = rx.await;
         }
     }
@@ -114,6 +127,8 @@ struct Run {
     /// A release asked for that has not gone through yet.
     release_owed: bool,
     stale_since: HashMap<String, Instant>,
+    /// Purposes holding the slot in this run.
+    holds: BTreeSet<String>,
 }
 
 impl FleetTask {
@@ -134,6 +149,7 @@ impl FleetTask {
         let slots = Slots {
             tx,
             reboots: self.settings.reboots,
+            updates: self.settings.updates,
             group: self.group.clone(),
         };
         let run = Run {
@@ -146,6 +162,7 @@ impl FleetTask {
             release_when_steady: true,
             release_owed: false,
             stale_since: HashMap::new(),
+            holds: BTreeSet::new(),
         };
         Ok((slots, run.run(rx, self.apps, self.target, self.snapshot)))
     }
@@ -213,14 +230,24 @@ impl Run {
             }
             tokio::select! {
                 r = rx.recv() => match r {
-                    Some(Request::Take(reply)) => {
+                    Some(Request::Take(purpose, reply)) => {
                         self.release_when_steady = false;
                         self.release_owed = false;
                         let r = self.take().await;
+                        if matches!(r, Ok(Grant::Granted)) {
+                            self.holds.insert(purpose);
+                        }
                         let _ = reply.send(r);
                     }
-                    Some(Request::Release(reply)) => {
-                        self.release_owed = !self.release().await;
+                    Some(Request::Release(purpose, reply)) => {
+                        self.holds.remove(&purpose);
+                        if self.holds.is_empty() {
+                            self.release_owed = !self.release().await;
+                        } else {
+                            tracing::info!(purpose = %purpose, still = ?self.holds,
+                                "{purpose} lets go of the fleet slot; still held for {}",
+                                self.holds.iter().cloned().collect::<Vec<_>>().join(", "));
+                        }
                         let _ = reply.send(());
                     }
                     None => return,

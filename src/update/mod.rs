@@ -45,6 +45,8 @@ pub struct Updates {
     /// The HTTP API key, told (with `api.tcp`) to services that ask for the
     /// API by label.
     pub api_key: Option<String>,
+    /// Fleet-wide slots (`[fleet.lock] updates`: an apply takes one).
+    pub fleet: Option<crate::fleet::slots::Slots>,
 }
 
 impl Updates {
@@ -84,6 +86,7 @@ impl Updates {
                             requests: rx,
                             services: BTreeMap::new(),
                             watch_after: Vec::new(),
+                            fleet: self.fleet.clone(),
                         };
                         let name = app.clone();
                         tasks.spawn(async move {

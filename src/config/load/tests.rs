@@ -260,7 +260,7 @@ fn fleet_lock_backends() {
     assert_eq!(l.stale_after, Some(std::time::Duration::from_secs(3600)));
     assert_eq!(l.lease_ttl, std::time::Duration::from_secs(30));
     let t = tree(
-        "[fleet.lock]\nbackend = \"fleetlock\"\nurl = \"http://airlock:3333\"\nreboots = false\n",
+        "[fleet.lock]\nbackend = \"fleetlock\"\nurl = \"http://airlock:3333\"\nreboots = false\nupdates = true\n",
     );
     let l = load(&t.main, true).unwrap().settings.fleet.lock.unwrap();
     assert_eq!(
@@ -269,7 +269,7 @@ fn fleet_lock_backends() {
             url: "http://airlock:3333".into()
         }
     );
-    assert!(!l.reboots);
+    assert!(!l.reboots && l.updates);
     for (text, want) in [
         (
             "backend = \"zk\"",
@@ -307,10 +307,6 @@ fn fleet_lock_backends() {
         (
             "backend = \"etcd\"\nendpoint = []",
             "unknown field `endpoint`",
-        ),
-        (
-            "backend = \"fleetlock\"\nurl = \"http://a:1\"\nupdates = true",
-            "fleet.lock.updates: true is not supported yet",
         ),
     ] {
         let t = tree(&format!("[fleet.lock]\n{text}\n"));

@@ -68,7 +68,9 @@ impl AppTask {
                 Outcome::Failed(e) | Outcome::EngineDown(e) | Outcome::Unhealthy(e) => {
                     CommandError::Failed(e)
                 }
-                Outcome::Done { .. } => CommandError::Failed("unexpected".into()),
+                Outcome::Done { .. } | Outcome::SlotBusy(_) => {
+                    CommandError::Failed("unexpected".into())
+                }
             })?;
         tracing::info!(app = %self.app, who, "restarting app {} (asked by {who})", self.app);
         let r = exec.restart(&running).await;
