@@ -20,7 +20,7 @@ stage cargo clippy --all-targets --quiet -- -D warnings
 stage cargo clippy --all-targets --quiet --features fleet -- -D warnings
 stage cargo test --all-targets
 # The fleet feature: its unit tests and a real three-member etcd cluster
-# (about 15 s); the other integration tests do not change with it.
+# (about 20 s); the other integration tests do not change with it.
 stage cargo test --features fleet --lib
 stage cargo test --features fleet --test fleet_lock
 if ! $quick; then
