@@ -84,7 +84,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_key_but_two_applies_live() {
+    fn every_key_but_the_lock_root_state_dir_and_fleet_applies_live() {
         let old = Settings::default();
         let mut new = old.clone();
         new.lock_root = "/run/other".into();
@@ -94,5 +94,7 @@ mod tests {
         let (live, restart) = changed_keys(&old, &new);
         assert_eq!(live, ["inhibit.what", "engine.socket", "api.tcp"]);
         assert_eq!(restart, ["lock_root"]);
+        new.fleet.group = "canary".into();
+        assert_eq!(changed_keys(&old, &new).1, ["lock_root", "fleet"]);
     }
 }
