@@ -413,3 +413,56 @@ async fn with_updates_an_app_apply_takes_a_slot_and_gives_it_back() {
     );
     assert!(env.log().contains("fleet slot taken in group default"));
 }
+
+/// etcd with authentication: `user` and `password_file`.
+#[tokio::test]
+async fn etcd_with_a_user_and_password() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(tmp.path(), 1);
+    let root = "--user=root:rootpw";
+    ok(&cluster.ctl(&["user", "add", "root", "--new-user-password=rootpw"]));
+    ok(&cluster.ctl(&["user", "add", "dev", "--new-user-password=devpw"]));
+    ok(&cluster.ctl(&["role", "add", "fleet"]));
+    ok(&cluster.ctl(&[
+        "role",
+        "grant-permission",
+        "fleet",
+        "readwrite",
+        "com.",
+        "--prefix=true",
+    ]));
+    ok(&cluster.ctl(&["user", "grant-role", "dev", "fleet"]));
+    ok(&cluster.ctl(&["auth", "enable"]));
+    let mut env = Env::new();
+    std::fs::write(env.dir.join("etcd-password"), "devpw\n").unwrap();
+    env.write_config(&fleet_config(
+        "dev-a",
+        &cluster,
+        &format!(
+            "user = \"dev\"\npassword_file = \"{}\"\n",
+            env.dir.join("etcd-password").display()
+        ),
+    ));
+    env.start_daemon().await;
+    let out = env.cli(&["reboot"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("logind refused to reboot"),
+        "{err}\n{}",
+        env.log()
+    );
+    assert!(env.log().contains("fleet slot taken in group default"));
+    let out = ok(&cluster.ctl(&["get", KEY, "--print-value-only", root]));
+    assert_eq!(out.trim(), r#"{"total_slots":1,"holders":[]}"#);
+    // A wrong password takes nothing: the reboot is refused.
+    env.kill_daemon(nix::sys::signal::Signal::SIGTERM);
+    std::fs::write(env.dir.join("etcd-password"), "wrong\n").unwrap();
+    env.start_daemon().await;
+    let out = env.cli(&["reboot"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("fleet-slot") || err.contains("no fleet slot"),
+        "{err}"
+    );
+    assert!(env.log().contains("etcd refused user dev"), "{}", env.log());
+}
