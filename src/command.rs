@@ -75,11 +75,14 @@ pub enum Command {
         reply: oneshot::Sender<Result<String, CommandError>>,
     },
     /// Check for updates now; `force` goes through locks once, for the
-    /// updates pending at that moment.
+    /// updates pending at that moment: of every app, or of `only` (an
+    /// app's HTTP key forces its own app alone). Answers whether a check
+    /// was triggered (false: no target in force, nothing to check).
     Update {
         force: bool,
+        only: Option<AppName>,
         who: String,
-        reply: oneshot::Sender<Result<(), CommandError>>,
+        reply: oneshot::Sender<Result<bool, CommandError>>,
     },
     /// Restart an app's running containers under its locks; refused while
     /// the app holds a lock unless forced. Answers how many restarted.
@@ -188,6 +191,13 @@ impl PowerAction {
         match self {
             PowerAction::Reboot => "reboot",
             PowerAction::PowerOff => "shut down",
+        }
+    }
+
+    pub fn noun(self) -> &'static str {
+        match self {
+            PowerAction::Reboot => "reboot",
+            PowerAction::PowerOff => "shutdown",
         }
     }
 }

@@ -57,7 +57,7 @@ pub(super) async fn restart_app(
         Ok(x) => x,
         Err((status, msg)) => return v2_error(status, &msg),
     };
-    let who = format!("HTTP API POST /v2/applications/{app}/restart");
+    let who = scope.who(&format!("POST /v2/applications/{app}/restart"));
     let force = b.force();
     answer(
         ask(&api, |reply| Command::RestartApp {
@@ -80,7 +80,7 @@ pub(super) async fn purge(
         Ok(x) => x,
         Err((status, msg)) => return v2_error(status, &msg),
     };
-    let who = format!("HTTP API POST /v2/applications/{app}/purge");
+    let who = scope.who(&format!("POST /v2/applications/{app}/purge"));
     let force = b.force();
     answer(
         ask(&api, |reply| Command::PurgeApp {
@@ -140,10 +140,10 @@ async fn service(
         Ok(s) => s,
         Err(e) => return v2_error(StatusCode::BAD_REQUEST, &e.to_string()),
     };
-    let who = format!(
-        "HTTP API POST /v2/applications/{app}/{}-service",
+    let who = scope.who(&format!(
+        "POST /v2/applications/{app}/{}-service",
         action.verb()
-    );
+    ));
     let force = b.force();
     answer(
         ask(&api, |reply| Command::ServiceAction {

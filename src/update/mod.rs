@@ -197,7 +197,7 @@ impl Updates {
                 }
                 cmd = commands.recv() => match cmd {
                     None => return,
-                    Some(Command::Update { force, who, reply }) => {
+                    Some(Command::Update { force, only, who, reply }) => {
                         if target.is_none() {
                             tracing::info!(who = %who, "update check asked by {who}: no target in force");
                         } else if force {
@@ -206,11 +206,11 @@ impl Updates {
                         } else {
                             tracing::info!(who = %who, "update check asked by {who}");
                         }
-                        for tx in apps.values() {
-                            let forced_by = force.then(|| who.clone());
-                            let _ = tx.send(AppRequest::Check { forced_by });
+                        for (name, tx) in &apps {
+                            let forced = force && only.as_ref().is_none_or(|a| a == name);
+                            let _ = tx.send(AppRequest::Check { forced_by: forced.then(|| who.clone()) });
                         }
-                        let _ = reply.send(Ok(()));
+                        let _ = reply.send(Ok(target.is_some()));
                     }
                     Some(Command::RestartApp { app, force, who, reply }) => match apps.get(&app) {
                         Some(tx) => {
