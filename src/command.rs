@@ -238,6 +238,10 @@ pub enum CommandError {
     /// several services).
     #[error("{0}")]
     Invalid(String),
+    /// The app's state does not allow it now (a purge of an app that is
+    /// down for an unhealthy release).
+    #[error("{0}")]
+    Conflict(String),
     #[error("{0}")]
     Failed(String),
     #[error("holdfastd is shutting down")]

@@ -31,6 +31,8 @@ fn locked(app: &AppName) -> CommandError {
 fn outcome(app: &AppName, force: bool) -> Result<(), CommandError> {
     match app.as_str() {
         "ghost" => Err(CommandError::NotFound(format!("app {app} is unknown"))),
+        "down" => Err(CommandError::Conflict(format!("app {app} is down"))),
+        "halting" => Err(CommandError::Failed("the device is shutting down".into())),
         "locked" if !force => Err(locked(app)),
         _ => Ok(()),
     }
@@ -495,6 +497,47 @@ async fn service_routes_answer_in_balenas_shapes() {
         v2(&body),
         serde_json::json!({"status": "success", "version": env!("CARGO_PKG_VERSION")})
     );
+}
+
+#[tokio::test]
+async fn a_purge_of_an_app_that_is_down_is_409_and_a_start_while_halting_503() {
+    let (api, _) = api();
+    let v = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap();
+    let (code, body) = call(
+        &api,
+        Scope::Device,
+        "POST",
+        "/v2/applications/down/purge",
+        "",
+    )
+    .await;
+    assert_eq!(code, 409);
+    assert_eq!(v(&body)["status"], "failed");
+    let (code, body) = call(
+        &api,
+        Scope::Device,
+        "POST",
+        "/v1/purge",
+        r#"{"appId": "down"}"#,
+    )
+    .await;
+    assert_eq!(code, 409);
+    assert_eq!(v(&body)["Data"], "");
+    assert_eq!(v(&body)["Error"], "app down is down");
+    let svc = r#"{"serviceName": "main"}"#;
+    let (code, body) = call(
+        &api,
+        Scope::Device,
+        "POST",
+        "/v2/applications/halting/start-service",
+        svc,
+    )
+    .await;
+    assert_eq!(code, 503);
+    assert_eq!(v(&body)["message"], "the device is shutting down");
+    let (code, body) = call(&api, Scope::Device, "POST", "/v1/apps/halting/start", "").await;
+    assert_eq!(code, 503);
+    assert_eq!(v(&body)["Error"], "the device is shutting down");
 }
 
 #[tokio::test]

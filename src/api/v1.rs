@@ -263,6 +263,7 @@ pub(super) async fn purge(
         Ok(_) => Json(json!({"Data": "OK", "Error": ""})).into_response(),
         Err(e @ CommandError::Locked { .. }) => v2_error(StatusCode::LOCKED, &e.to_string()),
         Err(e @ CommandError::NotFound(_)) => v1_error(StatusCode::NOT_FOUND, &e.to_string()),
+        Err(e @ CommandError::Conflict(_)) => v1_error(StatusCode::CONFLICT, &e.to_string()),
         Err(e) => v1_error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     }
 }

@@ -39,6 +39,7 @@ fn answer<T>(r: Result<T, CommandError>) -> Response {
             let status = match e {
                 CommandError::Locked { .. } => StatusCode::LOCKED,
                 CommandError::NotFound(_) => StatusCode::NOT_FOUND,
+                CommandError::Conflict(_) => StatusCode::CONFLICT,
                 CommandError::Invalid(_) | CommandError::InvalidName(_) => StatusCode::BAD_REQUEST,
                 _ => StatusCode::SERVICE_UNAVAILABLE,
             };

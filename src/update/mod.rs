@@ -121,6 +121,7 @@ impl Updates {
                             requests: rx,
                             services: BTreeMap::new(),
                             watch_after: Vec::new(),
+                            stopping: false,
                         };
                         let name = app.clone();
                         tasks.spawn(async move {
@@ -260,6 +261,9 @@ impl Updates {
                         let _ = reply.send(r);
                     }
                     Some(Command::StopAll { grace, reply }) => {
+                        for tx in apps.values() {
+                            let _ = tx.send(AppRequest::DeviceStopping);
+                        }
                         let exec = exec_rx.borrow().clone();
                         tokio::spawn(async move {
                             let n = exec.stop_all(grace).await;

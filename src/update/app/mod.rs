@@ -63,6 +63,9 @@ pub struct AppTask {
     /// Containers the last pass started that have no healthcheck: watched
     /// for a crash loop for a while after the pass.
     pub watch_after: Vec<(ServiceName, String)>,
+    /// The device is shutting down (every container is being stopped): no
+    /// service is started on request any more.
+    pub stopping: bool,
 }
 
 /// How long a service without a healthcheck must keep running after its
@@ -71,6 +74,17 @@ pub struct AppTask {
 const CRASH_WINDOW: Duration = Duration::from_secs(10);
 
 type CrashWatch = Pin<Box<dyn Future<Output = Vec<(ServiceName, String)>> + Send>>;
+
+/// The crash watch after a pass that started containers. It outlives the
+/// wait it began in: kept across passes of the same target (an update
+/// check, a retry) until it ends or a later pass starts a new one; dropped
+/// when the target changes or a purge removes the containers.
+struct Watch {
+    crashes: CrashWatch,
+    /// Services stopped, started or restarted on request meanwhile: their
+    /// exit is no crash, and the release is not judged healthy by it.
+    asked: BTreeSet<ServiceName>,
+}
 
 /// Why the wait between passes ended.
 enum Wake {
@@ -101,7 +115,7 @@ impl AppTask {
         let mut images: BTreeMap<String, u8> = BTreeMap::new();
         let mut first = true;
         let mut rejected: Option<Rejected> = None;
-        let mut crash: Option<CrashWatch> = None;
+        let mut watch: Option<Watch> = None;
         let mut crashed: Option<String> = None;
         let mut purged: Option<(PurgeReply, Result<Vec<String>, CommandError>)> = None;
         loop {
@@ -111,6 +125,8 @@ impl AppTask {
                 seen = target.clone();
                 first = false;
                 rejected = None;
+                // Its containers are replaced: what they do is no verdict.
+                watch = None;
             }
             let forced = forced_by.take();
             let retried = forced.is_some() && rejected.take().is_some();
@@ -179,7 +195,10 @@ impl AppTask {
                         if !self.watch_after.is_empty() {
                             let window = CRASH_WINDOW.min(exec.policy.healthy_timeout);
                             let watched = std::mem::take(&mut self.watch_after);
-                            crash = Some(Box::pin(exec.crash_watch(watched, window)));
+                            watch = Some(Watch {
+                                crashes: Box::pin(exec.crash_watch(watched, window)),
+                                asked: BTreeSet::new(),
+                            });
                         }
                     }
                     Outcome::Unhealthy(e) if rolling_back => {
@@ -245,10 +264,22 @@ impl AppTask {
             self.publish(&machine, &images);
             // The pass is over; the app idles from here, maybe for days.
             crate::memory::give_back();
-            match self
-                .wait_for_reason(&mut machine, &images, &seen, &mut forced_by, crash.take())
-                .await
-            {
+            // Rejected with nothing to fall back on: the app is down.
+            let down = rejected
+                .as_ref()
+                .filter(|r| r.fallback.is_none())
+                .map(|r| r.reason.clone());
+            let woke = self
+                .wait_for_reason(
+                    &mut machine,
+                    &images,
+                    &seen,
+                    &mut forced_by,
+                    &mut watch,
+                    down,
+                )
+                .await;
+            match woke {
                 Wake::Stop => return,
                 Wake::Run => {}
                 Wake::Crashed(why) => crashed = Some(why),
@@ -260,23 +291,22 @@ impl AppTask {
     /// Waits for a reason to run a pass again: a new target, the locks
     /// that held it back gone, its retry time, the engine settings, a
     /// request, or a crash the watch after the last pass saw (the watch
-    /// ends with the wait).
+    /// goes on after the wait unless it ended in it). `down`: why the app
+    /// runs nothing (rejected, no fallback).
     async fn wait_for_reason(
         &mut self,
         machine: &mut Machine,
         images: &BTreeMap<String, u8>,
         seen: &Option<AppTarget>,
         forced_by: &mut Option<String>,
-        mut crash: Option<CrashWatch>,
+        watch: &mut Option<Watch>,
+        down: Option<String>,
     ) -> Wake {
-        // Services stopped, started or restarted on request while the crash
-        // watch runs: their exit is no crash.
-        let mut asked: BTreeSet<ServiceName> = BTreeSet::new();
         loop {
             let retry_at = machine.retry_at().map(tokio::time::Instant::from_std);
             tokio::select! {
-                crashes = async { crash.as_mut().expect("watched").await }, if crash.is_some() => {
-                    crash = None;
+                crashes = async { (&mut watch.as_mut().expect("watched").crashes).await }, if watch.is_some() => {
+                    let asked = watch.take().expect("watched").asked;
                     let mut crashes = crashes.into_iter().filter(|(s, _)| !asked.contains(s));
                     if let Some((_, why)) = crashes.next() {
                         return Wake::Crashed(why);
@@ -327,27 +357,39 @@ impl AppTask {
                     }
                     Some(AppRequest::Restart { force, who, reply }) => {
                         let r = self.restart(force, &who).await;
-                        if r.is_ok() {
-                            asked.extend(self.services.keys().filter_map(|s| ServiceName::new(s.as_str()).ok()));
+                        if let (true, Some(w)) = (r.is_ok(), watch.as_mut()) {
+                            w.asked.extend(self.services.keys().filter_map(|s| ServiceName::new(s.as_str()).ok()));
                         }
                         let _ = reply.send(r);
                     }
                     Some(AppRequest::Service { action, service, force, who, reply }) => {
                         let r = self.service_action(action, service, force, &who).await;
-                        if let Ok((s, _)) = &r {
-                            asked.insert(s.clone());
+                        if let (Ok((s, _)), Some(w)) = (&r, watch.as_mut()) {
+                            w.asked.insert(s.clone());
                         }
                         let _ = reply.send(r.map(|(_, id)| id));
                         self.refresh_health(machine, images).await;
                     }
                     Some(AppRequest::Purge { force, who, reply }) => {
-                        let r = self.purge(force, &who).await;
-                        // Forced through a lock: so is the apply after it.
-                        if force && r.is_ok() {
-                            *forced_by = Some(who);
+                        let r = match &down {
+                            Some(why) => Err(down_refusal(&self.app, why)),
+                            None => self.purge(force, &who).await,
+                        };
+                        match r {
+                            // Refused before anything was touched: no pass.
+                            Err(refused) => drop(reply.send(Err(refused))),
+                            Ok(r) => {
+                                // Forced through a lock: so is the apply after it.
+                                if force && r.is_ok() {
+                                    *forced_by = Some(who);
+                                }
+                                // Its containers are gone on request.
+                                *watch = None;
+                                return Wake::Reapply(reply, r);
+                            }
                         }
-                        return Wake::Reapply(reply, r);
                     }
+                    Some(AppRequest::DeviceStopping) => self.stopping = true,
                 },
             }
         }
@@ -404,6 +446,17 @@ impl AppTask {
             old.as_ref() != Some(&st)
         });
     }
+}
+
+/// Why a purge is refused while the app runs nothing: its release was
+/// rejected and has no healthy release to fall back on, so the pass after
+/// the purge would not bring it back, and its data would be gone for good.
+fn down_refusal(app: &AppName, why: &str) -> CommandError {
+    CommandError::Conflict(format!(
+        "app {app} is down (its release is not healthy and there is no healthy release to \
+         roll back to: {why}); purging its data now would leave it down without them. \
+         Apply a new target or force an update first"
+    ))
 }
 
 fn waits_on_own_locks(machine: &Machine) -> bool {

@@ -55,6 +55,9 @@ impl AppTask {
             ))
         })?;
         let what = format!("{} {}/{service}", action.verb(), self.app);
+        if action == ServiceAction::Start {
+            refuse_start_while_powering(&what, self.snapshot.borrow().powering, self.stopping)?;
+        }
         let locked = action != ServiceAction::Start;
         if locked {
             self.lock_for(&what, &containers, &target, force, who)
@@ -77,12 +80,14 @@ impl AppTask {
 
     /// The first half of a purge: under the app's locks its containers go
     /// and its volumes are removed. The task then applies the app again.
-    /// Answers the volumes removed.
+    /// Answers the volumes removed, or why it failed midway (the app is
+    /// applied again then too); the outer error: refused before anything
+    /// was touched.
     pub(super) async fn purge(
         &mut self,
         force: bool,
         who: &str,
-    ) -> Result<Vec<String>, CommandError> {
+    ) -> Result<Result<Vec<String>, CommandError>, CommandError> {
         let target = self.in_target()?;
         let exec = self.exec.borrow().clone();
         let containers = exec.containers(Some(&self.app)).await.map_err(failed)?;
@@ -95,9 +100,8 @@ impl AppTask {
             Err(e) => Err(e),
         };
         let released = self.release_locks().await;
-        let removed = r.map_err(failed)?;
-        released?;
-        Ok(removed)
+        Ok(r.map_err(failed)
+            .and_then(|removed| released.map(|_| removed)))
     }
 
     fn in_target(&self) -> Result<AppTarget, CommandError> {
@@ -140,6 +144,22 @@ impl AppTask {
         self.take_locks(&services, force.then_some(who))
             .await
             .map_err(|o| lock_refusal(what, o))
+    }
+}
+
+/// A start is refused while the device goes down: a reboot or power-off
+/// of ours (`powering`), or any shutdown stopping every container
+/// (`stopping`). It takes no lock, so nothing else holds it back.
+fn refuse_start_while_powering(
+    what: &str,
+    powering: bool,
+    stopping: bool,
+) -> Result<(), CommandError> {
+    match (powering, stopping) {
+        (false, false) => Ok(()),
+        _ => Err(CommandError::Failed(format!(
+            "the device is shutting down or rebooting; not going to {what}"
+        ))),
     }
 }
 
@@ -194,6 +214,19 @@ mod tests {
             status: String::new(),
             created: 0,
             image_id: String::new(),
+        }
+    }
+
+    #[test]
+    fn no_start_while_the_device_goes_down() {
+        assert!(refuse_start_while_powering("start a/b", false, false).is_ok());
+        for (powering, stopping) in [(true, false), (false, true), (true, true)] {
+            let e = refuse_start_while_powering("start a/b", powering, stopping).unwrap_err();
+            assert!(matches!(e, CommandError::Failed(_)));
+            assert_eq!(
+                e.to_string(),
+                "the device is shutting down or rebooting; not going to start a/b"
+            );
         }
     }
 
