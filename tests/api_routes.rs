@@ -389,3 +389,21 @@ async fn no_purge_of_an_app_that_is_down_for_an_unhealthy_release() {
     let st = env.apps().await;
     assert_eq!(st["sick"]["state"], "failed", "{st}");
 }
+
+#[tokio::test]
+async fn a_crash_after_an_update_check_inside_the_crash_window_is_judged() {
+    // The window: min(10 s, healthy_timeout).
+    let (env, image) = started("8s").await;
+    let t = target(
+        json!({"app1": {"release": "r1", "services": {"main": sh(&image, "sleep 3; exit 1;")}}}),
+    );
+    ok(&env.apply(&t));
+    env.wait_release("app1", "applied", "r1").await;
+    // An update check wakes the task inside the window: the watch goes on.
+    assert_eq!(curl(&env, "POST", "/v1/update", None).0, 204);
+    let st = env.wait_release("app1", "failed", "r1").await;
+    assert!(
+        st["error"].as_str().unwrap_or_default().contains("main"),
+        "{st}"
+    );
+}
