@@ -60,8 +60,7 @@ impl AppTask {
         }
         let locked = action != ServiceAction::Start;
         if locked {
-            self.lock_for(&what, &containers, &target, force, who)
-                .await?;
+            self.lock_for(&what, &containers, force, who).await?;
         }
         tracing::info!(app = %self.app, service = %service, who, "{what} (asked by {who})");
         let r = match action {
@@ -88,12 +87,11 @@ impl AppTask {
         force: bool,
         who: &str,
     ) -> Result<Result<Vec<String>, CommandError>, CommandError> {
-        let target = self.in_target()?;
+        self.in_target()?;
         let exec = self.exec.borrow().clone();
         let containers = exec.containers(Some(&self.app)).await.map_err(failed)?;
         let what = format!("purge the data of app {}", self.app);
-        self.lock_for(&what, &containers, &target, force, who)
-            .await?;
+        self.lock_for(&what, &containers, force, who).await?;
         tracing::warn!(app = %self.app, who, "purging the data of app {} (asked by {who}): its containers and volumes are removed, then made again", self.app);
         let r = match exec.remove_containers(&containers).await {
             Ok(()) => exec.remove_app_volumes(&self.app).await,
@@ -114,12 +112,12 @@ impl AppTask {
     }
 
     /// The gate, then every lock of the app: its containers' services and
-    /// its target's.
-    async fn lock_for(
+    /// its target's (when it has one). Restart, stop and purge all pass
+    /// here; the caller gives the locks back with `release_locks`.
+    pub(super) async fn lock_for(
         &self,
         what: &str,
         containers: &[Container],
-        target: &AppTarget,
         force: bool,
         who: &str,
     ) -> Result<(), CommandError> {
@@ -137,7 +135,10 @@ impl AppTask {
             }
             Decision::Go => {}
         }
-        let mut services: Vec<ServiceName> = target.services.keys().cloned().collect();
+        let mut services: Vec<ServiceName> = self
+            .app_target()
+            .map(|t| t.services.into_keys().collect())
+            .unwrap_or_default();
         services.extend(containers.iter().map(|c| c.service.clone()));
         services.sort();
         services.dedup();
