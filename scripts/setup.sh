@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what holdfast's demo, tests and checks need on a fresh Debian 12
 # machine. Idempotent: what is present is skipped.
-#   setup.sh            base: engine, D-Bus, logind, lock clients, schemathesis
+#   setup.sh            base: engine, D-Bus, logind, lock clients, etcd, schemathesis
 #                       (venv in .cache/schemathesis, for tests/api_schema.rs)
 #   setup.sh msrv       + Debian rustc-web/cargo-web pinned to the MSRV (1.85)
 #   setup.sh cross      + msrv, ARM cross linkers, qemu-user-static
@@ -17,7 +17,8 @@ cd "$(dirname "$0")/.."
 # The MSRV toolchain: the rustc-web version that exists for amd64, arm64 and armhf.
 RUST_WEB_VERSION=1.85.0+dfsg3-1~deb12u3
 
-pkgs=(dbus systemd procmail busybox-static docker.io docker-registry apache2-utils util-linux psmisc polkitd python3 python3-venv curl cpio)
+# etcd-server, etcd-client: the etcd cluster of tests/fleet_lock.rs (etcd, etcdctl).
+pkgs=(dbus systemd procmail busybox-static docker.io docker-registry apache2-utils util-linux psmisc polkitd python3 python3-venv curl cpio etcd-server etcd-client)
 pinned=()
 for profile in "$@"; do
   case $profile in

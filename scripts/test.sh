@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it. Sets up what is missing, then:
 # fmt, clippy, unit + real-component tests (dbus-daemon, logind, journald,
-# dockerd, lock clients), the Yocto layer checks, the MSRV build with
-# rustc-web 1.85, ARM cross builds with tests under qemu-user, and the
-# systemd-nspawn end-to-end tests on systemd 252 and 257, and the gooseBit
-# (hawkBit DDI server) fixture. Run as root.
+# dockerd, lock clients, an etcd cluster for the fleet feature), the Yocto
+# layer checks, the MSRV build with rustc-web 1.85, ARM cross builds with
+# tests under qemu-user, the systemd-nspawn end-to-end tests on systemd
+# 252 and 257, and the gooseBit (hawkBit DDI server) fixture. Run as root.
 #   test.sh --quick   only fmt, clippy and cargo test
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +17,12 @@ stage() { echo; echo "######## $*"; "$@"; stages=$((stages + 1)); }
 if $quick; then scripts/setup.sh; else scripts/setup.sh msrv cross nspawn layer hawkbit; fi
 stage cargo fmt --all -- --check
 stage cargo clippy --all-targets --quiet -- -D warnings
+stage cargo clippy --all-targets --quiet --features fleet -- -D warnings
 stage cargo test --all-targets
+# The fleet feature: its unit tests and a real three-member etcd cluster
+# (about 20 s); the other integration tests do not change with it.
+stage cargo test --features fleet --lib
+stage cargo test --features fleet --test fleet_lock
 if ! $quick; then
   stage scripts/check-layer.sh
   stage tests/goosebit_fixture.sh

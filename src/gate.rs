@@ -23,6 +23,8 @@ pub enum Blocker {
     Powering,
     /// holdfast is updating this app (it holds the app's locks).
     Updating(AppName),
+    /// No fleet-wide slot free: `default (2/2 held)`.
+    FleetSlot(String),
 }
 
 impl fmt::Display for Blocker {
@@ -33,6 +35,7 @@ impl fmt::Display for Blocker {
             Blocker::LockRoot => f.write_str("lock-root"),
             Blocker::Powering => f.write_str("powering"),
             Blocker::Updating(app) => write!(f, "updating:{app}"),
+            Blocker::FleetSlot(s) => write!(f, "fleet-slot:{s}"),
         }
     }
 }

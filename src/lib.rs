@@ -20,6 +20,7 @@ pub mod dbus;
 pub mod devconfig;
 pub mod device_config;
 pub mod engine;
+pub mod fleet;
 pub mod fsutil;
 pub mod gate;
 pub mod inotify;

@@ -10,6 +10,13 @@
 //! core raises `powering` (the block inhibitor goes, from systemd 257 on it
 //! would refuse our own request); then logind is asked. If logind refuses,
 //! everything is given back.
+//!
+//! With fleet-wide slots (`[fleet.lock] reboots`), a reboot takes a slot
+//! once the gate agrees, then asks the gate again (a lock that came back
+//! while we waited gives the slot back and the reboot waits again); every
+//! give-back gives the slot back too. A pending reboot with no free slot
+//! asks again with a back-off (1 s doubling to 30 s) and shows
+//! `fleet-slot:<group> (n/m held)` in the fleet status.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +27,7 @@ use tokio::time::Instant;
 use crate::bootcfg::BootConfig;
 use crate::command::{describe, Command, CommandError, Handle, PowerAction};
 use crate::config::Settings;
+use crate::fleet::slots::{Grant, Slots};
 use crate::gate::{self, Blocker, Decision};
 use crate::locks::own::OwnLockError;
 use crate::model::{now_usec, PendingReboot, Snapshot};
@@ -32,12 +40,25 @@ const STILL_UP_AFTER: Duration = Duration::from_secs(600);
 /// A pending reboot that failed is tried again after this, doubling.
 const PENDING_RETRY_MIN: Duration = Duration::from_secs(60);
 const PENDING_RETRY_MAX: Duration = Duration::from_secs(3600);
+/// A pending reboot with no free fleet slot asks again after this, doubling.
+const SLOT_RETRY_MIN: Duration = Duration::from_secs(1);
+const SLOT_RETRY_MAX: Duration = Duration::from_secs(30);
+/// What the power path holds the fleet slot for.
+const REBOOT: &str = "reboot";
 
 pub struct PowerTask {
     pub handle: Handle,
     pub snapshot: watch::Receiver<Snapshot>,
     pub settings: watch::Receiver<Arc<Settings>>,
     pub system: mpsc::Sender<SystemRequest>,
+    /// Fleet-wide slots, when `[fleet.lock]` is set (feature `fleet`).
+    pub fleet: Option<Slots>,
+}
+
+fn waits_for_slot(blocked_by: &[Blocker]) -> bool {
+    blocked_by
+        .iter()
+        .any(|b| matches!(b, Blocker::FleetSlot(_)))
 }
 
 impl PowerTask {
@@ -47,9 +68,14 @@ impl PowerTask {
         // kept and tried again after a back-off (a staged boot config must
         // not be forgotten because logind refused once).
         let mut failed: Option<(PendingReboot, Instant, Duration)> = None;
+        // No fleet slot was free: (ask again at, back-off).
+        let mut slot_wait: Option<(Instant, Duration)> = None;
         loop {
             let snap = self.snapshot.borrow_and_update().clone();
             let mut wake = None;
+            if snap.pending_reboot.is_none() {
+                slot_wait = None;
+            }
             if let (Some(p), false) = (&snap.pending_reboot, snap.powering) {
                 let due = p.not_after_usec != 0 && now_usec() >= p.not_after_usec;
                 let who = if due {
@@ -62,8 +88,18 @@ impl PowerTask {
                     .filter(|(f, _, _)| f == p)
                     .map(|(_, at, _)| *at)
                     .filter(|at| *at > Instant::now());
+                let slot_backing_off = slot_wait
+                    .map(|(at, _)| at)
+                    .filter(|at| *at > Instant::now() && !due);
                 if let Some(at) = backing_off {
                     wake = Some(at);
+                } else if let Some(at) = slot_backing_off {
+                    wake = Some(at);
+                    if p.not_after_usec != 0 {
+                        let wait =
+                            Duration::from_micros(p.not_after_usec.saturating_sub(now_usec()));
+                        wake = Instant::now().checked_add(wait).map(|d| d.min(at));
+                    }
                 } else if gate::power(&snap, due.then_some(who.as_str())).allowed() {
                     tracing::info!(force = due, who = %who, "pending reboot: {}", if due {
                         "deadline reached, forcing through the locks"
@@ -74,7 +110,18 @@ impl PowerTask {
                         Ok(()) => {
                             accepted_at = Some(Instant::now());
                             failed = None;
+                            slot_wait = None;
                             self.clear_pending().await;
+                        }
+                        // No fleet slot free: ask again after a back-off.
+                        Err(CommandError::Locked { blocked_by, .. })
+                            if waits_for_slot(&blocked_by) =>
+                        {
+                            let d = slot_wait
+                                .map(|(_, d)| (d * 2).min(SLOT_RETRY_MAX))
+                                .unwrap_or(SLOT_RETRY_MIN);
+                            slot_wait = Some((Instant::now() + d, d));
+                            wake = Some(Instant::now() + d);
                         }
                         // Locked again in between: wait for the table to say so.
                         Err(CommandError::Locked { .. }) => {}
@@ -158,6 +205,44 @@ impl PowerTask {
             }
             Decision::Go => force,
         };
+        // A fleet slot, once the locks allow the reboot, never before: a
+        // device that would sit on a slot waiting for its locks holds none.
+        let slot = match (&self.fleet, action) {
+            (Some(s), PowerAction::Reboot) if s.reboots => Some(s.clone()),
+            _ => None,
+        };
+        if let Some(slots) = &slot {
+            let refused = |b: String| CommandError::Locked {
+                blocked_by: vec![Blocker::FleetSlot(b)],
+                action: action.verb().into(),
+            };
+            match slots.take(REBOOT).await {
+                Ok(Grant::Granted) => {}
+                Ok(Grant::NotGranted(b)) if !force => return Err(refused(b)),
+                Err(e) if !force => {
+                    tracing::warn!(who, error = %e, "not going to {}: cannot reach the fleet lock: {e}", action.verb());
+                    return Err(refused(format!("{} (unreachable)", slots.group)));
+                }
+                Ok(Grant::NotGranted(b)) => tracing::warn!(
+                    who,
+                    "forced {} without a fleet slot (fleet-slot:{b})",
+                    action.verb()
+                ),
+                Err(e) => tracing::warn!(who, error = %e,
+                    "forced {} without a fleet slot: {e}", action.verb()),
+            }
+            // Locks taken while we asked: give the slot back and wait again.
+            let snap = self.snapshot.borrow().clone();
+            if let Decision::Blocked(b) = gate::power(&snap, force.then_some(who)) {
+                tracing::info!(
+                    who,
+                    "a lock came back while taking the fleet slot: {}; giving the slot back",
+                    describe(&b)
+                );
+                slots.release(REBOOT).await;
+                return Err(locked(b));
+            }
+        }
         let apps = snap.table.apps();
         let taken = self
             .handle
@@ -174,10 +259,16 @@ impl PowerTask {
                     "refused to {}: {id} was locked meanwhile",
                     action.verb()
                 );
+                if let Some(s) = &slot {
+                    s.release(REBOOT).await;
+                }
                 return Err(locked(vec![Blocker::Lock(id)]));
             }
             Err(e) => {
                 tracing::error!(who, error = %e, "refused to {}: cannot take every app's locks", action.verb());
+                if let Some(s) = &slot {
+                    s.release(REBOOT).await;
+                }
                 return Err(CommandError::Failed(format!(
                     "not going to {}: cannot take every app's locks first: {e}",
                     action.verb()
@@ -221,6 +312,9 @@ impl PowerTask {
     }
 
     async fn give_back(&self) {
+        if let Some(s) = &self.fleet {
+            s.release(REBOOT).await;
+        }
         if let Ok(Err(e)) = self
             .handle
             .request(|reply| Command::ReleaseForPower { reply })

@@ -50,6 +50,7 @@ fn api_with(target: bool) -> (Api, Log) {
         apps: watch::channel(UpdateStatus::default()).1,
         inhibitor: watch::channel(InhibitorStatus::default()).1,
         settings: watch::channel(Arc::new(Settings::default())).1,
+        fleet: watch::channel(crate::fleet::FleetStatus::default()).1,
     };
     let (handle, inboxes) = Handle::new(views, "/proc".into());
     let log: Log = Arc::default();

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use holdfast::cli::apply::{self, ApplyArgs, Format};
 use holdfast::cli::{self, deadline, lock, render, BusFailure};
 use holdfast::config;
+use holdfast::fleet::FleetStatus;
 use holdfast::model::now_usec;
 use holdfast::model::AppStatus;
 use holdfast::names::{AppName, ServiceId};
@@ -252,6 +253,7 @@ async fn run(args: Cli) -> Result<ExitCode, BusFailure> {
             let apps: BTreeMap<String, AppStatus> =
                 serde_json::from_str(&p.apps().await?).unwrap_or_default();
             let engine = p.engine().await?;
+            let fleet: Option<FleetStatus> = serde_json::from_str(&p.fleet().await?).ok();
             let orphaned: BTreeMap<String, Vec<String>> =
                 p.orphaned_volumes().await?.into_iter().collect();
             let (ovr, ovr_source, pending) = (
@@ -265,7 +267,7 @@ async fn run(args: Cli) -> Result<ExitCode, BusFailure> {
                     "inhibitor": {"held": held, "why": why}, "locks": locks,
                     "engine": engine, "apps": apps, "orphaned_volumes": orphaned,
                     "lock_override": {"enabled": ovr, "source": ovr_source},
-                    "pending_reboot": pending,
+                    "pending_reboot": pending, "fleet": fleet,
                 }));
             } else {
                 println!("holdfastd {version}: {status}");
@@ -285,6 +287,9 @@ async fn run(args: Cli) -> Result<ExitCode, BusFailure> {
                 }
                 if held {
                     println!("inhibitor: held ({why})");
+                }
+                for line in fleet.iter().flat_map(FleetStatus::lines) {
+                    println!("{line}");
                 }
                 for (name, app) in &apps {
                     println!("app {}", app.line(name));

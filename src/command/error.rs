@@ -46,6 +46,7 @@ pub fn describe(blockers: &[Blocker]) -> String {
             Blocker::LockRoot => parts.push("the lock directories cannot be read".to_owned()),
             Blocker::Powering => parts.push("a reboot or power-off is under way".to_owned()),
             Blocker::Updating(app) => parts.push(format!("app {app} is being updated")),
+            Blocker::FleetSlot(s) => parts.push(format!("no fleet slot is free in group {s}")),
         }
     }
     if !unknown.is_empty() {

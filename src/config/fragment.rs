@@ -18,6 +18,7 @@ pub struct Fragment {
     pub api: Option<ApiFragment>,
     pub boot: Option<BootFragment>,
     pub update: Option<UpdateFragment>,
+    pub fleet: Option<FleetFragment>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -58,4 +59,32 @@ pub struct ApiFragment {
 #[serde(deny_unknown_fields)]
 pub struct BootFragment {
     pub config_txt: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetFragment {
+    pub id: Option<Spanned<String>>,
+    pub group: Option<Spanned<String>>,
+    /// Refused as a whole by a build without the `fleet` feature.
+    pub lock: Option<Spanned<FleetLockFragment>>,
+}
+
+/// `[fleet.lock]` (read only to be refused without the `fleet` feature).
+#[cfg_attr(not(feature = "fleet"), allow(dead_code))]
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetLockFragment {
+    pub backend: Option<Spanned<String>>,
+    pub endpoints: Option<Spanned<Vec<String>>>,
+    pub ca_file: Option<Spanned<String>>,
+    pub cert_file: Option<Spanned<String>>,
+    pub key_file: Option<Spanned<String>>,
+    pub user: Option<Spanned<String>>,
+    pub password_file: Option<Spanned<String>>,
+    pub url: Option<Spanned<String>>,
+    pub reboots: Option<bool>,
+    pub updates: Option<bool>,
+    pub stale_after: Option<Spanned<String>>,
+    pub lease_ttl: Option<Spanned<String>>,
 }

@@ -12,7 +12,10 @@ mod load;
 mod settings;
 
 pub use load::{load, ConfigError};
-pub use settings::{InhibitWhat, Settings, Source, Sourced, DEFAULT_DIRS, DEFAULT_MAIN};
+pub use settings::{
+    FleetLockSettings, FleetSettings, InhibitWhat, LockBackend, Settings, Source, Sourced,
+    DEFAULT_DIRS, DEFAULT_MAIN,
+};
 
 use std::path::PathBuf;
 

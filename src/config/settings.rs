@@ -67,6 +67,78 @@ pub struct Settings {
     /// Remove an app's volumes when it leaves the target (balena's way);
     /// off: they stay, shown as orphaned, until `holdfast volumes prune`.
     pub remove_volumes_with_app: bool,
+    /// `[fleet]`: identity and fleet-wide slots.
+    pub fleet: FleetSettings,
+}
+
+/// `[fleet]`. The id actually used is resolved once at start-up
+/// (`crate::fleet::identity`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FleetSettings {
+    /// Set in the config; `None`: config.json's `uuid`, else derived from
+    /// `/etc/machine-id`.
+    pub id: Option<String>,
+    /// `^[a-zA-Z0-9.-]+$`.
+    pub group: String,
+    /// `[fleet.lock]`; `None`: no fleet-wide slots.
+    pub lock: Option<FleetLockSettings>,
+}
+
+impl Default for FleetSettings {
+    fn default() -> Self {
+        Self {
+            id: None,
+            group: "default".into(),
+            lock: None,
+        }
+    }
+}
+
+/// `[fleet.lock]`: where the fleet-wide slots are and what takes one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FleetLockSettings {
+    pub backend: LockBackend,
+    /// Take a slot before every reboot holdfast makes.
+    pub reboots: bool,
+    /// Take a slot before an app's containers are replaced, given back
+    /// when the apply (and its health check) is over.
+    pub updates: bool,
+    /// Remove a holder whose liveness key has been gone this long (etcd
+    /// only); `None`: a stale holder is reported, never removed.
+    #[serde(serialize_with = "human_duration_opt")]
+    pub stale_after: Option<Duration>,
+    /// TTL of the etcd lease behind our liveness key.
+    #[serde(serialize_with = "human_duration")]
+    pub lease_ttl: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum LockBackend {
+    /// airlock's semaphore, kept in etcd through its v3 JSON gateway.
+    Etcd {
+        endpoints: Vec<String>,
+        user: Option<String>,
+        password_file: Option<PathBuf>,
+    },
+    /// A FleetLock server (airlock, poseidon).
+    Fleetlock { url: String },
+}
+
+impl LockBackend {
+    pub fn name(&self) -> &'static str {
+        match self {
+            LockBackend::Etcd { .. } => "etcd",
+            LockBackend::Fleetlock { .. } => "fleetlock",
+        }
+    }
+}
+
+fn human_duration_opt<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => human_duration(d, s),
+        None => s.serialize_none(),
+    }
 }
 
 fn human_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -91,6 +163,7 @@ impl Default for Settings {
             healthy_timeout: Duration::from_secs(120),
             rollback: true,
             remove_volumes_with_app: false,
+            fleet: FleetSettings::default(),
         }
     }
 }
@@ -200,6 +273,38 @@ impl Sourced {
             (
                 "update.remove_volumes_with_app",
                 s.remove_volumes_with_app.to_string(),
+            ),
+            (
+                "fleet.id",
+                s.fleet
+                    .id
+                    .as_deref()
+                    .map(toml_str)
+                    .unwrap_or_else(|| "(config.json uuid, else from /etc/machine-id)".into()),
+            ),
+            ("fleet.group", toml_str(&s.fleet.group)),
+            (
+                "fleet.lock",
+                match &s.fleet.lock {
+                    None => "(off)".into(),
+                    Some(l) => {
+                        let mut v = format!("{{ backend = {}", toml_str(l.backend.name()));
+                        match &l.backend {
+                            LockBackend::Etcd { endpoints, .. } => v.push_str(&format!(
+                                ", endpoints = {}",
+                                list(endpoints.iter().map(|e| toml_str(e)).collect())
+                            )),
+                            LockBackend::Fleetlock { url } => {
+                                v.push_str(&format!(", url = {}", toml_str(url)))
+                            }
+                        }
+                        v.push_str(&format!(
+                            ", reboots = {}, updates = {} }}",
+                            l.reboots, l.updates
+                        ));
+                        v
+                    }
+                },
             ),
         ];
         let width = rows

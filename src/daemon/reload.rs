@@ -1,6 +1,7 @@
 //! SIGHUP: the config files read again. Every key applies live (the tasks
-//! follow the settings channel) except `lock_root` and `state_dir`, which
-//! keep their value until a restart; the log says which is which, and the
+//! follow the settings channel) except `lock_root`, `state_dir` and the
+//! `[fleet]` section (the fleet id and the slot backend are set up once at
+//! start), which keep their value until a restart; the log says which is which, and the
 //! settings published (D-Bus `ConfigInForce`) are the ones in force.
 
 use std::path::Path;
@@ -10,8 +11,9 @@ use sd_notify::NotifyState;
 use crate::config::{self, Settings};
 
 /// Keys a reload cannot apply: the lock root and the state dir hold what
-/// holdfast is in the middle of (watches, own locks, records).
-const RESTART_KEYS: [&str; 2] = ["lock_root", "state_dir"];
+/// holdfast is in the middle of (watches, own locks, records); the fleet
+/// id, group and slot backend belong to a slot that may be held.
+const RESTART_KEYS: [&str; 3] = ["lock_root", "state_dir", "fleet"];
 
 /// The settings to put in force, or `None` when the files are rejected
 /// (the running ones stay).
@@ -36,6 +38,7 @@ pub fn reload(path: &Path, required: bool, current: &Settings) -> Option<Setting
     }
     new.lock_root = current.lock_root.clone();
     new.state_dir = current.state_dir.clone();
+    new.fleet = current.fleet.clone();
     if live.is_empty() {
         tracing::info!(config = %path.display(), "configuration reloaded: nothing to apply");
     } else {
@@ -49,7 +52,7 @@ pub fn reload(path: &Path, required: bool, current: &Settings) -> Option<Setting
 pub fn changed_keys(old: &Settings, new: &Settings) -> (Vec<&'static str>, Vec<&'static str>) {
     let old = old.to_json();
     let new = new.to_json();
-    let keys: [(&str, &str); 11] = [
+    let keys: [(&str, &str); 12] = [
         ("lock_root", "lock_root"),
         ("state_dir", "state_dir"),
         ("config_json", "config_json"),
@@ -61,6 +64,7 @@ pub fn changed_keys(old: &Settings, new: &Settings) -> (Vec<&'static str>, Vec<&
         ("boot.config_txt", "boot_config_txt"),
         ("api.socket", "api_socket"),
         ("api.tcp", "api_tcp"),
+        ("fleet", "fleet"),
     ];
     let mut live = Vec::new();
     let mut restart = Vec::new();
@@ -81,7 +85,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_key_but_two_applies_live() {
+    fn every_key_but_the_lock_root_state_dir_and_fleet_applies_live() {
         let old = Settings::default();
         let mut new = old.clone();
         new.lock_root = "/run/other".into();
@@ -91,5 +95,7 @@ mod tests {
         let (live, restart) = changed_keys(&old, &new);
         assert_eq!(live, ["inhibit.what", "engine.socket", "api.tcp"]);
         assert_eq!(restart, ["lock_root"]);
+        new.fleet.group = "canary".into();
+        assert_eq!(changed_keys(&old, &new).1, ["lock_root", "fleet"]);
     }
 }

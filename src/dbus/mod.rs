@@ -429,6 +429,12 @@ impl Supervisor {
             .collect()
     }
 
+    /// The fleet id, its source, the group and the fleet slot, as JSON.
+    #[zbus(property)]
+    fn fleet(&self) -> String {
+        serde_json::to_string(&*self.handle.views.fleet.borrow()).unwrap_or_default()
+    }
+
     /// `available`, `unavailable: <reason>` or `unknown`.
     #[zbus(property)]
     fn engine(&self) -> String {

@@ -35,6 +35,8 @@ pub trait Supervisor1 {
     #[zbus(property)]
     fn engine(&self) -> zbus::Result<String>;
     #[zbus(property)]
+    fn fleet(&self) -> zbus::Result<String>;
+    #[zbus(property)]
     fn orphaned_volumes(&self) -> zbus::Result<HashMap<String, Vec<String>>>;
     #[zbus(property)]
     fn config_in_force(&self) -> zbus::Result<String>;

@@ -32,6 +32,8 @@ async fn emit_changes(conn: &Connection, handle: &Handle) -> zbus::Result<()> {
     let mut inh = handle.views.inhibitor.clone();
     let mut apps = handle.views.apps.clone();
     let mut settings = handle.views.settings.clone();
+    let mut fleet = handle.views.fleet.clone();
+    fleet.mark_unchanged();
     let mut last = snapshot.borrow_and_update().clone();
     inh.mark_unchanged();
     apps.mark_unchanged();
@@ -67,6 +69,11 @@ async fn emit_changes(conn: &Connection, handle: &Handle) -> zbus::Result<()> {
                 s.inhibitor_held_changed(emitter).await?;
                 s.inhibitor_why_changed(emitter).await?;
                 s.status_changed(emitter).await?;
+            }
+            r = fleet.changed() => {
+                if r.is_err() { return Ok(()) }
+                fleet.borrow_and_update();
+                iface.get().await.fleet_changed(emitter).await?;
             }
             r = settings.changed() => {
                 if r.is_err() { return Ok(()) }

@@ -5,6 +5,7 @@
 //!   override, a pending reboot and whether holdfast is powering off.
 //! - [`apps::UpdateStatus`]: written by the per-app update tasks.
 //! - [`InhibitorStatus`]: written by the system layer (logind).
+//! - [`crate::fleet::FleetStatus`]: the fleet id, group and slot.
 
 pub mod apps;
 
@@ -86,6 +87,8 @@ pub struct Views {
     pub apps: watch::Receiver<UpdateStatus>,
     pub inhibitor: watch::Receiver<InhibitorStatus>,
     pub settings: watch::Receiver<Arc<Settings>>,
+    /// Written by the daemon at start and by the fleet slot task.
+    pub fleet: watch::Receiver<crate::fleet::FleetStatus>,
 }
 
 #[cfg(test)]

@@ -14,6 +14,10 @@ pub const RETRY_MAX: Duration = Duration::from_secs(300);
 /// An unreachable engine is retried sooner, doubling up to this.
 pub const ENGINE_RETRY_MIN: Duration = Duration::from_millis(100);
 pub const ENGINE_RETRY_MAX: Duration = Duration::from_secs(5);
+/// No fleet slot free (`[fleet.lock] updates`): asked again after this,
+/// doubling up to the maximum.
+pub const SLOT_RETRY_MIN: Duration = Duration::from_secs(1);
+pub const SLOT_RETRY_MAX: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Phase {
@@ -154,6 +158,21 @@ impl Machine {
             &["idle", "downloading", "waiting", "failed"],
         );
         self.outages = 0;
+    }
+
+    /// The lock gate agreed but no fleet slot is free: waiting, asked
+    /// again after a back-off (a slot frees on another device: no local
+    /// event says so).
+    pub fn slot_busy(&mut self, blocked_by: Vec<String>, now: Instant) {
+        let wait = backoff(SLOT_RETRY_MIN, SLOT_RETRY_MAX, self.outages);
+        self.go(
+            Phase::Waiting {
+                blocked_by,
+                retry_at: Some(now + wait),
+            },
+            &["idle", "downloading", "waiting", "failed"],
+        );
+        self.outages = self.outages.saturating_add(1);
     }
 
     /// Locks taken: containers are about to change.
@@ -342,6 +361,22 @@ mod tests {
         m.applied();
         m.engine_down(t0());
         assert_eq!(at(&m), Some(ENGINE_RETRY_MIN));
+    }
+
+    #[test]
+    fn a_busy_fleet_slot_is_asked_again_on_a_timer() {
+        let mut m = Machine::new("r1");
+        let b = vec!["fleet-slot:default (1/1 held)".to_string()];
+        m.slot_busy(b.clone(), t0());
+        assert_eq!(at(&m), Some(SLOT_RETRY_MIN));
+        assert!(!m.waits_on_locks(), "no local event frees a slot");
+        m.slot_busy(b.clone(), t0());
+        assert_eq!(at(&m), Some(SLOT_RETRY_MIN * 2));
+        assert_eq!(m.status(|_| String::new()).blocked_by, b);
+        m.applying();
+        m.applied();
+        m.slot_busy(b, t0());
+        assert_eq!(at(&m), Some(SLOT_RETRY_MIN), "progress resets the back-off");
     }
 
     #[test]

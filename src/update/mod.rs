@@ -56,6 +56,8 @@ pub struct Updates {
     pub device: watch::Receiver<Option<DeviceInfo>>,
     /// Where app containers reach the API.
     pub listeners: AppListeners,
+    /// Fleet-wide slots (`[fleet.lock] updates`: an apply takes one).
+    pub fleet: Option<crate::fleet::slots::Slots>,
 }
 
 impl Updates {
@@ -122,6 +124,7 @@ impl Updates {
                             services: BTreeMap::new(),
                             watch_after: Vec::new(),
                             stopping: false,
+                            fleet: self.fleet.clone(),
                         };
                         let name = app.clone();
                         tasks.spawn(async move {

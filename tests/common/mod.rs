@@ -8,6 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod engine;
+pub mod etcd;
 
 use holdfast::command::LockInfo;
 use holdfast::dbus::Supervisor1Proxy;

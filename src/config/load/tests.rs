@@ -203,3 +203,115 @@ fn dev_null_symlink_still_masks() {
     assert_eq!(s.settings.lock_root, Path::new("/run/a"));
     assert_eq!(s.files, vec![t.main.clone()]);
 }
+
+#[test]
+fn fleet_identity_keys() {
+    let t = tree("[fleet]\nid = \"dev-7\"\ngroup = \"eu-west.1\"\n");
+    let s = load(&t.main, true).unwrap();
+    assert_eq!(s.settings.fleet.id.as_deref(), Some("dev-7"));
+    assert_eq!(s.settings.fleet.group, "eu-west.1");
+    assert_eq!(s.settings.fleet.lock, None);
+    let t = tree("");
+    assert_eq!(load(&t.main, true).unwrap().settings.fleet.group, "default");
+    let t = tree("[fleet]\ngroup = \"a_b\"\n");
+    let e = load(&t.main, true).unwrap_err().to_string();
+    assert!(
+        e.ends_with(
+            ":3: fleet.group: \"a_b\" does not match ^[a-zA-Z0-9.-]+$ (1 to 128 characters)"
+        ),
+        "{e}"
+    );
+    let t = tree("[fleet]\nname = \"x\"\n");
+    let e = load(&t.main, true).unwrap_err().to_string();
+    assert!(e.contains(":3: unknown field `name`"), "{e}");
+}
+
+#[cfg(not(feature = "fleet"))]
+#[test]
+fn fleet_lock_needs_the_feature() {
+    let t = tree("[fleet.lock]\nbackend = \"etcd\"\nendpoints = [\"http://127.0.0.1:2379\"]\n");
+    let e = load(&t.main, true).unwrap_err().to_string();
+    assert!(
+        e.contains(": fleet.lock: holdfast was built without fleet support"),
+        "{e}"
+    );
+}
+
+#[cfg(feature = "fleet")]
+#[test]
+fn fleet_lock_backends() {
+    use crate::config::LockBackend;
+    let t = tree(
+        "[fleet.lock]\nbackend = \"etcd\"\nendpoints = [\"http://127.0.0.1:2379\", \"http://10.0.0.2:2379/\"]\nstale_after = \"1h\"\n",
+    );
+    let l = load(&t.main, true).unwrap().settings.fleet.lock.unwrap();
+    assert_eq!(
+        l.backend,
+        LockBackend::Etcd {
+            endpoints: vec![
+                "http://127.0.0.1:2379".into(),
+                "http://10.0.0.2:2379".into()
+            ],
+            user: None,
+            password_file: None
+        }
+    );
+    assert!(l.reboots && !l.updates);
+    assert_eq!(l.stale_after, Some(std::time::Duration::from_secs(3600)));
+    assert_eq!(l.lease_ttl, std::time::Duration::from_secs(30));
+    let t = tree(
+        "[fleet.lock]\nbackend = \"fleetlock\"\nurl = \"http://airlock:3333\"\nreboots = false\nupdates = true\n",
+    );
+    let l = load(&t.main, true).unwrap().settings.fleet.lock.unwrap();
+    assert_eq!(
+        l.backend,
+        LockBackend::Fleetlock {
+            url: "http://airlock:3333".into()
+        }
+    );
+    assert!(!l.reboots && l.updates);
+    for (text, want) in [
+        (
+            "backend = \"zk\"",
+            "fleet.lock.backend: \"zk\" is not one of",
+        ),
+        ("backend = \"etcd\"", "fleet.lock.endpoints: is required"),
+        (
+            "backend = \"fleetlock\"\nendpoints = [\"http://a:1\"]",
+            "fleet.lock.endpoints: is not a key of backend = \"fleetlock\"",
+        ),
+        (
+            "backend = \"etcd\"\nendpoints = [\"https://a:1\"]",
+            "https is not supported",
+        ),
+        (
+            "backend = \"etcd\"\nendpoints = [\"http://a:1\"]\nca_file = \"/etc/ca.pem\"",
+            "fleet.lock.ca_file: TLS to etcd is not supported",
+        ),
+        (
+            "backend = \"etcd\"\nendpoints = [\"http://a:1\"]\nlease_ttl = \"1s\"",
+            "fleet.lock.lease_ttl: \"1s\" is not a duration",
+        ),
+        (
+            "backend = \"etcd\"\nendpoints = []",
+            "fleet.lock.endpoints: names no endpoint",
+        ),
+        (
+            "backend = \"etcd\"\nendpoints = [\"http://a:1\"]\nuser = \"u\"",
+            "user and password_file go together",
+        ),
+        (
+            "backend = \"fleetlock\"\nurl = \"ftp://x\"",
+            "fleet.lock.url: \"ftp://x\": is not an http:// URL",
+        ),
+        (
+            "backend = \"etcd\"\nendpoint = []",
+            "unknown field `endpoint`",
+        ),
+    ] {
+        let t = tree(&format!("[fleet.lock]\n{text}\n"));
+        let e = load(&t.main, true).unwrap_err().to_string();
+        assert!(e.contains(want), "{text}: {e}");
+        assert!(e.contains("holdfast.toml:"), "{e}");
+    }
+}

@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, watch};
 use super::exec::Executor;
 use super::machine::Machine;
 use crate::command::{Command, CommandError, Handle};
+use crate::fleet::slots::Slots;
 use crate::logging::msgid;
 use crate::model::{ServiceStatus, Snapshot, UpdateStatus};
 use crate::names::{AppName, ServiceName};
@@ -33,6 +34,8 @@ enum Outcome {
         gone: bool,
     },
     Waiting(Vec<String>),
+    /// The gate agreed, but no fleet slot is free (`[fleet.lock] updates`).
+    SlotBusy(Vec<String>),
     EngineDown(String),
     Failed(String),
     /// The release's containers did not come up healthy.
@@ -63,6 +66,8 @@ pub struct AppTask {
     /// The device is shutting down (every container is being stopped): no
     /// service is started on request any more.
     pub stopping: bool,
+    /// Fleet-wide slots, taken for an apply with `[fleet.lock] updates`.
+    pub fleet: Option<Slots>,
 }
 
 /// How long a service without a healthcheck must keep running after its
@@ -74,6 +79,8 @@ const CRASH_WINDOW: Duration = Duration::from_secs(10);
 #[derive(Default)]
 struct Undo {
     locked: bool,
+    /// The fleet slot was taken for this pass.
+    slot: bool,
     /// Old containers stopped (not removed) in this pass.
     stopped: Vec<String>,
     /// New containers started in this pass.
@@ -220,6 +227,11 @@ impl AppTask {
                         tracing::info!(message_id = msgid::UPDATE_WAITING, app = %self.app, blocked_by = ?b,
                             "update of app {} waits: {}", self.app, b.join(", "));
                         machine.wait(b)
+                    }
+                    Outcome::SlotBusy(b) => {
+                        tracing::info!(message_id = msgid::UPDATE_WAITING, app = %self.app, blocked_by = ?b,
+                            "update of app {} waits for a fleet slot: {}", self.app, b.join(", "));
+                        machine.slot_busy(b, now)
                     }
                     Outcome::EngineDown(e) => {
                         tracing::warn!(message_id = msgid::ENGINE_UNAVAILABLE, app = %self.app, error = %e,

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use super::{AppTask, Outcome, Undo};
 use crate::command::{Command, CommandError};
 use crate::engine::EngineError;
+use crate::fleet::slots::Grant;
 use crate::gate::{self, Blocker, Decision};
 use crate::locks::own::OwnLockError;
 use crate::logging::msgid;
@@ -118,6 +119,12 @@ impl AppTask {
                 }
             }
         }
+        if undo.slot {
+            // After the health check: the next device may go now.
+            if let Some(s) = &self.fleet {
+                s.release(&self.slot_purpose()).await;
+            }
+        }
         if target.is_none() && matches!(outcome, Outcome::Done { .. }) {
             // Out of the target and its containers removed: the app is gone
             // (not "applied" at release "").
@@ -141,7 +148,22 @@ impl AppTask {
         let exec = cx.exec;
         let pass = cx.pass;
         let mut i = 0;
+        let mut slot_asked = false;
         while i < steps.len() {
+            // The fleet slot before the first step that changes what runs
+            // (the lock gate, then the slot; taking the locks asks the gate
+            // again).
+            let wave_starts = steps[i..]
+                .iter()
+                .take_while(|s| matches!(s, Step::Create { .. } | Step::Start { .. }))
+                .any(changes_what_runs);
+            if !slot_asked && (changes_what_runs(&steps[i]) || wave_starts) {
+                slot_asked = true;
+                match self.take_slot(cx.forced_by).await {
+                    Ok(taken) => undo.slot = taken,
+                    Err(outcome) => return outcome,
+                }
+            }
             // Consecutive creates/starts run concurrently, dependencies first.
             let run = steps[i..]
                 .iter()
@@ -223,6 +245,46 @@ impl AppTask {
         Outcome::Done { gone: false }
     }
 
+    fn slot_purpose(&self) -> String {
+        format!("app:{}", self.app)
+    }
+
+    /// With `[fleet.lock] updates`: the lock gate first (an app whose
+    /// locks would hold the apply back takes no slot), then the fleet
+    /// slot. `Ok(true)`: taken, to be given back when the pass ends.
+    async fn take_slot(&self, forced_by: Option<&str>) -> Result<bool, Outcome> {
+        let Some(slots) = self.fleet.as_ref().filter(|s| s.updates) else {
+            return Ok(false);
+        };
+        let snap = self.snapshot.borrow().clone();
+        if let Decision::Blocked(b) = gate::update(&snap, &self.app, forced_by) {
+            return Err(Outcome::Waiting(
+                b.iter().map(ToString::to_string).collect(),
+            ));
+        }
+        match slots.take(&self.slot_purpose()).await {
+            Ok(Grant::Granted) => Ok(true),
+            Ok(Grant::NotGranted(b)) if forced_by.is_none() => {
+                Err(Outcome::SlotBusy(vec![format!("fleet-slot:{b}")]))
+            }
+            Err(e) if forced_by.is_none() => {
+                tracing::warn!(app = %self.app, error = %e, "cannot reach the fleet lock: {e}");
+                Err(Outcome::SlotBusy(vec![format!(
+                    "fleet-slot:{} (unreachable)",
+                    slots.group
+                )]))
+            }
+            Ok(Grant::NotGranted(b)) => {
+                tracing::warn!(app = %self.app, "forced update of app {} without a fleet slot (fleet-slot:{b})", self.app);
+                Ok(false)
+            }
+            Err(e) => {
+                tracing::warn!(app = %self.app, error = %e, "forced update of app {} without a fleet slot: {e}", self.app);
+                Ok(false)
+            }
+        }
+    }
+
     /// The lock gate, then every lock of the app (all-or-nothing).
     pub(super) async fn take_locks(
         &self,
@@ -290,6 +352,13 @@ impl AppTask {
         report(100, machine, images);
         Ok(())
     }
+}
+
+fn changes_what_runs(step: &Step) -> bool {
+    matches!(
+        step,
+        Step::TakeLocks { .. } | Step::Stop { .. } | Step::Start { .. } | Step::Remove { .. }
+    )
 }
 
 struct StepCx<'a> {

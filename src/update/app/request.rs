@@ -62,7 +62,9 @@ pub(super) fn not_done(o: Option<&Outcome>) -> String {
     match o {
         None => "its release was not healthy and there is nothing to roll back to".into(),
         Some(Outcome::Done { .. }) => "it left the target".into(),
-        Some(Outcome::Waiting(b)) => format!("it waits for {}", b.join(", ")),
+        Some(Outcome::Waiting(b) | Outcome::SlotBusy(b)) => {
+            format!("it waits for {}", b.join(", "))
+        }
         Some(Outcome::EngineDown(e) | Outcome::Failed(e) | Outcome::Unhealthy(e)) => e.clone(),
     }
 }

@@ -68,6 +68,6 @@ pub(super) fn lock_refusal(action: &str, o: Outcome) -> CommandError {
         Outcome::Failed(e) | Outcome::EngineDown(e) | Outcome::Unhealthy(e) => {
             CommandError::Failed(e)
         }
-        Outcome::Done { .. } => CommandError::Failed("unexpected".into()),
+        Outcome::Done { .. } | Outcome::SlotBusy(_) => CommandError::Failed("unexpected".into()),
     }
 }
