@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+mod error;
 mod locks;
 
 use crate::devconfig::Override;
-use crate::gate::Blocker;
-use crate::locks::own::OwnLockError;
 use crate::model::Views;
-use crate::names::{AppName, NameError, ServiceId, ServiceName};
+use crate::names::{AppName, ServiceId, ServiceName};
 use crate::target::AppTarget;
+pub use error::{describe, CommandError};
 use locks::fresh_lock_infos;
 pub use locks::{HolderInfo, LockInfo};
 
@@ -75,11 +75,14 @@ pub enum Command {
         reply: oneshot::Sender<Result<String, CommandError>>,
     },
     /// Check for updates now; `force` goes through locks once, for the
-    /// updates pending at that moment.
+    /// updates pending at that moment: of every app, or of `only` (an
+    /// app's HTTP key forces its own app alone). Answers whether a check
+    /// was triggered (false: no target in force, nothing to check).
     Update {
         force: bool,
+        only: Option<AppName>,
         who: String,
-        reply: oneshot::Sender<Result<(), CommandError>>,
+        reply: oneshot::Sender<Result<bool, CommandError>>,
     },
     /// Restart an app's running containers under its locks; refused while
     /// the app holds a lock unless forced. Answers how many restarted.
@@ -190,6 +193,13 @@ impl PowerAction {
             PowerAction::PowerOff => "shut down",
         }
     }
+
+    pub fn noun(self) -> &'static str {
+        match self {
+            PowerAction::Reboot => "reboot",
+            PowerAction::PowerOff => "shutdown",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,58 +217,6 @@ impl ServiceAction {
             ServiceAction::Start => "start",
         }
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum CommandError {
-    #[error("{}; not going to {action} (force overrides)", describe(.blocked_by))]
-    Locked {
-        blocked_by: Vec<Blocker>,
-        action: String,
-    },
-    #[error(transparent)]
-    OwnLock(#[from] OwnLockError),
-    #[error("invalid name: {0}")]
-    InvalidName(#[from] NameError),
-    #[error("invalid target: {0}")]
-    InvalidTarget(String),
-    #[error("{0}")]
-    NotFound(String),
-    /// The request does not fit what it names (a v1 route on an app of
-    /// several services).
-    #[error("{0}")]
-    Invalid(String),
-    #[error("{0}")]
-    Failed(String),
-    #[error("holdfastd is shutting down")]
-    Unavailable,
-}
-
-/// `update locks are held by app1/main; the locks of a/x cannot be read`.
-pub fn describe(blockers: &[Blocker]) -> String {
-    let mut locks = Vec::new();
-    let mut unknown = Vec::new();
-    let mut parts = Vec::new();
-    for b in blockers {
-        match b {
-            Blocker::Lock(id) => locks.push(id.to_string()),
-            Blocker::Unknown(id) => unknown.push(id.to_string()),
-            Blocker::LockRoot => parts.push("the lock directories cannot be read".to_owned()),
-            Blocker::Powering => parts.push("a reboot or power-off is under way".to_owned()),
-            Blocker::Updating(app) => parts.push(format!("app {app} is being updated")),
-            Blocker::FleetSlot(s) => parts.push(format!("no fleet slot is free in group {s}")),
-        }
-    }
-    if !unknown.is_empty() {
-        parts.insert(
-            0,
-            format!("the lock state of {} cannot be read", unknown.join(", ")),
-        );
-    }
-    if !locks.is_empty() {
-        parts.insert(0, format!("update locks are held by {}", locks.join(", ")));
-    }
-    parts.join("; ")
 }
 
 /// Where each command goes; cloned into every adapter.
@@ -376,32 +334,4 @@ pub struct EngineView {
     pub present: std::collections::BTreeSet<String>,
     /// The target in force when the engine was asked.
     pub target: Option<std::sync::Arc<crate::target::Target>>,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn blockers_read_as_a_sentence() {
-        let id = |s: &str| ServiceId::parse(s).unwrap();
-        assert_eq!(
-            describe(&[
-                Blocker::LockRoot,
-                Blocker::Unknown(id("a/x")),
-                Blocker::Lock(id("b/y")),
-                Blocker::Lock(id("b/z")),
-            ]),
-            "update locks are held by b/y, b/z; the lock state of a/x cannot be read; \
-             the lock directories cannot be read"
-        );
-        let e = CommandError::Locked {
-            blocked_by: vec![Blocker::Lock(id("app1/main"))],
-            action: "reboot".into(),
-        };
-        assert_eq!(
-            e.to_string(),
-            "update locks are held by app1/main; not going to reboot (force overrides)"
-        );
-    }
 }

@@ -358,3 +358,52 @@ async fn purge_removes_the_apps_volumes_and_brings_it_back() {
         404
     );
 }
+
+#[tokio::test]
+async fn no_purge_of_an_app_that_is_down_for_an_unhealthy_release() {
+    let (env, image) = started("3s").await;
+    // Never healthy, and no healthy release before it: rejected with
+    // nothing to roll back to, the app runs nothing.
+    let mut s = sh(&image, "");
+    s["volumes"] = json!(["data:/data"]);
+    s["healthcheck"] = json!({"test": ["CMD-SHELL", "false"], "interval": "200ms", "retries": 2});
+    let t = target(json!({"sick": {"release": "r1", "services": {"main": s}}}));
+    ok(&env.apply(&t));
+    let st = env.wait_release("sick", "failed", "r1").await;
+    assert!(st.get("rolled_back_to").is_none(), "{st}");
+    let volumes = || ok(&env.docker(&["volume", "ls", "-q"]));
+    assert!(volumes().contains("sick_data"), "{}", volumes());
+
+    for (route, body) in [
+        ("/v2/applications/sick/purge", "{}"),
+        ("/v1/purge", r#"{"appId": "sick", "force": true}"#),
+    ] {
+        let (code, body) = curl(&env, "POST", route, Some(body));
+        assert_eq!(code, 409, "{route}: {body}");
+        let v = json_of(&body);
+        let msg = v["message"].as_str().or(v["Error"].as_str()).unwrap();
+        assert!(msg.contains("app sick is down"), "{msg}");
+    }
+    // Its data stay, and no pass ran for the refusal.
+    assert!(volumes().contains("sick_data"), "{}", volumes());
+    let st = env.apps().await;
+    assert_eq!(st["sick"]["state"], "failed", "{st}");
+}
+
+#[tokio::test]
+async fn a_crash_after_an_update_check_inside_the_crash_window_is_judged() {
+    // The window: min(10 s, healthy_timeout).
+    let (env, image) = started("8s").await;
+    let t = target(
+        json!({"app1": {"release": "r1", "services": {"main": sh(&image, "sleep 3; exit 1;")}}}),
+    );
+    ok(&env.apply(&t));
+    env.wait_release("app1", "applied", "r1").await;
+    // An update check wakes the task inside the window: the watch goes on.
+    assert_eq!(curl(&env, "POST", "/v1/update", None).0, 204);
+    let st = env.wait_release("app1", "failed", "r1").await;
+    assert!(
+        st["error"].as_str().unwrap_or_default().contains("main"),
+        "{st}"
+    );
+}

@@ -27,6 +27,23 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// Who asked, for the journal: `HTTP API (key of app app1) POST
+    /// /v1/reboot`, or `(device key)`.
+    pub fn who(&self, what: &str) -> String {
+        match self {
+            Scope::Device => format!("HTTP API (device key) {what}"),
+            Scope::App(a) => format!("HTTP API (key of app {a}) {what}"),
+        }
+    }
+
+    /// The app an app's key speaks for; `None` for the device key.
+    pub fn app(&self) -> Option<&AppName> {
+        match self {
+            Scope::Device => None,
+            Scope::App(a) => Some(a),
+        }
+    }
+
     /// Whether a request with this scope may act on `app`.
     pub fn reaches(&self, app: &AppName) -> bool {
         match self {

@@ -31,12 +31,20 @@ fn locked(app: &AppName) -> CommandError {
 fn outcome(app: &AppName, force: bool) -> Result<(), CommandError> {
     match app.as_str() {
         "ghost" => Err(CommandError::NotFound(format!("app {app} is unknown"))),
+        "down" => Err(CommandError::Conflict(format!("app {app} is down"))),
+        "halting" => Err(CommandError::Failed("the device is shutting down".into())),
         "locked" if !force => Err(locked(app)),
         _ => Ok(()),
     }
 }
 
 fn api() -> (Api, Log) {
+    api_with(true)
+}
+
+/// `target`: whether the fake updater has a target in force (an update
+/// check is triggered). Each command logs `who ...` before what it asked.
+fn api_with(target: bool) -> (Api, Log) {
     let views = Views {
         snapshot: watch::channel(Snapshot::default()).1,
         apps: watch::channel(UpdateStatus::default()).1,
@@ -58,11 +66,21 @@ fn api() -> (Api, Log) {
             };
             let log = |s: String| seen.lock().unwrap().push(s);
             match cmd {
-                Command::Update { force, reply, .. } => {
-                    log(format!("update force={force}"));
-                    let _ = reply.send(Ok(()));
+                Command::Update {
+                    force,
+                    only,
+                    who,
+                    reply,
+                } => {
+                    log(format!("who {who}"));
+                    let only = only.map(|a| format!(" only={a}")).unwrap_or_default();
+                    log(format!("update force={force}{only}"));
+                    let _ = reply.send(Ok(target));
                 }
-                Command::Power { force, reply, .. } => {
+                Command::Power {
+                    force, who, reply, ..
+                } => {
+                    log(format!("who {who}"));
                     log(format!("power force={force}"));
                     let _ = reply.send(match force {
                         true => Ok(()),
@@ -70,8 +88,12 @@ fn api() -> (Api, Log) {
                     });
                 }
                 Command::RestartApp {
-                    app, force, reply, ..
+                    app,
+                    force,
+                    who,
+                    reply,
                 } => {
+                    log(format!("who {who}"));
                     log(format!("restart {app} force={force}"));
                     let _ = reply.send(outcome(&app, force).map(|()| 1));
                 }
@@ -245,14 +267,130 @@ async fn an_app_key_reaches_its_own_app_only() {
         );
         assert_eq!(call(&api, app("app1"), "POST", route, "").await.0, 200);
     }
-    let asked = log.lock().unwrap().clone();
+    let asked: Vec<String> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| !s.starts_with("who "))
+        .cloned()
+        .collect();
     assert!(asked.iter().all(|s| !s.contains("app2")), "{asked:?}");
     assert_eq!(asked.len(), 8, "{asked:?}");
     // Device-wide routes stay open to an app's key, as on balena.
     let (code, _) = call(&api, app("app2"), "POST", "/v1/update", "").await;
     assert_eq!(code, 204);
-    let (code, _) = call(&api, app("app2"), "POST", "/v1/reboot", r#"{"force": 1}"#).await;
-    assert_eq!(code, 202);
+    let (code, _) = call(&api, app("app2"), "POST", "/v1/reboot", "").await;
+    assert_eq!(code, 423);
+}
+
+#[tokio::test]
+async fn an_app_key_forces_its_own_app_only() {
+    let (api, log) = api();
+    let v = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap();
+    // /v1/update: force goes through the locks of the key's app alone.
+    let (code, _) = call(
+        &api,
+        app("app1"),
+        "POST",
+        "/v1/update",
+        r#"{"force": true}"#,
+    )
+    .await;
+    assert_eq!(code, 204);
+    assert_eq!(last(&log), "update force=true only=app1");
+    let (code, _) = call(
+        &api,
+        Scope::Device,
+        "POST",
+        "/v1/update",
+        r#"{"force": true}"#,
+    )
+    .await;
+    assert_eq!(code, 204);
+    assert_eq!(last(&log), "update force=true");
+    // reboot and shutdown: force from an app's key is refused, nothing asked.
+    for route in ["/v1/reboot", "/v1/shutdown"] {
+        log.lock().unwrap().clear();
+        let (code, body) = call(&api, app("app1"), "POST", route, r#"{"force": "on"}"#).await;
+        assert_eq!(code, 401, "{route}");
+        let body = v(&body);
+        assert_eq!(body["Data"], "", "{route}");
+        assert!(
+            body["Error"]
+                .as_str()
+                .unwrap()
+                .starts_with("only the device key can force a "),
+            "{body}"
+        );
+        assert!(log.lock().unwrap().is_empty(), "{route}");
+        let (code, _) = call(&api, Scope::Device, "POST", route, r#"{"force": "on"}"#).await;
+        assert_eq!(code, 202, "{route}");
+    }
+}
+
+#[tokio::test]
+async fn the_journal_says_whose_key_asked() {
+    let (api, log) = api();
+    let whos = |log: &Log| -> Vec<String> {
+        log.lock()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s.strip_prefix("who ").map(str::to_owned))
+            .collect()
+    };
+    call(&api, app("app1"), "POST", "/v1/reboot", "").await;
+    call(&api, Scope::Device, "POST", "/v1/shutdown", "").await;
+    call(&api, app("app1"), "POST", "/v1/update", "").await;
+    call(
+        &api,
+        app("app1"),
+        "POST",
+        "/v2/applications/app1/restart",
+        "",
+    )
+    .await;
+    assert_eq!(
+        whos(&log),
+        [
+            "HTTP API (key of app app1) POST /v1/reboot",
+            "HTTP API (device key) POST /v1/shutdown",
+            "HTTP API (key of app app1) POST /v1/update",
+            "HTTP API (key of app app1) POST /v2/applications/app1/restart",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn update_is_202_when_nothing_was_triggered() {
+    let (api, log) = api_with(false);
+    let (code, body) = call(&api, Scope::Device, "POST", "/v1/update", "").await;
+    assert_eq!((code, body.as_str()), (202, ""));
+    assert_eq!(last(&log), "update force=false");
+}
+
+#[test]
+fn an_app_key_sees_its_own_blockers_and_a_count_of_the_others() {
+    let id = |s: &str| Blocker::Lock(ServiceId::parse(s).unwrap());
+    let all = [id("app1/main"), id("app2/db"), id("app3/x")];
+    assert_eq!(
+        v1::locked_for(&Scope::Device, &all, "reboot"),
+        "update locks are held by app1/main, app2/db, app3/x; not going to reboot (force overrides)"
+    );
+    assert_eq!(
+        v1::locked_for(&app("app1"), &all, "reboot"),
+        "update locks are held by app1/main and 2 locks of other apps; \
+         not going to reboot (only the device key can force it)"
+    );
+    let msg = v1::locked_for(&app("app4"), &all, "shut down");
+    assert_eq!(
+        msg,
+        "held: 3 locks of other apps; not going to shut down (only the device key can force it)"
+    );
+    assert!(!msg.contains("app2"), "{msg}");
+    assert_eq!(
+        v1::locked_for(&app("app4"), &all[1..2], "reboot"),
+        "held: 1 lock of other apps; not going to reboot (only the device key can force it)"
+    );
 }
 
 #[tokio::test]
@@ -360,6 +498,47 @@ async fn service_routes_answer_in_balenas_shapes() {
         v2(&body),
         serde_json::json!({"status": "success", "version": env!("CARGO_PKG_VERSION")})
     );
+}
+
+#[tokio::test]
+async fn a_purge_of_an_app_that_is_down_is_409_and_a_start_while_halting_503() {
+    let (api, _) = api();
+    let v = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap();
+    let (code, body) = call(
+        &api,
+        Scope::Device,
+        "POST",
+        "/v2/applications/down/purge",
+        "",
+    )
+    .await;
+    assert_eq!(code, 409);
+    assert_eq!(v(&body)["status"], "failed");
+    let (code, body) = call(
+        &api,
+        Scope::Device,
+        "POST",
+        "/v1/purge",
+        r#"{"appId": "down"}"#,
+    )
+    .await;
+    assert_eq!(code, 409);
+    assert_eq!(v(&body)["Data"], "");
+    assert_eq!(v(&body)["Error"], "app down is down");
+    let svc = r#"{"serviceName": "main"}"#;
+    let (code, body) = call(
+        &api,
+        Scope::Device,
+        "POST",
+        "/v2/applications/halting/start-service",
+        svc,
+    )
+    .await;
+    assert_eq!(code, 503);
+    assert_eq!(v(&body)["message"], "the device is shutting down");
+    let (code, body) = call(&api, Scope::Device, "POST", "/v1/apps/halting/start", "").await;
+    assert_eq!(code, 503);
+    assert_eq!(v(&body)["Error"], "the device is shutting down");
 }
 
 #[tokio::test]

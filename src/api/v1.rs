@@ -9,38 +9,73 @@ use serde_json::{json, Value};
 
 use super::body::Body;
 use super::{ask, text, v1_error, v2_error, Api, Scope};
-use crate::command::{Command, CommandError, PowerAction, ServiceAction};
+use crate::command::{describe, Command, CommandError, PowerAction, ServiceAction};
+use crate::gate::Blocker;
 use crate::model::{AppState, UpdateStatus};
 use crate::names::AppName;
 
-pub(super) async fn update(State(api): State<Api>, bytes: axum::body::Bytes) -> Response {
+/// 204 when an update check was triggered, 202 when there was nothing to
+/// check (no target in force), as balena answers 202 when it does not
+/// trigger one. An app's key forces its own app only.
+pub(super) async fn update(
+    State(api): State<Api>,
+    Extension(scope): Extension<Scope>,
+    bytes: axum::body::Bytes,
+) -> Response {
     let b = match Body::parse(&bytes) {
         Ok(b) => b,
         Err(m) => return text(StatusCode::BAD_REQUEST, &m),
     };
-    let who = "HTTP API POST /v1/update".to_owned();
+    let who = scope.who("POST /v1/update");
     let force = b.force();
-    match ask(&api, |reply| Command::Update { force, who, reply }).await {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+    let only = scope.app().cloned();
+    let r = ask(&api, |reply| Command::Update {
+        force,
+        only,
+        who,
+        reply,
+    });
+    match r.await {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => StatusCode::ACCEPTED.into_response(),
         Err(e) => v1_error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     }
 }
 
-pub(super) async fn reboot(State(api): State<Api>, bytes: axum::body::Bytes) -> Response {
-    power(api, PowerAction::Reboot, &bytes, "/v1/reboot").await
+pub(super) async fn reboot(
+    State(api): State<Api>,
+    Extension(scope): Extension<Scope>,
+    bytes: axum::body::Bytes,
+) -> Response {
+    power(api, scope, PowerAction::Reboot, &bytes, "/v1/reboot").await
 }
 
-pub(super) async fn shutdown(State(api): State<Api>, bytes: axum::body::Bytes) -> Response {
-    power(api, PowerAction::PowerOff, &bytes, "/v1/shutdown").await
+pub(super) async fn shutdown(
+    State(api): State<Api>,
+    Extension(scope): Extension<Scope>,
+    bytes: axum::body::Bytes,
+) -> Response {
+    power(api, scope, PowerAction::PowerOff, &bytes, "/v1/shutdown").await
 }
 
-async fn power(api: Api, action: PowerAction, bytes: &[u8], route: &str) -> Response {
+/// Any key may ask; only the device key may force, as a forced reboot
+/// goes through every app's locks.
+async fn power(api: Api, scope: Scope, action: PowerAction, bytes: &[u8], route: &str) -> Response {
     let b = match Body::parse(bytes) {
         Ok(b) => b,
         Err(m) => return text(StatusCode::BAD_REQUEST, &m),
     };
-    let who = format!("HTTP API POST {route}");
     let force = b.force();
+    if let (true, Some(a)) = (force, scope.app()) {
+        return v1_error(
+            StatusCode::UNAUTHORIZED,
+            &format!(
+                "only the device key can force a {} through other apps' locks; this is the key of app {a}",
+                action.noun()
+            ),
+        );
+    }
+    let who = scope.who(&format!("POST {route}"));
     // logind may take the machine down before we answer; answer first is
     // impossible, so the answer goes out when logind has accepted. The power
     // task carries the request out even if this client goes away.
@@ -56,9 +91,48 @@ async fn power(api: Api, action: PowerAction, bytes: &[u8], route: &str) -> Resp
             Json(json!({"Data": "OK", "Error": null})),
         )
             .into_response(),
-        Err(e @ CommandError::Locked { .. }) => v1_error(StatusCode::LOCKED, &e.to_string()),
+        Err(CommandError::Locked { blocked_by, action }) => v1_error(
+            StatusCode::LOCKED,
+            &locked_for(&scope, &blocked_by, &action),
+        ),
         Err(e) => v1_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
+}
+
+/// A refusal for the locks in `blocked_by`, as `scope` may see it: the
+/// device key sees every blocker; an app's key its own app's, and only how
+/// many of other apps there are.
+pub(super) fn locked_for(scope: &Scope, blocked_by: &[Blocker], action: &str) -> String {
+    let Some(own) = scope.app() else {
+        return format!(
+            "{}; not going to {action} (force overrides)",
+            describe(blocked_by)
+        );
+    };
+    let (mine, others): (Vec<Blocker>, Vec<Blocker>) =
+        blocked_by.iter().cloned().partition(|b| match b {
+            Blocker::Lock(id) | Blocker::Unknown(id) => id.app == *own,
+            Blocker::Updating(a) => a == own,
+            Blocker::LockRoot | Blocker::Powering | Blocker::FleetSlot(_) => true,
+        });
+    let mut parts: Vec<String> = Some(describe(&mine))
+        .filter(|d| !d.is_empty())
+        .into_iter()
+        .collect();
+    match others.len() {
+        0 => {}
+        1 => parts.push("1 lock of other apps".into()),
+        n => parts.push(format!("{n} locks of other apps")),
+    }
+    let held = match parts.len() {
+        2 => format!("{} and {}", parts[0], parts[1]),
+        _ => parts.concat(),
+    };
+    let held = match mine.is_empty() {
+        true => format!("held: {held}"),
+        false => held,
+    };
+    format!("{held}; not going to {action} (only the device key can force it)")
 }
 
 /// The overall state, in balena's words: Idle, Downloading, Installing.
@@ -134,7 +208,7 @@ async fn app_action(
     if !scope.reaches(&app) {
         return text(StatusCode::UNAUTHORIZED, "Unauthorized");
     }
-    let who = format!("HTTP API POST /v1/apps/{app}/{}", action.verb());
+    let who = scope.who(&format!("POST /v1/apps/{app}/{}", action.verb()));
     let force = b.force();
     let r = ask(&api, |reply| Command::ServiceAction {
         app,
@@ -176,7 +250,7 @@ pub(super) async fn purge(
     if !scope.reaches(&app) {
         return v2_error(StatusCode::UNAUTHORIZED, "Unauthorized");
     }
-    let who = "HTTP API POST /v1/purge".to_owned();
+    let who = scope.who("POST /v1/purge");
     let force = b.force();
     let r = ask(&api, |reply| Command::PurgeApp {
         app,
@@ -189,6 +263,7 @@ pub(super) async fn purge(
         Ok(_) => Json(json!({"Data": "OK", "Error": ""})).into_response(),
         Err(e @ CommandError::Locked { .. }) => v2_error(StatusCode::LOCKED, &e.to_string()),
         Err(e @ CommandError::NotFound(_)) => v1_error(StatusCode::NOT_FOUND, &e.to_string()),
+        Err(e @ CommandError::Conflict(_)) => v1_error(StatusCode::CONFLICT, &e.to_string()),
         Err(e) => v1_error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     }
 }

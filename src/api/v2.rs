@@ -39,6 +39,7 @@ fn answer<T>(r: Result<T, CommandError>) -> Response {
             let status = match e {
                 CommandError::Locked { .. } => StatusCode::LOCKED,
                 CommandError::NotFound(_) => StatusCode::NOT_FOUND,
+                CommandError::Conflict(_) => StatusCode::CONFLICT,
                 CommandError::Invalid(_) | CommandError::InvalidName(_) => StatusCode::BAD_REQUEST,
                 _ => StatusCode::SERVICE_UNAVAILABLE,
             };
@@ -57,7 +58,7 @@ pub(super) async fn restart_app(
         Ok(x) => x,
         Err((status, msg)) => return v2_error(status, &msg),
     };
-    let who = format!("HTTP API POST /v2/applications/{app}/restart");
+    let who = scope.who(&format!("POST /v2/applications/{app}/restart"));
     let force = b.force();
     answer(
         ask(&api, |reply| Command::RestartApp {
@@ -80,7 +81,7 @@ pub(super) async fn purge(
         Ok(x) => x,
         Err((status, msg)) => return v2_error(status, &msg),
     };
-    let who = format!("HTTP API POST /v2/applications/{app}/purge");
+    let who = scope.who(&format!("POST /v2/applications/{app}/purge"));
     let force = b.force();
     answer(
         ask(&api, |reply| Command::PurgeApp {
@@ -140,10 +141,10 @@ async fn service(
         Ok(s) => s,
         Err(e) => return v2_error(StatusCode::BAD_REQUEST, &e.to_string()),
     };
-    let who = format!(
-        "HTTP API POST /v2/applications/{app}/{}-service",
+    let who = scope.who(&format!(
+        "POST /v2/applications/{app}/{}-service",
         action.verb()
-    );
+    ));
     let force = b.force();
     answer(
         ask(&api, |reply| Command::ServiceAction {

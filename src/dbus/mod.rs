@@ -258,10 +258,15 @@ impl Supervisor {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), BusError> {
         let who = require_root(conn, &hdr).await?;
-        Ok(self
-            .handle
-            .request(|reply| Command::Update { force, who, reply })
-            .await??)
+        self.handle
+            .request(|reply| Command::Update {
+                force,
+                only: None,
+                who,
+                reply,
+            })
+            .await??;
+        Ok(())
     }
 
     /// Restarts the running containers of `app` under its locks; refused

@@ -123,6 +123,7 @@ impl Updates {
                             requests: rx,
                             services: BTreeMap::new(),
                             watch_after: Vec::new(),
+                            stopping: false,
                             fleet: self.fleet.clone(),
                         };
                         let name = app.clone();
@@ -200,7 +201,7 @@ impl Updates {
                 }
                 cmd = commands.recv() => match cmd {
                     None => return,
-                    Some(Command::Update { force, who, reply }) => {
+                    Some(Command::Update { force, only, who, reply }) => {
                         if target.is_none() {
                             tracing::info!(who = %who, "update check asked by {who}: no target in force");
                         } else if force {
@@ -209,11 +210,11 @@ impl Updates {
                         } else {
                             tracing::info!(who = %who, "update check asked by {who}");
                         }
-                        for tx in apps.values() {
-                            let forced_by = force.then(|| who.clone());
-                            let _ = tx.send(AppRequest::Check { forced_by });
+                        for (name, tx) in &apps {
+                            let forced = force && only.as_ref().is_none_or(|a| a == name);
+                            let _ = tx.send(AppRequest::Check { forced_by: forced.then(|| who.clone()) });
                         }
-                        let _ = reply.send(Ok(()));
+                        let _ = reply.send(Ok(target.is_some()));
                     }
                     Some(Command::RestartApp { app, force, who, reply }) => match apps.get(&app) {
                         Some(tx) => {
@@ -263,6 +264,9 @@ impl Updates {
                         let _ = reply.send(r);
                     }
                     Some(Command::StopAll { grace, reply }) => {
+                        for tx in apps.values() {
+                            let _ = tx.send(AppRequest::DeviceStopping);
+                        }
                         let exec = exec_rx.borrow().clone();
                         tokio::spawn(async move {
                             let n = exec.stop_all(grace).await;

@@ -7,28 +7,25 @@ mod pass;
 mod request;
 mod restart;
 mod service;
+mod wait;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
 use super::exec::Executor;
-use super::machine::{Machine, Phase};
+use super::machine::Machine;
 use crate::command::{Command, CommandError, Handle};
 use crate::fleet::slots::Slots;
-use crate::gate::{self, Decision};
-use crate::locks::state::Owner;
 use crate::logging::msgid;
 use crate::model::{ServiceStatus, Snapshot, UpdateStatus};
 use crate::names::{AppName, ServiceName};
 use crate::target::{AppTarget, Target};
-use crate::timer::sleep_until;
 use request::{not_done, PurgeReply};
 pub use request::{send, AppRequest};
+use wait::{Wake, Watch};
 
 /// How a pass ended.
 enum Outcome {
@@ -66,6 +63,9 @@ pub struct AppTask {
     /// Containers the last pass started that have no healthcheck: watched
     /// for a crash loop for a while after the pass.
     pub watch_after: Vec<(ServiceName, String)>,
+    /// The device is shutting down (every container is being stopped): no
+    /// service is started on request any more.
+    pub stopping: bool,
     /// Fleet-wide slots, taken for an apply with `[fleet.lock] updates`.
     pub fleet: Option<Slots>,
 }
@@ -74,19 +74,6 @@ pub struct AppTask {
 /// start (at most `healthy_timeout`): an exit or a restart within it is a
 /// crash loop.
 const CRASH_WINDOW: Duration = Duration::from_secs(10);
-
-type CrashWatch = Pin<Box<dyn Future<Output = Vec<(ServiceName, String)>> + Send>>;
-
-/// Why the wait between passes ended.
-enum Wake {
-    Run,
-    Stop,
-    /// A container the last pass started crashed: the release is unhealthy.
-    Crashed(String),
-    /// A purge removed the app's containers and volumes (or failed
-    /// midway): apply the app again, then answer.
-    Reapply(PurgeReply, Result<Vec<String>, CommandError>),
-}
 
 /// What one pass works with and what it did to put back on failure.
 #[derive(Default)]
@@ -108,7 +95,7 @@ impl AppTask {
         let mut images: BTreeMap<String, u8> = BTreeMap::new();
         let mut first = true;
         let mut rejected: Option<Rejected> = None;
-        let mut crash: Option<CrashWatch> = None;
+        let mut watch: Option<Watch> = None;
         let mut crashed: Option<String> = None;
         let mut purged: Option<(PurgeReply, Result<Vec<String>, CommandError>)> = None;
         loop {
@@ -118,6 +105,8 @@ impl AppTask {
                 seen = target.clone();
                 first = false;
                 rejected = None;
+                // Its containers are replaced: what they do is no verdict.
+                watch = None;
             }
             let forced = forced_by.take();
             let retried = forced.is_some() && rejected.take().is_some();
@@ -186,7 +175,10 @@ impl AppTask {
                         if !self.watch_after.is_empty() {
                             let window = CRASH_WINDOW.min(exec.policy.healthy_timeout);
                             let watched = std::mem::take(&mut self.watch_after);
-                            crash = Some(Box::pin(exec.crash_watch(watched, window)));
+                            watch = Some(Watch {
+                                crashes: Box::pin(exec.crash_watch(watched, window)),
+                                asked: BTreeSet::new(),
+                            });
                         }
                     }
                     Outcome::Unhealthy(e) if rolling_back => {
@@ -257,113 +249,28 @@ impl AppTask {
             self.publish(&machine, &images);
             // The pass is over; the app idles from here, maybe for days.
             crate::memory::give_back();
-            match self
-                .wait_for_reason(&mut machine, &images, &seen, &mut forced_by, crash.take())
-                .await
-            {
+            // Rejected with nothing to fall back on: the app is down.
+            let down = rejected
+                .as_ref()
+                .filter(|r| r.fallback.is_none())
+                .map(|r| r.reason.clone());
+            let woke = self
+                .wait_for_reason(
+                    &mut machine,
+                    &images,
+                    &seen,
+                    &mut forced_by,
+                    &mut watch,
+                    down,
+                )
+                .await;
+            match woke {
                 Wake::Stop => return,
                 Wake::Run => {}
                 Wake::Crashed(why) => crashed = Some(why),
                 Wake::Reapply(reply, r) => purged = Some((reply, r)),
             }
         }
-    }
-
-    /// Waits for a reason to run a pass again: a new target, the locks
-    /// that held it back gone, its retry time, the engine settings, a
-    /// request, or a crash the watch after the last pass saw (the watch
-    /// ends with the wait).
-    async fn wait_for_reason(
-        &mut self,
-        machine: &mut Machine,
-        images: &BTreeMap<String, u8>,
-        seen: &Option<AppTarget>,
-        forced_by: &mut Option<String>,
-        mut crash: Option<CrashWatch>,
-    ) -> Wake {
-        // Services stopped, started or restarted on request while the crash
-        // watch runs: their exit is no crash.
-        let mut asked: BTreeSet<ServiceName> = BTreeSet::new();
-        loop {
-            let retry_at = machine.retry_at().map(tokio::time::Instant::from_std);
-            tokio::select! {
-                crashes = async { crash.as_mut().expect("watched").await }, if crash.is_some() => {
-                    crash = None;
-                    let mut crashes = crashes.into_iter().filter(|(s, _)| !asked.contains(s));
-                    if let Some((_, why)) = crashes.next() {
-                        return Wake::Crashed(why);
-                    }
-                    // Judged healthy only when every container was watched
-                    // through the window.
-                    if let (Some(t), true) = (seen, asked.is_empty()) {
-                        let exec = self.exec.borrow().clone();
-                        exec.remember_healthy(&self.app, t).await;
-                    }
-                    crate::memory::give_back();
-                }
-                r = self.target.changed() => {
-                    if r.is_err() { return Wake::Stop }
-                    if self.app_target() != *seen { break }
-                }
-                r = self.snapshot.changed(), if machine.waits_on_locks() => {
-                    if r.is_err() { return Wake::Stop }
-                    let snap = self.snapshot.borrow_and_update().clone();
-                    match gate::update(&snap, &self.app, None) {
-                        Decision::Blocked(b) => {
-                            let b: Vec<String> = b.iter().map(ToString::to_string).collect();
-                            if matches!(machine.phase(), Phase::Waiting { blocked_by, .. } if *blocked_by != b) {
-                                machine.wait(b);
-                                self.publish(machine, images);
-                            }
-                        }
-                        // Held back by holdfast's own locks of the app (an
-                        // operator's `take`): they must go first, not merely
-                        // anything change.
-                        _ if waits_on_own_locks(machine) && holds_own_locks(&snap, &self.app) => {}
-                        _ => {
-                            tracing::info!(app = %self.app, "locks of app {} cleared; resuming its update", self.app);
-                            break;
-                        }
-                    }
-                }
-                _ = sleep_until(retry_at) => break,
-                r = self.exec.changed() => {
-                    if r.is_err() { return Wake::Stop }
-                    break;
-                }
-                req = self.requests.recv() => match req {
-                    None => return Wake::Stop,
-                    Some(AppRequest::Check { forced_by: f }) => {
-                        *forced_by = f;
-                        break;
-                    }
-                    Some(AppRequest::Restart { force, who, reply }) => {
-                        let r = self.restart(force, &who).await;
-                        if r.is_ok() {
-                            asked.extend(self.services.keys().filter_map(|s| ServiceName::new(s.as_str()).ok()));
-                        }
-                        let _ = reply.send(r);
-                    }
-                    Some(AppRequest::Service { action, service, force, who, reply }) => {
-                        let r = self.service_action(action, service, force, &who).await;
-                        if let Ok((s, _)) = &r {
-                            asked.insert(s.clone());
-                        }
-                        let _ = reply.send(r.map(|(_, id)| id));
-                        self.refresh_health(machine, images).await;
-                    }
-                    Some(AppRequest::Purge { force, who, reply }) => {
-                        let r = self.purge(force, &who).await;
-                        // Forced through a lock: so is the apply after it.
-                        if force && r.is_ok() {
-                            *forced_by = Some(who);
-                        }
-                        return Wake::Reapply(reply, r);
-                    }
-                },
-            }
-        }
-        Wake::Run
     }
 
     /// Gives the app's locks back to the keeper (after an update or a
@@ -416,18 +323,6 @@ impl AppTask {
             old.as_ref() != Some(&st)
         });
     }
-}
-
-fn waits_on_own_locks(machine: &Machine) -> bool {
-    matches!(machine.phase(), Phase::Waiting { blocked_by, .. }
-        if !blocked_by.is_empty() && blocked_by.iter().all(|b| b.starts_with("holdfast:")))
-}
-
-/// Whether the table shows a lock of `app` that holdfast holds.
-fn holds_own_locks(snap: &Snapshot, app: &AppName) -> bool {
-    snap.table
-        .locks()
-        .any(|(id, l)| id.app == *app && l.owner() == Owner::Holdfast)
 }
 
 /// A monotonic deadline as wall-clock RFC 3339, for people.

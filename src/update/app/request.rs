@@ -27,6 +27,8 @@ pub enum AppRequest {
         who: String,
         reply: PurgeReply,
     },
+    /// The device is shutting down: refuse to start services from now on.
+    DeviceStopping,
 }
 
 pub(super) type PurgeReply = oneshot::Sender<Result<Vec<String>, CommandError>>;
@@ -35,7 +37,7 @@ impl AppRequest {
     /// Answers the request with `e` instead of serving it.
     pub fn refuse(self, e: CommandError) {
         match self {
-            AppRequest::Check { .. } => {}
+            AppRequest::Check { .. } | AppRequest::DeviceStopping => {}
             AppRequest::Restart { reply, .. } => drop(reply.send(Err(e))),
             AppRequest::Service { reply, .. } => drop(reply.send(Err(e))),
             AppRequest::Purge { reply, .. } => drop(reply.send(Err(e))),

@@ -1,54 +1,45 @@
 //! Restarting an app's running containers under its locks (HTTP v2
 //! restart, D-Bus RestartApp): refused while the app holds a lock, unless
-//! forced.
+//! forced. The gate and the locks are `lock_for`'s, as for the service
+//! actions: every lock of the app, its containers' and its target's.
 
 use super::{AppTask, Outcome};
 use crate::command::CommandError;
 use crate::engine::RunState;
-use crate::gate::{self, Blocker, Decision};
-use crate::logging::msgid;
-use crate::names::{ServiceId, ServiceName};
+use crate::gate::Blocker;
+use crate::names::ServiceId;
 
 impl AppTask {
     /// Restarts the app's running containers under its locks.
     pub(super) async fn restart(&mut self, force: bool, who: &str) -> Result<u32, CommandError> {
-        let snap = self.snapshot.borrow().clone();
-        let decision = gate::update(&snap, &self.app, force.then_some(who));
-        if let Decision::Blocked(b) = decision {
-            return Err(CommandError::Locked {
-                blocked_by: b,
-                action: format!("restart app {}", self.app),
-            });
-        }
         let exec = self.exec.borrow().clone();
-        let running: Vec<_> = exec
+        let containers = exec
             .containers(Some(&self.app))
             .await
-            .map_err(|e| CommandError::Failed(e.to_string()))?
+            .map_err(|e| CommandError::Failed(e.to_string()))?;
+        let what = format!("restart app {}", self.app);
+        self.lock_for(&what, &containers, force, who).await?;
+        let running: Vec<_> = containers
             .into_iter()
             .filter(|c| c.state == RunState::Running)
             .collect();
-        if running.is_empty() {
-            return Err(CommandError::NotFound(format!(
+        let r = match running.is_empty() {
+            true => Err(CommandError::NotFound(format!(
                 "app {} has no running containers",
                 self.app
-            )));
-        }
-        let services: Vec<ServiceName> = running.iter().map(|c| c.service.clone()).collect();
-        if let Decision::Through { why, passed } = &decision {
-            tracing::warn!(message_id = msgid::UPDATE_FORCED, app = %self.app, locks = ?passed, who,
-                "restarting app {} through its locks ({why})", self.app);
-        }
-        let action = format!("restart app {}", self.app);
-        self.take_locks(&services, force.then_some(who))
-            .await
-            .map_err(|o| lock_refusal(&action, o))?;
-        tracing::info!(app = %self.app, who, "restarting app {} (asked by {who})", self.app);
-        let r = exec.restart(&running).await;
+            ))),
+            false => {
+                tracing::info!(app = %self.app, who, "restarting app {} (asked by {who})", self.app);
+                exec.restart(&running)
+                    .await
+                    .map(|()| running.len() as u32)
+                    .map_err(|e| CommandError::Failed(e.to_string()))
+            }
+        };
         let released = self.release_locks().await;
-        r.map_err(|e| CommandError::Failed(e.to_string()))?;
+        let n = r?;
         released?;
-        Ok(running.len() as u32)
+        Ok(n)
     }
 }
 

@@ -55,10 +55,12 @@ impl AppTask {
             ))
         })?;
         let what = format!("{} {}/{service}", action.verb(), self.app);
+        if action == ServiceAction::Start {
+            refuse_start_while_powering(&what, self.snapshot.borrow().powering, self.stopping)?;
+        }
         let locked = action != ServiceAction::Start;
         if locked {
-            self.lock_for(&what, &containers, &target, force, who)
-                .await?;
+            self.lock_for(&what, &containers, force, who).await?;
         }
         tracing::info!(app = %self.app, service = %service, who, "{what} (asked by {who})");
         let r = match action {
@@ -77,27 +79,27 @@ impl AppTask {
 
     /// The first half of a purge: under the app's locks its containers go
     /// and its volumes are removed. The task then applies the app again.
-    /// Answers the volumes removed.
+    /// Answers the volumes removed, or why it failed midway (the app is
+    /// applied again then too); the outer error: refused before anything
+    /// was touched.
     pub(super) async fn purge(
         &mut self,
         force: bool,
         who: &str,
-    ) -> Result<Vec<String>, CommandError> {
-        let target = self.in_target()?;
+    ) -> Result<Result<Vec<String>, CommandError>, CommandError> {
+        self.in_target()?;
         let exec = self.exec.borrow().clone();
         let containers = exec.containers(Some(&self.app)).await.map_err(failed)?;
         let what = format!("purge the data of app {}", self.app);
-        self.lock_for(&what, &containers, &target, force, who)
-            .await?;
+        self.lock_for(&what, &containers, force, who).await?;
         tracing::warn!(app = %self.app, who, "purging the data of app {} (asked by {who}): its containers and volumes are removed, then made again", self.app);
         let r = match exec.remove_containers(&containers).await {
             Ok(()) => exec.remove_app_volumes(&self.app).await,
             Err(e) => Err(e),
         };
         let released = self.release_locks().await;
-        let removed = r.map_err(failed)?;
-        released?;
-        Ok(removed)
+        Ok(r.map_err(failed)
+            .and_then(|removed| released.map(|_| removed)))
     }
 
     fn in_target(&self) -> Result<AppTarget, CommandError> {
@@ -110,12 +112,12 @@ impl AppTask {
     }
 
     /// The gate, then every lock of the app: its containers' services and
-    /// its target's.
-    async fn lock_for(
+    /// its target's (when it has one). Restart, stop and purge all pass
+    /// here; the caller gives the locks back with `release_locks`.
+    pub(super) async fn lock_for(
         &self,
         what: &str,
         containers: &[Container],
-        target: &AppTarget,
         force: bool,
         who: &str,
     ) -> Result<(), CommandError> {
@@ -133,13 +135,32 @@ impl AppTask {
             }
             Decision::Go => {}
         }
-        let mut services: Vec<ServiceName> = target.services.keys().cloned().collect();
+        let mut services: Vec<ServiceName> = self
+            .app_target()
+            .map(|t| t.services.into_keys().collect())
+            .unwrap_or_default();
         services.extend(containers.iter().map(|c| c.service.clone()));
         services.sort();
         services.dedup();
         self.take_locks(&services, force.then_some(who))
             .await
             .map_err(|o| lock_refusal(what, o))
+    }
+}
+
+/// A start is refused while the device goes down: a reboot or power-off
+/// of ours (`powering`), or any shutdown stopping every container
+/// (`stopping`). It takes no lock, so nothing else holds it back.
+fn refuse_start_while_powering(
+    what: &str,
+    powering: bool,
+    stopping: bool,
+) -> Result<(), CommandError> {
+    match (powering, stopping) {
+        (false, false) => Ok(()),
+        _ => Err(CommandError::Failed(format!(
+            "the device is shutting down or rebooting; not going to {what}"
+        ))),
     }
 }
 
@@ -194,6 +215,19 @@ mod tests {
             status: String::new(),
             created: 0,
             image_id: String::new(),
+        }
+    }
+
+    #[test]
+    fn no_start_while_the_device_goes_down() {
+        assert!(refuse_start_while_powering("start a/b", false, false).is_ok());
+        for (powering, stopping) in [(true, false), (false, true), (true, true)] {
+            let e = refuse_start_while_powering("start a/b", powering, stopping).unwrap_err();
+            assert!(matches!(e, CommandError::Failed(_)));
+            assert_eq!(
+                e.to_string(),
+                "the device is shutting down or rebooting; not going to start a/b"
+            );
         }
     }
 
