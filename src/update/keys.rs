@@ -3,8 +3,10 @@
 //! app's API key, made when the app first appears in the target, rotated
 //! on request, removed when the app is gone. Keys are never logged.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
 
@@ -12,47 +14,82 @@ use crate::api::{self, ApiKeys};
 use crate::command::CommandError;
 use crate::config::Settings;
 use crate::devconfig::DeviceInfo;
-use crate::engine::{machine_arch, os_pretty_name};
+use crate::engine::{api_route, machine_arch, os_pretty_name, ApiRoute};
 use crate::names::AppName;
-use crate::target::{Injected, Target, DEFAULT_API_PORT};
+use crate::target::{Injected, Target, DEFAULT_API_PORT, SUPERVISOR_API_LABEL};
 
 /// os-release is small; anything bigger is not one.
 const MAX_OS_RELEASE_BYTES: u64 = 64 * 1024;
 
+/// What could not be read (os-release, an app's key) is read again this
+/// often until it is.
+pub(super) const RETRY: Duration = Duration::from_secs(5);
+
 /// The host's own values, read when the settings are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Host {
-    os_version: String,
+    /// os-release's `PRETTY_NAME` (empty when there is no os-release);
+    /// None while it could never be read (then nothing is injected).
+    os_version: Option<String>,
     arch: String,
 }
 
 impl Host {
-    pub fn read(settings: &Settings) -> Self {
-        let path = &settings.os_release;
-        let os_version = match crate::fsutil::read_regular(path, MAX_OS_RELEASE_BYTES) {
-            Ok(Some(bytes)) => os_pretty_name(&String::from_utf8_lossy(&bytes)),
-            Ok(None) => None,
-            Err(e) => {
-                tracing::warn!(file = %path.display(), error = %e, "cannot read os-release; containers get an empty BALENA_HOST_OS_VERSION");
-                None
+    /// Reads os-release (on the blocking pool). One that cannot be read
+    /// keeps the version `last` had; with none known, the host is not
+    /// known and the updater holds until a read succeeds.
+    pub async fn read(settings: &Settings, last: Option<&Host>) -> Self {
+        let path = settings.os_release.clone();
+        let shown = path.display().to_string();
+        let read = tokio::task::spawn_blocking(move || {
+            crate::fsutil::read_regular(&path, MAX_OS_RELEASE_BYTES)
+        })
+        .await
+        .expect("reading os-release does not panic");
+        let os_version = match read {
+            Ok(Some(bytes)) => {
+                Some(os_pretty_name(&String::from_utf8_lossy(&bytes)).unwrap_or_default())
             }
+            // No os-release at all: nothing to tell.
+            Ok(None) => Some(String::new()),
+            Err(e) => match last.map(|h| &h.os_version) {
+                Some(Some(v)) => {
+                    tracing::warn!(file = %shown, error = %e, "cannot read os-release: {e}; containers keep the BALENA_HOST_OS_VERSION last read");
+                    Some(v.clone())
+                }
+                // Said already; still not read.
+                Some(None) => None,
+                None => {
+                    tracing::error!(file = %shown, error = %e, "cannot read os-release: {e}; no container is made or changed until it reads (tried again every {}s)", RETRY.as_secs());
+                    None
+                }
+            },
         };
+        if last.is_some_and(|h| h.os_version.is_none()) && os_version.is_some() {
+            tracing::info!(file = %shown, "os-release reads again");
+        }
         Self {
-            os_version: os_version.unwrap_or_default(),
+            os_version,
             arch: machine_arch(),
         }
     }
 
-    /// The values every container of every app is told (no key yet).
-    pub fn injected(&self, device: &DeviceInfo) -> Injected {
-        Injected {
+    /// Whether os-release was read (else the updater holds).
+    pub fn known(&self) -> bool {
+        self.os_version.is_some()
+    }
+
+    /// The values every container of every app is told (no key yet); None
+    /// while os-release was never read.
+    pub fn injected(&self, device: &DeviceInfo) -> Option<Injected> {
+        Some(Injected {
             device_uuid: device.uuid.clone().unwrap_or_default(),
             device_type: device.device_type.clone().unwrap_or_default(),
             device_arch: self.arch.clone(),
-            os_version: self.os_version.clone(),
+            os_version: self.os_version.clone()?,
             api_port: self.port(Some(device)),
             api_key: None,
-        }
+        })
     }
 
     /// config.json's `listenPort`, else balena's 48484.
@@ -63,23 +100,56 @@ impl Host {
     }
 }
 
-/// Every app of the target has its key: read from its file, or made.
-/// A key file that cannot be read is reported (the app's containers then
-/// get no API variables) and left for the operator.
-pub(super) fn ensure(keys: &watch::Sender<Arc<ApiKeys>>, state_dir: &Path, target: &Target) {
-    let missing: Vec<&AppName> = {
+/// Every app of the target has its key: read from its file, or made (on
+/// the blocking pool). An app whose key file cannot be read is `held`:
+/// left out of what the updater changes (its containers stay as they
+/// are) until the key reads; reported once, read again at each pass.
+pub(super) async fn ensure(
+    keys: &watch::Sender<Arc<ApiKeys>>,
+    state_dir: &Path,
+    target: &Target,
+    held: &mut BTreeSet<AppName>,
+) {
+    let missing: Vec<AppName> = {
         let k = keys.borrow();
-        target.apps.keys().filter(|a| k.app(a).is_none()).collect()
+        target
+            .apps
+            .keys()
+            .filter(|a| k.app(a).is_none())
+            .cloned()
+            .collect()
     };
+    held.retain(|a| missing.contains(a));
     if missing.is_empty() {
         return;
     }
+    let dir = state_dir.to_owned();
+    let results = tokio::task::spawn_blocking(move || {
+        missing
+            .into_iter()
+            .map(|app| {
+                let r = api::load_or_create_app_key(&dir, &app);
+                (app, r)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .expect("reading the app keys does not panic");
     let mut found = Vec::new();
-    for app in missing {
-        // A few small files, once per app: not worth the blocking pool.
-        match api::load_or_create_app_key(state_dir, app) {
-            Ok(key) => found.push((app.clone(), key)),
-            Err(e) => tracing::error!(app = %app, error = %e, "app {app} has no HTTP API key: {e}"),
+    for (app, r) in results {
+        match r {
+            Ok(key) => {
+                if held.remove(&app) {
+                    tracing::info!(app = %app, "the HTTP API key of app {app} reads again; its updates go on");
+                }
+                found.push((app, key));
+            }
+            Err(e) => {
+                if held.insert(app.clone()) {
+                    tracing::error!(app = %app, error = %e,
+                        "app {app} is held: {e}; its containers are left as they are until its key reads (tried again every {}s)", RETRY.as_secs());
+                }
+            }
         }
     }
     if !found.is_empty() {
@@ -94,8 +164,12 @@ pub(super) fn ensure(keys: &watch::Sender<Arc<ApiKeys>>, state_dir: &Path, targe
 }
 
 /// The app is gone: so is its key.
-pub(super) fn forget(keys: &watch::Sender<Arc<ApiKeys>>, state_dir: &Path, app: &AppName) {
-    if let Err(e) = api::remove_app_key(state_dir, app) {
+pub(super) async fn forget(keys: &watch::Sender<Arc<ApiKeys>>, state_dir: &Path, app: &AppName) {
+    let (dir, a) = (state_dir.to_owned(), app.clone());
+    let removed = tokio::task::spawn_blocking(move || api::remove_app_key(&dir, &a))
+        .await
+        .expect("removing a key does not panic");
+    if let Err(e) = removed {
         tracing::warn!(app = %app, error = %e, "cannot remove the HTTP API key of app {app}, which is gone");
     }
     keys.send_if_modified(|k| {
@@ -109,7 +183,7 @@ pub(super) fn forget(keys: &watch::Sender<Arc<ApiKeys>>, state_dir: &Path, app: 
 }
 
 /// A new key for `app` (None: the device key), in force at once.
-pub(super) fn rotate(
+pub(super) async fn rotate(
     keys: &watch::Sender<Arc<ApiKeys>>,
     state_dir: &Path,
     app: Option<&AppName>,
@@ -119,7 +193,10 @@ pub(super) fn rotate(
         Some(a) => api::app_key_path(state_dir, a),
         None => api::device_key_path(state_dir),
     };
-    let key = api::rotate_key(&path).map_err(|e| CommandError::Failed(e.to_string()))?;
+    let key = tokio::task::spawn_blocking(move || api::rotate_key(&path))
+        .await
+        .expect("rotating a key does not panic")
+        .map_err(|e| CommandError::Failed(e.to_string()))?;
     keys.send_modify(|k| {
         let mut new = ApiKeys::clone(k);
         match app {
@@ -134,4 +211,156 @@ pub(super) fn rotate(
         None => tracing::info!(who = %who, "new device HTTP API key, asked by {who}"),
     }
     Ok(())
+}
+
+/// The target with each app's injected values: the device's, and the
+/// app's API key. A `held` app (its key cannot be read) keeps what it had
+/// in `prev`, the effective target before, so nothing of it changes; one
+/// that had nothing there is left out (and gets no task).
+pub(super) fn effective(
+    target: &Target,
+    device: &Injected,
+    keys: &ApiKeys,
+    held: &BTreeSet<AppName>,
+    prev: Option<&Target>,
+) -> Arc<Target> {
+    let mut t = target.clone();
+    t.apps
+        .retain(|app, _| !held.contains(app) || prev.is_some_and(|p| p.apps.contains_key(app)));
+    for (app, a) in t.apps.iter_mut() {
+        if held.contains(app) {
+            if let Some(old) = prev.and_then(|p| p.apps.get(app)) {
+                *a = old.clone();
+            }
+            continue;
+        }
+        a.injected = Some(Arc::new(Injected {
+            api_key: keys.app(app).map(str::to_owned),
+            ..device.clone()
+        }));
+    }
+    Arc::new(t)
+}
+
+/// Whether a service with host networking asks for the API: then it is
+/// served on loopback too.
+pub(super) fn wants_loopback(target: &Target) -> bool {
+    target.apps.iter().any(|(app, a)| {
+        a.services.iter().any(|(name, s)| {
+            s.labels.contains_key(SUPERVISOR_API_LABEL)
+                && api_route(app, a, name) == ApiRoute::Loopback
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::target::parse;
+
+    fn app(name: &str) -> AppName {
+        AppName::new(name).unwrap()
+    }
+
+    fn target(release: &str) -> Target {
+        let svc =
+            r#"{"main": {"image": "img", "labels": {"io.balena.features.supervisor-api": "1"}}}"#;
+        parse(
+            &format!(
+                r#"{{"version": 1, "apps": {{"a1": {{"release": "{release}", "services": {svc} }}, "a2": {{"release": "{release}", "services": {svc} }} }} }}"#
+            ),
+            "test",
+        )
+        .unwrap()
+    }
+
+    fn keys() -> ApiKeys {
+        let mut k = ApiKeys::new(None);
+        k.set_app(app("a1"), "k1k1k1k1k1k1k1k1k1".into());
+        k.set_app(app("a2"), "k2k2k2k2k2k2k2k2k2".into());
+        k
+    }
+
+    #[test]
+    fn a_held_app_keeps_what_it_had() {
+        let device = Injected::default();
+        let before = effective(&target("r1"), &device, &keys(), &BTreeSet::new(), None);
+        // a2's key cannot be read now (it is not in the keys), and a new
+        // release comes: a2 keeps r1 with its old key, a1 moves on.
+        let mut k = keys();
+        k.remove_app(&app("a2"));
+        let held = BTreeSet::from([app("a2")]);
+        let after = effective(&target("r2"), &device, &k, &held, Some(&before));
+        assert_eq!(after.apps[&app("a1")].release, "r2");
+        assert_eq!(after.apps[&app("a2")], before.apps[&app("a2")]);
+        let i = after.apps[&app("a2")].injected.as_deref().unwrap();
+        assert_eq!(i.api_key.as_deref(), Some("k2k2k2k2k2k2k2k2k2"));
+    }
+
+    #[test]
+    fn a_held_app_never_seen_is_left_out() {
+        let mut k = keys();
+        k.remove_app(&app("a2"));
+        let held = BTreeSet::from([app("a2")]);
+        let t = effective(&target("r1"), &Injected::default(), &k, &held, None);
+        assert!(t.apps.contains_key(&app("a1")));
+        assert!(
+            !t.apps.contains_key(&app("a2")),
+            "no target without its key"
+        );
+    }
+
+    fn settings(os_release: &Path) -> Settings {
+        Settings {
+            os_release: os_release.to_owned(),
+            ..Settings::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn os_release_not_read_is_not_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("os-release");
+        // Absent: nothing to tell, known.
+        let absent = Host::read(&settings(&path), None).await;
+        assert!(absent.known());
+        assert_eq!(
+            absent.injected(&DeviceInfo::default()).unwrap().os_version,
+            ""
+        );
+        // Read.
+        std::fs::write(&path, "PRETTY_NAME=\"Holdfast OS 1\"\n").unwrap();
+        let read = Host::read(&settings(&path), None).await;
+        assert_eq!(
+            read.injected(&DeviceInfo::default()).unwrap().os_version,
+            "Holdfast OS 1"
+        );
+        // Cannot be read (not a regular file): the last value stays ...
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        let kept = Host::read(&settings(&path), Some(&read)).await;
+        assert_eq!(kept, read);
+        // ... and with none, nothing is known: no injected values.
+        let unknown = Host::read(&settings(&path), None).await;
+        assert!(!unknown.known());
+        assert!(unknown.injected(&DeviceInfo::default()).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_key_that_cannot_be_read_holds_its_app() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = watch::channel(Arc::new(ApiKeys::new(None))).0;
+        // a2's key file is a directory: an error, never a new key.
+        std::fs::create_dir_all(api::app_key_path(dir.path(), &app("a2"))).unwrap();
+        let mut held = BTreeSet::new();
+        ensure(&keys, dir.path(), &target("r1"), &mut held).await;
+        assert!(keys.borrow().app(&app("a1")).is_some());
+        assert!(keys.borrow().app(&app("a2")).is_none());
+        assert_eq!(held, BTreeSet::from([app("a2")]));
+        // It reads again (here: removed, so made anew).
+        std::fs::remove_dir(api::app_key_path(dir.path(), &app("a2"))).unwrap();
+        ensure(&keys, dir.path(), &target("r1"), &mut held).await;
+        assert!(keys.borrow().app(&app("a2")).is_some());
+        assert!(held.is_empty());
+    }
 }

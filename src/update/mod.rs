@@ -24,12 +24,11 @@ use crate::api::{ApiKeys, AppListeners};
 use crate::command::{Command, CommandError, Handle};
 use crate::config::Settings;
 use crate::devconfig::DeviceInfo;
-use crate::engine::{api_route, ApiRoute};
 use crate::fsutil::atomic_write;
 use crate::logging::msgid;
 use crate::model::{Snapshot, UpdateStatus};
 use crate::names::AppName;
-use crate::target::{Injected, Target, SUPERVISOR_API_LABEL};
+use crate::target::Target;
 use crate::timer::sleep_until;
 use app::{AppRequest, AppTask};
 use exec::{Executor, Policy};
@@ -68,7 +67,12 @@ impl Updates {
         let (exec_tx, exec_rx) = watch::channel(self.executor(&engine, &lock_root, &state_dir));
         // The target with the injected values, as the app tasks see it.
         let (effective_tx, effective_rx) = watch::channel(None::<Arc<Target>>);
-        let mut host = keys::Host::read(&self.settings.borrow());
+        let settings = self.settings.borrow().clone();
+        let mut host = keys::Host::read(&settings, None).await;
+        // Apps whose key cannot be read: left as they are until it reads.
+        let mut held: BTreeSet<AppName> = BTreeSet::new();
+        // os-release or a key to read again.
+        let mut retry_at = None;
         let mut dirty = true;
         let mut apps: BTreeMap<AppName, mpsc::UnboundedSender<AppRequest>> = BTreeMap::new();
         let mut tasks: JoinSet<AppName> = JoinSet::new();
@@ -84,14 +88,19 @@ impl Updates {
                 let raw = self.target.borrow_and_update().clone();
                 let device = self.device.borrow_and_update().clone();
                 if let Some(t) = &raw {
-                    keys::ensure(&self.keys, &state_dir, t);
+                    keys::ensure(&self.keys, &state_dir, t, &mut held).await;
                 }
+                let prev = effective_rx.borrow().clone();
                 let new = device
-                    .and_then(|d| Some((raw?, d)))
-                    .map(|(t, d)| effective(&t, &host.injected(&d), &self.keys.borrow()));
+                    .and_then(|d| Some((raw?, host.injected(&d)?)))
+                    .map(|(t, i)| {
+                        keys::effective(&t, &i, &self.keys.borrow(), &held, prev.as_deref())
+                    });
+                retry_at =
+                    (!host.known() || !held.is_empty()).then(|| Instant::now() + keys::RETRY);
                 self.listeners.configure(
                     host.port(self.device.borrow().as_ref()),
-                    new.as_deref().is_some_and(wants_loopback),
+                    new.as_deref().is_some_and(keys::wants_loopback),
                 );
                 let changed = effective_tx.send_if_modified(|cur| {
                     let changed = *cur != new;
@@ -107,7 +116,10 @@ impl Updates {
                 std::mem::replace(&mut s.target, target.is_some()) != target.is_some()
             });
             if let Some(t) = &target {
-                let wanted: BTreeSet<&AppName> = t.apps.keys().chain(in_engine.iter()).collect();
+                // A held app not in the effective target gets no task: its
+                // containers stay as they are.
+                let leaving = in_engine.iter().filter(|a| !held.contains(*a));
+                let wanted: BTreeSet<&AppName> = t.apps.keys().chain(leaving).collect();
                 for app in wanted {
                     if !apps.contains_key(app) {
                         let (tx, rx) = mpsc::unbounded_channel();
@@ -141,9 +153,18 @@ impl Updates {
                     if r.is_err() { return }
                     dirty = true;
                 }
+                _ = sleep_until(retry_at) => {
+                    retry_at = None;
+                    if !host.known() {
+                        let settings = self.settings.borrow().clone();
+                        host = keys::Host::read(&settings, Some(&host)).await;
+                    }
+                    dirty = true;
+                }
                 r = self.settings.changed() => {
                     if r.is_err() { return }
-                    let new_host = keys::Host::read(&self.settings.borrow_and_update());
+                    let settings = self.settings.borrow_and_update().clone();
+                    let new_host = keys::Host::read(&settings, Some(&host)).await;
                     if new_host != host {
                         host = new_host;
                         dirty = true;
@@ -161,7 +182,7 @@ impl Updates {
                         in_engine.remove(&app);
                         let raw = self.target.borrow().clone();
                         if !raw.is_some_and(|t| t.apps.contains_key(&app)) {
-                            keys::forget(&self.keys, &state_dir, &app);
+                            keys::forget(&self.keys, &state_dir, &app).await;
                         }
                         // Its volumes may now be orphans: look again.
                         discover_at = Some(Instant::now());
@@ -254,7 +275,7 @@ impl Updates {
                             Some(a) if !in_target(a) => Err(CommandError::NotFound(format!(
                                 "app {a} is not in the target; only an app in the target has a key"
                             ))),
-                            _ => keys::rotate(&self.keys, &state_dir, app.as_ref(), &who),
+                            _ => keys::rotate(&self.keys, &state_dir, app.as_ref(), &who).await,
                         };
                         dirty |= r.is_ok();
                         let _ = reply.send(r);
@@ -299,30 +320,6 @@ impl Updates {
             auth,
         )
     }
-}
-
-/// The target with each app's injected values: the device's, and the
-/// app's API key.
-fn effective(target: &Target, device: &Injected, keys: &ApiKeys) -> Arc<Target> {
-    let mut t = target.clone();
-    for (app, a) in t.apps.iter_mut() {
-        a.injected = Some(Arc::new(Injected {
-            api_key: keys.app(app).map(str::to_owned),
-            ..device.clone()
-        }));
-    }
-    Arc::new(t)
-}
-
-/// Whether a service with host networking asks for the API: then it is
-/// served on loopback too.
-fn wants_loopback(target: &Target) -> bool {
-    target.apps.iter().any(|(app, a)| {
-        a.services.iter().any(|(name, s)| {
-            s.labels.contains_key(SUPERVISOR_API_LABEL)
-                && api_route(app, a, name) == ApiRoute::Loopback
-        })
-    })
 }
 
 /// Apps the engine has managed containers or networks of, and the
