@@ -189,14 +189,19 @@ pub(super) async fn rotate(
     app: Option<&AppName>,
     who: &str,
 ) -> Result<(), CommandError> {
-    let path = match app {
-        Some(a) => api::app_key_path(state_dir, a),
-        None => api::device_key_path(state_dir),
+    let (dir, path) = match app {
+        Some(a) => (Some(state_dir.to_owned()), api::app_key_path(state_dir, a)),
+        None => (None, api::device_key_path(state_dir)),
     };
-    let key = tokio::task::spawn_blocking(move || api::rotate_key(&path))
-        .await
-        .expect("rotating a key does not panic")
-        .map_err(|e| CommandError::Failed(e.to_string()))?;
+    let key = tokio::task::spawn_blocking(move || {
+        if let Some(dir) = dir {
+            api::app_key_dir(&dir, true)?;
+        }
+        api::rotate_key(&path)
+    })
+    .await
+    .expect("rotating a key does not panic")
+    .map_err(|e| CommandError::Failed(e.to_string()))?;
     keys.send_modify(|k| {
         let mut new = ApiKeys::clone(k);
         match app {
