@@ -74,6 +74,10 @@ pub async fn serve(api: Api, socket: PathBuf, tcp: Option<std::net::SocketAddr>)
 #[derive(Clone)]
 pub struct AppListeners {
     inner: Arc<Mutex<Listening>>,
+    /// One listing of the networks at a time, across every clone (every
+    /// executor, old and new), so that the last listing is the one in
+    /// force.
+    listing: Arc<tokio::sync::Mutex<()>>,
 }
 
 struct Listening {
@@ -108,6 +112,7 @@ impl AppListeners {
                 loops: BTreeMap::new(),
                 failed: BTreeSet::new(),
             })),
+            listing: Arc::default(),
         }
     }
 
@@ -120,9 +125,34 @@ impl AppListeners {
         })
     }
 
-    /// The host addresses of the app networks there are now.
-    pub fn set_networks(&self, networks: BTreeSet<IpAddr>) {
+    /// The host addresses of the app networks there are now, as `list`
+    /// finds them: listing and applying its answer happen under one lock
+    /// that all clones share, so an older listing never overwrites a newer
+    /// one.
+    pub async fn list_networks<E>(
+        &self,
+        list: impl std::future::Future<Output = Result<BTreeSet<IpAddr>, E>>,
+    ) -> Result<(), E> {
+        let _one = self.listing.lock().await;
+        let networks = list.await?;
+        self.set_networks(networks);
+        Ok(())
+    }
+
+    fn set_networks(&self, networks: BTreeSet<IpAddr>) {
         self.update(|l| l.networks = networks)
+    }
+
+    #[cfg(test)]
+    fn networks(&self) -> BTreeSet<IpAddr> {
+        self.lock().networks.clone()
+    }
+
+    /// Whether it listens on `ip` at the port in force (with a device key:
+    /// without one there is nothing to listen for, and this is true).
+    pub fn listening_on(&self, ip: IpAddr) -> bool {
+        let l = self.lock();
+        l.app.is_none() || l.loops.contains_key(&SocketAddr::new(ip, l.port))
     }
 
     /// Where it listens now.
