@@ -63,6 +63,17 @@ pub fn device_key_path(state_dir: &Path) -> PathBuf {
     state_dir.join("api-key")
 }
 
+/// The device's secret that app keys are hashed with for config hashes
+/// (`Injected::key_fingerprint`); made like a key, never shown.
+pub fn hash_secret_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("hash-secret")
+}
+
+/// The hash secret (`hash_secret_path`), made once like the device key.
+pub fn load_or_create_hash_secret(state_dir: &Path) -> Result<String, KeyError> {
+    load_or_create(&hash_secret_path(state_dir))
+}
+
 /// An app's key file.
 pub fn app_key_path(state_dir: &Path, app: &AppName) -> PathBuf {
     state_dir.join("api-keys").join(app.as_str())

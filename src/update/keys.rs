@@ -89,6 +89,7 @@ impl Host {
             os_version: self.os_version.clone()?,
             api_port: self.port(Some(device)),
             api_key: None,
+            hash_secret: String::new(),
         })
     }
 
@@ -97,6 +98,25 @@ impl Host {
         device
             .and_then(|d| d.listen_port)
             .unwrap_or(DEFAULT_API_PORT)
+    }
+}
+
+/// The secret app keys are hashed with (`Injected::hash_secret`), read
+/// or made on the blocking pool; None (reported when `report`) when it
+/// cannot be had: then the updater holds.
+pub(super) async fn hash_secret(state_dir: &Path, report: bool) -> Option<String> {
+    let dir = state_dir.to_owned();
+    let r = tokio::task::spawn_blocking(move || api::load_or_create_hash_secret(&dir))
+        .await
+        .expect("reading the hash secret does not panic");
+    match r {
+        Ok(s) => Some(s),
+        Err(e) => {
+            if report {
+                tracing::error!(error = %e, "{e}; no container is made or changed until it reads (tried again every {}s)", RETRY.as_secs());
+            }
+            None
+        }
     }
 }
 

@@ -28,7 +28,7 @@ use crate::fsutil::atomic_write;
 use crate::logging::msgid;
 use crate::model::{Snapshot, UpdateStatus};
 use crate::names::AppName;
-use crate::target::Target;
+use crate::target::{Injected, Target};
 use crate::timer::sleep_until;
 use app::{AppRequest, AppTask};
 use exec::{Executor, Policy};
@@ -69,6 +69,8 @@ impl Updates {
         let (effective_tx, effective_rx) = watch::channel(None::<Arc<Target>>);
         let settings = self.settings.borrow().clone();
         let mut host = keys::Host::read(&settings, None).await;
+        // What app keys are hashed with in config hashes.
+        let mut secret = keys::hash_secret(&state_dir, true).await;
         // Apps whose key cannot be read: left as they are until it reads.
         let mut held: BTreeSet<AppName> = BTreeSet::new();
         // os-release or a key to read again.
@@ -92,12 +94,13 @@ impl Updates {
                 }
                 let prev = effective_rx.borrow().clone();
                 let new = device
-                    .and_then(|d| Some((raw?, host.injected(&d)?)))
-                    .map(|(t, i)| {
+                    .and_then(|d| Some((raw?, host.injected(&d)?, secret.clone()?)))
+                    .map(|(t, i, hash_secret)| {
+                        let i = Injected { hash_secret, ..i };
                         keys::effective(&t, &i, &self.keys.borrow(), &held, prev.as_deref())
                     });
-                retry_at =
-                    (!host.known() || !held.is_empty()).then(|| Instant::now() + keys::RETRY);
+                retry_at = (!host.known() || !held.is_empty() || secret.is_none())
+                    .then(|| Instant::now() + keys::RETRY);
                 self.listeners.configure(
                     host.port(self.device.borrow().as_ref()),
                     new.as_deref().is_some_and(keys::wants_loopback),
@@ -158,6 +161,9 @@ impl Updates {
                     if !host.known() {
                         let settings = self.settings.borrow().clone();
                         host = keys::Host::read(&settings, Some(&host)).await;
+                    }
+                    if secret.is_none() {
+                        secret = keys::hash_secret(&state_dir, false).await;
                     }
                     dirty = true;
                 }
