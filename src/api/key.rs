@@ -322,6 +322,10 @@ pub struct ApiKeys {
     /// None when the device key could not be had (then there is no API).
     device: Option<String>,
     apps: BTreeMap<AppName, String>,
+    /// An app's key before it was rotated, still accepted for that app
+    /// while its containers may hold it (they get the new one only when
+    /// the app's locks let them be made again).
+    previous: BTreeMap<AppName, String>,
 }
 
 impl std::fmt::Debug for ApiKeys {
@@ -329,6 +333,7 @@ impl std::fmt::Debug for ApiKeys {
         f.debug_struct("ApiKeys")
             .field("device", &self.device.is_some())
             .field("apps", &self.apps.keys().collect::<Vec<_>>())
+            .field("previous", &self.previous.keys().collect::<Vec<_>>())
             .finish()
     }
 }
@@ -338,6 +343,7 @@ impl ApiKeys {
         Self {
             device,
             apps: BTreeMap::new(),
+            previous: BTreeMap::new(),
         }
     }
 
@@ -350,7 +356,7 @@ impl ApiKeys {
                 found = Some(Scope::Device);
             }
         }
-        for (app, key) in &self.apps {
+        for (app, key) in self.apps.iter().chain(&self.previous) {
             if same_secret(given.as_bytes(), key.as_bytes()) && found.is_none() {
                 found = Some(Scope::App(app.clone()));
             }
@@ -374,8 +380,28 @@ impl ApiKeys {
         self.apps.insert(app, key);
     }
 
+    /// A rotated key: the new one in force, the one the app's containers
+    /// were made with still accepted until `drop_previous` (a second
+    /// rotation meanwhile keeps the first one: that is what they hold).
+    pub fn rotate_app(&mut self, app: AppName, key: String) {
+        if let Some(old) = self.apps.insert(app.clone(), key) {
+            self.previous.entry(app).or_insert(old);
+        }
+    }
+
+    /// The apps whose previous key is still accepted.
+    pub fn previous_apps(&self) -> impl Iterator<Item = &AppName> {
+        self.previous.keys()
+    }
+
+    /// The app's containers all have its new key: the old one is refused.
+    pub fn drop_previous(&mut self, app: &AppName) -> bool {
+        self.previous.remove(app).is_some()
+    }
+
     pub fn remove_app(&mut self, app: &AppName) -> bool {
-        self.apps.remove(app).is_some()
+        let old = self.previous.remove(app).is_some();
+        self.apps.remove(app).is_some() || old
     }
 }
 

@@ -84,6 +84,9 @@ struct Listening {
     /// None: there is no API (no device key); nothing is listened on.
     app: Option<Router>,
     port: u16,
+    /// Ports listened on beside `port` on the same addresses: earlier
+    /// ones some containers were told and still hold.
+    kept: BTreeSet<u16>,
     loopback: bool,
     networks: BTreeSet<IpAddr>,
     /// The bound addresses and their accept loops.
@@ -107,6 +110,7 @@ impl AppListeners {
             inner: Arc::new(Mutex::new(Listening {
                 app: api.map(|a| with_limits(router(a))),
                 port: crate::target::DEFAULT_API_PORT,
+                kept: BTreeSet::new(),
                 loopback: false,
                 networks: BTreeSet::new(),
                 loops: BTreeMap::new(),
@@ -123,6 +127,12 @@ impl AppListeners {
             l.port = port;
             l.loopback = loopback;
         })
+    }
+
+    /// Earlier ports still listened on, beside the one in force, while
+    /// containers told them run.
+    pub fn keep_ports(&self, ports: BTreeSet<u16>) {
+        self.update(|l| l.kept = ports)
     }
 
     /// The host addresses of the app networks there are now, as `list`
@@ -170,14 +180,15 @@ impl AppListeners {
         let mut l = self.lock();
         change(&mut l);
         let Some(app) = l.app.clone() else { return };
-        let mut want: BTreeSet<SocketAddr> = l
-            .networks
-            .iter()
-            .map(|ip| SocketAddr::new(*ip, l.port))
-            .collect();
+        let ports: BTreeSet<u16> = l.kept.iter().copied().chain([l.port]).collect();
+        let mut ips: Vec<IpAddr> = l.networks.iter().copied().collect();
         if l.loopback {
-            want.insert(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), l.port));
+            ips.push(Ipv4Addr::LOCALHOST.into());
         }
+        let want: BTreeSet<SocketAddr> = ips
+            .iter()
+            .flat_map(|ip| ports.iter().map(|p| SocketAddr::new(*ip, *p)))
+            .collect();
         l.loops.retain(|addr, task| {
             let keep = want.contains(addr);
             if !keep {

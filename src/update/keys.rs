@@ -202,7 +202,9 @@ pub(super) async fn forget(keys: &watch::Sender<Arc<ApiKeys>>, state_dir: &Path,
     });
 }
 
-/// A new key for `app` (None: the device key), in force at once.
+/// A new key for `app` (None: the device key), in force at once; an
+/// app's old key stays accepted until its containers have the new one
+/// (`settle`).
 pub(super) async fn rotate(
     keys: &watch::Sender<Arc<ApiKeys>>,
     state_dir: &Path,
@@ -225,14 +227,14 @@ pub(super) async fn rotate(
     keys.send_modify(|k| {
         let mut new = ApiKeys::clone(k);
         match app {
-            Some(a) => new.set_app(a.clone(), key),
+            Some(a) => new.rotate_app(a.clone(), key),
             None => new.set_device(key),
         }
         *k = Arc::new(new);
     });
     match app {
         Some(a) => tracing::info!(app = %a, who = %who,
-            "new HTTP API key for app {a}, asked by {who}; its containers labelled for the API are made again with it, under its locks"),
+            "new HTTP API key for app {a}, asked by {who}; its containers labelled for the API are made again with it, under its locks; the old key is accepted for app {a} until they are"),
         None => tracing::info!(who = %who, "new device HTTP API key, asked by {who}"),
     }
     Ok(())
@@ -278,114 +280,45 @@ pub(super) fn wants_loopback(target: &Target) -> bool {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::target::parse;
-
-    fn app(name: &str) -> AppName {
-        AppName::new(name).unwrap()
-    }
-
-    fn target(release: &str) -> Target {
-        let svc =
-            r#"{"main": {"image": "img", "labels": {"io.balena.features.supervisor-api": "1"}}}"#;
-        parse(
-            &format!(
-                r#"{{"version": 1, "apps": {{"a1": {{"release": "{release}", "services": {svc} }}, "a2": {{"release": "{release}", "services": {svc} }} }} }}"#
-            ),
-            "test",
-        )
-        .unwrap()
-    }
-
-    fn keys() -> ApiKeys {
-        let mut k = ApiKeys::new(None);
-        k.set_app(app("a1"), "k1k1k1k1k1k1k1k1k1".into());
-        k.set_app(app("a2"), "k2k2k2k2k2k2k2k2k2".into());
-        k
-    }
-
-    #[test]
-    fn a_held_app_keeps_what_it_had() {
-        let device = Injected::default();
-        let before = effective(&target("r1"), &device, &keys(), &BTreeSet::new(), None);
-        // a2's key cannot be read now (it is not in the keys), and a new
-        // release comes: a2 keeps r1 with its old key, a1 moves on.
-        let mut k = keys();
-        k.remove_app(&app("a2"));
-        let held = BTreeSet::from([app("a2")]);
-        let after = effective(&target("r2"), &device, &k, &held, Some(&before));
-        assert_eq!(after.apps[&app("a1")].release, "r2");
-        assert_eq!(after.apps[&app("a2")], before.apps[&app("a2")]);
-        let i = after.apps[&app("a2")].injected.as_deref().unwrap();
-        assert_eq!(i.api_key.as_deref(), Some("k2k2k2k2k2k2k2k2k2"));
-    }
-
-    #[test]
-    fn a_held_app_never_seen_is_left_out() {
-        let mut k = keys();
-        k.remove_app(&app("a2"));
-        let held = BTreeSet::from([app("a2")]);
-        let t = effective(&target("r1"), &Injected::default(), &k, &held, None);
-        assert!(t.apps.contains_key(&app("a1")));
-        assert!(
-            !t.apps.contains_key(&app("a2")),
-            "no target without its key"
-        );
-    }
-
-    fn settings(os_release: &Path) -> Settings {
-        Settings {
-            os_release: os_release.to_owned(),
-            ..Settings::default()
-        }
-    }
-
-    #[tokio::test]
-    async fn os_release_not_read_is_not_empty() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("os-release");
-        // Absent: nothing to tell, known.
-        let absent = Host::read(&settings(&path), None).await;
-        assert!(absent.known());
-        assert_eq!(
-            absent.injected(&DeviceInfo::default()).unwrap().os_version,
-            ""
-        );
-        // Read.
-        std::fs::write(&path, "PRETTY_NAME=\"Holdfast OS 1\"\n").unwrap();
-        let read = Host::read(&settings(&path), None).await;
-        assert_eq!(
-            read.injected(&DeviceInfo::default()).unwrap().os_version,
-            "Holdfast OS 1"
-        );
-        // Cannot be read (not a regular file): the last value stays ...
-        std::fs::remove_file(&path).unwrap();
-        std::fs::create_dir(&path).unwrap();
-        let kept = Host::read(&settings(&path), Some(&read)).await;
-        assert_eq!(kept, read);
-        // ... and with none, nothing is known: no injected values.
-        let unknown = Host::read(&settings(&path), None).await;
-        assert!(!unknown.known());
-        assert!(unknown.injected(&DeviceInfo::default()).is_none());
-    }
-
-    #[tokio::test]
-    async fn a_key_that_cannot_be_read_holds_its_app() {
-        let dir = tempfile::tempdir().unwrap();
-        let keys = watch::channel(Arc::new(ApiKeys::new(None))).0;
-        // a2's key file is a directory: an error, never a new key.
-        std::fs::create_dir_all(api::app_key_path(dir.path(), &app("a2"))).unwrap();
-        let mut held = BTreeSet::new();
-        ensure(&keys, dir.path(), &target("r1"), &mut held).await;
-        assert!(keys.borrow().app(&app("a1")).is_some());
-        assert!(keys.borrow().app(&app("a2")).is_none());
-        assert_eq!(held, BTreeSet::from([app("a2")]));
-        // It reads again (here: removed, so made anew).
-        std::fs::remove_dir(api::app_key_path(dir.path(), &app("a2"))).unwrap();
-        ensure(&keys, dir.path(), &target("r1"), &mut held).await;
-        assert!(keys.borrow().app(&app("a2")).is_some());
-        assert!(held.is_empty());
-    }
+/// The apps with a container that may hold what they were told before
+/// (an old key, an old port): one whose config hash is not its service's
+/// in the effective target, or whose service or app is not in it.
+pub(super) async fn stale_apps(
+    exec: &crate::update::exec::Executor,
+    target: Option<&Target>,
+) -> Result<BTreeSet<AppName>, crate::engine::EngineError> {
+    let containers = exec.containers(None).await?;
+    Ok(containers
+        .into_iter()
+        .filter(|c| {
+            let app = target.and_then(|t| t.apps.get(&c.app));
+            !app.is_some_and(|a| {
+                a.services.contains_key(&c.service) && a.config_hash(&c.service) == c.hash
+            })
+        })
+        .map(|c| c.app)
+        .collect())
 }
+
+/// After a look at the containers: the previous key of each app whose
+/// containers are all current is refused from now on. Whether anything
+/// is still pending (a previous key kept).
+pub(super) fn settle(keys: &watch::Sender<Arc<ApiKeys>>, stale: &BTreeSet<AppName>) -> bool {
+    keys.send_if_modified(|k| {
+        let done: Vec<AppName> = k.previous_apps().filter(|a| !stale.contains(*a)).cloned().collect();
+        if done.is_empty() {
+            return false;
+        }
+        let mut new = ApiKeys::clone(k);
+        for app in done {
+            new.drop_previous(&app);
+            tracing::info!(app = %app, "the containers of app {app} all have its new HTTP API key; its old key is refused from now on");
+        }
+        *k = Arc::new(new);
+        true
+    });
+    keys.borrow().previous_apps().next().is_some()
+}
+
+#[cfg(test)]
+mod tests;

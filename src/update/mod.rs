@@ -35,6 +35,9 @@ use exec::{Executor, Policy};
 
 const DISCOVER_RETRY_MIN: Duration = Duration::from_millis(100);
 const DISCOVER_RETRY_MAX: Duration = Duration::from_secs(5);
+/// While an old key or port is kept for containers that may hold it, the
+/// containers are looked at this often.
+const SETTLE_EVERY: Duration = Duration::from_secs(2);
 
 type EngineSettings = (PathBuf, Policy, PathBuf);
 
@@ -75,6 +78,11 @@ impl Updates {
         let mut held: BTreeSet<AppName> = BTreeSet::new();
         // os-release or a key to read again.
         let mut retry_at = None;
+        // The API's port in force, and earlier ones containers may hold.
+        let mut port_now = None;
+        let mut old_ports: BTreeSet<u16> = BTreeSet::new();
+        // A look at whether containers still hold an old key or port.
+        let mut settle_at = None;
         let mut dirty = true;
         let mut apps: BTreeMap<AppName, mpsc::UnboundedSender<AppRequest>> = BTreeMap::new();
         let mut tasks: JoinSet<AppName> = JoinSet::new();
@@ -101,10 +109,14 @@ impl Updates {
                     });
                 retry_at = (!host.known() || !held.is_empty() || secret.is_none())
                     .then(|| Instant::now() + keys::RETRY);
-                self.listeners.configure(
-                    host.port(self.device.borrow().as_ref()),
-                    new.as_deref().is_some_and(keys::wants_loopback),
-                );
+                let port = host.port(self.device.borrow().as_ref());
+                if let Some(old) = port_now.replace(port).filter(|p| *p != port) {
+                    old_ports.insert(old);
+                }
+                old_ports.remove(&port);
+                self.listeners.keep_ports(old_ports.clone());
+                self.listeners
+                    .configure(port, new.as_deref().is_some_and(keys::wants_loopback));
                 let changed = effective_tx.send_if_modified(|cur| {
                     let changed = *cur != new;
                     *cur = new.clone();
@@ -112,6 +124,11 @@ impl Updates {
                 });
                 if changed && new.is_some() {
                     discover_at = Some(Instant::now());
+                }
+                let pending =
+                    !old_ports.is_empty() || self.keys.borrow().previous_apps().next().is_some();
+                if pending && settle_at.is_none() {
+                    settle_at = Some(Instant::now() + SETTLE_EVERY);
                 }
             }
             let target = effective_rx.borrow().clone();
@@ -155,6 +172,27 @@ impl Updates {
                 r = self.device.changed() => {
                     if r.is_err() { return }
                     dirty = true;
+                }
+                _ = sleep_until(settle_at) => {
+                    settle_at = None;
+                    let exec = exec_rx.borrow().clone();
+                    match keys::stale_apps(&exec, target.as_deref()).await {
+                        Ok(stale) => {
+                            let pending = keys::settle(&self.keys, &stale);
+                            if stale.is_empty() && !old_ports.is_empty() {
+                                tracing::info!(ports = ?old_ports, "every container has the API's port in force; the API no longer listens on {old_ports:?}");
+                                old_ports.clear();
+                                self.listeners.keep_ports(BTreeSet::new());
+                            }
+                            if pending || !old_ports.is_empty() {
+                                settle_at = Some(Instant::now() + SETTLE_EVERY);
+                            }
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, "cannot list the containers; looking again later");
+                            settle_at = Some(Instant::now() + SETTLE_EVERY);
+                        }
+                    }
                 }
                 _ = sleep_until(retry_at) => {
                     retry_at = None;

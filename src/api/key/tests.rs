@@ -229,3 +229,26 @@ fn an_app_key_directory_someone_else_owns_is_refused() {
     let e = app_key_dir(dir.path(), true).unwrap_err();
     assert!(e.to_string().contains("belongs to uid"), "{e}");
 }
+
+#[test]
+fn a_rotated_app_key_is_accepted_until_dropped() {
+    let app1 = AppName::new("app1").unwrap();
+    let mut keys = ApiKeys::new(Some("device-key-0123456789".into()));
+    keys.set_app(app1.clone(), "first-key-0123456789".into());
+    keys.rotate_app(app1.clone(), "second-key-0123456789".into());
+    keys.rotate_app(app1.clone(), "third-key-0123456789".into());
+    let app = Some(Scope::App(app1.clone()));
+    assert_eq!(keys.scope_of("third-key-0123456789"), app);
+    // What the containers were made with, not the one between.
+    assert_eq!(keys.scope_of("first-key-0123456789"), app);
+    assert_eq!(keys.scope_of("second-key-0123456789"), None);
+    assert_eq!(keys.previous_apps().collect::<Vec<_>>(), [&app1]);
+    assert!(!format!("{keys:?}").contains("first-key"));
+    assert!(keys.drop_previous(&app1));
+    assert_eq!(keys.scope_of("first-key-0123456789"), None);
+    assert_eq!(keys.scope_of("third-key-0123456789"), app);
+    // Gone with its app.
+    keys.rotate_app(app1.clone(), "fourth-key-0123456789".into());
+    assert!(keys.remove_app(&app1));
+    assert_eq!(keys.scope_of("third-key-0123456789"), None);
+}

@@ -255,6 +255,7 @@ async fn app_listeners_follow_the_networks_and_the_port() {
         inner: Arc::new(Mutex::new(Listening {
             app: Some(api),
             port: 0,
+            kept: Default::default(),
             loopback: false,
             networks: Default::default(),
             loops: Default::default(),
@@ -346,4 +347,41 @@ async fn an_older_listing_never_overwrites_a_newer_one() {
 fn without_a_device_key_there_is_nothing_to_wait_for() {
     let listeners = AppListeners::new(None);
     assert!(listeners.listening_on(std::net::Ipv4Addr::new(10, 0, 0, 1).into()));
+}
+
+#[tokio::test]
+async fn a_kept_port_is_listened_on_beside_the_one_in_force() {
+    use std::net::Ipv4Addr;
+    let api = Router::new().route("/ping", get(|| async { "OK" }));
+    let listeners = AppListeners {
+        inner: Arc::new(Mutex::new(Listening {
+            app: Some(api),
+            port: 0,
+            kept: Default::default(),
+            loopback: false,
+            networks: Default::default(),
+            loops: Default::default(),
+            failed: Default::default(),
+        })),
+        listing: Arc::default(),
+    };
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (old, new) = (free(), free());
+    let a: IpAddr = Ipv4Addr::new(127, 0, 0, 4).into();
+    listeners.configure(old, false);
+    listeners.set_networks([a].into());
+    listeners.keep_ports([old].into());
+    listeners.configure(new, false);
+    assert_eq!(
+        listeners.bound(),
+        [SocketAddr::new(a, old), SocketAddr::new(a, new)]
+    );
+    listeners.keep_ports(Default::default());
+    assert_eq!(listeners.bound(), [SocketAddr::new(a, new)]);
 }
