@@ -5,6 +5,7 @@
 //! them, and saves their states in `apps.json`.
 
 mod app;
+mod discover;
 pub mod exec;
 pub mod health;
 pub mod machine;
@@ -235,7 +236,7 @@ impl Updates {
                 _ = sleep_until(discover_at) => {
                     discover_at = None;
                     let exec = exec_rx.borrow().clone();
-                    match discover(exec, target.as_deref()).await {
+                    match discover::discover(exec, target.as_deref()).await {
                         Ok((found, orphans)) => {
                             in_engine = found;
                             self.status.send_if_modified(|s| {
@@ -308,7 +309,7 @@ impl Updates {
                         let exec = exec_rx.borrow().clone();
                         let snap = self.snapshot.borrow().clone();
                         let leaving = apps.contains_key(&app);
-                        prune_volumes(exec, &snap, target.as_deref(), leaving,
+                        discover::prune_volumes(exec, &snap, target.as_deref(), leaving,
                             (app, force, who), self.status.clone(), reply);
                     }
                     Some(Command::RotateApiKey { app, who, reply }) => {
@@ -364,66 +365,6 @@ impl Updates {
             auth,
         )
     }
-}
-
-/// Apps the engine has managed containers or networks of, and the
-/// volumes of apps no longer in the target.
-async fn discover(
-    exec: Executor,
-    target: Option<&Target>,
-) -> Result<(BTreeSet<AppName>, BTreeMap<String, Vec<String>>), String> {
-    let apps = exec.apps_in_engine().await.map_err(|e| e.to_string())?;
-    exec.sync_listeners().await.map_err(|e| e.to_string())?;
-    let volumes = exec.volumes_by_app().await.map_err(|e| e.to_string())?;
-    let orphans = volumes
-        .into_iter()
-        .filter(|(app, _)| target.is_some_and(|t| !t.apps.contains_key(app)))
-        .map(|(app, v)| (app.to_string(), v))
-        .collect();
-    Ok((apps, orphans))
-}
-
-/// `holdfast volumes prune APP`: only for an app out of the target and
-/// gone from the engine, and through the gate like an update.
-fn prune_volumes(
-    exec: Executor,
-    snapshot: &Snapshot,
-    target: Option<&Target>,
-    leaving: bool,
-    (app, force, who): (AppName, bool, String),
-    status: watch::Sender<UpdateStatus>,
-    reply: tokio::sync::oneshot::Sender<Result<Vec<String>, CommandError>>,
-) {
-    if target.is_some_and(|t| t.apps.contains_key(&app)) {
-        let _ = reply.send(Err(CommandError::Failed(format!(
-            "app {app} is in the target and its services use its volumes; take it out of the target first"
-        ))));
-        return;
-    }
-    if leaving {
-        let _ = reply.send(Err(CommandError::Failed(format!(
-            "app {app} is still leaving (its containers wait on its locks); prune once it is gone"
-        ))));
-        return;
-    }
-    let forced_by = force.then(|| who.clone());
-    if let crate::gate::Decision::Blocked(blocked_by) =
-        crate::gate::update(snapshot, &app, forced_by.as_deref())
-    {
-        let _ = reply.send(Err(CommandError::Locked {
-            blocked_by,
-            action: format!("remove the volumes of {app}"),
-        }));
-        return;
-    }
-    tracing::info!(app = %app, who = %who, "removing the volumes of app {app}, asked by {who}");
-    tokio::spawn(async move {
-        let r = exec.remove_app_volumes(&app).await;
-        if r.is_ok() {
-            status.send_if_modified(|s| s.orphaned_volumes.remove(app.as_str()).is_some());
-        }
-        let _ = reply.send(r.map_err(|e| CommandError::Failed(e.to_string())));
-    });
 }
 
 /// The `engine` line of the status: `available` or `unavailable: why`.
