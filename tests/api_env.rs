@@ -477,3 +477,66 @@ async fn a_rotated_key_still_answers_a_locked_app_until_its_containers_have_the_
     .await
     .expect("the old key is refused once the containers have the new one");
 }
+
+#[tokio::test]
+async fn a_locked_app_still_reaches_the_api_on_the_old_port() {
+    let (mut env, port) = device_env("uuid-1");
+    let image = env.busybox_image();
+    env.start_daemon().await;
+    ok(&env.apply(&apps_target(&[("app1", api_service(&image))])));
+    env.wait_app("app1", "applied").await;
+    let c = env.container_of("app1", "main");
+    let k = app_key(&env, "app1");
+    wait_for(Duration::from_secs(10), || {
+        let (env, c, k) = (&env, c.clone(), k.clone());
+        async move {
+            call(env, &c, "GET", "/v1/device", Some(&k))
+                .status
+                .success()
+        }
+    })
+    .await
+    .expect("the API answers the app");
+
+    ok(&env.exec(&c, "set -C; : > /tmp/balena/updates.lock"));
+    env.wait_locks(&["app1/main"]).await;
+    let new_port = free_port();
+    write_config_json(
+        &env,
+        &json!({"uuid": "uuid-1", "deviceType": "generic-test", "listenPort": new_port}),
+    );
+    env.wait_app("app1", "waiting").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        env.container_of("app1", "main"),
+        c,
+        "made again while locked"
+    );
+    let told = &environment(&env, &c)["BALENA_SUPERVISOR_PORT"];
+    assert_eq!(told, &port.to_string());
+    let out = call(&env, &c, "GET", "/v1/device", Some(&k));
+    assert!(out.status.success(), "old port: {}", status_of(&out));
+
+    ok(&env.exec(&c, "rm /tmp/balena/updates.lock"));
+    env.wait_app("app1", "applied").await;
+    let c2 = env.container_of("app1", "main");
+    assert_ne!(c2, c);
+    let told = &environment(&env, &c2)["BALENA_SUPERVISOR_PORT"];
+    assert_eq!(told, &new_port.to_string());
+    assert!(call(&env, &c2, "GET", "/v1/device", Some(&k))
+        .status
+        .success());
+    // The old port closes once no container has it.
+    let gw = environment(&env, &c2)["BALENA_SUPERVISOR_HOST"].clone();
+    wait_for(Duration::from_secs(10), || {
+        let (env, c2, k, gw) = (&env, c2.clone(), k.clone(), gw.clone());
+        async move {
+            let old = format!(
+                "wget -q -O- --header 'Authorization: Bearer {k}' http://{gw}:{port}/v1/device"
+            );
+            !env.exec(&c2, &old).status.success()
+        }
+    })
+    .await
+    .expect("the old port is closed");
+}
