@@ -110,8 +110,11 @@ impl Updates {
                     });
                 retry_at = (!host.known() || !held.is_empty() || secret.is_none())
                     .then(|| Instant::now() + keys::RETRY);
+                let known = self.device.borrow().is_some();
                 let port = host.port(self.device.borrow().as_ref());
-                if let Some(old) = port_now.replace(port).filter(|p| *p != port) {
+                // Only a port containers could have been told is kept.
+                let before = if known { port_now.replace(port) } else { None };
+                if let Some(old) = before.filter(|p| *p != port) {
                     old_ports.insert(old);
                 }
                 old_ports.remove(&port);
