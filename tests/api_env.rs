@@ -341,8 +341,13 @@ async fn keys_persist_across_restarts_and_rotate_into_the_containers() {
     assert!(call(&env, &c2, "GET", "/v1/device", Some(&k2))
         .status
         .success());
-    let out = call(&env, &c2, "GET", "/v1/device", Some(&k1));
-    assert!(status_of(&out).contains("401"), "{}", status_of(&out));
+    // The old key goes once the app's containers all have the new one.
+    wait_for(Duration::from_secs(10), || {
+        let (env, c2, k1) = (&env, c2.clone(), k1.clone());
+        async move { status_of(&call(env, &c2, "GET", "/v1/device", Some(&k1))).contains("401") }
+    })
+    .await
+    .expect("the old key is refused");
 
     // The device key: replaced, the old one refused at once.
     let d1 = device_key(&env);
@@ -408,4 +413,130 @@ async fn a_new_device_uuid_recreates_the_containers_under_their_locks() {
     let e = environment(&env, &c2);
     assert_eq!(e["BALENA_DEVICE_UUID"], "uuid-2");
     assert_eq!(e["RESIN_DEVICE_UUID"], "uuid-2");
+}
+
+#[tokio::test]
+async fn a_rotated_key_still_answers_a_locked_app_until_its_containers_have_the_new_one() {
+    let (mut env, _port) = device_env("uuid-1");
+    let image = env.busybox_image();
+    env.start_daemon().await;
+    ok(&env.apply(&apps_target(&[("app1", api_service(&image))])));
+    env.wait_app("app1", "applied").await;
+    let c = env.container_of("app1", "main");
+    let k1 = app_key(&env, "app1");
+    wait_for(Duration::from_secs(10), || {
+        let (env, c, k1) = (&env, c.clone(), k1.clone());
+        async move {
+            call(env, &c, "GET", "/v1/device", Some(&k1))
+                .status
+                .success()
+        }
+    })
+    .await
+    .expect("the API answers the app");
+
+    // The app holds its lock and asks the API when to let go.
+    ok(&env.exec(&c, "set -C; : > /tmp/balena/updates.lock"));
+    env.wait_locks(&["app1/main"]).await;
+    ok(&env.cli(&["api-key", "rotate", "app1"]));
+    let k2 = app_key(&env, "app1");
+    assert_ne!(k2, k1);
+    env.wait_app("app1", "waiting").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        env.container_of("app1", "main"),
+        c,
+        "made again while locked"
+    );
+    assert_eq!(environment(&env, &c)["BALENA_SUPERVISOR_API_KEY"], k1);
+    let out = call(&env, &c, "GET", "/v1/device", Some(&k1));
+    assert!(out.status.success(), "{}", status_of(&out));
+    // The old key still reaches only its own app.
+    let out = call(
+        &env,
+        &c,
+        "POST",
+        "/v2/applications/other/restart",
+        Some(&k1),
+    );
+    assert!(status_of(&out).contains("401"), "{}", status_of(&out));
+
+    // Let go: the new container has the new key, the old key is refused.
+    ok(&env.exec(&c, "rm /tmp/balena/updates.lock"));
+    env.wait_app("app1", "applied").await;
+    let c2 = env.container_of("app1", "main");
+    assert_ne!(c2, c);
+    assert_eq!(environment(&env, &c2)["BALENA_SUPERVISOR_API_KEY"], k2);
+    assert!(call(&env, &c2, "GET", "/v1/device", Some(&k2))
+        .status
+        .success());
+    wait_for(Duration::from_secs(10), || {
+        let (env, c2, k1) = (&env, c2.clone(), k1.clone());
+        async move { status_of(&call(env, &c2, "GET", "/v1/device", Some(&k1))).contains("401") }
+    })
+    .await
+    .expect("the old key is refused once the containers have the new one");
+}
+
+#[tokio::test]
+async fn a_locked_app_still_reaches_the_api_on_the_old_port() {
+    let (mut env, port) = device_env("uuid-1");
+    let image = env.busybox_image();
+    env.start_daemon().await;
+    ok(&env.apply(&apps_target(&[("app1", api_service(&image))])));
+    env.wait_app("app1", "applied").await;
+    let c = env.container_of("app1", "main");
+    let k = app_key(&env, "app1");
+    wait_for(Duration::from_secs(10), || {
+        let (env, c, k) = (&env, c.clone(), k.clone());
+        async move {
+            call(env, &c, "GET", "/v1/device", Some(&k))
+                .status
+                .success()
+        }
+    })
+    .await
+    .expect("the API answers the app");
+
+    ok(&env.exec(&c, "set -C; : > /tmp/balena/updates.lock"));
+    env.wait_locks(&["app1/main"]).await;
+    let new_port = free_port();
+    write_config_json(
+        &env,
+        &json!({"uuid": "uuid-1", "deviceType": "generic-test", "listenPort": new_port}),
+    );
+    env.wait_app("app1", "waiting").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        env.container_of("app1", "main"),
+        c,
+        "made again while locked"
+    );
+    let told = &environment(&env, &c)["BALENA_SUPERVISOR_PORT"];
+    assert_eq!(told, &port.to_string());
+    let out = call(&env, &c, "GET", "/v1/device", Some(&k));
+    assert!(out.status.success(), "old port: {}", status_of(&out));
+
+    ok(&env.exec(&c, "rm /tmp/balena/updates.lock"));
+    env.wait_app("app1", "applied").await;
+    let c2 = env.container_of("app1", "main");
+    assert_ne!(c2, c);
+    let told = &environment(&env, &c2)["BALENA_SUPERVISOR_PORT"];
+    assert_eq!(told, &new_port.to_string());
+    assert!(call(&env, &c2, "GET", "/v1/device", Some(&k))
+        .status
+        .success());
+    // The old port closes once no container has it.
+    let gw = environment(&env, &c2)["BALENA_SUPERVISOR_HOST"].clone();
+    wait_for(Duration::from_secs(10), || {
+        let (env, c2, k, gw) = (&env, c2.clone(), k.clone(), gw.clone());
+        async move {
+            let old = format!(
+                "wget -q -O- --header 'Authorization: Bearer {k}' http://{gw}:{port}/v1/device"
+            );
+            !env.exec(&c2, &old).status.success()
+        }
+    })
+    .await
+    .expect("the old port is closed");
 }

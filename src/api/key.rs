@@ -42,6 +42,8 @@ pub enum KeyError {
     },
     #[error("the HTTP API key {} is {why}; fix it (at least {MIN_KEY_LEN} of A-Z a-z 0-9 . _ ~ -), or remove it to have a new key made", path.display())]
     Damaged { path: PathBuf, why: &'static str },
+    #[error("the HTTP API key directory {} {why}", path.display())]
+    Dir { path: PathBuf, why: String },
     #[error("cannot create the HTTP API key {}: {source}", path.display())]
     Create {
         path: PathBuf,
@@ -61,6 +63,17 @@ pub fn device_key_path(state_dir: &Path) -> PathBuf {
     state_dir.join("api-key")
 }
 
+/// The device's secret that app keys are hashed with for config hashes
+/// (`Injected::key_fingerprint`); made like a key, never shown.
+pub fn hash_secret_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("hash-secret")
+}
+
+/// The hash secret (`hash_secret_path`), made once like the device key.
+pub fn load_or_create_hash_secret(state_dir: &Path) -> Result<String, KeyError> {
+    load_or_create(&hash_secret_path(state_dir))
+}
+
 /// An app's key file.
 pub fn app_key_path(state_dir: &Path, app: &AppName) -> PathBuf {
     state_dir.join("api-keys").join(app.as_str())
@@ -75,7 +88,66 @@ pub fn load_or_create_key(state_dir: &Path) -> Result<String, KeyError> {
 /// An app's key: `<state_dir>/api-keys/<app>` (0600, in a 0700
 /// directory), made when there is no such file, like the device key.
 pub fn load_or_create_app_key(state_dir: &Path, app: &AppName) -> Result<String, KeyError> {
+    app_key_dir(state_dir, true)?;
     load_or_create(&app_key_path(state_dir, app))
+}
+
+/// `<state_dir>/api-keys`, looked at without following a link: a real
+/// directory owned by holdfastd, writable by no one else (made 0700 when
+/// missing and `create`). Ok(false): missing (not made).
+pub fn app_key_dir(state_dir: &Path, create: bool) -> Result<bool, KeyError> {
+    let path = state_dir.join("api-keys");
+    let err = |why: String| KeyError::Dir {
+        path: path.clone(),
+        why,
+    };
+    let meta = match std::fs::symlink_metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !create => return Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            // Made 0700 (its parents as needed), then looked at like any.
+            match std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&path)
+            {
+                Ok(()) => std::fs::symlink_metadata(&path)
+                    .map_err(|e| err(format!("cannot be looked at: {e}")))?,
+                Err(e) => return Err(err(format!("cannot be made: {e}"))),
+            }
+        }
+        Err(e) => {
+            return Err(err(format!(
+                "cannot be looked at: {e}; fix its parent's permissions"
+            )))
+        }
+    };
+    let ft = meta.file_type();
+    if ft.is_symlink() {
+        return Err(err(
+            "is a symbolic link, not a directory; check who put it there, then remove it to have the directory made".into(),
+        ));
+    }
+    if !ft.is_dir() {
+        return Err(err(
+            "is not a directory; check what it is, then remove it to have the directory made"
+                .into(),
+        ));
+    }
+    let ours = nix::unistd::geteuid().as_raw();
+    if meta.uid() != ours {
+        return Err(err(format!(
+            "belongs to uid {}, not to holdfastd (uid {ours}); check who put it there, then chown or remove it",
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(err(format!(
+            "is writable by others (mode {:o}); others may have put keys there: check them, then chmod 0700 it",
+            meta.mode() & 0o7777
+        )));
+    }
+    Ok(true)
 }
 
 /// A new key in place of the one at `path` (or of none): written beside
@@ -94,8 +166,14 @@ pub fn rotate_key(path: &Path) -> Result<String, KeyError> {
     Ok(key)
 }
 
-/// Removes an app's key (the app is gone). Absent is fine.
+/// Removes an app's key (the app is gone). Absent is fine; nothing is
+/// removed through a key directory that is not ours (`app_key_dir`).
 pub fn remove_app_key(state_dir: &Path, app: &AppName) -> io::Result<()> {
+    match app_key_dir(state_dir, false) {
+        Ok(true) => {}
+        Ok(false) => return Ok(()),
+        Err(e) => return Err(io::Error::other(e.to_string())),
+    }
     match std::fs::remove_file(app_key_path(state_dir, app)) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
@@ -244,6 +322,10 @@ pub struct ApiKeys {
     /// None when the device key could not be had (then there is no API).
     device: Option<String>,
     apps: BTreeMap<AppName, String>,
+    /// An app's key before it was rotated, still accepted for that app
+    /// while its containers may hold it (they get the new one only when
+    /// the app's locks let them be made again).
+    previous: BTreeMap<AppName, String>,
 }
 
 impl std::fmt::Debug for ApiKeys {
@@ -251,6 +333,7 @@ impl std::fmt::Debug for ApiKeys {
         f.debug_struct("ApiKeys")
             .field("device", &self.device.is_some())
             .field("apps", &self.apps.keys().collect::<Vec<_>>())
+            .field("previous", &self.previous.keys().collect::<Vec<_>>())
             .finish()
     }
 }
@@ -260,6 +343,7 @@ impl ApiKeys {
         Self {
             device,
             apps: BTreeMap::new(),
+            previous: BTreeMap::new(),
         }
     }
 
@@ -272,7 +356,7 @@ impl ApiKeys {
                 found = Some(Scope::Device);
             }
         }
-        for (app, key) in &self.apps {
+        for (app, key) in self.apps.iter().chain(&self.previous) {
             if same_secret(given.as_bytes(), key.as_bytes()) && found.is_none() {
                 found = Some(Scope::App(app.clone()));
             }
@@ -296,8 +380,28 @@ impl ApiKeys {
         self.apps.insert(app, key);
     }
 
+    /// A rotated key: the new one in force, the one the app's containers
+    /// were made with still accepted until `drop_previous` (a second
+    /// rotation meanwhile keeps the first one: that is what they hold).
+    pub fn rotate_app(&mut self, app: AppName, key: String) {
+        if let Some(old) = self.apps.insert(app.clone(), key) {
+            self.previous.entry(app).or_insert(old);
+        }
+    }
+
+    /// The apps whose previous key is still accepted.
+    pub fn previous_apps(&self) -> impl Iterator<Item = &AppName> {
+        self.previous.keys()
+    }
+
+    /// The app's containers all have its new key: the old one is refused.
+    pub fn drop_previous(&mut self, app: &AppName) -> bool {
+        self.previous.remove(app).is_some()
+    }
+
     pub fn remove_app(&mut self, app: &AppName) -> bool {
-        self.apps.remove(app).is_some()
+        let old = self.previous.remove(app).is_some();
+        self.apps.remove(app).is_some() || old
     }
 }
 

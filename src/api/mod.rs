@@ -15,8 +15,8 @@ mod v2;
 
 pub use auth::Scope;
 pub use key::{
-    app_key_path, device_key_path, load_or_create_app_key, load_or_create_key, remove_app_key,
-    rotate_key, ApiKeys, KeyError,
+    app_key_dir, app_key_path, device_key_path, hash_secret_path, load_or_create_app_key,
+    load_or_create_hash_secret, load_or_create_key, remove_app_key, rotate_key, ApiKeys, KeyError,
 };
 pub use serve::{serve, AppListeners};
 

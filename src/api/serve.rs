@@ -74,12 +74,19 @@ pub async fn serve(api: Api, socket: PathBuf, tcp: Option<std::net::SocketAddr>)
 #[derive(Clone)]
 pub struct AppListeners {
     inner: Arc<Mutex<Listening>>,
+    /// One listing of the networks at a time, across every clone (every
+    /// executor, old and new), so that the last listing is the one in
+    /// force.
+    listing: Arc<tokio::sync::Mutex<()>>,
 }
 
 struct Listening {
     /// None: there is no API (no device key); nothing is listened on.
     app: Option<Router>,
     port: u16,
+    /// Ports listened on beside `port` on the same addresses: earlier
+    /// ones some containers were told and still hold.
+    kept: BTreeSet<u16>,
     loopback: bool,
     networks: BTreeSet<IpAddr>,
     /// The bound addresses and their accept loops.
@@ -103,11 +110,13 @@ impl AppListeners {
             inner: Arc::new(Mutex::new(Listening {
                 app: api.map(|a| with_limits(router(a))),
                 port: crate::target::DEFAULT_API_PORT,
+                kept: BTreeSet::new(),
                 loopback: false,
                 networks: BTreeSet::new(),
                 loops: BTreeMap::new(),
                 failed: BTreeSet::new(),
             })),
+            listing: Arc::default(),
         }
     }
 
@@ -120,9 +129,40 @@ impl AppListeners {
         })
     }
 
-    /// The host addresses of the app networks there are now.
-    pub fn set_networks(&self, networks: BTreeSet<IpAddr>) {
+    /// Earlier ports still listened on, beside the one in force, while
+    /// containers told them run.
+    pub fn keep_ports(&self, ports: BTreeSet<u16>) {
+        self.update(|l| l.kept = ports)
+    }
+
+    /// The host addresses of the app networks there are now, as `list`
+    /// finds them: listing and applying its answer happen under one lock
+    /// that all clones share, so an older listing never overwrites a newer
+    /// one.
+    pub async fn list_networks<E>(
+        &self,
+        list: impl std::future::Future<Output = Result<BTreeSet<IpAddr>, E>>,
+    ) -> Result<(), E> {
+        let _one = self.listing.lock().await;
+        let networks = list.await?;
+        self.set_networks(networks);
+        Ok(())
+    }
+
+    fn set_networks(&self, networks: BTreeSet<IpAddr>) {
         self.update(|l| l.networks = networks)
+    }
+
+    #[cfg(test)]
+    fn networks(&self) -> BTreeSet<IpAddr> {
+        self.lock().networks.clone()
+    }
+
+    /// Whether it listens on `ip` at the port in force (with a device key:
+    /// without one there is nothing to listen for, and this is true).
+    pub fn listening_on(&self, ip: IpAddr) -> bool {
+        let l = self.lock();
+        l.app.is_none() || l.loops.contains_key(&SocketAddr::new(ip, l.port))
     }
 
     /// Where it listens now.
@@ -140,14 +180,15 @@ impl AppListeners {
         let mut l = self.lock();
         change(&mut l);
         let Some(app) = l.app.clone() else { return };
-        let mut want: BTreeSet<SocketAddr> = l
-            .networks
-            .iter()
-            .map(|ip| SocketAddr::new(*ip, l.port))
-            .collect();
+        let ports: BTreeSet<u16> = l.kept.iter().copied().chain([l.port]).collect();
+        let mut ips: Vec<IpAddr> = l.networks.iter().copied().collect();
         if l.loopback {
-            want.insert(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), l.port));
+            ips.push(Ipv4Addr::LOCALHOST.into());
         }
+        let want: BTreeSet<SocketAddr> = ips
+            .iter()
+            .flat_map(|ip| ports.iter().map(|p| SocketAddr::new(*ip, *p)))
+            .collect();
         l.loops.retain(|addr, task| {
             let keep = want.contains(addr);
             if !keep {

@@ -5,6 +5,7 @@
 //! them, and saves their states in `apps.json`.
 
 mod app;
+mod discover;
 pub mod exec;
 pub mod health;
 pub mod machine;
@@ -24,18 +25,20 @@ use crate::api::{ApiKeys, AppListeners};
 use crate::command::{Command, CommandError, Handle};
 use crate::config::Settings;
 use crate::devconfig::DeviceInfo;
-use crate::engine::{api_route, ApiRoute};
 use crate::fsutil::atomic_write;
 use crate::logging::msgid;
 use crate::model::{Snapshot, UpdateStatus};
 use crate::names::AppName;
-use crate::target::{Injected, Target, SUPERVISOR_API_LABEL};
+use crate::target::{Injected, Target};
 use crate::timer::sleep_until;
 use app::{AppRequest, AppTask};
 use exec::{Executor, Policy};
 
 const DISCOVER_RETRY_MIN: Duration = Duration::from_millis(100);
 const DISCOVER_RETRY_MAX: Duration = Duration::from_secs(5);
+/// While an old key or port is kept for containers that may hold it, the
+/// containers are looked at this often.
+const SETTLE_EVERY: Duration = Duration::from_secs(2);
 
 type EngineSettings = (PathBuf, Policy, PathBuf);
 
@@ -70,7 +73,19 @@ impl Updates {
         let (exec_tx, exec_rx) = watch::channel(self.executor(&engine, &lock_root, &state_dir));
         // The target with the injected values, as the app tasks see it.
         let (effective_tx, effective_rx) = watch::channel(None::<Arc<Target>>);
-        let mut host = keys::Host::read(&self.settings.borrow());
+        let settings = self.settings.borrow().clone();
+        let mut host = keys::Host::read(&settings, None).await;
+        // What app keys are hashed with in config hashes.
+        let mut secret = keys::hash_secret(&state_dir, true).await;
+        // Apps whose key cannot be read: left as they are until it reads.
+        let mut held: BTreeSet<AppName> = BTreeSet::new();
+        // os-release or a key to read again.
+        let mut retry_at = None;
+        // The API's port in force, and earlier ones containers may hold.
+        let mut port_now = None;
+        let mut old_ports: BTreeSet<u16> = BTreeSet::new();
+        // A look at whether containers still hold an old key or port.
+        let mut settle_at = None;
         let mut dirty = true;
         let mut apps: BTreeMap<AppName, mpsc::UnboundedSender<AppRequest>> = BTreeMap::new();
         let mut tasks: JoinSet<AppName> = JoinSet::new();
@@ -86,15 +101,28 @@ impl Updates {
                 let raw = self.target.borrow_and_update().clone();
                 let device = self.device.borrow_and_update().clone();
                 if let Some(t) = &raw {
-                    keys::ensure(&self.keys, &state_dir, t);
+                    keys::ensure(&self.keys, &state_dir, t, &mut held).await;
                 }
+                let prev = effective_rx.borrow().clone();
                 let new = device
-                    .and_then(|d| Some((raw?, d)))
-                    .map(|(t, d)| effective(&t, &host.injected(&d), &self.keys.borrow()));
-                self.listeners.configure(
-                    host.port(self.device.borrow().as_ref()),
-                    new.as_deref().is_some_and(wants_loopback),
-                );
+                    .and_then(|d| Some((raw?, host.injected(&d)?, secret.clone()?)))
+                    .map(|(t, i, hash_secret)| {
+                        let i = Injected { hash_secret, ..i };
+                        keys::effective(&t, &i, &self.keys.borrow(), &held, prev.as_deref())
+                    });
+                retry_at = (!host.known() || !held.is_empty() || secret.is_none())
+                    .then(|| Instant::now() + keys::RETRY);
+                let known = self.device.borrow().is_some();
+                let port = host.port(self.device.borrow().as_ref());
+                // Only a port containers could have been told is kept.
+                let before = if known { port_now.replace(port) } else { None };
+                if let Some(old) = before.filter(|p| *p != port) {
+                    old_ports.insert(old);
+                }
+                old_ports.remove(&port);
+                self.listeners.keep_ports(old_ports.clone());
+                self.listeners
+                    .configure(port, new.as_deref().is_some_and(keys::wants_loopback));
                 let changed = effective_tx.send_if_modified(|cur| {
                     let changed = *cur != new;
                     *cur = new.clone();
@@ -103,13 +131,21 @@ impl Updates {
                 if changed && new.is_some() {
                     discover_at = Some(Instant::now());
                 }
+                let pending =
+                    !old_ports.is_empty() || self.keys.borrow().previous_apps().next().is_some();
+                if pending && settle_at.is_none() {
+                    settle_at = Some(Instant::now() + SETTLE_EVERY);
+                }
             }
             let target = effective_rx.borrow().clone();
             self.status.send_if_modified(|s| {
                 std::mem::replace(&mut s.target, target.is_some()) != target.is_some()
             });
             if let Some(t) = &target {
-                let wanted: BTreeSet<&AppName> = t.apps.keys().chain(in_engine.iter()).collect();
+                // A held app not in the effective target gets no task: its
+                // containers stay as they are.
+                let leaving = in_engine.iter().filter(|a| !held.contains(*a));
+                let wanted: BTreeSet<&AppName> = t.apps.keys().chain(leaving).collect();
                 for app in wanted {
                     if !apps.contains_key(app) {
                         let (tx, rx) = mpsc::unbounded_channel();
@@ -145,9 +181,42 @@ impl Updates {
                     if r.is_err() { return }
                     dirty = true;
                 }
+                _ = sleep_until(settle_at) => {
+                    settle_at = None;
+                    let exec = exec_rx.borrow().clone();
+                    match keys::stale_apps(&exec, target.as_deref()).await {
+                        Ok(stale) => {
+                            let pending = keys::settle(&self.keys, &stale);
+                            if stale.is_empty() && !old_ports.is_empty() {
+                                tracing::info!(ports = ?old_ports, "every container has the API's port in force; the API no longer listens on {old_ports:?}");
+                                old_ports.clear();
+                                self.listeners.keep_ports(BTreeSet::new());
+                            }
+                            if pending || !old_ports.is_empty() {
+                                settle_at = Some(Instant::now() + SETTLE_EVERY);
+                            }
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, "cannot list the containers; looking again later");
+                            settle_at = Some(Instant::now() + SETTLE_EVERY);
+                        }
+                    }
+                }
+                _ = sleep_until(retry_at) => {
+                    retry_at = None;
+                    if !host.known() {
+                        let settings = self.settings.borrow().clone();
+                        host = keys::Host::read(&settings, Some(&host)).await;
+                    }
+                    if secret.is_none() {
+                        secret = keys::hash_secret(&state_dir, false).await;
+                    }
+                    dirty = true;
+                }
                 r = self.settings.changed() => {
                     if r.is_err() { return }
-                    let new_host = keys::Host::read(&self.settings.borrow_and_update());
+                    let settings = self.settings.borrow_and_update().clone();
+                    let new_host = keys::Host::read(&settings, Some(&host)).await;
                     if new_host != host {
                         host = new_host;
                         dirty = true;
@@ -165,7 +234,7 @@ impl Updates {
                         in_engine.remove(&app);
                         let raw = self.target.borrow().clone();
                         if !raw.is_some_and(|t| t.apps.contains_key(&app)) {
-                            keys::forget(&self.keys, &state_dir, &app);
+                            keys::forget(&self.keys, &state_dir, &app).await;
                         }
                         // Its volumes may now be orphans: look again.
                         discover_at = Some(Instant::now());
@@ -174,7 +243,7 @@ impl Updates {
                 _ = sleep_until(discover_at) => {
                     discover_at = None;
                     let exec = exec_rx.borrow().clone();
-                    match discover(exec, target.as_deref()).await {
+                    match discover::discover(exec, target.as_deref()).await {
                         Ok((found, orphans)) => {
                             in_engine = found;
                             self.status.send_if_modified(|s| {
@@ -247,7 +316,7 @@ impl Updates {
                         let exec = exec_rx.borrow().clone();
                         let snap = self.snapshot.borrow().clone();
                         let leaving = apps.contains_key(&app);
-                        prune_volumes(exec, &snap, target.as_deref(), leaving,
+                        discover::prune_volumes(exec, &snap, target.as_deref(), leaving,
                             (app, force, who), self.status.clone(), reply);
                     }
                     Some(Command::RotateApiKey { app, who, reply }) => {
@@ -258,7 +327,7 @@ impl Updates {
                             Some(a) if !in_target(a) => Err(CommandError::NotFound(format!(
                                 "app {a} is not in the target; only an app in the target has a key"
                             ))),
-                            _ => keys::rotate(&self.keys, &state_dir, app.as_ref(), &who),
+                            _ => keys::rotate(&self.keys, &state_dir, app.as_ref(), &who).await,
                         };
                         dirty |= r.is_ok();
                         let _ = reply.send(r);
@@ -306,90 +375,6 @@ impl Updates {
             auth,
         )
     }
-}
-
-/// The target with each app's injected values: the device's, and the
-/// app's API key.
-fn effective(target: &Target, device: &Injected, keys: &ApiKeys) -> Arc<Target> {
-    let mut t = target.clone();
-    for (app, a) in t.apps.iter_mut() {
-        a.injected = Some(Arc::new(Injected {
-            api_key: keys.app(app).map(str::to_owned),
-            ..device.clone()
-        }));
-    }
-    Arc::new(t)
-}
-
-/// Whether a service with host networking asks for the API: then it is
-/// served on loopback too.
-fn wants_loopback(target: &Target) -> bool {
-    target.apps.iter().any(|(app, a)| {
-        a.services.iter().any(|(name, s)| {
-            s.labels.contains_key(SUPERVISOR_API_LABEL)
-                && api_route(app, a, name) == ApiRoute::Loopback
-        })
-    })
-}
-
-/// Apps the engine has managed containers or networks of, and the
-/// volumes of apps no longer in the target.
-async fn discover(
-    exec: Executor,
-    target: Option<&Target>,
-) -> Result<(BTreeSet<AppName>, BTreeMap<String, Vec<String>>), String> {
-    let apps = exec.apps_in_engine().await.map_err(|e| e.to_string())?;
-    exec.sync_listeners().await.map_err(|e| e.to_string())?;
-    let volumes = exec.volumes_by_app().await.map_err(|e| e.to_string())?;
-    let orphans = volumes
-        .into_iter()
-        .filter(|(app, _)| target.is_some_and(|t| !t.apps.contains_key(app)))
-        .map(|(app, v)| (app.to_string(), v))
-        .collect();
-    Ok((apps, orphans))
-}
-
-/// `holdfast volumes prune APP`: only for an app out of the target and
-/// gone from the engine, and through the gate like an update.
-fn prune_volumes(
-    exec: Executor,
-    snapshot: &Snapshot,
-    target: Option<&Target>,
-    leaving: bool,
-    (app, force, who): (AppName, bool, String),
-    status: watch::Sender<UpdateStatus>,
-    reply: tokio::sync::oneshot::Sender<Result<Vec<String>, CommandError>>,
-) {
-    if target.is_some_and(|t| t.apps.contains_key(&app)) {
-        let _ = reply.send(Err(CommandError::Failed(format!(
-            "app {app} is in the target and its services use its volumes; take it out of the target first"
-        ))));
-        return;
-    }
-    if leaving {
-        let _ = reply.send(Err(CommandError::Failed(format!(
-            "app {app} is still leaving (its containers wait on its locks); prune once it is gone"
-        ))));
-        return;
-    }
-    let forced_by = force.then(|| who.clone());
-    if let crate::gate::Decision::Blocked(blocked_by) =
-        crate::gate::update(snapshot, &app, forced_by.as_deref())
-    {
-        let _ = reply.send(Err(CommandError::Locked {
-            blocked_by,
-            action: format!("remove the volumes of {app}"),
-        }));
-        return;
-    }
-    tracing::info!(app = %app, who = %who, "removing the volumes of app {app}, asked by {who}");
-    tokio::spawn(async move {
-        let r = exec.remove_app_volumes(&app).await;
-        if r.is_ok() {
-            status.send_if_modified(|s| s.orphaned_volumes.remove(app.as_str()).is_some());
-        }
-        let _ = reply.send(r.map_err(|e| CommandError::Failed(e.to_string())));
-    });
 }
 
 /// The `engine` line of the status: `available` or `unavailable: why`.

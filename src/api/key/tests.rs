@@ -166,3 +166,89 @@ fn a_key_someone_else_owns_is_refused() {
     let e = load_or_create_key(dir.path()).unwrap_err();
     assert!(matches!(e, KeyError::Owner { .. }), "{e}");
 }
+
+#[test]
+fn the_app_key_directory_is_made_private_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    assert!(!app_key_dir(&state, false).unwrap(), "missing, not made");
+    assert!(app_key_dir(&state, true).unwrap());
+    assert_eq!(mode(&state.join("api-keys")), 0o700);
+    // Writable by others: refused, named, with what to do.
+    let keys = state.join("api-keys");
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let app = AppName::new("app1").unwrap();
+    let e = load_or_create_app_key(&state, &app).unwrap_err();
+    let shown = e.to_string();
+    assert!(matches!(e, KeyError::Dir { .. }), "{e}");
+    assert!(
+        shown.contains("api-keys") && shown.contains("chmod 0700"),
+        "{shown}"
+    );
+    assert!(!keys.join("app1").exists(), "no key made there");
+    // Not a directory.
+    std::fs::remove_dir(&keys).unwrap();
+    std::fs::write(&keys, "").unwrap();
+    let e = load_or_create_app_key(&state, &app).unwrap_err();
+    assert!(e.to_string().contains("not a directory"), "{e}");
+}
+
+#[test]
+fn a_linked_app_key_directory_is_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&elsewhere)
+        .unwrap();
+    std::os::unix::fs::symlink(&elsewhere, state.join("api-keys")).unwrap();
+    let app = AppName::new("app1").unwrap();
+    let e = load_or_create_app_key(&state, &app).unwrap_err();
+    assert!(e.to_string().contains("symbolic link"), "{e}");
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+    // Nor is anything removed or replaced through it.
+    std::fs::write(elsewhere.join("app1"), "0123456789abcdef0123").unwrap();
+    assert!(remove_app_key(&state, &app).is_err());
+    assert!(elsewhere.join("app1").exists());
+}
+
+#[test]
+fn an_app_key_directory_someone_else_owns_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("api-keys");
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&keys)
+        .unwrap();
+    let other = nix::unistd::geteuid().as_raw() + 1;
+    if std::os::unix::fs::chown(&keys, Some(other), None).is_err() {
+        return; // only root can give a directory away
+    }
+    let e = app_key_dir(dir.path(), true).unwrap_err();
+    assert!(e.to_string().contains("belongs to uid"), "{e}");
+}
+
+#[test]
+fn a_rotated_app_key_is_accepted_until_dropped() {
+    let app1 = AppName::new("app1").unwrap();
+    let mut keys = ApiKeys::new(Some("device-key-0123456789".into()));
+    keys.set_app(app1.clone(), "first-key-0123456789".into());
+    keys.rotate_app(app1.clone(), "second-key-0123456789".into());
+    keys.rotate_app(app1.clone(), "third-key-0123456789".into());
+    let app = Some(Scope::App(app1.clone()));
+    assert_eq!(keys.scope_of("third-key-0123456789"), app);
+    // What the containers were made with, not the one between.
+    assert_eq!(keys.scope_of("first-key-0123456789"), app);
+    assert_eq!(keys.scope_of("second-key-0123456789"), None);
+    assert_eq!(keys.previous_apps().collect::<Vec<_>>(), [&app1]);
+    assert!(!format!("{keys:?}").contains("first-key"));
+    assert!(keys.drop_previous(&app1));
+    assert_eq!(keys.scope_of("first-key-0123456789"), None);
+    assert_eq!(keys.scope_of("third-key-0123456789"), app);
+    // Gone with its app.
+    keys.rotate_app(app1.clone(), "fourth-key-0123456789".into());
+    assert!(keys.remove_app(&app1));
+    assert_eq!(keys.scope_of("third-key-0123456789"), None);
+}

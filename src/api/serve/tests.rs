@@ -255,11 +255,13 @@ async fn app_listeners_follow_the_networks_and_the_port() {
         inner: Arc::new(Mutex::new(Listening {
             app: Some(api),
             port: 0,
+            kept: Default::default(),
             loopback: false,
             networks: Default::default(),
             loops: Default::default(),
             failed: Default::default(),
         })),
+        listing: Arc::default(),
     };
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -271,7 +273,12 @@ async fn app_listeners_follow_the_networks_and_the_port() {
     let b: IpAddr = Ipv4Addr::new(127, 0, 0, 3).into();
     listeners.configure(port, false);
     assert!(listeners.bound().is_empty());
+    assert!(
+        !listeners.listening_on(a),
+        "a container started now would not reach it"
+    );
     listeners.set_networks([a, b].into());
+    assert!(listeners.listening_on(a) && listeners.listening_on(b));
     let bound = listeners.bound();
     assert_eq!(bound, [SocketAddr::new(a, port), SocketAddr::new(b, port)]);
     let ping = |addr: SocketAddr| async move {
@@ -304,4 +311,77 @@ async fn app_listeners_follow_the_networks_and_the_port() {
     drop(listeners);
     tokio::task::yield_now().await;
     assert!(ping(SocketAddr::new(b, port)).await.is_err());
+}
+
+#[tokio::test]
+async fn an_older_listing_never_overwrites_a_newer_one() {
+    let listeners = AppListeners::new(None);
+    let other = listeners.clone();
+    let old: BTreeSet<IpAddr> = ["10.0.0.1".parse().unwrap()].into();
+    let new: BTreeSet<IpAddr> = ["10.0.0.2".parse().unwrap()].into();
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    // A slow listing (an old executor) starts first ...
+    let slow = {
+        let old = old.clone();
+        tokio::spawn(async move {
+            listeners
+                .list_networks(async {
+                    let _ = started_tx.send(());
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    Ok::<_, ()>(old)
+                })
+                .await
+        })
+    };
+    started_rx.await.unwrap();
+    // ... a quick one (a new executor) starts later and waits for it.
+    other
+        .list_networks(async { Ok::<_, ()>(new.clone()) })
+        .await
+        .unwrap();
+    slow.await.unwrap().unwrap();
+    assert_eq!(other.networks(), new);
+}
+
+#[test]
+fn without_a_device_key_there_is_nothing_to_wait_for() {
+    let listeners = AppListeners::new(None);
+    assert!(listeners.listening_on(std::net::Ipv4Addr::new(10, 0, 0, 1).into()));
+}
+
+#[tokio::test]
+async fn a_kept_port_is_listened_on_beside_the_one_in_force() {
+    use std::net::Ipv4Addr;
+    let api = Router::new().route("/ping", get(|| async { "OK" }));
+    let listeners = AppListeners {
+        inner: Arc::new(Mutex::new(Listening {
+            app: Some(api),
+            port: 0,
+            kept: Default::default(),
+            loopback: false,
+            networks: Default::default(),
+            loops: Default::default(),
+            failed: Default::default(),
+        })),
+        listing: Arc::default(),
+    };
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (old, new) = (free(), free());
+    let a: IpAddr = Ipv4Addr::new(127, 0, 0, 4).into();
+    listeners.configure(old, false);
+    listeners.set_networks([a].into());
+    listeners.keep_ports([old].into());
+    listeners.configure(new, false);
+    assert_eq!(
+        listeners.bound(),
+        [SocketAddr::new(a, old), SocketAddr::new(a, new)]
+    );
+    listeners.keep_ports(Default::default());
+    assert_eq!(listeners.bound(), [SocketAddr::new(a, new)]);
 }

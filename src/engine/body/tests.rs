@@ -113,6 +113,7 @@ fn injected() -> Injected {
         os_version: "balenaOS 6.0.1".into(),
         api_port: 48484,
         api_key: Some("k3y".into()),
+        hash_secret: "s3cret".into(),
     }
 }
 

@@ -80,6 +80,10 @@ pub struct Injected {
     /// The app's API key; None when it could not be had (then no API
     /// variables are injected).
     pub api_key: Option<String>,
+    /// The device's secret the key is hashed with (`key_fingerprint`):
+    /// config hashes are in container names and labels, which anyone who
+    /// can list containers sees, so the key is never hashed alone.
+    pub hash_secret: String,
 }
 
 impl std::fmt::Debug for Injected {
@@ -91,18 +95,32 @@ impl std::fmt::Debug for Injected {
             .field("os_version", &self.os_version)
             .field("api_port", &self.api_port)
             .field("api_key", &self.api_key.as_ref().map(|_| "(set)"))
+            .field("hash_secret", &"(hidden)")
             .finish()
     }
 }
 
 impl Injected {
+    /// What stands for the key in the config hash: SHA-256 of the device's
+    /// secret and the key, so a new key still changes the hash, but the
+    /// hash says nothing about a key to whoever lacks the secret (a key
+    /// written by hand may be short enough to guess offline otherwise).
+    pub fn key_fingerprint(&self, key: &str) -> String {
+        let mut h = Sha256::new();
+        h.update((self.hash_secret.len() as u64).to_be_bytes());
+        h.update(self.hash_secret.as_bytes());
+        h.update(key.as_bytes());
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// What of it a service's container gets, for its config hash: the
-    /// API's port and key only when it is labelled for the API.
+    /// API's port and key (its fingerprint) only when it is labelled for
+    /// the API.
     fn hashed(&self, spec: &ServiceSpec) -> impl Serialize + '_ {
-        let api = spec
-            .labels
-            .contains_key(SUPERVISOR_API_LABEL)
-            .then_some((self.api_port, self.api_key.as_deref()));
+        let api = spec.labels.contains_key(SUPERVISOR_API_LABEL).then(|| {
+            let key = self.api_key.as_deref().map(|k| self.key_fingerprint(k));
+            (self.api_port, key)
+        });
         (
             &self.device_uuid,
             &self.device_type,
@@ -325,3 +343,6 @@ impl AppTarget {
         Ok(order)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,8 +1,12 @@
-//! Acting on containers on request (HTTP service routes, purge): one
-//! service's container stopped or started, an app's containers removed.
+//! Acting on containers on request (HTTP service routes, purge, restart,
+//! shutdown): one service's container stopped or started, an app's
+//! containers removed or restarted, all stopped; and putting back what a
+//! failed apply changed.
 
 use super::Executor;
-use crate::engine::{Container, EngineError};
+use std::time::Duration;
+
+use crate::engine::{Container, EngineError, RunState};
 
 impl Executor {
     /// Graceful stop of one container (its stop signal and timeout).
@@ -26,5 +30,61 @@ impl Executor {
             engine.remove(&c.id).await?;
         }
         Ok(())
+    }
+
+    /// Stops the new containers a failed apply started, then starts the old
+    /// ones it stopped again.
+    pub async fn put_back(&self, started: &[String], stopped: &[String]) {
+        let Ok(engine) = self.engine().await else {
+            return;
+        };
+        for id in started {
+            if let Err(e) = engine.stop(id).await {
+                tracing::error!(container = %id, error = %e, "cannot stop the new container again");
+            }
+        }
+        for id in stopped {
+            if let Err(e) = engine.start(id).await {
+                tracing::error!(container = %id, error = %e, "cannot start the previous container again");
+            }
+        }
+    }
+
+    /// Stop then start each container.
+    pub async fn restart(&self, containers: &[Container]) -> Result<(), EngineError> {
+        let engine = self.engine().await?;
+        for c in containers {
+            tracing::info!(app = %c.app, service = %c.service, "restarting {}/{}", c.app, c.service);
+            engine.stop(&c.id).await?;
+            engine.start(&c.id).await?;
+        }
+        Ok(())
+    }
+
+    /// Shutdown: every running managed container stopped at once, each
+    /// within `grace`. Answers how many stopped.
+    pub async fn stop_all(&self, grace: Duration) -> u32 {
+        let Ok(engine) = self.engine().await else {
+            return 0;
+        };
+        let running = match engine.managed(None).await {
+            Ok(list) => list
+                .into_iter()
+                .filter(|c| c.state == RunState::Running)
+                .collect::<Vec<_>>(),
+            Err(e) => {
+                tracing::warn!(error = %e, "shutting down: cannot list app containers");
+                return 0;
+            }
+        };
+        let grace_s = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX).max(1);
+        let stops = running
+            .iter()
+            .map(|c| engine.stop_with(&c.id, Some(grace_s)));
+        futures_util::future::join_all(stops)
+            .await
+            .iter()
+            .filter(|r| r.is_ok())
+            .count() as u32
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::sync::OnceCell;
 
 mod act;
+mod api;
 mod objects;
 mod watch;
 
@@ -17,12 +18,10 @@ use super::health::Want;
 use super::plan::{container_name, Step};
 use crate::api::AppListeners;
 use crate::engine::auth::AuthFile;
-use crate::engine::{
-    api_route, ApiRoute, Container, Engine, EngineError, RunState, ServiceContext, SupervisorApi,
-};
+use crate::engine::{Container, Engine, EngineError, ServiceContext};
 use crate::locks::fs::{self as lockfs, FsError};
 use crate::names::{AppName, ServiceName};
-use crate::target::{scoped_name, AppTarget, Condition, SUPERVISOR_API_LABEL};
+use crate::target::{scoped_name, AppTarget, Condition};
 
 pub const HANDOVER_FILES: [&str; 2] = ["handover-complete", "resin-kill-me"];
 
@@ -76,9 +75,6 @@ pub struct Executor {
     /// Where containers reach the HTTP API: kept listening on each app
     /// network's gateway as networks come and go.
     listeners: AppListeners,
-    /// One listing of the networks at a time, so that the last listing
-    /// is the one in force.
-    listing: Arc<tokio::sync::Mutex<()>>,
     pub policy: Policy,
     /// `engine.registry_auth`, read again when it changes.
     auth: Arc<AuthFile>,
@@ -117,7 +113,6 @@ impl Executor {
             lock_root: lock_root.to_owned(),
             state_dir: state_dir.to_owned(),
             listeners,
-            listing: Arc::default(),
             policy,
             auth: Arc::new(AuthFile::new(registry_auth)),
         }
@@ -326,61 +321,6 @@ impl Executor {
         }
     }
 
-    /// The HTTP API listens on the gateway of every app network there is
-    /// (and nowhere else on them).
-    pub async fn sync_listeners(&self) -> Result<(), EngineError> {
-        let _one = self.listing.lock().await;
-        let gateways = self.engine().await?.network_gateways().await?;
-        self.listeners
-            .set_networks(gateways.into_values().collect());
-        Ok(())
-    }
-
-    /// Where a service labelled for the API reaches it, with its app's
-    /// key; None for other services, and (with a warning) for one that
-    /// has no way to reach it.
-    async fn supervisor_api(
-        &self,
-        pass: Pass<'_>,
-        service: &ServiceName,
-    ) -> Result<Option<SupervisorApi>, EngineError> {
-        let Some(target) = pass.target else {
-            return Ok(None);
-        };
-        let labelled = target
-            .services
-            .get(service)
-            .is_some_and(|s| s.labels.contains_key(SUPERVISOR_API_LABEL));
-        let injected = target.injected.as_deref();
-        if !labelled || injected.is_none() {
-            return Ok(None);
-        }
-        let app = pass.app;
-        let Some((port, key)) = injected.and_then(|i| Some((i.api_port, i.api_key.clone()?)))
-        else {
-            tracing::warn!(app = %app, service = %service,
-                "{app}/{service} asks for the HTTP API, but app {app} has no API key (see the error about it); it gets no API variables");
-            return Ok(None);
-        };
-        let host = match api_route(app, target, service) {
-            ApiRoute::Loopback => "127.0.0.1".to_owned(),
-            ApiRoute::Gateway(net) => match self.engine().await?.network_gateway(&net).await? {
-                Some(ip) => ip.to_string(),
-                None => {
-                    tracing::warn!(app = %app, service = %service, network = %net,
-                        "{app}/{service} asks for the HTTP API, but network {net} has no address on this host (not a bridge); it gets no API variables");
-                    return Ok(None);
-                }
-            },
-            ApiRoute::Unreachable => {
-                tracing::warn!(app = %app, service = %service,
-                    "{app}/{service} asks for the HTTP API, but its network_mode gives it no way to reach it; it gets no API variables");
-                return Ok(None);
-            }
-        };
-        Ok(Some(SupervisorApi { host, port, key }))
-    }
-
     async fn start(&self, pass: Pass<'_>, service: &ServiceName) -> Result<(), ExecError> {
         // Dependencies first meet their `depends_on` condition.
         let conditions: Vec<(ServiceName, Want)> = pass
@@ -405,65 +345,10 @@ impl Executor {
                     other => other,
                 })?;
         }
+        self.listening_for(pass, service).await?;
         let name = pass.container(service);
         tracing::info!(app = %pass.app, service = %service, container = %name, "starting {}/{service}", pass.app);
         Ok(self.engine().await?.start(&name).await?)
-    }
-
-    /// Stops the new containers a failed apply started, then starts the old
-    /// ones it stopped again.
-    pub async fn put_back(&self, started: &[String], stopped: &[String]) {
-        let Ok(engine) = self.engine().await else {
-            return;
-        };
-        for id in started {
-            if let Err(e) = engine.stop(id).await {
-                tracing::error!(container = %id, error = %e, "cannot stop the new container again");
-            }
-        }
-        for id in stopped {
-            if let Err(e) = engine.start(id).await {
-                tracing::error!(container = %id, error = %e, "cannot start the previous container again");
-            }
-        }
-    }
-
-    /// Stop then start each container.
-    pub async fn restart(&self, containers: &[Container]) -> Result<(), EngineError> {
-        let engine = self.engine().await?;
-        for c in containers {
-            tracing::info!(app = %c.app, service = %c.service, "restarting {}/{}", c.app, c.service);
-            engine.stop(&c.id).await?;
-            engine.start(&c.id).await?;
-        }
-        Ok(())
-    }
-
-    /// Shutdown: every running managed container stopped at once, each
-    /// within `grace`. Answers how many stopped.
-    pub async fn stop_all(&self, grace: Duration) -> u32 {
-        let Ok(engine) = self.engine().await else {
-            return 0;
-        };
-        let running = match engine.managed(None).await {
-            Ok(list) => list
-                .into_iter()
-                .filter(|c| c.state == RunState::Running)
-                .collect::<Vec<_>>(),
-            Err(e) => {
-                tracing::warn!(error = %e, "shutting down: cannot list app containers");
-                return 0;
-            }
-        };
-        let grace_s = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX).max(1);
-        let stops = running
-            .iter()
-            .map(|c| engine.stop_with(&c.id, Some(grace_s)));
-        futures_util::future::join_all(stops)
-            .await
-            .iter()
-            .filter(|r| r.is_ok())
-            .count() as u32
     }
 }
 
