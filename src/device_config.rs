@@ -242,6 +242,7 @@ mod tests {
             apps: watch::channel(UpdateStatus::default()).1,
             inhibitor: watch::channel(InhibitorStatus::default()).1,
             settings: settings.clone(),
+            fleet: watch::channel(crate::fleet::FleetStatus::default()).1,
         };
         let (handle, inboxes) = Handle::new(views, "/proc".into());
         let (device, rx) = watch::channel(None);
