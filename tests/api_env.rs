@@ -197,6 +197,23 @@ async fn apps_reach_the_api_on_their_own_network_with_their_own_key() {
     let out = call(&env, &c1, "GET", "/v1/device", Some("0123456789abcdef0123"));
     assert!(status_of(&out).contains("401"), "{}", status_of(&out));
 
+    // A body over the documented 1 MiB limit: 413 as soon as its length
+    // is announced, and the next request from the same container is
+    // answered.
+    let request = "POST /v2/applications/app1/restart HTTP/1.1\\r\\nHost: api\\r\\n\
+                   Authorization: Bearer %s\\r\\nContent-Type: application/json\\r\\n\
+                   Content-Length: 1100000\\r\\n\\r\\n";
+    let out = ok(&env.exec(
+        &c1,
+        &format!(
+            "printf '{request}' \"$BALENA_SUPERVISOR_API_KEY\" \
+             | nc -w 10 \"$BALENA_SUPERVISOR_HOST\" \"$BALENA_SUPERVISOR_PORT\""
+        ),
+    ));
+    assert!(out.starts_with("HTTP/1.1 413"), "{out}");
+    let out = ok(&call(&env, &c1, "GET", "/v1/device", Some(&k1)));
+    assert!(out.contains("supervisor_version"), "{out}");
+
     // Another app's key: 401 on that app's routes, nothing restarted.
     let before = started_at(&env, &c1);
     let out = call(

@@ -26,31 +26,31 @@ const MIN_KEY_LEN: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("cannot read the HTTP API key {}: {source}; fix it, or remove it to have a new key made", path.display())]
+    #[error("cannot read the key file {}: {source}; fix it, or remove it to have a new key made", path.display())]
     Read {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("the HTTP API key {} is {what}, not a regular file; remove it to have a new key made", path.display())]
+    #[error("the key file {} is {what}, not a regular file; remove it to have a new key made", path.display())]
     NotAFile { path: PathBuf, what: &'static str },
-    #[error("the HTTP API key {} belongs to uid {owner}, not to holdfastd (uid {ours}); check who put it there, then chown or remove it", path.display())]
+    #[error("the key file {} belongs to uid {owner}, not to holdfastd (uid {ours}); check who put it there, then chown or remove it", path.display())]
     Owner {
         path: PathBuf,
         owner: u32,
         ours: u32,
     },
-    #[error("the HTTP API key {} is {why}; fix it (at least {MIN_KEY_LEN} of A-Z a-z 0-9 . _ ~ -), or remove it to have a new key made", path.display())]
+    #[error("the key file {} is {why}; fix it (at least {MIN_KEY_LEN} of A-Z a-z 0-9 . _ ~ -), or remove it to have a new key made", path.display())]
     Damaged { path: PathBuf, why: &'static str },
-    #[error("the HTTP API key directory {} {why}", path.display())]
+    #[error("the API key directory {} {why}", path.display())]
     Dir { path: PathBuf, why: String },
-    #[error("cannot create the HTTP API key {}: {source}", path.display())]
+    #[error("cannot create the key file {}: {source}", path.display())]
     Create {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("cannot replace the HTTP API key {}: {source}", path.display())]
+    #[error("cannot replace the key file {}: {source}", path.display())]
     Replace {
         path: PathBuf,
         #[source]
@@ -237,9 +237,9 @@ fn read_key(path: &Path) -> Result<Option<String>, KeyError> {
         });
     }
     if meta.mode() & 0o077 != 0 {
-        tracing::warn!(path = %path.display(), "the HTTP API key {} was readable by others; set to 0600 (others may know it)", path.display());
+        tracing::warn!(path = %path.display(), "the key file {} was readable by others; set to 0600 (others may know it)", path.display());
         if let Err(e) = file.set_permissions(std::fs::Permissions::from_mode(0o600)) {
-            tracing::warn!(path = %path.display(), error = %e, "cannot set the HTTP API key to 0600");
+            tracing::warn!(path = %path.display(), error = %e, "cannot set the key file to 0600");
         }
     }
     let mut bytes = Vec::new();
