@@ -68,6 +68,23 @@ pub struct FleetFragment {
     pub group: Option<Spanned<String>>,
     /// Refused as a whole by a build without the `fleet` feature.
     pub lock: Option<Spanned<FleetLockFragment>>,
+    /// Refused as a whole by a build without the `fleet` feature.
+    pub hawkbit: Option<Spanned<HawkbitFragment>>,
+}
+
+/// `[fleet.hawkbit]` (read only to be refused without the `fleet` feature).
+#[cfg_attr(not(feature = "fleet"), allow(dead_code))]
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HawkbitFragment {
+    pub url: Option<Spanned<String>>,
+    pub tenant: Option<Spanned<String>>,
+    pub controller_id: Option<Spanned<String>>,
+    pub token_file: Option<Spanned<String>>,
+    pub gateway_token_file: Option<Spanned<String>>,
+    pub ca_file: Option<Spanned<String>>,
+    pub local_target: Option<Spanned<String>>,
+    pub max_download: Option<Spanned<String>>,
 }
 
 /// `[fleet.lock]` (read only to be refused without the `fleet` feature).

@@ -324,6 +324,11 @@ impl Merge {
             self.settings.fleet.lock = Some(fleet_lock(p, l)?);
             self.sources.insert("fleet.lock", src());
         }
+        if let Some(h) = &f.hawkbit {
+            // As [fleet.lock]: a file with the section replaces it whole.
+            self.settings.fleet.hawkbit = Some(hawkbit::settings(p, h)?);
+            self.sources.insert("fleet.hawkbit", src());
+        }
         Ok(())
     }
 }
@@ -540,5 +545,6 @@ fn inhibit_what(p: &Parsed, v: &Spanned<Vec<String>>) -> Result<Vec<InhibitWhat>
     Ok(out)
 }
 
+mod hawkbit;
 #[cfg(test)]
 mod tests;

@@ -13,8 +13,8 @@ mod settings;
 
 pub use load::{load, ConfigError};
 pub use settings::{
-    FleetLockSettings, FleetSettings, InhibitWhat, LockBackend, Settings, Source, Sourced,
-    DEFAULT_DIRS, DEFAULT_MAIN,
+    FleetLockSettings, FleetSettings, HawkbitAuth, HawkbitSettings, InhibitWhat, LocalTarget,
+    LockBackend, Settings, Source, Sourced, DEFAULT_DIRS, DEFAULT_MAIN,
 };
 
 use std::path::PathBuf;

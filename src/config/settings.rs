@@ -82,6 +82,47 @@ pub struct FleetSettings {
     pub group: String,
     /// `[fleet.lock]`; `None`: no fleet-wide slots.
     pub lock: Option<FleetLockSettings>,
+    /// `[fleet.hawkbit]`; `None`: no releases from a hawkBit server.
+    pub hawkbit: Option<HawkbitSettings>,
+}
+
+/// `[fleet.hawkbit]`: where releases come from (docs/hawkbit.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HawkbitSettings {
+    /// The server's base URL, without the tenant.
+    pub url: String,
+    pub tenant: String,
+    /// `None`: the fleet id.
+    pub controller_id: Option<String>,
+    pub auth: HawkbitAuth,
+    /// Extra CA certificates (PEM) trusted beside the system's.
+    pub ca_file: Option<PathBuf>,
+    /// What a local target (file, D-Bus, CLI, HTTP) may do to an app that
+    /// hawkBit deployed.
+    pub local_target: LocalTarget,
+    /// Largest artifact downloaded, in bytes.
+    pub max_download: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "file", rename_all = "snake_case")]
+pub enum HawkbitAuth {
+    None,
+    /// `Authorization: TargetToken <file's content>`.
+    TargetToken(PathBuf),
+    /// `Authorization: GatewayToken <file's content>`.
+    GatewayToken(PathBuf),
+}
+
+/// Who wins when a local target touches an app hawkBit deployed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LocalTarget {
+    /// hawkBit's apps are hawkBit's: a local change to one is refused.
+    Refuse,
+    /// A local change wins; the app is the device's until hawkBit deploys
+    /// it again.
+    Allow,
 }
 
 impl Default for FleetSettings {
@@ -90,6 +131,7 @@ impl Default for FleetSettings {
             id: None,
             group: "default".into(),
             lock: None,
+            hawkbit: None,
         }
     }
 }

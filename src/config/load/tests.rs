@@ -315,3 +315,74 @@ fn fleet_lock_backends() {
         assert!(e.contains("holdfast.toml:"), "{e}");
     }
 }
+
+#[cfg(not(feature = "fleet"))]
+#[test]
+fn fleet_hawkbit_needs_the_feature() {
+    let t = tree("[fleet.hawkbit]\nurl = \"http://127.0.0.1:8080\"\n");
+    let e = load(&t.main, true).unwrap_err().to_string();
+    assert!(
+        e.contains(": fleet.hawkbit: holdfast was built without fleet support"),
+        "{e}"
+    );
+}
+
+#[cfg(feature = "fleet")]
+#[test]
+fn fleet_hawkbit_settings() {
+    use crate::config::{HawkbitAuth, LocalTarget};
+    let t = tree("[fleet.hawkbit]\nurl = \"http://127.0.0.1:8080/\"\n");
+    let h = load(&t.main, true).unwrap().settings.fleet.hawkbit.unwrap();
+    assert_eq!(h.url, "http://127.0.0.1:8080");
+    assert_eq!(h.tenant, "DEFAULT");
+    assert_eq!(h.controller_id, None);
+    assert_eq!(h.auth, HawkbitAuth::None);
+    assert_eq!(h.local_target, LocalTarget::Refuse);
+    assert_eq!(h.max_download, 2 << 30);
+    let t = tree(
+        "[fleet.hawkbit]\nurl = \"http://hawkbit:8080\"\ntenant = \"t1\"\ncontroller_id = \"dev-1\"\ntoken_file = \"/etc/holdfast/hawkbit-token\"\nlocal_target = \"allow\"\nmax_download = \"512MiB\"\n",
+    );
+    let h = load(&t.main, true).unwrap().settings.fleet.hawkbit.unwrap();
+    assert_eq!(
+        (h.tenant.as_str(), h.controller_id.as_deref()),
+        ("t1", Some("dev-1"))
+    );
+    assert_eq!(
+        h.auth,
+        HawkbitAuth::TargetToken("/etc/holdfast/hawkbit-token".into())
+    );
+    assert_eq!(
+        (h.local_target, h.max_download),
+        (LocalTarget::Allow, 512 << 20)
+    );
+    for (text, want) in [
+        ("tenant = \"x\"", "fleet.hawkbit.url: is required"),
+        ("url = \"ftp://h\"", "fleet.hawkbit.url: \"ftp://h\""),
+        (
+            "url = \"http://h\"\ntenant = \"a/b\"",
+            "fleet.hawkbit.tenant: \"a/b\" is not",
+        ),
+        (
+            "url = \"http://h\"\ntoken_file = \"/a\"\ngateway_token_file = \"/b\"",
+            "give token_file or gateway_token_file, not both",
+        ),
+        (
+            "url = \"http://h\"\ntoken_file = \"token\"",
+            "fleet.hawkbit.token_file: \"token\" is not an absolute path",
+        ),
+        (
+            "url = \"http://h\"\nlocal_target = \"merge\"",
+            "fleet.hawkbit.local_target: \"merge\" is not one of",
+        ),
+        (
+            "url = \"http://h\"\nmax_download = \"1KiB\"",
+            "fleet.hawkbit.max_download: \"1KiB\" is not a size",
+        ),
+        ("url = \"http://h\"\ntoken = \"x\"", "unknown field `token`"),
+    ] {
+        let t = tree(&format!("[fleet.hawkbit]\n{text}\n"));
+        let e = load(&t.main, true).unwrap_err().to_string();
+        assert!(e.contains(want), "{text}: {e}");
+        assert!(e.contains("holdfast.toml:"), "{e}");
+    }
+}
