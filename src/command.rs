@@ -74,6 +74,21 @@ pub enum Command {
         source: String,
         reply: oneshot::Sender<Result<String, CommandError>>,
     },
+    /// A fleet server's deployment (internal: the hawkBit task): `apps`
+    /// replace the apps `owner` deployed before; the device's own apps
+    /// stay. Answers the summary of the whole target.
+    SetFleetApps {
+        owner: String,
+        apps: std::collections::BTreeMap<AppName, AppTarget>,
+        source: String,
+        reply: oneshot::Sender<Result<String, CommandError>>,
+    },
+    /// Internal (the hawkBit task): load `docker save` archives into the
+    /// engine. Answers the image names they carried.
+    LoadImages {
+        archives: Vec<PathBuf>,
+        reply: oneshot::Sender<Result<Vec<String>, CommandError>>,
+    },
     /// Check for updates now; `force` goes through locks once, for the
     /// updates pending at that moment: of every app, or of `only` (an
     /// app's HTTP key forces its own app alone). Answers whether a check
@@ -284,7 +299,7 @@ impl Handle {
             | ReleaseForPower { .. }
             | Shutdown { .. } => &self.keeper,
             Power { .. } => &self.power,
-            SetTarget { .. } | SetApp { .. } | ReloadTarget => &self.target,
+            SetTarget { .. } | SetApp { .. } | SetFleetApps { .. } | ReloadTarget => &self.target,
             Update { .. }
             | RestartApp { .. }
             | ServiceAction { .. }
@@ -292,6 +307,7 @@ impl Handle {
             | EngineState { .. }
             | PruneVolumes { .. }
             | StopAll { .. }
+            | LoadImages { .. }
             | RotateApiKey { .. } => &self.updates,
         }
     }

@@ -5,6 +5,7 @@
 pub mod auth;
 mod body;
 mod health;
+mod load;
 mod objects;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};

@@ -3,6 +3,7 @@
 //! tells whether a running container still matches its target; the target
 //! in force is kept by `store`.
 
+pub mod owners;
 mod parse;
 mod spec;
 pub mod store;

@@ -4,15 +4,17 @@
 //! on disk and stages the target's device config; all file work runs on
 //! the blocking pool.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, watch};
 
+use super::owners::Owners;
 use super::spec::FORMAT_VERSION;
 use crate::bootcfg::BootConfig;
 use crate::command::{Command, CommandError, Handle};
-use crate::config::Settings;
+use crate::config::{LocalTarget, Settings};
 use crate::fsutil::{atomic_write, read_regular};
 use crate::inotify::NamesWatch;
 use crate::names::AppName;
@@ -27,6 +29,9 @@ pub const MAX_TARGET_BYTES: u64 = 4 << 20;
 pub enum StoreError {
     #[error(transparent)]
     Invalid(#[from] TargetError),
+    /// A local target touching an app a fleet server owns.
+    #[error("{0}")]
+    Owned(String),
     #[error("cannot save the target to {path}: {source}")]
     Save {
         path: PathBuf,
@@ -46,6 +51,9 @@ pub struct TargetStore {
     file: PathBuf,
     last_good: PathBuf,
     tx: Arc<watch::Sender<Option<Arc<Target>>>>,
+    owners: Arc<Mutex<Owners>>,
+    /// `[fleet.hawkbit] local_target`; `None` without hawkBit.
+    policy: Arc<Mutex<Option<LocalTarget>>>,
 }
 
 impl TargetStore {
@@ -70,6 +78,8 @@ impl TargetStore {
             file: file.to_owned(),
             last_good,
             tx: Arc::new(tx),
+            owners: Arc::new(Mutex::new(Owners::load(state_dir))),
+            policy: Arc::new(Mutex::new(None)),
         };
         if let Some(t) = store.tx.borrow().clone() {
             let _ = store.save_last_good(&t);
@@ -84,7 +94,73 @@ impl TargetStore {
     /// A target from D-Bus, CLI or HTTP: validated, written to the target
     /// file (atomically), then put in force.
     pub fn accept(&self, text: &str, source: &str) -> Result<Arc<Target>, StoreError> {
-        self.save(parse(text, source)?)
+        self.save_local(parse(text, source)?)
+    }
+
+    pub fn set_policy(&self, policy: Option<LocalTarget>) {
+        *self.policy.lock().expect("policy lock") = policy;
+    }
+
+    /// The apps `owner` deployed, for status.
+    pub fn owned_by(&self, owner: &str) -> Vec<AppName> {
+        let o = self.owners.lock().expect("owners lock");
+        o.owned_by(owner).cloned().collect()
+    }
+
+    /// A fleet server's deployment: `apps` replace the apps `owner`
+    /// deployed before (those it no longer names leave the target); the
+    /// device's own apps stay. Validated whole, saved, put in force.
+    pub fn accept_fleet(
+        &self,
+        owner: &str,
+        apps: BTreeMap<AppName, AppTarget>,
+        source: &str,
+    ) -> Result<Arc<Target>, StoreError> {
+        let mut owners = self.owners.lock().expect("owners lock");
+        let mut merged = self.current_or_empty();
+        let before: Vec<AppName> = owners.owned_by(owner).cloned().collect();
+        for a in before {
+            merged.apps.remove(&a);
+        }
+        let names: Vec<AppName> = apps.keys().cloned().collect();
+        merged.apps.extend(apps);
+        check(&merged, source)?;
+        // Owned before in force: a crash between the two leaves the
+        // server's apps refused to local changes, never the other way.
+        owners
+            .set(owner, names.into_iter())
+            .map_err(|source| StoreError::Save {
+                path: PathBuf::from(super::owners::OWNERS_FILE),
+                source,
+            })?;
+        self.save(merged)
+    }
+
+    fn current_or_empty(&self) -> Target {
+        self.tx.borrow().as_deref().cloned().unwrap_or(Target {
+            version: FORMAT_VERSION,
+            ..Target::default()
+        })
+    }
+
+    /// A local target: refused when it changes an app a fleet server owns
+    /// (under `refuse`); under `allow` such an app becomes the device's.
+    fn save_local(&self, target: Target) -> Result<Arc<Target>, StoreError> {
+        let mut owners = self.owners.lock().expect("owners lock");
+        let released = self.check_owners(&owners, &target)?;
+        let t = self.save(target)?;
+        if let Err(e) = owners.release(&released) {
+            tracing::error!(error = %e, "cannot record that the device took over {released:?}");
+        }
+        Ok(t)
+    }
+
+    fn check_owners(&self, owners: &Owners, target: &Target) -> Result<Vec<AppName>, StoreError> {
+        let policy = *self.policy.lock().expect("policy lock");
+        let current = self.tx.borrow().clone();
+        owners
+            .check_local(policy, current.as_deref(), target)
+            .map_err(StoreError::Owned)
     }
 
     /// One app's target merged into the target in force (an empty target
@@ -97,13 +173,10 @@ impl TargetStore {
         target: AppTarget,
         source: &str,
     ) -> Result<Arc<Target>, StoreError> {
-        let mut merged = self.tx.borrow().as_deref().cloned().unwrap_or(Target {
-            version: FORMAT_VERSION,
-            ..Target::default()
-        });
+        let mut merged = self.current_or_empty();
         merged.apps.insert(app, target);
         check(&merged, source)?;
-        self.save(merged)
+        self.save_local(merged)
     }
 
     fn save(&self, target: Target) -> Result<Arc<Target>, StoreError> {
@@ -123,6 +196,9 @@ impl TargetStore {
     pub fn reload_file(&self) -> Result<Reloaded, StoreError> {
         match read(&self.file)? {
             Some(t) => {
+                let mut owners = self.owners.lock().expect("owners lock");
+                let released = self.check_owners(&owners, &t)?;
+                let _ = owners.release(&released);
                 let t = Arc::new(t);
                 Ok(match self.put(t.clone())? {
                     true => Reloaded::Changed(t),
@@ -179,6 +255,7 @@ pub struct TargetTask {
 
 impl TargetTask {
     pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        self.store.set_policy(local_policy(&self.settings.borrow()));
         let mut watch = self.watch_file();
         loop {
             tokio::select! {
@@ -195,6 +272,12 @@ impl TargetTask {
                         let r = blocking(move || store.accept_app(app, target, &source)).await;
                         let _ = reply.send(self.answer(r, &what).await);
                     }
+                    Some(Command::SetFleetApps { owner, apps, source, reply }) => {
+                        let store = self.store.clone();
+                        let what = source.clone();
+                        let r = blocking(move || store.accept_fleet(&owner, apps, &source)).await;
+                        let _ = reply.send(self.answer(r, &what).await);
+                    }
                     Some(Command::ReloadTarget) => self.reload().await,
                     Some(other) => tracing::error!(command = ?other, "command sent to the target store by mistake; dropped"),
                     None => return,
@@ -209,6 +292,7 @@ impl TargetTask {
                 r = self.settings.changed() => {
                     if r.is_err() { return }
                     let file = self.settings.borrow_and_update().target_file.clone();
+                    self.store.set_policy(local_policy(&self.settings.borrow()));
                     if file != self.store.file {
                         tracing::info!(file = %file.display(), "target file is now {}", file.display());
                         self.store.file = file;
@@ -238,6 +322,7 @@ impl TargetTask {
                 tracing::warn!(error = %e, "target rejected; the previous one stays in force");
                 Err(match e {
                     StoreError::Invalid(e) => CommandError::InvalidTarget(e.to_string()),
+                    StoreError::Owned(why) => CommandError::Conflict(why),
                     other => CommandError::Failed(other.to_string()),
                 })
             }
@@ -295,6 +380,10 @@ impl TargetTask {
             Err(e) => tracing::error!(error = %e, "cannot stage device config: {e}"),
         }
     }
+}
+
+fn local_policy(s: &Settings) -> Option<LocalTarget> {
+    s.fleet.hawkbit.as_ref().map(|h| h.local_target)
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {

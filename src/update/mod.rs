@@ -332,6 +332,13 @@ impl Updates {
                         dirty |= r.is_ok();
                         let _ = reply.send(r);
                     }
+                    Some(Command::LoadImages { archives, reply }) => {
+                        let exec = exec_rx.borrow().clone();
+                        tokio::spawn(async move {
+                            let r = exec.load_images(&archives).await;
+                            let _ = reply.send(r.map_err(|e| CommandError::Failed(e.to_string())));
+                        });
+                    }
                     Some(Command::StopAll { grace, reply }) => {
                         for tx in apps.values() {
                             let _ = tx.send(AppRequest::DeviceStopping);

@@ -3,7 +3,8 @@
 //! containers removed or restarted, all stopped; and putting back what a
 //! failed apply changed.
 
-use super::Executor;
+use super::{ExecError, Executor};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::engine::{Container, EngineError, RunState};
@@ -59,6 +60,19 @@ impl Executor {
             engine.start(&c.id).await?;
         }
         Ok(())
+    }
+
+    /// `docker save` archives from a fleet release, loaded one by one.
+    /// Answers the image names they carried.
+    pub async fn load_images(&self, archives: &[PathBuf]) -> Result<Vec<String>, ExecError> {
+        let engine = self.engine().await?;
+        let mut names = Vec::new();
+        for a in archives {
+            let got = engine.load_image(a).await?;
+            tracing::info!(archive = %a.display(), images = ?got, "loaded {}", got.join(", "));
+            names.extend(got);
+        }
+        Ok(names)
     }
 
     /// Shutdown: every running managed container stopped at once, each
