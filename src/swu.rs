@@ -7,6 +7,8 @@
 
 use std::io::{self, Read, Write};
 
+pub mod description;
+
 const HEADER_LEN: usize = 110;
 const TRAILER: &str = "TRAILER!!!";
 /// Entry names in a .swu are plain file names; longer is not one.

@@ -1,0 +1,3 @@
+//! `sw-description`, the manifest at the head of a `.swu`.
+
+pub mod libconfig;
