@@ -8,6 +8,7 @@
 use std::io::{self, Read, Write};
 
 pub mod description;
+pub mod payload;
 
 const HEADER_LEN: usize = 110;
 const TRAILER: &str = "TRAILER!!!";
