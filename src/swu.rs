@@ -7,6 +7,9 @@
 
 use std::io::{self, Read, Write};
 
+pub mod description;
+pub mod payload;
+
 const HEADER_LEN: usize = 110;
 const TRAILER: &str = "TRAILER!!!";
 /// Entry names in a .swu are plain file names; longer is not one.

@@ -1,7 +1,7 @@
 use super::*;
 
 /// A cpio archive as `cpio -o -H crc` (or `-H newc`) writes one.
-fn archive(crc: bool, files: &[(&str, &[u8])]) -> Vec<u8> {
+pub(super) fn archive(crc: bool, files: &[(&str, &[u8])]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut entry = |name: &str, data: &[u8], ino: u32| {
         let sum = data.iter().fold(0u32, |s, b| s.wrapping_add(u32::from(*b)));
