@@ -192,6 +192,12 @@ pub async fn apply(args: ApplyArgs) -> Result<ExitCode, BusFailure> {
             let msg = msg.unwrap_or_default().replacen(source, &file, 1);
             return Ok(rejected(msg));
         }
+        // An app a fleet server owns: refused, the target in force stays.
+        Err(zbus::Error::MethodError(name, msg, _))
+            if name.as_str() == "org.holdfast.Supervisor1.Error.Conflict" =>
+        {
+            return Ok(rejected(msg.unwrap_or_default()));
+        }
         Err(e) => return Err(e.into()),
     }
     Ok(ExitCode::SUCCESS)

@@ -36,6 +36,9 @@ pub enum BusError {
     AccessDenied(String),
     InvalidTarget(String),
     NotFound(String),
+    /// The state does not allow it (an app hawkBit owns, an app that is
+    /// down).
+    Conflict(String),
     Failed(String),
 }
 
@@ -50,6 +53,7 @@ impl From<CommandError> for BusError {
             CommandError::InvalidName(_) => BusError::InvalidName(msg),
             CommandError::InvalidTarget(m) => BusError::InvalidTarget(printable(&m)),
             CommandError::NotFound(_) => BusError::NotFound(msg),
+            CommandError::Conflict(_) => BusError::Conflict(msg),
             _ => BusError::Failed(msg),
         }
     }
