@@ -302,7 +302,7 @@ fn fleet_lock_backends() {
         ),
         (
             "backend = \"fleetlock\"\nurl = \"ftp://x\"",
-            "fleet.lock.url: \"ftp://x\": is not an http:// URL",
+            "fleet.lock.url: \"ftp://x\": is not an http:// or https:// URL",
         ),
         (
             "backend = \"etcd\"\nendpoint = []",
