@@ -442,6 +442,7 @@ fn fleet_lock(
                     .as_ref()
                     .map(|v| abs_path(p, "fleet.lock.password_file", v))
                     .transpose()?,
+                tls: Default::default(),
             }
         }
         "fleetlock" => {
@@ -466,6 +467,7 @@ fn fleet_lock(
             };
             LockBackend::Fleetlock {
                 url: url(u, "url")?,
+                tls: Default::default(),
             }
         }
         other => {

@@ -138,12 +138,14 @@ impl FleetTask {
                 endpoints,
                 user,
                 password_file,
+                tls,
             } => Backend::Etcd(Box::new(Etcd::new(
                 endpoints,
                 user.clone(),
                 password_file.clone(),
+                tls,
             )?)),
-            LockBackend::Fleetlock { url } => Backend::FleetLock(FleetLock::new(url)?),
+            LockBackend::Fleetlock { url, tls } => Backend::FleetLock(FleetLock::new(url, tls)?),
         };
         let (tx, rx) = mpsc::channel(4);
         let slots = Slots {

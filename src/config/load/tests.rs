@@ -253,7 +253,8 @@ fn fleet_lock_backends() {
                 "http://10.0.0.2:2379".into()
             ],
             user: None,
-            password_file: None
+            password_file: None,
+            tls: Default::default(),
         }
     );
     assert!(l.reboots && !l.updates);
@@ -266,7 +267,8 @@ fn fleet_lock_backends() {
     assert_eq!(
         l.backend,
         LockBackend::Fleetlock {
-            url: "http://airlock:3333".into()
+            url: "http://airlock:3333".into(),
+            tls: Default::default(),
         }
     );
     assert!(!l.reboots && l.updates);
