@@ -47,6 +47,10 @@ for t in "${targets[@]}"; do
   export "CARGO_TARGET_${up}_LINKER=$gcc-gcc"
   export "CARGO_TARGET_${up}_RUSTFLAGS=--sysroot $(sysroot "$arch")"
   export "CARGO_TARGET_${up}_RUNNER=$qemu -L /usr/$gcc"
+  # ring (rustls, feature fleet) builds C and assembly with the cc crate:
+  # name the cross compiler rather than rely on cc's guess of the prefix.
+  low=$(echo "$triple" | tr - _)
+  export "CC_${low}=$gcc-gcc" "AR_${low}=$gcc-ar"
 
   # The release build (LTO) is what ships; it is measured on aarch64, the
   # size target. Debug builds share their dependencies with the test build.

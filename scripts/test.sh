@@ -19,10 +19,12 @@ stage cargo fmt --all -- --check
 stage cargo clippy --all-targets --quiet -- -D warnings
 stage cargo clippy --all-targets --quiet --features fleet -- -D warnings
 stage cargo test --all-targets
-# The fleet feature: its unit tests and a real three-member etcd cluster
-# (about 20 s); the other integration tests do not change with it.
+# The fleet feature: its unit tests, a real three-member etcd cluster
+# (about 20 s) and one with TLS and client certificates (about 2 s); the
+# other integration tests do not change with it.
 stage cargo test --features fleet --lib
 stage cargo test --features fleet --test fleet_lock
+stage cargo test --features fleet --test fleet_tls
 if ! $quick; then
   stage scripts/check-layer.sh
   stage tests/goosebit_fixture.sh

@@ -5,15 +5,14 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-#[cfg(feature = "fleet")]
-use std::time::Duration;
 
 use toml::Spanned;
 
-use super::fragment::{FleetFragment, FleetLockFragment, Fragment};
-use super::settings::{FleetLockSettings, InhibitWhat, Settings, Source, Sourced};
+use super::fragment::{FleetFragment, Fragment};
+use super::settings::{InhibitWhat, Settings, Source, Sourced};
 use crate::fleet;
 use crate::fsutil::read_regular;
+use fleet_lock::fleet_lock;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ConfigError {
@@ -333,170 +332,6 @@ impl Merge {
     }
 }
 
-#[cfg(not(feature = "fleet"))]
-fn fleet_lock(
-    p: &Parsed,
-    l: &Spanned<FleetLockFragment>,
-) -> Result<FleetLockSettings, ConfigError> {
-    Err(p.error(
-        Some(l.span()),
-        "fleet.lock",
-        "holdfast was built without fleet support (cargo feature \"fleet\", \
-         PACKAGECONFIG \"fleet\" in meta-holdfast): fleet-wide slots are not available",
-    ))
-}
-
-#[cfg(feature = "fleet")]
-fn fleet_lock(
-    p: &Parsed,
-    l: &Spanned<FleetLockFragment>,
-) -> Result<FleetLockSettings, ConfigError> {
-    use super::settings::LockBackend;
-    let span = l.span();
-    let l = l.get_ref();
-    let err = |s: Option<std::ops::Range<usize>>, key: &str, r: String| {
-        p.error(s.or(Some(span.clone())), &format!("fleet.lock.{key}"), r)
-    };
-    let no_tls = |s: &Option<Spanned<String>>, key: &str| match s {
-        Some(v) => Err(err(
-            Some(v.span()),
-            key,
-            "TLS to etcd is not supported by this build: holdfast has no TLS client yet \
-             (reach etcd over plain http on a trusted network, or through a local TLS proxy)"
-                .into(),
-        )),
-        None => Ok(()),
-    };
-    let forbid = |present: bool, key: &str, backend: &str| match present {
-        true => Err(err(
-            None,
-            key,
-            format!("is not a key of backend = \"{backend}\""),
-        )),
-        false => Ok(()),
-    };
-    let url = |v: &Spanned<String>, key: &str| -> Result<String, ConfigError> {
-        let s = v.get_ref();
-        if s.starts_with("https://") {
-            return Err(err(
-                Some(v.span()),
-                key,
-                format!("{s:?}: https is not supported by this build (no TLS client yet)"),
-            ));
-        }
-        fleet::url::HttpUrl::parse(s)
-            .map_err(|r| err(Some(v.span()), key, format!("{s:?}: {r}")))?;
-        Ok(s.trim_end_matches('/').to_owned())
-    };
-    let duration = |v: &Spanned<String>, key: &str, min: Duration| {
-        humantime::parse_duration(v.get_ref())
-            .ok()
-            .filter(|d| *d >= min)
-            .ok_or_else(|| {
-                err(
-                    Some(v.span()),
-                    key,
-                    format!(
-                        "{:?} is not a duration like \"30s\" or \"1h\" of at least {}",
-                        v.get_ref(),
-                        humantime::format_duration(min)
-                    ),
-                )
-            })
-    };
-    let Some(kind) = &l.backend else {
-        return Err(err(
-            None,
-            "backend",
-            "is required: \"etcd\" or \"fleetlock\"".into(),
-        ));
-    };
-    let backend = match kind.get_ref().as_str() {
-        "etcd" => {
-            forbid(l.url.is_some(), "url", "etcd")?;
-            no_tls(&l.ca_file, "ca_file")?;
-            no_tls(&l.cert_file, "cert_file")?;
-            no_tls(&l.key_file, "key_file")?;
-            let Some(e) = &l.endpoints else {
-                return Err(err(
-                    None,
-                    "endpoints",
-                    "is required with backend = \"etcd\"".into(),
-                ));
-            };
-            if e.get_ref().is_empty() {
-                return Err(err(Some(e.span()), "endpoints", "names no endpoint".into()));
-            }
-            let mut endpoints = Vec::new();
-            for s in e.get_ref() {
-                let v = Spanned::new(e.span(), s.clone());
-                endpoints.push(url(&v, "endpoints")?);
-            }
-            if l.user.is_some() != l.password_file.is_some() {
-                return Err(err(
-                    None,
-                    "user",
-                    "user and password_file go together".into(),
-                ));
-            }
-            LockBackend::Etcd {
-                endpoints,
-                user: l.user.as_ref().map(|u| u.get_ref().clone()),
-                password_file: l
-                    .password_file
-                    .as_ref()
-                    .map(|v| abs_path(p, "fleet.lock.password_file", v))
-                    .transpose()?,
-            }
-        }
-        "fleetlock" => {
-            forbid(l.endpoints.is_some(), "endpoints", "fleetlock")?;
-            forbid(
-                l.ca_file.is_some() || l.cert_file.is_some() || l.key_file.is_some(),
-                "ca_file",
-                "fleetlock",
-            )?;
-            forbid(
-                l.user.is_some() || l.password_file.is_some(),
-                "user",
-                "fleetlock",
-            )?;
-            forbid(l.stale_after.is_some(), "stale_after", "fleetlock")?;
-            let Some(u) = &l.url else {
-                return Err(err(
-                    None,
-                    "url",
-                    "is required with backend = \"fleetlock\"".into(),
-                ));
-            };
-            LockBackend::Fleetlock {
-                url: url(u, "url")?,
-            }
-        }
-        other => {
-            return Err(err(
-                Some(kind.span()),
-                "backend",
-                format!("{other:?} is not one of \"etcd\", \"fleetlock\""),
-            ))
-        }
-    };
-    Ok(FleetLockSettings {
-        backend,
-        reboots: l.reboots.unwrap_or(true),
-        updates: l.updates.unwrap_or(false),
-        stale_after: l
-            .stale_after
-            .as_ref()
-            .map(|v| duration(v, "stale_after", Duration::from_secs(1)))
-            .transpose()?,
-        lease_ttl: match &l.lease_ttl {
-            Some(v) => duration(v, "lease_ttl", Duration::from_secs(2))?,
-            None => Duration::from_secs(30),
-        },
-    })
-}
-
 fn abs_path(p: &Parsed, key: &str, v: &Spanned<String>) -> Result<PathBuf, ConfigError> {
     abs(p, key, v.span(), v.get_ref())
 }
@@ -545,6 +380,7 @@ fn inhibit_what(p: &Parsed, v: &Spanned<Vec<String>>) -> Result<Vec<InhibitWhat>
     Ok(out)
 }
 
+mod fleet_lock;
 mod hawkbit;
 #[cfg(test)]
 mod tests;

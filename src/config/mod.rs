@@ -14,7 +14,7 @@ mod settings;
 pub use load::{load, ConfigError};
 pub use settings::{
     FleetLockSettings, FleetSettings, HawkbitAuth, HawkbitSettings, InhibitWhat, LocalTarget,
-    LockBackend, Settings, Source, Sourced, DEFAULT_DIRS, DEFAULT_MAIN,
+    LockBackend, Settings, Source, Sourced, TlsFiles, DEFAULT_DIRS, DEFAULT_MAIN,
 };
 
 use std::path::PathBuf;

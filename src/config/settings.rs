@@ -162,9 +162,21 @@ pub enum LockBackend {
         endpoints: Vec<String>,
         user: Option<String>,
         password_file: Option<PathBuf>,
+        tls: TlsFiles,
     },
-    /// A FleetLock server (airlock, poseidon).
-    Fleetlock { url: String },
+    /// A FleetLock server (airlock, poseidon); `tls` has a `ca_file` at most.
+    Fleetlock { url: String, tls: TlsFiles },
+}
+
+/// The files behind an https fleet client (`ca_file`, `cert_file`,
+/// `key_file`; absolute paths, read when the client is made).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TlsFiles {
+    /// PEM certificates trusted besides the system's bundle.
+    pub ca_file: Option<PathBuf>,
+    /// A PEM client certificate (chain) and its PEM key: both or neither.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
 }
 
 impl LockBackend {
@@ -336,7 +348,7 @@ impl Sourced {
                                 ", endpoints = {}",
                                 list(endpoints.iter().map(|e| toml_str(e)).collect())
                             )),
-                            LockBackend::Fleetlock { url } => {
+                            LockBackend::Fleetlock { url, .. } => {
                                 v.push_str(&format!(", url = {}", toml_str(url)))
                             }
                         }

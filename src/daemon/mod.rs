@@ -342,16 +342,9 @@ fn start_fleet(
         target,
         snapshot,
     };
-    match task.start() {
-        Ok((handle, run)) => {
-            tasks.spawn("fleet slots", run);
-            Some(handle)
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "fleet slots unavailable: {e}");
-            None
-        }
-    }
+    let (handle, run) = task.start();
+    tasks.spawn("fleet slots", run);
+    Some(handle)
 }
 
 #[cfg(not(feature = "fleet"))]

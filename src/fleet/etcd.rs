@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use super::http::post_json;
+use super::http::{Client, TlsFiles};
 use super::semaphore::{self, Semaphore, Take};
 use super::url::HttpUrl;
 
@@ -21,6 +21,7 @@ use super::url::HttpUrl;
 const CAS_ROUNDS: usize = 16;
 
 pub struct Etcd {
+    client: Client,
     endpoints: Vec<HttpUrl>,
     /// The endpoint that answered last; tried first.
     current: usize,
@@ -91,6 +92,7 @@ impl Etcd {
         endpoints: &[String],
         user: Option<String>,
         password_file: Option<PathBuf>,
+        tls: &TlsFiles,
     ) -> Result<Etcd, String> {
         let endpoints = endpoints
             .iter()
@@ -100,6 +102,7 @@ impl Etcd {
             return Err("no etcd endpoint".into());
         }
         Ok(Etcd {
+            client: Client::new(tls)?,
             endpoints,
             current: 0,
             auth: user.zip(password_file),
@@ -129,7 +132,11 @@ impl Etcd {
                 headers.push(("authorization", t.as_str()));
             }
             let url = &self.endpoints[at];
-            match post_json(url, path, &headers, body.to_string().into_bytes()).await {
+            match self
+                .client
+                .post_json(url, path, &headers, body.to_string().into_bytes())
+                .await
+            {
                 Err(e) => errors.push(e),
                 Ok(r) => {
                     let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
@@ -171,13 +178,15 @@ impl Etcd {
             std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
         let body = json!({"name": user, "password": password.trim_end_matches('\n')});
         let url = &self.endpoints[at];
-        let r = post_json(
-            url,
-            "/v3/auth/authenticate",
-            &[],
-            body.to_string().into_bytes(),
-        )
-        .await?;
+        let r = self
+            .client
+            .post_json(
+                url,
+                "/v3/auth/authenticate",
+                &[],
+                body.to_string().into_bytes(),
+            )
+            .await?;
         let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
         match v.get("token").and_then(Value::as_str) {
             Some(t) if r.status == 200 => {

@@ -8,10 +8,11 @@
 
 use serde_json::{json, Value};
 
-use super::http::post_json;
+use super::http::{Client, TlsFiles};
 use super::url::HttpUrl;
 
 pub struct FleetLock {
+    client: Client,
     url: HttpUrl,
 }
 
@@ -45,21 +46,24 @@ fn printable(s: &str) -> String {
 }
 
 impl FleetLock {
-    pub fn new(url: &str) -> Result<FleetLock, String> {
+    pub fn new(url: &str, tls: &TlsFiles) -> Result<FleetLock, String> {
         Ok(FleetLock {
+            client: Client::new(tls)?,
             url: HttpUrl::parse(url).map_err(|r| format!("{url}: {r}"))?,
         })
     }
 
     async fn post(&self, path: &str, id: &str, group: &str) -> Result<Answer, String> {
         let body = json!({"client_params": {"id": id, "group": group}});
-        let r = post_json(
-            &self.url,
-            path,
-            &[("fleet-lock-protocol", "true")],
-            body.to_string().into_bytes(),
-        )
-        .await?;
+        let r = self
+            .client
+            .post_json(
+                &self.url,
+                path,
+                &[("fleet-lock-protocol", "true")],
+                body.to_string().into_bytes(),
+            )
+            .await?;
         Ok(answer(r.status, &r.body))
     }
 
@@ -172,7 +176,7 @@ mod tests {
             POSEIDON_OK,
         ])
         .await;
-        let c = FleetLock::new(&url).unwrap();
+        let c = FleetLock::new(&url, &TlsFiles::default()).unwrap();
         let full = c.pre_reboot("dev1", "default").await.unwrap();
         assert_eq!(
             full,
@@ -216,7 +220,7 @@ mod tests {
         );
         // Nobody listening: an error, never a grant.
         drop(c);
-        let dead = FleetLock::new("http://127.0.0.1:9").unwrap();
+        let dead = FleetLock::new("http://127.0.0.1:9", &TlsFiles::default()).unwrap();
         assert!(dead.pre_reboot("a", "b").await.is_err());
     }
 }

@@ -16,11 +16,13 @@ pub mod etcd;
 #[cfg(feature = "fleet")]
 pub mod fleetlock;
 #[cfg(feature = "fleet")]
-mod http;
+pub mod http;
 #[cfg(feature = "fleet")]
 pub mod semaphore;
 #[cfg(feature = "fleet")]
 pub mod slots;
+#[cfg(feature = "fleet")]
+mod tls;
 
 /// Without the `fleet` feature no slot handle can exist: the power path's
 /// slot code compiles to nothing.

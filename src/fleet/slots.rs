@@ -84,6 +84,8 @@ impl Slots {
 enum Backend {
     Etcd(Box<Etcd>),
     FleetLock(FleetLock),
+    /// Why no backend could be made.
+    Unusable(String),
 }
 
 pub struct FleetTask {
@@ -132,19 +134,30 @@ struct Run {
 }
 
 impl FleetTask {
-    pub fn start(self) -> Result<(Slots, impl std::future::Future<Output = ()>), String> {
+    /// A backend that cannot be made (a TLS file that does not read) is
+    /// an error every slot request gets: reboots wait, they never go
+    /// without a slot.
+    pub fn start(self) -> (Slots, impl std::future::Future<Output = ()>) {
         let backend = match &self.settings.backend {
             LockBackend::Etcd {
                 endpoints,
                 user,
                 password_file,
-            } => Backend::Etcd(Box::new(Etcd::new(
-                endpoints,
-                user.clone(),
-                password_file.clone(),
-            )?)),
-            LockBackend::Fleetlock { url } => Backend::FleetLock(FleetLock::new(url)?),
+                tls,
+            } => Etcd::new(endpoints, user.clone(), password_file.clone(), tls)
+                .map(|e| Backend::Etcd(Box::new(e))),
+            LockBackend::Fleetlock { url, tls } => FleetLock::new(url, tls).map(Backend::FleetLock),
         };
+        let backend = backend.unwrap_or_else(|e| {
+            let e = format!("fleet slots unavailable: {e}");
+            tracing::error!(error = %e, "{e}; reboots wait for a slot that cannot be taken");
+            self.status.send_modify(|f| {
+                if let Some(l) = f.lock.as_mut() {
+                    l.error = Some(e.clone());
+                }
+            });
+            Backend::Unusable(e)
+        });
         let (tx, rx) = mpsc::channel(4);
         let slots = Slots {
             tx,
@@ -164,7 +177,7 @@ impl FleetTask {
             stale_since: HashMap::new(),
             holds: BTreeSet::new(),
         };
-        Ok((slots, run.run(rx, self.apps, self.target, self.snapshot)))
+        (slots, run.run(rx, self.apps, self.target, self.snapshot))
     }
 }
 
@@ -279,6 +292,7 @@ impl Run {
                 Answer::Granted => (Grant::Granted, None),
                 Answer::Refused(why) => (Grant::NotGranted(format!("{group} ({why})")), None),
             }),
+            Backend::Unusable(e) => Err(e.clone()),
         };
         match r {
             Ok((grant, sem)) => {
@@ -336,6 +350,8 @@ impl Run {
                 Ok(Answer::Refused(why)) => Err(format!("steady-state refused: {why}")),
                 Err(e) => Err(e),
             },
+            // Nothing can be given back; the status shows why.
+            Backend::Unusable(_) => return true,
         };
         match r {
             Ok(()) => {

@@ -1,5 +1,6 @@
 //! A real etcd cluster (Debian's `etcd-server`) on loopback: members on
 //! free ports, data in the test's temporary directory, stopped by PID.
+//! With a [`Pki`], clients speak https and must show a client certificate.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -7,6 +8,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::free_port;
+use super::pki::Pki;
 
 pub struct Member {
     pub name: String,
@@ -18,11 +20,23 @@ pub struct Member {
 pub struct Cluster {
     pub members: Vec<Member>,
     dir: PathBuf,
+    tls: Option<Pki>,
 }
 
 impl Cluster {
     /// `n` members under `dir`, healthy on return.
     pub fn start(dir: &Path, n: usize) -> Cluster {
+        Cluster::start_with(dir, n, None)
+    }
+
+    /// One member whose clients need TLS and a certificate from `pki`'s CA
+    /// (`--client-cert-auth`); peers stay on plain http.
+    pub fn start_tls(dir: &Path, pki: Pki) -> Cluster {
+        Cluster::start_with(dir, 1, Some(pki))
+    }
+
+    fn start_with(dir: &Path, n: usize, tls: Option<Pki>) -> Cluster {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
         let initial: Vec<String> = ports
             .iter()
@@ -35,13 +49,23 @@ impl Cluster {
             let name = format!("m{i}");
             let data = dir.join(format!("etcd-{name}"));
             let log = std::fs::File::create(dir.join(format!("etcd-{name}.log"))).unwrap();
-            let child = Command::new("setsid")
-                .arg("etcd")
+            let mut cmd = Command::new("setsid");
+            cmd.arg("etcd");
+            if let Some(p) = &tls {
+                cmd.arg("--cert-file").arg(&p.server_cert);
+                cmd.arg("--key-file").arg(&p.server_key);
+                cmd.arg("--trusted-ca-file").arg(&p.ca);
+                cmd.arg("--client-cert-auth");
+            }
+            let child = cmd
                 .args(["--name", &name])
                 .arg("--data-dir")
                 .arg(&data)
-                .args(["--listen-client-urls", &format!("http://127.0.0.1:{c}")])
-                .args(["--advertise-client-urls", &format!("http://127.0.0.1:{c}")])
+                .args(["--listen-client-urls", &format!("{scheme}://127.0.0.1:{c}")])
+                .args([
+                    "--advertise-client-urls",
+                    &format!("{scheme}://127.0.0.1:{c}"),
+                ])
                 .args(["--listen-peer-urls", &format!("http://127.0.0.1:{p}")])
                 .args([
                     "--initial-advertise-peer-urls",
@@ -59,13 +83,14 @@ impl Cluster {
                 .expect("etcd (apt-get install etcd-server; scripts/setup.sh)");
             members.push(Member {
                 name,
-                client: format!("http://127.0.0.1:{c}"),
+                client: format!("{scheme}://127.0.0.1:{c}"),
                 child: Mutex::new(Some(child)),
             });
         }
         let cluster = Cluster {
             members,
             dir: dir.to_owned(),
+            tls,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -107,7 +132,13 @@ impl Cluster {
             .filter(|m| m.child.lock().unwrap().is_some())
             .map(|m| m.client.clone())
             .collect();
-        let mut child = Command::new("etcdctl")
+        let mut cmd = Command::new("etcdctl");
+        if let Some(p) = &self.tls {
+            cmd.arg("--cacert").arg(&p.ca);
+            cmd.arg("--cert").arg(&p.client_cert);
+            cmd.arg("--key").arg(&p.client_key);
+        }
+        let mut child = cmd
             .env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={}", live.join(",")))
             .arg("--dial-timeout=2s")

@@ -240,7 +240,7 @@ fn fleet_lock_needs_the_feature() {
 #[cfg(feature = "fleet")]
 #[test]
 fn fleet_lock_backends() {
-    use crate::config::LockBackend;
+    use crate::config::{LockBackend, TlsFiles};
     let t = tree(
         "[fleet.lock]\nbackend = \"etcd\"\nendpoints = [\"http://127.0.0.1:2379\", \"http://10.0.0.2:2379/\"]\nstale_after = \"1h\"\n",
     );
@@ -253,7 +253,8 @@ fn fleet_lock_backends() {
                 "http://10.0.0.2:2379".into()
             ],
             user: None,
-            password_file: None
+            password_file: None,
+            tls: Default::default(),
         }
     );
     assert!(l.reboots && !l.updates);
@@ -266,10 +267,45 @@ fn fleet_lock_backends() {
     assert_eq!(
         l.backend,
         LockBackend::Fleetlock {
-            url: "http://airlock:3333".into()
+            url: "http://airlock:3333".into(),
+            tls: Default::default(),
         }
     );
     assert!(!l.reboots && l.updates);
+    let t = tree(
+        "[fleet.lock]\nbackend = \"etcd\"\nendpoints = [\"https://10.0.0.2:2379\", \"http://127.0.0.1:2379\"]\nca_file = \"/etc/holdfast/etcd-ca.pem\"\ncert_file = \"/etc/holdfast/etcd.pem\"\nkey_file = \"/etc/holdfast/etcd.key\"\n",
+    );
+    let l = load(&t.main, true).unwrap().settings.fleet.lock.unwrap();
+    assert_eq!(
+        l.backend,
+        LockBackend::Etcd {
+            endpoints: vec![
+                "https://10.0.0.2:2379".into(),
+                "http://127.0.0.1:2379".into()
+            ],
+            user: None,
+            password_file: None,
+            tls: TlsFiles {
+                ca_file: Some("/etc/holdfast/etcd-ca.pem".into()),
+                cert_file: Some("/etc/holdfast/etcd.pem".into()),
+                key_file: Some("/etc/holdfast/etcd.key".into()),
+            },
+        }
+    );
+    let t = tree(
+        "[fleet.lock]\nbackend = \"fleetlock\"\nurl = \"https://airlock.example/\"\nca_file = \"/etc/holdfast/ca.pem\"\n",
+    );
+    let l = load(&t.main, true).unwrap().settings.fleet.lock.unwrap();
+    assert_eq!(
+        l.backend,
+        LockBackend::Fleetlock {
+            url: "https://airlock.example".into(),
+            tls: TlsFiles {
+                ca_file: Some("/etc/holdfast/ca.pem".into()),
+                ..Default::default()
+            },
+        }
+    );
     for (text, want) in [
         (
             "backend = \"zk\"",
@@ -281,12 +317,32 @@ fn fleet_lock_backends() {
             "fleet.lock.endpoints: is not a key of backend = \"fleetlock\"",
         ),
         (
-            "backend = \"etcd\"\nendpoints = [\"https://a:1\"]",
-            "https is not supported",
+            "backend = \"etcd\"\nendpoints = [\"http://a:1\"]\nca_file = \"/etc/ca.pem\"",
+            "fleet.lock.ca_file: is for https, but every endpoint is http://",
         ),
         (
-            "backend = \"etcd\"\nendpoints = [\"http://a:1\"]\nca_file = \"/etc/ca.pem\"",
-            "fleet.lock.ca_file: TLS to etcd is not supported",
+            "backend = \"etcd\"\nendpoints = [\"https://a:1\"]\ncert_file = \"/etc/c.pem\"",
+            "fleet.lock.cert_file: cert_file and key_file go together",
+        ),
+        (
+            "backend = \"etcd\"\nendpoints = [\"https://a:1\"]\nkey_file = \"/etc/k.pem\"",
+            "fleet.lock.cert_file: cert_file and key_file go together",
+        ),
+        (
+            "backend = \"etcd\"\nendpoints = [\"https://a:1\"]\nca_file = \"ca.pem\"",
+            "fleet.lock.ca_file: \"ca.pem\" is not an absolute path",
+        ),
+        (
+            "backend = \"fleetlock\"\nurl = \"https://a\"\ncert_file = \"/c\"\nkey_file = \"/k\"",
+            "fleet.lock.cert_file: is not a key of backend = \"fleetlock\"",
+        ),
+        (
+            "backend = \"fleetlock\"\nurl = \"http://a\"\nca_file = \"/etc/ca.pem\"",
+            "fleet.lock.ca_file: is for https, but url is http://",
+        ),
+        (
+            "backend = \"etcd\"\nendpoints = [\"https://a:1/?x\"]",
+            "fleet.lock.endpoints: \"https://a:1/?x\": has a query",
         ),
         (
             "backend = \"etcd\"\nendpoints = [\"http://a:1\"]\nlease_ttl = \"1s\"",
@@ -302,7 +358,7 @@ fn fleet_lock_backends() {
         ),
         (
             "backend = \"fleetlock\"\nurl = \"ftp://x\"",
-            "fleet.lock.url: \"ftp://x\": is not an http:// URL",
+            "fleet.lock.url: \"ftp://x\": is not an http:// or https:// URL",
         ),
         (
             "backend = \"etcd\"\nendpoint = []",
