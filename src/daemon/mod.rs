@@ -2,6 +2,7 @@
 //! watchdog, signals) and supervises the long-lived tasks: they run in one
 //! set, and any of them ending is fatal (logged, then systemd restarts us).
 
+mod fleet;
 mod reload;
 
 use std::path::PathBuf;
@@ -19,7 +20,6 @@ use crate::config::{self, ConfigError, Settings};
 use crate::core::Core;
 use crate::dbus;
 use crate::device_config::DeviceConfig;
-use crate::fleet::{identity, FleetStatus};
 use crate::keeper::Keeper;
 use crate::liveness::Liveness;
 use crate::locks::holders;
@@ -86,7 +86,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         ..Default::default()
     });
     let (inhibitor_tx, inhibitor_rx) = watch::channel(InhibitorStatus::default());
-    let fleet_status = fleet_identity(&settings);
+    let fleet_status = fleet::fleet_identity(&settings);
     let (fleet_tx, fleet_rx) = watch::channel(fleet_status);
     let views = Views {
         snapshot: snapshot_rx.clone(),
@@ -150,7 +150,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     tasks.spawn(
         "target",
         TargetTask {
-            store: target_store,
+            store: target_store.clone(),
             handle: handle.clone(),
             settings: settings_rx.clone(),
         }
@@ -180,7 +180,18 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     );
     // Kept for the daemon's life: the D-Bus side follows this channel.
     let _fleet_tx = fleet_tx.clone();
-    let fleet = start_fleet(
+    fleet::start_hawkbit(
+        &settings,
+        &mut tasks,
+        fleet::HawkbitParts {
+            handle: handle.clone(),
+            apps: apps_rx.clone(),
+            device: device_rx.clone(),
+            status: fleet_tx.clone(),
+            store: target_store,
+        },
+    );
+    let fleet = fleet::start_fleet(
         &settings,
         &mut tasks,
         fleet_tx,
@@ -286,77 +297,6 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     .await;
     tasks.0.abort_all();
     result
-}
-
-/// The fleet id and group, resolved once at start-up (a reload does not
-/// change them: `fleet.*` keys need a restart).
-fn fleet_identity(s: &Settings) -> FleetStatus {
-    let (id, id_source) = match identity::resolve(
-        s.fleet.id.as_deref(),
-        &s.config_json,
-        std::path::Path::new("/etc/machine-id"),
-    ) {
-        Ok((id, src)) => (id, src.as_str().to_owned()),
-        Err(e) => {
-            tracing::warn!(error = %e, "no fleet id: {e}");
-            (String::new(), format!("none: {e}"))
-        }
-    };
-    tracing::info!(fleet_id = %id, group = %s.fleet.group, "fleet id {id} ({id_source}), group {}", s.fleet.group);
-    FleetStatus {
-        id,
-        id_source,
-        group: s.fleet.group.clone(),
-        lock: None,
-    }
-}
-
-/// The fleet slot task, when `[fleet.lock]` is set and there is an id.
-#[cfg(feature = "fleet")]
-fn start_fleet(
-    s: &Settings,
-    tasks: &mut Tasks,
-    status: watch::Sender<FleetStatus>,
-    apps: watch::Receiver<UpdateStatus>,
-    target: watch::Receiver<Option<Arc<crate::target::Target>>>,
-    snapshot: watch::Receiver<Snapshot>,
-) -> Option<crate::fleet::slots::Slots> {
-    use crate::fleet::slots::{self, FleetTask};
-    let lock = s.fleet.lock.clone()?;
-    let id = status.borrow().id.clone();
-    status.send_modify(|f| f.lock = Some(slots::initial(&lock)));
-    if id.is_empty() {
-        status.send_modify(|f| {
-            if let Some(l) = f.lock.as_mut() {
-                l.error = Some("no fleet id: no fleet slot can be taken".into());
-            }
-        });
-        tracing::error!("[fleet.lock] is set but there is no fleet id; reboots wait for a slot that cannot be taken");
-    }
-    let task = FleetTask {
-        id,
-        group: s.fleet.group.clone(),
-        settings: lock,
-        status,
-        apps,
-        target,
-        snapshot,
-    };
-    let (handle, run) = task.start();
-    tasks.spawn("fleet slots", run);
-    Some(handle)
-}
-
-#[cfg(not(feature = "fleet"))]
-fn start_fleet(
-    _: &Settings,
-    _: &mut Tasks,
-    _: watch::Sender<FleetStatus>,
-    _: watch::Receiver<UpdateStatus>,
-    _: watch::Receiver<Option<Arc<crate::target::Target>>>,
-    _: watch::Receiver<Snapshot>,
-) -> Option<crate::fleet::slots::Slots> {
-    None
 }
 
 /// The HTTP API, listening again where the settings say whenever

@@ -16,6 +16,8 @@ pub mod etcd;
 #[cfg(feature = "fleet")]
 pub mod fleetlock;
 #[cfg(feature = "fleet")]
+pub mod hawkbit;
+#[cfg(feature = "fleet")]
 pub mod http;
 #[cfg(feature = "fleet")]
 pub mod semaphore;
@@ -76,6 +78,32 @@ pub struct FleetStatus {
     pub group: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock: Option<SlotStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hawkbit: Option<HawkbitStatus>,
+}
+
+/// Releases from hawkBit, as `holdfast status` shows them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HawkbitStatus {
+    pub url: String,
+    pub controller_id: String,
+    /// The last poll that was answered, RFC 3339 UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_poll: Option<String>,
+    /// The deployment in hand: its action id and what it is doing
+    /// (`downloading 40%`, `waiting for lock: app1/main`, `applied`,
+    /// `failed: ...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub state: String,
+    /// The apps hawkBit deployed (a local target does not change them
+    /// unless `local_target = "allow"`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub apps: Vec<String>,
+    /// The last failure to reach the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,6 +161,23 @@ impl FleetStatus {
                 s.push_str(&format!("; reboot waiting ({})", l.blocked_by.join(", ")));
             }
             if let Some(e) = &l.error {
+                s.push_str(&format!("; error: {e}"));
+            }
+            out.push(s);
+        }
+        if let Some(h) = &self.hawkbit {
+            let mut s = format!("hawkBit {} as {}", h.url, h.controller_id);
+            match &h.last_poll {
+                Some(t) => s.push_str(&format!("; polled {t}")),
+                None => s.push_str("; not reached yet"),
+            }
+            if let Some(a) = &h.action {
+                s.push_str(&format!("; action {a}: {}", h.state));
+            }
+            if !h.apps.is_empty() {
+                s.push_str(&format!("; apps {}", h.apps.join(", ")));
+            }
+            if let Some(e) = &h.error {
                 s.push_str(&format!("; error: {e}"));
             }
             out.push(s);

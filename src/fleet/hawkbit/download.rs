@@ -1,0 +1,262 @@
+//! A deployment's artifact, streamed to the state dir: bounded in size,
+//! resumed with `Range` after an interruption or a restart, and kept only
+//! when the strongest hash the server gave matches. Never whole in memory.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use super::ddi::{Artifact, Hash};
+use crate::fleet::http::Client;
+use crate::fleet::url::HttpUrl;
+
+/// A download stalls when no byte came for this long.
+const IDLE: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    /// The server or the network; worth another try.
+    #[error("download of {file}: {reason}")]
+    Transfer { file: String, reason: String },
+    /// What came is not what the server announced; tried again from the
+    /// start.
+    #[error("download of {file}: {algo} is {got}, the server announced {want}")]
+    Mismatch {
+        file: String,
+        algo: &'static str,
+        got: String,
+        want: String,
+    },
+    #[error("download of {file}: {size} bytes is more than [fleet.hawkbit] max_download ({max})")]
+    TooLarge { file: String, size: u64, max: u64 },
+    /// The state dir: no space, no permission.
+    #[error("download of {file}: {reason}")]
+    Local { file: String, reason: String },
+}
+
+enum Hasher {
+    Sha1(Sha1),
+    Sha256(Sha256),
+}
+
+impl Hasher {
+    fn new(h: &Hash) -> Self {
+        match h {
+            Hash::Sha1(_) => Hasher::Sha1(Sha1::new()),
+            Hash::Sha256(_) => Hasher::Sha256(Sha256::new()),
+        }
+    }
+    fn update(&mut self, b: &[u8]) {
+        match self {
+            Hasher::Sha1(h) => h.update(b),
+            Hasher::Sha256(h) => h.update(b),
+        }
+    }
+    fn hex(self) -> String {
+        let bytes: Vec<u8> = match self {
+            Hasher::Sha1(h) => h.finalize().to_vec(),
+            Hasher::Sha256(h) => h.finalize().to_vec(),
+        };
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+fn algo(h: &Hash) -> &'static str {
+    match h {
+        Hash::Sha1(_) => "sha1",
+        Hash::Sha256(_) => "sha256",
+    }
+}
+
+/// Where a verified artifact is kept: named by its hash.
+pub fn verified_path(dir: &Path, a: &Artifact) -> PathBuf {
+    dir.join(format!("{}.swu", a.hash.hex()))
+}
+
+/// Downloads `a` into `dir` (ours, 0700), resuming a partial file, and
+/// answers the path of the verified file. `progress` gets whole percents.
+pub async fn fetch(
+    client: &Client,
+    a: &Artifact,
+    headers: &[(&str, &str)],
+    dir: &Path,
+    max: u64,
+    mut progress: impl FnMut(u8),
+) -> Result<PathBuf, DownloadError> {
+    let file = a.filename.clone();
+    let local = |e: std::io::Error| DownloadError::Local {
+        file: file.clone(),
+        reason: e.to_string(),
+    };
+    let transfer = |reason: String| DownloadError::Transfer {
+        file: file.clone(),
+        reason,
+    };
+    if a.size > max {
+        return Err(DownloadError::TooLarge {
+            file: file.clone(),
+            size: a.size,
+            max,
+        });
+    }
+    let done = verified_path(dir, a);
+    if std::fs::symlink_metadata(&done).is_ok_and(|m| m.is_file()) {
+        progress(100);
+        return Ok(done);
+    }
+    let part = dir.join(format!("{}.part", a.hash.hex()));
+    // What is there already counts toward the hash; hashed again here
+    // since a restart lost the running state.
+    let (mut hasher, have) = {
+        let part = part.clone();
+        let h = a.hash.clone();
+        tokio::task::spawn_blocking(move || hash_existing(&part, &h))
+            .await
+            .expect("hashing does not panic")
+            .map_err(local)?
+    };
+    let (url, path) = HttpUrl::split(&a.href).map_err(|e| transfer(format!("{}: {e}", a.href)))?;
+    let range = format!("bytes={have}-");
+    let mut hs: Vec<(&str, &str)> = headers.to_vec();
+    if have > 0 {
+        tracing::info!(artifact = %file, "resuming at byte {have}");
+        hs.push(("range", &range));
+    }
+    let mut dl = client
+        .open(&url, &path, &hs, IDLE)
+        .await
+        .map_err(transfer)?;
+    let mut written = match dl.status {
+        206 if have > 0 && content_range_start(dl.header("content-range")) == Some(have) => have,
+        200 => {
+            // No resume from this server: from the start.
+            hasher = Hasher::new(&a.hash);
+            0
+        }
+        s => {
+            if s == 416 {
+                // The partial file is not a prefix the server knows.
+                let _ = std::fs::remove_file(&part);
+            }
+            return Err(transfer(format!("the server answered HTTP {s}")));
+        }
+    };
+    let mut out = tokio::fs::File::from_std(open_part(&part, written == 0).map_err(local)?);
+    let total = if a.size > 0 { a.size } else { max };
+    let mut last = None;
+    while let Some(chunk) = dl.chunk().await.map_err(transfer)? {
+        written += chunk.len() as u64;
+        if written > max || (a.size > 0 && written > a.size) {
+            drop(out);
+            let _ = std::fs::remove_file(&part);
+            return Err(DownloadError::TooLarge {
+                file: file.clone(),
+                size: written,
+                max: if a.size > 0 { a.size } else { max },
+            });
+        }
+        hasher.update(&chunk);
+        out.write_all(&chunk).await.map_err(local)?;
+        let pct = (written.min(total) * 100 / total.max(1)) as u8;
+        if last != Some(pct) {
+            last = Some(pct);
+            progress(pct);
+        }
+    }
+    out.sync_all().await.map_err(local)?;
+    drop(out);
+    let got = hasher.hex();
+    if got != a.hash.hex() {
+        let _ = std::fs::remove_file(&part);
+        return Err(DownloadError::Mismatch {
+            file: file.clone(),
+            algo: algo(&a.hash),
+            got,
+            want: a.hash.hex().to_owned(),
+        });
+    }
+    std::fs::rename(&part, &done).map_err(local)?;
+    progress(100);
+    Ok(done)
+}
+
+/// The partial file, opened without following a link planted in its
+/// place, created 0600.
+fn open_part(path: &Path, truncate: bool) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(!truncate)
+        .truncate(truncate)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+}
+
+fn hash_existing(part: &Path, h: &Hash) -> std::io::Result<(Hasher, u64)> {
+    let mut hasher = Hasher::new(h);
+    let mut f = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(part)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((hasher, 0)),
+        Err(e) => return Err(e),
+    };
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other(format!(
+            "{} is not a regular file",
+            part.display()
+        )));
+    }
+    f.seek(SeekFrom::Start(0))?;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut n = 0u64;
+    loop {
+        let got = f.read(&mut buf)?;
+        if got == 0 {
+            return Ok((hasher, n));
+        }
+        hasher.update(&buf[..got]);
+        n += got as u64;
+    }
+}
+
+/// `bytes 100-199/200` -> 100.
+fn content_range_start(v: Option<&str>) -> Option<u64> {
+    let rest = v?.trim().strip_prefix("bytes ")?;
+    rest.split('-').next()?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_ranges() {
+        assert_eq!(content_range_start(Some("bytes 100-199/200")), Some(100));
+        assert_eq!(content_range_start(Some("bytes */200")), None);
+        assert_eq!(content_range_start(None), None);
+    }
+
+    #[test]
+    fn a_partial_file_is_hashed_as_it_stands() {
+        let dir = tempfile::tempdir().unwrap();
+        let part = dir.path().join("x.part");
+        std::fs::write(&part, b"abc").unwrap();
+        let (h, n) = hash_existing(&part, &Hash::Sha1(String::new())).unwrap();
+        assert_eq!(n, 3);
+        assert_eq!(h.hex(), "a9993e364706816aba3e25717850c26c9cd0d89d");
+        // A link planted in its place is not followed.
+        std::fs::remove_file(&part).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", &part).unwrap();
+        assert!(hash_existing(&part, &Hash::Sha1(String::new())).is_err());
+        assert!(open_part(&part, true).is_err());
+    }
+}

@@ -1,0 +1,213 @@
+//! Releases from a hawkBit server (DDI): the task polls, fetches each
+//! deployment's `.swu`, puts its apps in force through the target store
+//! and tells the server how it went. docs/hawkbit.md has the protocol as
+//! gooseBit and hawkBit speak it.
+
+pub mod ddi;
+mod deploy;
+mod download;
+mod task;
+mod verdict;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+pub use task::HawkbitTask;
+
+use crate::config::{HawkbitAuth, HawkbitSettings};
+use crate::fleet::http::{Client, Response, TlsFiles};
+use crate::fleet::url::HttpUrl;
+use ddi::{Execution, Finished};
+
+/// The server as this device speaks to it: one controller's base URL, the
+/// token to send, where downloads go.
+#[derive(Clone)]
+pub struct Server {
+    pub client: Client,
+    /// `{url}/{tenant}/controller/v1/{controllerId}`.
+    pub base: HttpUrl,
+    auth: Option<(String, String)>,
+    pub dir: PathBuf,
+    pub max_download: u64,
+}
+
+impl Server {
+    pub fn new(s: &HawkbitSettings, controller_id: &str, dir: &Path) -> Result<Server, String> {
+        let client = Client::new(&TlsFiles {
+            ca_file: s.ca_file.clone(),
+            cert_file: None,
+            key_file: None,
+        })?;
+        let base = HttpUrl::parse(&format!(
+            "{}/{}/controller/v1/{}",
+            s.url,
+            s.tenant,
+            encode(controller_id)
+        ))?;
+        Ok(Server {
+            client,
+            base,
+            auth: None,
+            dir: dir.to_owned(),
+            max_download: s.max_download,
+        })
+    }
+
+    /// Reads the token file again (so a rotated token is used at once).
+    /// A token readable by group or others is refused: it is a credential.
+    pub fn load_token(&mut self, auth: &HawkbitAuth) -> Result<(), String> {
+        let (scheme, file) = match auth {
+            HawkbitAuth::None => {
+                self.auth = None;
+                return Ok(());
+            }
+            HawkbitAuth::TargetToken(f) => ("TargetToken", f),
+            HawkbitAuth::GatewayToken(f) => ("GatewayToken", f),
+        };
+        let bytes = crate::fsutil::read_regular(file, 4096)
+            .map_err(|e| format!("{}: {}", file.display(), e.reason()))?
+            .ok_or_else(|| format!("{}: no such file", file.display()))?;
+        let meta = std::fs::metadata(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        if meta.mode() & 0o077 != 0 {
+            return Err(format!(
+                "{}: readable by group or others (mode {:o}); chmod 600 it",
+                file.display(),
+                meta.mode() & 0o777
+            ));
+        }
+        let token = String::from_utf8(bytes)
+            .ok()
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()))
+            .ok_or_else(|| {
+                format!(
+                    "{}: not a token (one line of printable characters)",
+                    file.display()
+                )
+            })?;
+        self.auth = Some(("authorization".into(), format!("{scheme} {token}")));
+        Ok(())
+    }
+
+    pub fn auth_header_pairs(&self) -> Vec<(&str, &str)> {
+        self.auth
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+
+    /// A request to `path` under the controller's base, or to an absolute
+    /// link the server gave.
+    pub async fn call(
+        &self,
+        method: &str,
+        target: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Response, String> {
+        let (url, path) = if target.starts_with("http://") || target.starts_with("https://") {
+            HttpUrl::split(target)?
+        } else {
+            (self.base.clone(), target.to_owned())
+        };
+        let mut headers = self.auth_header_pairs();
+        headers.push(("accept", "application/json"));
+        let r = self
+            .client
+            .send(
+                method,
+                &url,
+                &path,
+                &headers,
+                body.map(|b| ("application/json", b)),
+            )
+            .await?;
+        if !(200..300).contains(&r.status) {
+            return Err(format!(
+                "{method} {}{path}: HTTP {}{}",
+                url.prefix,
+                r.status,
+                excerpt(&r.body)
+            ));
+        }
+        Ok(r)
+    }
+
+    pub async fn feedback(
+        &self,
+        id: &str,
+        execution: Execution,
+        finished: Finished,
+        progress: Option<(u32, u32)>,
+        details: &[String],
+    ) -> Result<(), String> {
+        let body = ddi::feedback(execution, finished, progress, details);
+        let path = format!("/deploymentBase/{}/feedback", encode(id));
+        let r = self.call("POST", &path, Some(body)).await.map(|_| ());
+        if let Err(e) = &r {
+            tracing::warn!(action = id, error = %e, "feedback to hawkBit not delivered: {e}");
+        }
+        r
+    }
+}
+
+/// The first line of an error answer, for the log (servers answer errors
+/// in JSON or HTML; a line of it says enough).
+fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
+    match text.lines().next().map(str::trim) {
+        Some(l) if !l.is_empty() => format!(": {}", crate::target::no_controls(l)),
+        _ => String::new(),
+    }
+}
+
+/// A path segment: what is not unreserved is percent-encoded.
+pub fn encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_are_encoded() {
+        assert_eq!(encode("dev-1.a_b~"), "dev-1.a_b~");
+        assert_eq!(encode("a b?#%"), "a%20b%3F%23%25");
+    }
+
+    #[test]
+    fn a_token_readable_by_others_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("token");
+        std::fs::write(&f, "s3cret\n").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let settings = HawkbitSettings {
+            url: "http://127.0.0.1:1".into(),
+            tenant: "DEFAULT".into(),
+            controller_id: None,
+            auth: HawkbitAuth::TargetToken(f.clone()),
+            ca_file: None,
+            local_target: crate::config::LocalTarget::Refuse,
+            max_download: 1 << 20,
+        };
+        let mut s = Server::new(&settings, "dev 1", dir.path()).unwrap();
+        assert_eq!(s.base.prefix, "/DEFAULT/controller/v1/dev%201");
+        let e = s.load_token(&settings.auth).unwrap_err();
+        assert!(e.contains("chmod 600") && !e.contains("s3cret"), "{e}");
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        s.load_token(&settings.auth).unwrap();
+        assert_eq!(
+            s.auth_header_pairs(),
+            [("authorization", "TargetToken s3cret")]
+        );
+    }
+}

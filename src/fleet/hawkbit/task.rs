@@ -1,0 +1,561 @@
+//! The hawkBit task: polls at the server's interval (spread, backing off
+//! on errors), sends configData when asked, runs one deployment at a time
+//! beside the polls (a lock may hold it for days; cancel still reaches
+//! it), and keeps a journal so a restart resumes a download, follows an
+//! applied deployment to its end, and delivers a result the server has
+//! not acknowledged.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::{sleep_until, Instant};
+
+use super::ddi::{self, Deployment, Execution, Finished};
+use super::deploy::{sanitize, Deploy, Outcome, OWNER};
+use super::Server;
+use crate::command::Handle;
+use crate::config::HawkbitSettings;
+use crate::devconfig::DeviceInfo;
+use crate::fleet::{FleetStatus, HawkbitStatus};
+use crate::fsutil::{atomic_write, read_regular};
+use crate::model::{now_usec, utc, UpdateStatus};
+use crate::names::AppName;
+use crate::target::store::TargetStore;
+
+const JOURNAL: &str = "journal.json";
+
+pub struct HawkbitTask {
+    pub settings: HawkbitSettings,
+    pub fleet_id: String,
+    /// `<state_dir>/hawkbit`.
+    pub dir: PathBuf,
+    pub handle: Handle,
+    pub apps: watch::Receiver<UpdateStatus>,
+    pub device: watch::Receiver<Option<DeviceInfo>>,
+    pub status: watch::Sender<FleetStatus>,
+    /// Asked which apps hawkBit owns, for status.
+    pub store: TargetStore,
+}
+
+/// What survives a restart.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Journal {
+    /// The release version hawkBit last deployed with success: what the
+    /// device reports as its `sw_version`.
+    #[serde(default)]
+    version: Option<String>,
+    #[serde(default)]
+    action: Option<Action>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Action {
+    id: String,
+    hash: String,
+    version: String,
+    /// Set once its apps are in force (app, release).
+    #[serde(default)]
+    applied: Option<Vec<(String, String)>>,
+    #[serde(default)]
+    closed: Option<Closed>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Closed {
+    success: bool,
+    details: Vec<String>,
+    reported: bool,
+}
+
+struct Running {
+    id: String,
+    hash: String,
+    applied: Arc<AtomicBool>,
+    task: JoinHandle<Outcome>,
+}
+
+impl HawkbitTask {
+    pub fn controller_id(&self) -> String {
+        self.settings
+            .controller_id
+            .clone()
+            .unwrap_or_else(|| self.fleet_id.clone())
+    }
+
+    pub async fn run(self) {
+        let controller = self.controller_id();
+        if let Err(e) = prepare_dir(&self.dir) {
+            tracing::error!(error = %e, "hawkBit: cannot use {}: {e}; no releases from hawkBit", self.dir.display());
+            self.set(|h| h.error = Some(e.clone()));
+            return std::future::pending().await;
+        }
+        let mut server = match Server::new(&self.settings, &controller, &self.dir) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "hawkBit: {e}; no releases from hawkBit");
+                self.set(|h| h.error = Some(e.clone()));
+                return std::future::pending().await;
+            }
+        };
+        self.show_owned();
+        let journal = Arc::new(Mutex::new(load_journal(&self.dir)));
+        let mut running: Option<Running> = None;
+        // An applied deployment whose end was not seen: follow it again.
+        let resume = journal.lock().unwrap().action.clone();
+        if let Some(a) = resume.filter(|a| a.closed.is_none() && a.applied.is_some()) {
+            running = Some(self.resume(&server, &journal, a));
+        }
+        let mut next = Instant::now();
+        let mut failures = 0u32;
+        let mut sleep = ddi::DEFAULT_SLEEP;
+        loop {
+            let done = async {
+                match running.as_mut() {
+                    Some(r) => (&mut r.task).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = sleep_until(next) => {
+                    let r = match server.load_token(&self.settings.auth) {
+                        Ok(()) => self.poll(&server, &journal, &mut running).await,
+                        Err(e) => Err(e),
+                    };
+                    match r {
+                        Ok(s) => {
+                            failures = 0;
+                            sleep = s;
+                            next = Instant::now() + ddi::next_poll(s, spread());
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "hawkBit poll failed: {e}");
+                            self.set(|h| h.error = Some(e.clone()));
+                            next = Instant::now() + ddi::backoff(failures, sleep);
+                            failures = failures.saturating_add(1);
+                        }
+                    }
+                }
+                out = done => {
+                    let r = running.take().expect("a deployment was running");
+                    if let Ok(out) = out {
+                        self.finish(&server, &journal, &r.id, out).await;
+                    }
+                    self.show_owned();
+                    next = Instant::now();
+                }
+            }
+        }
+    }
+
+    /// One poll; answers the server's interval.
+    async fn poll(
+        &self,
+        server: &Server,
+        journal: &Arc<Mutex<Journal>>,
+        running: &mut Option<Running>,
+    ) -> Result<Duration, String> {
+        let r = server.call("GET", "", None).await?;
+        let p = ddi::parse_poll(&r.body).map_err(|e| e.to_string())?;
+        self.set(|h| {
+            h.last_poll = Some(utc(now_usec()));
+            h.error = None;
+        });
+        if let Some(href) = &p.config_data {
+            let data = self.config_data(journal);
+            let pairs: Vec<(&str, &str)> = data.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            server
+                .call("PUT", href, Some(ddi::config_data(&pairs)))
+                .await?;
+            // What the server makes of it (a deployment for this board, a
+            // new interval) is worth a look soon, not after the long
+            // first-contact sleep gooseBit gives.
+            return Ok(ddi::MIN_SLEEP);
+        }
+        self.report_unsent(server, journal).await;
+        if let Some(href) = &p.cancel {
+            self.cancel(server, journal, href, running).await?;
+        }
+        let Some(href) = &p.deployment else {
+            return Ok(p.sleep);
+        };
+        let r = server.call("GET", href, None).await?;
+        let d = match ddi::parse_deployment(&r.body) {
+            Ok(Some(d)) => d,
+            Ok(None) => return Ok(p.sleep),
+            Err(e) => {
+                // Nothing holdfast can apply: said once, closed.
+                let id = href
+                    .rsplit('/')
+                    .next()
+                    .and_then(|s| s.split('?').next())
+                    .unwrap_or("");
+                if !id.is_empty() {
+                    let _ = server
+                        .feedback(
+                            id,
+                            Execution::Closed,
+                            Finished::Failure,
+                            None,
+                            &[e.to_string()],
+                        )
+                        .await;
+                }
+                return Err(e.to_string());
+            }
+        };
+        if running
+            .as_ref()
+            .is_some_and(|r| r.id == d.id && r.hash == d.artifact.hash.hex())
+        {
+            return Ok(p.sleep);
+        }
+        if let Some(old) = running.take() {
+            old.task.abort();
+            let why = format!("superseded by action {}", d.id);
+            if old.id != d.id {
+                self.finish(
+                    server,
+                    journal,
+                    &old.id,
+                    Outcome::Closed {
+                        success: false,
+                        details: vec![why],
+                    },
+                )
+                .await;
+            }
+        }
+        *running = Some(self.start(server, journal, d, None));
+        Ok(p.sleep)
+    }
+
+    fn config_data(&self, journal: &Arc<Mutex<Journal>>) -> Vec<(&'static str, String)> {
+        let board = self.board().unwrap_or_else(|| "default".into());
+        let version = journal.lock().unwrap().version.clone();
+        let mut data = vec![
+            ("hw_boardname", board.clone()),
+            ("device_type", board),
+            ("fleet_id", self.fleet_id.clone()),
+            ("holdfast_version", env!("CARGO_PKG_VERSION").to_owned()),
+        ];
+        if let Some(v) = version {
+            data.push(("sw_version", v));
+        }
+        data
+    }
+
+    fn board(&self) -> Option<String> {
+        self.device
+            .borrow()
+            .as_ref()
+            .and_then(|d| d.device_type.clone())
+    }
+
+    fn start(
+        &self,
+        server: &Server,
+        journal: &Arc<Mutex<Journal>>,
+        d: Deployment,
+        resume: Option<Vec<(AppName, String)>>,
+    ) -> Running {
+        let hash = d.artifact.hash.hex().to_owned();
+        tracing::info!(action = %d.id, version = %d.version, artifact = %d.artifact.filename,
+            "hawkBit action {}: release {}", d.id, d.version);
+        {
+            let mut j = journal.lock().unwrap();
+            let same = j
+                .action
+                .as_ref()
+                .is_some_and(|a| a.id == d.id && a.hash == hash);
+            if !same || resume.is_none() {
+                j.action = Some(Action {
+                    id: d.id.clone(),
+                    hash: hash.clone(),
+                    version: d.version.clone(),
+                    applied: None,
+                    closed: None,
+                });
+            }
+            save_journal(&self.dir, &j);
+        }
+        let applied = Arc::new(AtomicBool::new(false));
+        let (j, dir) = (journal.clone(), self.dir.clone());
+        let deploy = Deploy {
+            server: server.clone(),
+            handle: self.handle.clone(),
+            apps: self.apps.clone(),
+            status: self.status.clone(),
+            board: self.board(),
+            applied: applied.clone(),
+            on_applied: Box::new(move |want| {
+                let mut j = j.lock().unwrap();
+                if let Some(a) = j.action.as_mut() {
+                    a.applied = Some(want.into_iter().map(|(a, r)| (a.to_string(), r)).collect());
+                }
+                save_journal(&dir, &j);
+            }),
+        };
+        self.show_owned();
+        Running {
+            id: d.id.clone(),
+            hash,
+            applied,
+            task: tokio::spawn(deploy.run(d, resume)),
+        }
+    }
+
+    /// After a restart: the applied deployment followed to its end.
+    fn resume(&self, server: &Server, journal: &Arc<Mutex<Journal>>, a: Action) -> Running {
+        let want: Vec<(AppName, String)> = a
+            .applied
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(app, r)| AppName::new(app).ok().map(|a| (a, r)))
+            .collect();
+        let d = Deployment {
+            id: a.id,
+            download: ddi::Handling::Forced,
+            update: ddi::Handling::Forced,
+            window_open: true,
+            artifact: ddi::Artifact {
+                filename: String::new(),
+                size: 0,
+                hash: ddi::Hash::Sha256(a.hash),
+                href: String::new(),
+            },
+            version: a.version,
+        };
+        self.start(server, journal, d, Some(want))
+    }
+
+    async fn finish(&self, server: &Server, journal: &Arc<Mutex<Journal>>, id: &str, out: Outcome) {
+        let Outcome::Closed { success, details } = out else {
+            if let Outcome::Later(why) = out {
+                tracing::info!(action = id, "hawkBit action {id}: not now ({why})");
+                self.set(|h| h.state = format!("not now: {why}"));
+            }
+            return;
+        };
+        tracing::info!(
+            action = id,
+            success,
+            "hawkBit action {id}: {}",
+            details.join("; ")
+        );
+        {
+            let mut j = journal.lock().unwrap();
+            let version = j
+                .action
+                .as_ref()
+                .filter(|a| a.id == id)
+                .map(|a| a.version.clone());
+            if let Some(a) = j.action.as_mut().filter(|a| a.id == id) {
+                a.closed = Some(Closed {
+                    success,
+                    details: details.clone(),
+                    reported: false,
+                });
+                // The artifact is not needed any more.
+                let _ = std::fs::remove_file(self.dir.join(format!("{}.swu", a.hash)));
+                let _ = std::fs::remove_dir_all(self.dir.join(format!("images-{}", sanitize(id))));
+            }
+            if success {
+                j.version = version;
+            }
+            save_journal(&self.dir, &j);
+        }
+        self.set(|h| {
+            h.action = Some(id.to_owned());
+            h.state = match success {
+                true => "applied".into(),
+                false => format!("failed: {}", details.join("; ")),
+            };
+        });
+        self.report_unsent(server, journal).await;
+    }
+
+    /// A closed result the server has not acknowledged yet.
+    async fn report_unsent(&self, server: &Server, journal: &Arc<Mutex<Journal>>) {
+        let pending = journal.lock().unwrap().action.clone();
+        let Some(a) = pending else { return };
+        let Some(c) = a.closed.filter(|c| !c.reported) else {
+            return;
+        };
+        let finished = if c.success {
+            Finished::Success
+        } else {
+            Finished::Failure
+        };
+        if server
+            .feedback(&a.id, Execution::Closed, finished, None, &c.details)
+            .await
+            .is_ok()
+        {
+            let mut j = journal.lock().unwrap();
+            if let Some(c) = j.action.as_mut().and_then(|a| a.closed.as_mut()) {
+                c.reported = true;
+            }
+            save_journal(&self.dir, &j);
+        }
+    }
+
+    /// hawkBit's cancelAction: a deployment not yet in force stops; one in
+    /// force cannot be taken back by a cancel (a new deployment does that),
+    /// so the cancel is rejected.
+    async fn cancel(
+        &self,
+        server: &Server,
+        journal: &Arc<Mutex<Journal>>,
+        href: &str,
+        running: &mut Option<Running>,
+    ) -> Result<(), String> {
+        let r = server.call("GET", href, None).await?;
+        let (cancel_id, stop_id) = ddi::parse_cancel(&r.body).map_err(|e| e.to_string())?;
+        let path = format!("/cancelAction/{}/feedback", super::encode(&cancel_id));
+        let target = running.as_ref().filter(|r| r.id == stop_id);
+        let (execution, finished, detail) = match target {
+            Some(r) if r.applied.load(Ordering::SeqCst) => (
+                Execution::Rejected,
+                Finished::Failure,
+                format!(
+                    "action {stop_id} is already in force; deploy another release to change it"
+                ),
+            ),
+            Some(_) => {
+                let r = running.take().expect("checked");
+                r.task.abort();
+                let mut j = journal.lock().unwrap();
+                if j.action.as_ref().is_some_and(|a| a.id == stop_id) {
+                    j.action = None;
+                }
+                save_journal(&self.dir, &j);
+                self.set(|h| h.state = format!("action {stop_id} canceled"));
+                (
+                    Execution::Closed,
+                    Finished::Success,
+                    format!("action {stop_id} canceled before it was applied"),
+                )
+            }
+            None => (
+                Execution::Closed,
+                Finished::Success,
+                format!("action {stop_id} is not running here"),
+            ),
+        };
+        tracing::info!(action = %stop_id, "hawkBit cancel {cancel_id}: {detail}");
+        let body = ddi::feedback(execution, finished, None, &[detail]);
+        server.call("POST", &path, Some(body)).await.map(|_| ())
+    }
+
+    fn show_owned(&self) {
+        let apps: Vec<String> = self
+            .store
+            .owned_by(OWNER)
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        self.set(|h| h.apps = apps);
+    }
+
+    fn set(&self, f: impl FnOnce(&mut HawkbitStatus)) {
+        let controller = self.controller_id();
+        self.status.send_modify(|s| {
+            let h = s.hawkbit.get_or_insert_with(|| HawkbitStatus {
+                url: self.settings.url.clone(),
+                controller_id: controller,
+                ..Default::default()
+            });
+            f(h);
+        });
+    }
+}
+
+/// A number in 0..1000 for spreading polls: the clock's nanoseconds are
+/// as good as any here.
+fn spread() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() % 1000)
+        .unwrap_or(500)
+}
+
+fn prepare_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(format!("{}: {e}", dir.display())),
+    }
+    let m = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if !m.is_dir() || m.uid() != nix::unistd::geteuid().as_raw() {
+        return Err(format!(
+            "{}: not a directory of holdfast's own (a link, or another owner's)",
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
+fn load_journal(dir: &Path) -> Journal {
+    let path = dir.join(JOURNAL);
+    match read_regular(&path, 1 << 20) {
+        Ok(Some(b)) => serde_json::from_slice(&b).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "hawkBit journal {} unreadable: {e}; starting afresh", path.display());
+            Journal::default()
+        }),
+        Ok(None) => Journal::default(),
+        Err(e) => {
+            tracing::error!(error = %e.reason(), "hawkBit journal {} unreadable; starting afresh", path.display());
+            Journal::default()
+        }
+    }
+}
+
+fn save_journal(dir: &Path, j: &Journal) {
+    let data = serde_json::to_vec_pretty(j).expect("journal serializes");
+    if let Err(e) = atomic_write(&dir.join(JOURNAL), &data) {
+        tracing::error!(error = %e, "cannot save the hawkBit journal: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_journal_survives_a_restart_and_a_bad_one_starts_afresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal {
+            version: Some("1.0.0".into()),
+            action: Some(Action {
+                id: "3".into(),
+                hash: "ab".into(),
+                version: "1.0.1".into(),
+                applied: Some(vec![("app1".into(), "r2".into())]),
+                closed: None,
+            }),
+        };
+        save_journal(dir.path(), &j);
+        assert_eq!(load_journal(dir.path()), j);
+        std::fs::write(dir.path().join(JOURNAL), "{").unwrap();
+        assert_eq!(load_journal(dir.path()), Journal::default());
+    }
+
+    #[test]
+    fn the_download_dir_must_be_ours() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("hawkbit");
+        prepare_dir(&d).unwrap();
+        prepare_dir(&d).unwrap();
+        let l = dir.path().join("link");
+        std::os::unix::fs::symlink(&d, &l).unwrap();
+        assert!(prepare_dir(&l)
+            .unwrap_err()
+            .contains("not a directory of holdfast's own"));
+    }
+}
