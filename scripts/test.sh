@@ -28,6 +28,8 @@ stage cargo test --features fleet --test fleet_tls
 if ! $quick; then
   stage scripts/check-layer.sh
   stage tests/goosebit_fixture.sh
+  # Releases from gooseBit end to end (about a minute): needs its venv.
+  stage cargo test --features fleet --test hawkbit
   stage scripts/msrv.sh
   stage scripts/cross.sh
   stage tests/nspawn/run.sh bookworm

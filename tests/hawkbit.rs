@@ -1,0 +1,269 @@
+//! Releases from a real hawkBit DDI server: gooseBit 0.2.12 on loopback
+//! (`scripts/setup.sh hawkbit`), a private dockerd, and holdfastd polling
+//! it. Releases are `.swu` files made by scripts/make-swu.py, uploaded and
+//! assigned through gooseBit's management API (scripts/goosebit.py); what
+//! gooseBit records of the device (state, version, feedback log) is the
+//! proof.
+
+#![cfg(feature = "fleet")]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::engine::target;
+use common::{ok, run_script, Env, REPO};
+use serde_json::{json, Value};
+
+struct GooseBit {
+    dir: PathBuf,
+    url: String,
+}
+
+impl GooseBit {
+    /// Started under the test's directory; `harness.sh down` (the Env's
+    /// drop) stops it.
+    fn start(env: &Env) -> GooseBit {
+        run_script("harness.sh", &["goosebit", &env.dir.display().to_string()]);
+        let admin: Value =
+            serde_json::from_slice(&std::fs::read(env.dir.join("goosebit/admin.json")).unwrap())
+                .unwrap();
+        GooseBit {
+            dir: env.dir.clone(),
+            url: admin["url"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    fn gb(&self, args: &[&str]) -> Value {
+        let out = Command::new("python3")
+            .arg(format!("{REPO}/scripts/goosebit.py"))
+            .arg(&self.dir)
+            .args(args)
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+            panic!(
+                "goosebit.py {args:?}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    }
+
+    /// Uploads a .swu and gives it to `dev`; answers the software id.
+    fn deploy(&self, swu: &Path, dev: &str) -> String {
+        let sw = self.gb(&["upload", &swu.display().to_string()]);
+        let id = sw["id"].to_string();
+        self.gb(&["assign", dev, &id]);
+        id
+    }
+
+    fn device(&self, dev: &str) -> Value {
+        self.gb(&["device", dev])
+    }
+
+    /// Waits until gooseBit's record of `dev` satisfies `f`.
+    async fn wait(&self, dev: &str, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let d = self.device(dev);
+            if f(&d) {
+                return d;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gooseBit never saw {what}: {d:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+}
+
+/// A `.swu` of `version` carrying a target and optional image archives.
+fn swu(dir: &Path, version: &str, target: &Value, images: &[&Path]) -> PathBuf {
+    let t = dir.join(format!("target-{version}.json"));
+    std::fs::write(&t, target.to_string()).unwrap();
+    let out = dir.join(format!("r-{version}.swu"));
+    let mut c = Command::new("python3");
+    c.arg(format!("{REPO}/scripts/make-swu.py"))
+        .arg(&out)
+        .args(["--version", version, "--target"])
+        .arg(&t);
+    for i in images {
+        c.arg("--image").arg(i);
+    }
+    ok(&c.output().unwrap());
+    out
+}
+
+/// A busybox service, healthy when `check` passes.
+fn app(image: &str, release: &str, check: &str) -> Value {
+    json!({"release": release, "services": {"main": {
+        "image": image,
+        "command": ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.2; done"],
+        "stop_timeout": 2,
+        "environment": {"R": release},
+        "healthcheck": {"test": ["CMD-SHELL", check], "interval": "200ms", "retries": 3}
+    }}})
+}
+
+async fn start(env: &mut Env, gb: &GooseBit, dev: &str, extra: &str) {
+    env.write_config(&format!(
+        "[update]\nhealthy_timeout = \"6s\"\n[fleet]\nid = \"{dev}\"\n[fleet.hawkbit]\nurl = \"{}\"\n{extra}",
+        gb.url
+    ));
+    env.start_daemon().await;
+}
+
+fn log_has(d: &Value, line: &str) -> bool {
+    d["log"].as_str().is_some_and(|l| l.contains(line))
+}
+
+#[tokio::test]
+async fn a_release_waits_for_a_held_lock_and_a_failing_one_is_reported_as_failure() {
+    let mut env = Env::with_docker();
+    let gb = GooseBit::start(&env);
+    let image = env.busybox_image();
+    let dev = "hf-hawkbit-1";
+    let dir = env.dir.join("swu");
+    std::fs::create_dir_all(&dir).unwrap();
+
+    // The first release: applied, recorded as success with its version.
+    let r1 = swu(
+        &dir,
+        "1.0.0",
+        &target(json!({"app1": app(&image, "r1", "true")})),
+        &[],
+    );
+    gb.deploy(&r1, dev);
+    start(&mut env, &gb, dev, "").await;
+    let d = gb
+        .wait(dev, "1.0.0 finished", |d| {
+            d["last_state"] == "Finished" && d["sw_version"] == "1.0.0"
+        })
+        .await;
+    assert!(log_has(&d, "applied: every app healthy"), "{d:#}");
+    env.wait_release("app1", "applied", "r1").await;
+
+    // hawkBit's app is hawkBit's: a local target that changes it is refused.
+    let out = env.apply(&target(json!({"app1": app(&image, "local", "true")})));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("app app1 was deployed by hawkBit"), "{err}");
+    let status = ok(&env.cli(&["status"]));
+    assert!(
+        status.contains(&format!("hawkBit {} as {dev}", gb.url)) && status.contains("apps app1"),
+        "{status}"
+    );
+
+    // The app holds its lock: the next release waits, and says so.
+    let c = env.container_of("app1", "main");
+    ok(&env.exec(&c, "set -C; : > /tmp/balena/updates.lock"));
+    env.wait_locks(&["app1/main"]).await;
+    let r2 = swu(
+        &dir,
+        "1.0.1",
+        &target(json!({"app1": app(&image, "r2", "true")})),
+        &[],
+    );
+    gb.deploy(&r2, dev);
+    let d = gb
+        .wait(dev, "waiting for the lock", |d| {
+            log_has(d, "waiting for lock: app1/main")
+        })
+        .await;
+    assert_eq!(d["last_state"], "Running", "{d:#}");
+    assert!(log_has(&d, "downloading"), "{d:#}");
+    assert_eq!(
+        env.container_of("app1", "main"),
+        c,
+        "nothing moved under the lock"
+    );
+    ok(&env.sh("rm $L/app1/main/updates.lock"));
+    gb.wait(dev, "1.0.1 finished", |d| {
+        d["last_state"] == "Finished" && d["sw_version"] == "1.0.1"
+    })
+    .await;
+    env.wait_release("app1", "applied", "r2").await;
+
+    // A release that never becomes healthy is rolled back and reported as
+    // a failure; gooseBit keeps the version that runs.
+    let r3 = swu(
+        &dir,
+        "1.0.2",
+        &target(json!({"app1": app(&image, "r3", "false")})),
+        &[],
+    );
+    gb.deploy(&r3, dev);
+    let d = gb
+        .wait(dev, "1.0.2 failed", |d| d["last_state"] == "Error")
+        .await;
+    assert!(log_has(&d, "rolled back to r2"), "{d:#}");
+    assert_eq!(d["sw_version"], "1.0.1", "{d:#}");
+    let st = env.wait_release("app1", "failed", "r3").await;
+    assert_eq!(st["rolled_back_to"], "r2", "{st}");
+}
+
+#[tokio::test]
+async fn a_release_with_its_image_deploys_without_a_registry_and_a_bad_one_changes_nothing() {
+    let mut env = Env::with_docker();
+    let gb = GooseBit::start(&env);
+    let busybox = env.busybox_image();
+    let dev = "hf-hawkbit-2";
+    let dir = env.dir.join("swu");
+    std::fs::create_dir_all(&dir).unwrap();
+    // An image no registry has: only the .swu carries it.
+    let image = "hf-air/app:1";
+    ok(&env.docker(&["tag", &busybox, image]));
+    let tar = dir.join("app.tar");
+    ok(&env.docker(&["save", "-o", &tar.display().to_string(), image]));
+    ok(&env.docker(&["rmi", image]));
+    let r1 = swu(
+        &dir,
+        "2.0.0",
+        &target(json!({"air": app(image, "a1", "true")})),
+        &[&tar],
+    );
+
+    // Half of it is there already, as after an interrupted download: the
+    // download resumes from there.
+    let bytes = std::fs::read(&r1).unwrap();
+    let sha1 = String::from_utf8(Command::new("sha1sum").arg(&r1).output().unwrap().stdout)
+        .unwrap()[..40]
+        .to_owned();
+    let hb = env.state().join("hawkbit");
+    std::fs::create_dir_all(&hb).unwrap();
+    std::fs::set_permissions(&hb, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    std::fs::write(hb.join(format!("{sha1}.part")), &bytes[..bytes.len() / 2]).unwrap();
+
+    gb.deploy(&r1, dev);
+    start(&mut env, &gb, dev, "").await;
+    gb.wait(dev, "2.0.0 finished", |d| {
+        d["last_state"] == "Finished" && d["sw_version"] == "2.0.0"
+    })
+    .await;
+    env.wait_release("air", "applied", "a1").await;
+    assert!(
+        env.log()
+            .contains(&format!("resuming at byte {}", bytes.len() / 2)),
+        "{}",
+        env.log()
+    );
+    ok(&env.docker(&["image", "inspect", image]));
+
+    // A release whose target does not parse: failure, and what runs stays.
+    let mut bad = target(json!({"air": app(image, "a2", "true")}));
+    bad["apps"]["air"]["services"]["main"]["imagee"] = json!("typo");
+    let r2 = swu(&dir, "2.0.1", &bad, &[]);
+    gb.deploy(&r2, dev);
+    let d = gb
+        .wait(dev, "2.0.1 failed", |d| d["last_state"] == "Error")
+        .await;
+    assert!(log_has(&d, "rejected"), "{d:#}");
+    assert!(log_has(&d, "imagee"), "{d:#}");
+    let apps = env.apps().await;
+    assert_eq!(apps["air"]["release"], "a1", "{apps}");
+    assert_eq!(apps["air"]["state"], "applied", "{apps}");
+}
