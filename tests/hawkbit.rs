@@ -207,7 +207,7 @@ async fn a_release_waits_for_a_held_lock_and_a_failing_one_is_reported_as_failur
 }
 
 #[tokio::test]
-async fn a_release_with_its_image_deploys_without_a_registry_and_a_bad_one_changes_nothing() {
+async fn images_and_compose_files_deploy_without_a_registry_and_a_bad_release_changes_nothing() {
     let mut env = Env::with_docker();
     let gb = GooseBit::start(&env);
     let busybox = env.busybox_image();
@@ -253,17 +253,46 @@ async fn a_release_with_its_image_deploys_without_a_registry_and_a_bad_one_chang
     );
     ok(&env.docker(&["image", "inspect", image]));
 
-    // A release whose target does not parse: failure, and what runs stays.
-    let mut bad = target(json!({"air": app(image, "a2", "true")}));
-    bad["apps"]["air"]["services"]["main"]["imagee"] = json!("typo");
-    let r2 = swu(&dir, "2.0.1", &bad, &[]);
+    // A compose file as its author writes it, for app web: the deployment
+    // is all hawkBit runs here, so air (hawkBit's too) leaves.
+    let compose = dir.join("docker-compose.yml");
+    std::fs::write(
+        &compose,
+        format!(
+            "services:\n  main:\n    image: {image}\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; while :; do sleep 0.2; done\"]\n    stop_grace_period: 2s\n"
+        ),
+    )
+    .unwrap();
+    let r2 = dir.join("r-2.0.1.swu");
+    ok(&Command::new("python3")
+        .arg(format!("{REPO}/scripts/make-swu.py"))
+        .arg(&r2)
+        .args(["--version", "2.0.1", "--app", "web", "--compose"])
+        .arg(&compose)
+        .output()
+        .unwrap());
     gb.deploy(&r2, dev);
+    gb.wait(dev, "2.0.1 finished", |d| {
+        d["last_state"] == "Finished" && d["sw_version"] == "2.0.1"
+    })
+    .await;
+    let web = env.wait_app("web", "applied").await;
+    assert_eq!(web["release"], "2.0.1", "{web}");
+    let apps = env.apps().await;
+    assert!(apps.get("air").is_none(), "{apps}");
+
+    // A release whose target does not parse: failure, and what runs stays.
+    let mut bad = target(json!({"web": app(image, "a2", "true")}));
+    bad["apps"]["web"]["services"]["main"]["imagee"] = json!("typo");
+    let r3 = swu(&dir, "2.0.2", &bad, &[]);
+    gb.deploy(&r3, dev);
     let d = gb
-        .wait(dev, "2.0.1 failed", |d| d["last_state"] == "Error")
+        .wait(dev, "2.0.2 failed", |d| d["last_state"] == "Error")
         .await;
     assert!(log_has(&d, "rejected"), "{d:#}");
     assert!(log_has(&d, "imagee"), "{d:#}");
+    assert_eq!(d["sw_version"], "2.0.1", "{d:#}");
     let apps = env.apps().await;
-    assert_eq!(apps["air"]["release"], "a1", "{apps}");
-    assert_eq!(apps["air"]["state"], "applied", "{apps}");
+    assert_eq!(apps["web"]["release"], "2.0.1", "{apps}");
+    assert_eq!(apps["web"]["state"], "applied", "{apps}");
 }

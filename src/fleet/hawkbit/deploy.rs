@@ -278,19 +278,17 @@ impl Deploy {
     }
 }
 
-/// A compose file from a `.swu` has no directory of its own: no `.env`,
-/// no `env_file`, nothing read from the device's disk on its behalf.
+/// A compose file from a `.swu` has no directory of its own: to it, no
+/// file exists (no `.env`; an `env_file` is reported missing), and no
+/// variable is set, so nothing of the device's leaks into the release.
 struct NoFiles;
 
 impl crate::compose::Host for NoFiles {
     fn env(&self, _: &str) -> Option<String> {
         None
     }
-    fn read(&self, path: &std::path::Path) -> Result<Option<Vec<u8>>, String> {
-        Err(format!(
-            "{}: a compose file from hawkBit reads no file of the device",
-            path.display()
-        ))
+    fn read(&self, _: &std::path::Path) -> Result<Option<Vec<u8>>, String> {
+        Ok(None)
     }
 }
 
