@@ -19,6 +19,14 @@ pub use error::{describe, CommandError};
 use locks::fresh_lock_infos;
 pub use locks::{HolderInfo, LockInfo};
 
+/// A fleet deployment in force: the whole target's summary, and the apps
+/// the server had before (what a cancel puts back).
+#[derive(Debug)]
+pub struct FleetApplied {
+    pub summary: String,
+    pub previous: std::collections::BTreeMap<AppName, AppTarget>,
+}
+
 #[derive(Debug)]
 pub enum Command {
     /// The lock table with holders freshly read from /proc.
@@ -76,12 +84,13 @@ pub enum Command {
     },
     /// A fleet server's deployment (internal: the hawkBit task): `apps`
     /// replace the apps `owner` deployed before; the device's own apps
-    /// stay. Answers the summary of the whole target.
+    /// stay. Answers the summary of the whole target and the apps it
+    /// replaced.
     SetFleetApps {
         owner: String,
         apps: std::collections::BTreeMap<AppName, AppTarget>,
         source: String,
-        reply: oneshot::Sender<Result<String, CommandError>>,
+        reply: oneshot::Sender<Result<FleetApplied, CommandError>>,
     },
     /// Internal (the hawkBit task): load `docker save` archives into the
     /// engine. Answers the image names they carried.

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 use super::owners::Owners;
 use super::spec::FORMAT_VERSION;
 use crate::bootcfg::BootConfig;
-use crate::command::{Command, CommandError, Handle};
+use crate::command::{Command, CommandError, FleetApplied, Handle};
 use crate::config::{LocalTarget, Settings};
 use crate::fsutil::{atomic_write, read_regular};
 use crate::inotify::NamesWatch;
@@ -110,17 +110,22 @@ impl TargetStore {
     /// A fleet server's deployment: `apps` replace the apps `owner`
     /// deployed before (those it no longer names leave the target); the
     /// device's own apps stay. Validated whole, saved, put in force.
+    /// Answers the target and the apps `owner` had before (what a cancel
+    /// puts back).
     pub fn accept_fleet(
         &self,
         owner: &str,
         apps: BTreeMap<AppName, AppTarget>,
         source: &str,
-    ) -> Result<Arc<Target>, StoreError> {
+    ) -> Result<(Arc<Target>, BTreeMap<AppName, AppTarget>), StoreError> {
         let mut owners = self.owners.lock().expect("owners lock");
         let mut merged = self.current_or_empty();
         let before: Vec<AppName> = owners.owned_by(owner).cloned().collect();
+        let mut previous = BTreeMap::new();
         for a in before {
-            merged.apps.remove(&a);
+            if let Some(t) = merged.apps.remove(&a) {
+                previous.insert(a, t);
+            }
         }
         let names: Vec<AppName> = apps.keys().cloned().collect();
         merged.apps.extend(apps);
@@ -133,7 +138,7 @@ impl TargetStore {
                 path: PathBuf::from(super::owners::OWNERS_FILE),
                 source,
             })?;
-        self.save(merged)
+        Ok((self.save(merged)?, previous))
     }
 
     fn current_or_empty(&self) -> Target {
@@ -276,7 +281,12 @@ impl TargetTask {
                         let store = self.store.clone();
                         let what = source.clone();
                         let r = blocking(move || store.accept_fleet(&owner, apps, &source)).await;
-                        let _ = reply.send(self.answer(r, &what).await);
+                        let (r, previous) = match r {
+                            Ok((t, previous)) => (Ok(t), previous),
+                            Err(e) => (Err(e), BTreeMap::new()),
+                        };
+                        let r = self.answer(r, &what).await;
+                        let _ = reply.send(r.map(|summary| FleetApplied { summary, previous }));
                     }
                     Some(Command::ReloadTarget) => self.reload().await,
                     Some(other) => tracing::error!(command = ?other, "command sent to the target store by mistake; dropped"),

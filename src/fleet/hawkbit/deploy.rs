@@ -6,8 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
@@ -38,6 +37,14 @@ pub enum Outcome {
 pub type Wanted = Vec<(AppName, String)>;
 pub type OnApplied = Box<dyn Fn(Wanted) + Send + Sync>;
 
+/// A deployment's apps in force: their releases, and the apps hawkBit had
+/// before (unknown after a restart: then a cancel cannot put them back).
+#[derive(Debug, Clone)]
+pub struct InForce {
+    pub want: Wanted,
+    pub previous: Option<BTreeMap<AppName, AppTarget>>,
+}
+
 pub struct Deploy {
     pub server: Server,
     pub handle: Handle,
@@ -45,8 +52,8 @@ pub struct Deploy {
     pub status: watch::Sender<FleetStatus>,
     /// The device type: the board group of `sw-description` it takes.
     pub board: Option<String>,
-    /// Set once the apps are in force: from then on a cancel is refused.
-    pub applied: Arc<AtomicBool>,
+    /// Set once the apps are in force: what a cancel checks and puts back.
+    pub in_force: Arc<Mutex<Option<InForce>>>,
     /// Called with the apps and releases once they are in force.
     pub on_applied: OnApplied,
 }
@@ -55,7 +62,10 @@ impl Deploy {
     pub async fn run(self, d: Deployment, resume: Option<Vec<(AppName, String)>>) -> Outcome {
         let want = match resume {
             Some(w) => {
-                self.applied.store(true, Ordering::SeqCst);
+                *self.in_force.lock().unwrap() = Some(InForce {
+                    want: w.clone(),
+                    previous: None,
+                });
                 w
             }
             None => match self.apply(&d).await {
@@ -137,9 +147,12 @@ impl Deploy {
             .await
             .and_then(|r| r);
         match r {
-            Ok(summary) => {
-                self.applied.store(true, Ordering::SeqCst);
-                tracing::info!(action = %d.id, "hawkBit action {} in force: {summary}", d.id);
+            Ok(done) => {
+                *self.in_force.lock().unwrap() = Some(InForce {
+                    want: want.clone(),
+                    previous: Some(done.previous),
+                });
+                tracing::info!(action = %d.id, "hawkBit action {} in force: {}", d.id, done.summary);
                 Ok(want)
             }
             Err(e) => Err(fail(format!("rejected: {e}"))),

@@ -6,7 +6,6 @@
 //! not acknowledged.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,8 +15,10 @@ use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant};
 
 use super::ddi::{self, Deployment, Execution, Finished};
-use super::deploy::{sanitize, Deploy, Outcome, OWNER};
+use super::deploy::{sanitize, Deploy, InForce, Outcome, OWNER};
+use super::verdict::started;
 use super::Server;
+use crate::command::Command;
 use crate::command::Handle;
 use crate::config::HawkbitSettings;
 use crate::devconfig::DeviceInfo;
@@ -75,7 +76,7 @@ struct Closed {
 struct Running {
     id: String,
     hash: String,
-    applied: Arc<AtomicBool>,
+    in_force: Arc<Mutex<Option<InForce>>>,
     task: JoinHandle<Outcome>,
 }
 
@@ -283,7 +284,7 @@ impl HawkbitTask {
             }
             save_journal(&self.dir, &j);
         }
-        let applied = Arc::new(AtomicBool::new(false));
+        let in_force = Arc::new(Mutex::new(None));
         let (j, dir) = (journal.clone(), self.dir.clone());
         let deploy = Deploy {
             server: server.clone(),
@@ -291,7 +292,7 @@ impl HawkbitTask {
             apps: self.apps.clone(),
             status: self.status.clone(),
             board: self.board(),
-            applied: applied.clone(),
+            in_force: in_force.clone(),
             on_applied: Box::new(move |want| {
                 let mut j = j.lock().unwrap();
                 if let Some(a) = j.action.as_mut() {
@@ -304,7 +305,7 @@ impl HawkbitTask {
         Running {
             id: d.id.clone(),
             hash,
-            applied,
+            in_force,
             task: tokio::spawn(deploy.run(d, resume)),
         }
     }
@@ -404,9 +405,12 @@ impl HawkbitTask {
         }
     }
 
-    /// hawkBit's cancelAction: a deployment not yet in force stops; one in
-    /// force cannot be taken back by a cancel (a new deployment does that),
-    /// so the cancel is rejected.
+    /// hawkBit's cancelAction. A deployment still downloading stops; one
+    /// in force whose apps have not begun to change (each still waiting
+    /// for its lock, its window or its images) is taken back: hawkBit's
+    /// previous apps are put in force again, and nothing was touched. Once
+    /// an app's containers are being replaced, the cancel is rejected
+    /// (deploy another release to change it).
     async fn cancel(
         &self,
         server: &Server,
@@ -417,35 +421,61 @@ impl HawkbitTask {
         let r = server.call("GET", href, None).await?;
         let (cancel_id, stop_id) = ddi::parse_cancel(&r.body).map_err(|e| e.to_string())?;
         let path = format!("/cancelAction/{}/feedback", super::encode(&cancel_id));
-        let target = running.as_ref().filter(|r| r.id == stop_id);
-        let (execution, finished, detail) = match target {
-            Some(r) if r.applied.load(Ordering::SeqCst) => (
-                Execution::Rejected,
-                Finished::Failure,
-                format!(
-                    "action {stop_id} is already in force; deploy another release to change it"
-                ),
-            ),
-            Some(_) => {
-                let r = running.take().expect("checked");
-                r.task.abort();
-                let mut j = journal.lock().unwrap();
-                if j.action.as_ref().is_some_and(|a| a.id == stop_id) {
-                    j.action = None;
-                }
-                save_journal(&self.dir, &j);
-                self.set(|h| h.state = format!("action {stop_id} canceled"));
-                (
-                    Execution::Closed,
-                    Finished::Success,
-                    format!("action {stop_id} canceled before it was applied"),
-                )
-            }
+        let (execution, finished, detail) = match running.as_ref().filter(|r| r.id == stop_id) {
             None => (
                 Execution::Closed,
                 Finished::Success,
                 format!("action {stop_id} is not running here"),
             ),
+            Some(r) => {
+                let in_force = r.in_force.lock().unwrap().clone();
+                let too_late = match &in_force {
+                    None => None,
+                    Some(f) if started(&self.apps.borrow(), &f.want) => {
+                        Some("its apps are being replaced already")
+                    }
+                    Some(f) if f.previous.is_none() => {
+                        Some("what ran before it is not known since holdfast restarted")
+                    }
+                    Some(_) => None,
+                };
+                match too_late {
+                    Some(why) => (
+                        Execution::Rejected,
+                        Finished::Failure,
+                        format!("action {stop_id} cannot be canceled: {why}; deploy another release to change it"),
+                    ),
+                    None => {
+                        let r = running.take().expect("matched above");
+                        r.task.abort();
+                        if let Some(previous) = in_force.and_then(|f| f.previous) {
+                            self.handle
+                                .request(|reply| Command::SetFleetApps {
+                                    owner: OWNER.into(),
+                                    apps: previous,
+                                    source: format!("hawkBit cancel of action {stop_id}"),
+                                    reply,
+                                })
+                                .await
+                                .and_then(|r| r)
+                                .map_err(|e| format!("cancel of action {stop_id}: putting the previous apps back: {e}"))?;
+                        }
+                        let mut j = journal.lock().unwrap();
+                        if j.action.as_ref().is_some_and(|a| a.id == stop_id) {
+                            j.action = None;
+                        }
+                        save_journal(&self.dir, &j);
+                        drop(j);
+                        self.set(|h| h.state = format!("action {stop_id} canceled"));
+                        self.show_owned();
+                        (
+                            Execution::Closed,
+                            Finished::Success,
+                            format!("action {stop_id} canceled before its apps changed"),
+                        )
+                    }
+                }
+            }
         };
         tracing::info!(action = %stop_id, "hawkBit cancel {cancel_id}: {detail}");
         let body = ddi::feedback(execution, finished, None, &[detail]);

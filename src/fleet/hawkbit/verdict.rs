@@ -68,6 +68,20 @@ pub fn judge(status: &UpdateStatus, want: &[(AppName, String)]) -> Verdict {
     }
 }
 
+/// Whether any of the deployment's apps has begun to change its
+/// containers for its new release (too late for a cancel).
+pub fn started(status: &UpdateStatus, want: &[(AppName, String)]) -> bool {
+    want.iter().any(|(app, release)| {
+        status.apps.get(app.as_str()).is_some_and(|a| {
+            a.release == *release
+                && matches!(
+                    a.state,
+                    AppState::Applying | AppState::Applied | AppState::Failed
+                )
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +141,26 @@ mod tests {
                 "app1: waiting for fleet-slot:default (1/1 held)".into()
             ])
         );
+    }
+
+    #[test]
+    fn an_app_waiting_or_pulling_has_not_started() {
+        for (state, yes) in [
+            (AppState::Waiting, false),
+            (AppState::Downloading, false),
+            (AppState::Applying, true),
+            (AppState::Applied, true),
+            (AppState::Failed, true),
+        ] {
+            let a = AppStatus::new(state, "r2");
+            assert_eq!(
+                started(&status(&[("app1", a.clone())]), &want("r2")),
+                yes,
+                "{state:?}"
+            );
+            // The old release applied is not the new one started.
+            assert!(!started(&status(&[("app1", a)]), &want("r3")));
+        }
     }
 
     #[test]
