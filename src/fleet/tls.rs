@@ -26,7 +26,8 @@ const SYSTEM_BUNDLES: [&str; 4] = [
 ];
 
 pub(super) struct Tls {
-    extra: Vec<CertificateDer<'static>>,
+    /// `ca_file`'s certificates.
+    extra: RootCertStore,
     client: Option<Arc<CertifiedKey>>,
     bundles: Vec<PathBuf>,
     /// Made at the first https request, so that a client that only
@@ -90,20 +91,16 @@ impl Tls {
     }
 
     pub(super) fn with_bundles(files: &TlsFiles, bundles: Vec<PathBuf>) -> Result<Tls, String> {
-        let extra = match &files.ca_file {
-            Some(f) => {
-                let certs = certs(f)?;
-                // Refused now rather than at the first request.
-                let mut store = RootCertStore::empty();
-                for (i, c) in certs.iter().enumerate() {
-                    store
-                        .add(c.clone())
-                        .map_err(|e| format!("{}: certificate {}: {e}", f.display(), i + 1))?;
-                }
-                certs
+        // ca_file's certificates, each one webpki can use (refused now
+        // rather than at the first request).
+        let mut extra = RootCertStore::empty();
+        if let Some(f) = &files.ca_file {
+            for (i, c) in certs(f)?.into_iter().enumerate() {
+                extra
+                    .add(c)
+                    .map_err(|e| format!("{}: certificate {}: {e}", f.display(), i + 1))?;
             }
-            None => Vec::new(),
-        };
+        }
         let client = match (&files.cert_file, &files.key_file) {
             (Some(c), Some(k)) => Some(client_key(c, k)?),
             (None, None) => None,
@@ -121,7 +118,7 @@ impl Tls {
         if let Some(c) = self.config.get() {
             return Ok(c.clone());
         }
-        let mut roots = RootCertStore::empty();
+        let mut roots = self.extra.clone();
         // A blocking read, once per process (an error is not kept: the
         // next request tries again): the bundle is small and local.
         if let Some(b) = self.bundles.iter().find(|b| b.exists()) {
@@ -131,7 +128,6 @@ impl Tls {
             // A bundle may hold certificates webpki cannot use.
             roots.add_parsable_certificates(certs);
         }
-        roots.add_parsable_certificates(self.extra.iter().cloned());
         if roots.is_empty() {
             let bundles: Vec<String> = self
                 .bundles
