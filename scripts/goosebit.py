@@ -25,13 +25,15 @@ management API (/api/v1, bearer token), as the Rust tests need it:
                                             feedback log; exit 1 if unknown
     goosebit.py DIR devices                 every device
 
-DIR/goosebit/admin.json gives the URL and the admin login. Output is JSON on
+DIR/goosebit/admin.json gives the URL and the admin login (and, for an https
+URL, `ca_file`: the harness's CA, the only one trusted). Output is JSON on
 stdout; an HTTP error prints gooseBit's answer on stderr and exits 2. Only the
 standard library: any python3 runs it.
 """
 
 import json
 import os
+import ssl
 import sys
 import urllib.error
 import urllib.parse
@@ -45,6 +47,10 @@ class Client:
         with open(os.path.join(self.dir, "admin.json")) as f:
             self.admin = json.load(f)
         self.url = self.admin["url"]
+        # https: gooseBit's certificate is checked (host name included)
+        # against the harness's CA only.
+        ca = self.admin.get("ca_file")
+        self.ssl = ssl.create_default_context(cafile=ca) if ca else None
         self._token = None
 
     def request(self, method, path, body=None, content_type=None, auth=True, length=None):
@@ -60,7 +66,7 @@ class Client:
             headers["Content-Type"] = content_type
         req = urllib.request.Request(self.url + path, data=body, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(req, timeout=30) as r:
+            with urllib.request.urlopen(req, timeout=30, context=self.ssl) as r:
                 data = r.read()
         except urllib.error.HTTPError as e:
             sys.stderr.write(f"goosebit: {method} {path}: HTTP {e.code}: {e.read().decode(errors='replace')}\n")

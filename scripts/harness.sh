@@ -23,7 +23,11 @@
 #                                  default 00:00:01), HARNESS_GOOSEBIT_TENANT
 #                                  (default DEFAULT), HARNESS_GOOSEBIT_DEVICE_AUTH
 #                                  (unset: devices need no token; setup, lax or
-#                                  strict: gooseBit's TargetToken modes)
+#                                  strict: gooseBit's TargetToken modes),
+#                                  HARNESS_GOOSEBIT_TLS=1 (https: a CA and a
+#                                  certificate for 127.0.0.1 made by openssl
+#                                  in DIR/goosebit/tls, ca.pem named as
+#                                  ca_file in admin.json)
 #   harness.sh down DIR            stop everything, unmount
 # Needs root (mounts, logind). Source DIR/env for DBUS_SYSTEM_BUS_ADDRESS.
 set -euo pipefail
@@ -138,23 +142,51 @@ htpasswd_line() { # htpasswd_line USER PASSWORD
   fi
 }
 
-# gooseBit answers at all (its root redirects to the login or setup page).
+# gooseBit answers at all (its /login redirects to the setup page while it
+# has no user): goosebit_up URL [CA-FILE].
 goosebit_up() {
-  python3 - "$1" <<'PY'
-import sys, urllib.request, urllib.error
-class NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args):
-        return None
-try:
-    urllib.request.build_opener(NoRedirect).open(f"http://127.0.0.1:{sys.argv[1]}/login", timeout=1)
-except urllib.error.HTTPError as e:
-    sys.exit(0 if e.code == 302 else 1)
-PY
+  local code
+  code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 ${2:+--cacert "$2"} "$1/login") || return 1
+  [ "$code" = 302 ]
+}
+
+# A CA and a server certificate for 127.0.0.1 (EC P-256, two days), made
+# with openssl in DIR: ca.pem (what clients trust), server.pem,
+# server-key.pem; the CA's key is removed once it has signed.
+make_tls() { # make_tls DIR
+  local T=$1
+  mkdir -p "$T"
+  cat > "$T/openssl.cnf" <<'CNF'
+[req]
+distinguished_name = dn
+[dn]
+[ca]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign
+subjectKeyIdentifier = hash
+[server]
+basicConstraints = critical,CA:FALSE
+subjectAltName = IP:127.0.0.1
+keyUsage = critical,digitalSignature
+extendedKeyUsage = serverAuth
+CNF
+  local ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+  (
+    cd "$T"
+    openssl req -x509 -config openssl.cnf -extensions ca "${ec[@]}" -days 2 \
+      -subj "/CN=holdfast test gooseBit CA" -keyout ca-key.pem -out ca.pem
+    openssl req -new -config openssl.cnf "${ec[@]}" -subj /CN=127.0.0.1 \
+      -keyout server-key.pem -out server.csr
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 2 \
+      -extfile openssl.cnf -extensions server -out server.pem
+    rm -f ca-key.pem server.csr ca.srl
+    chmod 600 server-key.pem
+  ) >"$T/openssl.log" 2>&1 || { cat "$T/openssl.log" >&2; return 1; }
 }
 
 start_goosebit() {
   local G=$D/goosebit venv=$here/.cache/goosebit port migrations v
-  local tenant=${HARNESS_GOOSEBIT_TENANT:-DEFAULT}
+  local tenant=${HARNESS_GOOSEBIT_TENANT:-DEFAULT} scheme=http ca= tls=()
   # gooseBit reads GOOSEBIT_* before its settings file: none from outside.
   for v in $(compgen -e | grep '^GOOSEBIT_' || true); do unset "$v"; done
   [ -x "$venv/bin/uvicorn" ] || { echo "harness: $venv missing: run scripts/setup.sh hawkbit" >&2; return 1; }
@@ -162,6 +194,11 @@ start_goosebit() {
   rm -rf "$G"
   mkdir -p "$G/artifacts"
   port=$(free_port)
+  if [ "${HARNESS_GOOSEBIT_TLS:-}" = 1 ]; then
+    make_tls "$G/tls"
+    scheme=https ca=$G/tls/ca.pem
+    tls=(--ssl-certfile "$G/tls/server.pem" --ssl-keyfile "$G/tls/server-key.pem")
+  fi
   # Its settings file, so that no goosebit.yaml in the working directory or
   # /etc is read. Logging: gooseBit applies this dictConfig on import; the
   # default one disables uvicorn's loggers, and with them every traceback.
@@ -199,12 +236,18 @@ CONF
   (cd "$G" && GOOSEBIT_SETTINGS=$G/goosebit.yaml "$venv/bin/aerich" -c aerich.toml upgrade) >"$G/migrate.log" 2>&1 \
     || { cat "$G/migrate.log" >&2; return 1; }
   # uvicorn itself, not `python -m goosebit`: that one binds 0.0.0.0.
+  # With TLS, uvicorn gives the app the scheme https, and gooseBit's links
+  # (request.url_for) come out https. --no-proxy-headers: by default uvicorn
+  # takes X-Forwarded-Proto/-For from loopback (FORWARDED_ALLOW_IPS
+  # 127.0.0.1), so any local client could turn the links http or change
+  # the IP gooseBit records; here only the connection itself counts.
   (cd "$G" && GOOSEBIT_SETTINGS=$G/goosebit.yaml exec setsid sh -c 'echo $$ > pid; exec "$0" "$@"' \
     "$venv/bin/uvicorn" goosebit:app --host 127.0.0.1 --port "$port" --no-access-log \
+    --no-proxy-headers "${tls[@]}" \
     </dev/null >>"$G/log" 2>&1) &
   wait_for 5 test -s "$G/pid"
   local end=$((SECONDS + 30))
-  until goosebit_up "$port" 2>/dev/null; do
+  until goosebit_up "$scheme://127.0.0.1:$port" "$ca" 2>/dev/null; do
     if ! alive "$(cat "$G/pid")" || [ $SECONDS -ge $end ]; then
       echo "harness: gooseBit did not come up:" >&2; cat "$G/log" >&2; return 1
     fi
@@ -214,11 +257,11 @@ CONF
   # every permission ("*").
   local user=admin@holdfast.test pass
   pass=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
-  curl -sf -o /dev/null -X POST "http://127.0.0.1:$port/setup" \
+  curl -sf -o /dev/null ${ca:+--cacert "$ca"} -X POST "$scheme://127.0.0.1:$port/setup" \
     --data-urlencode "username=$user" --data-urlencode "password=$pass" \
     || { echo "harness: gooseBit setup of $user failed" >&2; return 1; }
-  printf '{"url": "http://127.0.0.1:%s", "tenant": "%s", "username": "%s", "password": "%s"}\n' \
-    "$port" "$tenant" "$user" "$pass" > "$G/admin.json"
+  printf '{"url": "%s://127.0.0.1:%s", "tenant": "%s", "username": "%s", "password": "%s"%s}\n' \
+    "$scheme" "$port" "$tenant" "$user" "$pass" "${ca:+, \"ca_file\": \"$ca\"}" > "$G/admin.json"
   echo "$port" > "$G/port"
 }
 

@@ -30,6 +30,8 @@ if ! $quick; then
   stage tests/goosebit_fixture.sh
   # Releases from gooseBit end to end (about a minute): needs its venv.
   stage cargo test --features fleet --test hawkbit
+  # The same over https with a target token (about 25 s).
+  stage cargo test --features fleet --test hawkbit_tls
   stage scripts/msrv.sh
   stage scripts/cross.sh
   stage tests/nspawn/run.sh bookworm

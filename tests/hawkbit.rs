@@ -9,105 +9,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use common::engine::target;
-use common::{ok, run_script, Env, REPO};
-use serde_json::{json, Value};
-
-struct GooseBit {
-    dir: PathBuf,
-    url: String,
-}
-
-impl GooseBit {
-    /// Started under the test's directory; `harness.sh down` (the Env's
-    /// drop) stops it.
-    fn start(env: &Env) -> GooseBit {
-        run_script("harness.sh", &["goosebit", &env.dir.display().to_string()]);
-        let admin: Value =
-            serde_json::from_slice(&std::fs::read(env.dir.join("goosebit/admin.json")).unwrap())
-                .unwrap();
-        GooseBit {
-            dir: env.dir.clone(),
-            url: admin["url"].as_str().unwrap().to_owned(),
-        }
-    }
-
-    fn gb(&self, args: &[&str]) -> Value {
-        let out = Command::new("python3")
-            .arg(format!("{REPO}/scripts/goosebit.py"))
-            .arg(&self.dir)
-            .args(args)
-            .output()
-            .unwrap();
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
-            panic!(
-                "goosebit.py {args:?}: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            )
-        })
-    }
-
-    /// Uploads a .swu and gives it to `dev`; answers the software id.
-    fn deploy(&self, swu: &Path, dev: &str) -> String {
-        let sw = self.gb(&["upload", &swu.display().to_string()]);
-        let id = sw["id"].to_string();
-        self.gb(&["assign", dev, &id]);
-        id
-    }
-
-    fn device(&self, dev: &str) -> Value {
-        self.gb(&["device", dev])
-    }
-
-    /// Waits until gooseBit's record of `dev` satisfies `f`.
-    async fn wait(&self, dev: &str, what: &str, f: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            let d = self.device(dev);
-            if f(&d) {
-                return d;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "gooseBit never saw {what}: {d:#}"
-            );
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-    }
-}
-
-/// A `.swu` of `version` carrying a target and optional image archives.
-fn swu(dir: &Path, version: &str, target: &Value, images: &[&Path]) -> PathBuf {
-    let t = dir.join(format!("target-{version}.json"));
-    std::fs::write(&t, target.to_string()).unwrap();
-    let out = dir.join(format!("r-{version}.swu"));
-    let mut c = Command::new("python3");
-    c.arg(format!("{REPO}/scripts/make-swu.py"))
-        .arg(&out)
-        .args(["--version", version, "--target"])
-        .arg(&t);
-    for i in images {
-        c.arg("--image").arg(i);
-    }
-    ok(&c.output().unwrap());
-    out
-}
-
-/// A busybox service, healthy when `check` passes.
-fn app(image: &str, release: &str, check: &str) -> Value {
-    json!({"release": release, "services": {"main": {
-        "image": image,
-        "command": ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.2; done"],
-        "stop_timeout": 2,
-        "environment": {"R": release},
-        "healthcheck": {"test": ["CMD-SHELL", check], "interval": "200ms", "retries": 3}
-    }}})
-}
+use common::goosebit::{app, log_has, swu, GooseBit};
+use common::{ok, Env};
+use serde_json::json;
 
 async fn start(env: &mut Env, gb: &GooseBit, dev: &str, extra: &str) {
     env.write_config(&format!(
@@ -115,10 +22,6 @@ async fn start(env: &mut Env, gb: &GooseBit, dev: &str, extra: &str) {
         gb.url
     ));
     env.start_daemon().await;
-}
-
-fn log_has(d: &Value, line: &str) -> bool {
-    d["log"].as_str().is_some_and(|l| l.contains(line))
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 pub mod engine;
 pub mod etcd;
+pub mod goosebit;
 pub mod pki;
 
 use holdfast::command::LockInfo;
