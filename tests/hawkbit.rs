@@ -13,7 +13,7 @@ use std::process::Command;
 
 use common::engine::target;
 use common::goosebit::{app, log_has, swu, GooseBit};
-use common::{ok, Env};
+use common::{ok, Env, REPO};
 use serde_json::json;
 
 async fn start(env: &mut Env, gb: &GooseBit, dev: &str, extra: &str) {
