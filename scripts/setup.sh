@@ -18,8 +18,10 @@ cd "$(dirname "$0")/.."
 RUST_WEB_VERSION=1.85.0+dfsg3-1~deb12u3
 
 # etcd-server, etcd-client: the etcd cluster of tests/fleet_lock.rs (etcd, etcdctl);
-# openssl: the throwaway CAs of tests/fleet_tls.rs and the fleet::http unit tests.
-pkgs=(dbus systemd procmail busybox-static docker.io docker-registry apache2-utils util-linux psmisc polkitd python3 python3-venv curl cpio etcd-server etcd-client openssl)
+# openssl: the throwaway CAs of tests/fleet_tls.rs and the fleet::http unit tests;
+# ca-certificates: the system bundle the fleet TLS client trusts (a test
+# checks an unknown issuer is refused against it).
+pkgs=(dbus systemd procmail busybox-static docker.io docker-registry apache2-utils util-linux psmisc polkitd python3 python3-venv curl cpio etcd-server etcd-client openssl ca-certificates)
 pinned=()
 for profile in "$@"; do
   case $profile in
