@@ -25,6 +25,9 @@ stage cargo test --all-targets
 stage cargo test --features fleet --lib
 stage cargo test --features fleet --test fleet_lock
 stage cargo test --features fleet --test fleet_tls
+# hawkBit's DDI where gooseBit has none of it (cancelAction, sha256,
+# GatewayToken), served by the test; a real dockerd (about 10 s).
+stage cargo test --features fleet --test hawkbit_ddi
 if ! $quick; then
   stage scripts/check-layer.sh
   stage tests/goosebit_fixture.sh

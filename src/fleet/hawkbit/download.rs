@@ -235,28 +235,4 @@ fn content_range_start(v: Option<&str>) -> Option<u64> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn content_ranges() {
-        assert_eq!(content_range_start(Some("bytes 100-199/200")), Some(100));
-        assert_eq!(content_range_start(Some("bytes */200")), None);
-        assert_eq!(content_range_start(None), None);
-    }
-
-    #[test]
-    fn a_partial_file_is_hashed_as_it_stands() {
-        let dir = tempfile::tempdir().unwrap();
-        let part = dir.path().join("x.part");
-        std::fs::write(&part, b"abc").unwrap();
-        let (h, n) = hash_existing(&part, &Hash::Sha1(String::new())).unwrap();
-        assert_eq!(n, 3);
-        assert_eq!(h.hex(), "a9993e364706816aba3e25717850c26c9cd0d89d");
-        // A link planted in its place is not followed.
-        std::fs::remove_file(&part).unwrap();
-        std::os::unix::fs::symlink("/etc/passwd", &part).unwrap();
-        assert!(hash_existing(&part, &Hash::Sha1(String::new())).is_err());
-        assert!(open_part(&part, true).is_err());
-    }
-}
+mod tests;
