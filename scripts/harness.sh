@@ -27,7 +27,9 @@
 #                                  HARNESS_GOOSEBIT_TLS=1 (https: a CA and a
 #                                  certificate for 127.0.0.1 made by openssl
 #                                  in DIR/goosebit/tls, ca.pem named as
-#                                  ca_file in admin.json)
+#                                  ca_file in admin.json),
+#                                  HARNESS_GOOSEBIT_ACCESS_LOG=1 (a line per
+#                                  request in DIR/goosebit/log)
 #   harness.sh down DIR            stop everything, unmount
 # Needs root (mounts, logind). Source DIR/env for DBUS_SYSTEM_BUS_ADDRESS.
 set -euo pipefail
@@ -233,6 +235,10 @@ tortoise_orm = "goosebit.db.config.TORTOISE_CONF"
 location = "$migrations"
 src_folder = "."
 CONF
+  # HARNESS_GOOSEBIT_ACCESS_LOG=1: one log line per request (what
+  # scripts/fleet-idle.sh counts polls by).
+  local access=(--no-access-log)
+  [ "${HARNESS_GOOSEBIT_ACCESS_LOG:-}" = 1 ] && access=()
   (cd "$G" && GOOSEBIT_SETTINGS=$G/goosebit.yaml "$venv/bin/aerich" -c aerich.toml upgrade) >"$G/migrate.log" 2>&1 \
     || { cat "$G/migrate.log" >&2; return 1; }
   # uvicorn itself, not `python -m goosebit`: that one binds 0.0.0.0.
@@ -242,7 +248,7 @@ CONF
   # 127.0.0.1), so any local client could turn the links http or change
   # the IP gooseBit records; here only the connection itself counts.
   (cd "$G" && GOOSEBIT_SETTINGS=$G/goosebit.yaml exec setsid sh -c 'echo $$ > pid; exec "$0" "$@"' \
-    "$venv/bin/uvicorn" goosebit:app --host 127.0.0.1 --port "$port" --no-access-log \
+    "$venv/bin/uvicorn" goosebit:app --host 127.0.0.1 --port "$port" "${access[@]}" \
     --no-proxy-headers "${tls[@]}" \
     </dev/null >>"$G/log" 2>&1) &
   wait_for 5 test -s "$G/pid"
