@@ -12,7 +12,7 @@ mod common;
 use std::process::Command;
 
 use common::engine::target;
-use common::goosebit::{app, log_has, swu, GooseBit};
+use common::goosebit::{app, app1_release, log_has, swu, GooseBit};
 use common::{ok, Env, REPO};
 use serde_json::json;
 
@@ -34,12 +34,7 @@ async fn a_release_waits_for_a_held_lock_and_a_failing_one_is_reported_as_failur
     std::fs::create_dir_all(&dir).unwrap();
 
     // The first release: applied, recorded as success with its version.
-    let r1 = swu(
-        &dir,
-        "1.0.0",
-        &target(json!({"app1": app(&image, "r1", "true")})),
-        &[],
-    );
+    let r1 = app1_release(&dir, "1.0.0", &image, "r1", "true");
     gb.deploy(&r1, dev);
     start(&mut env, &gb, dev, "").await;
     let d = gb
@@ -65,12 +60,7 @@ async fn a_release_waits_for_a_held_lock_and_a_failing_one_is_reported_as_failur
     let c = env.container_of("app1", "main");
     ok(&env.exec(&c, "set -C; : > /tmp/balena/updates.lock"));
     env.wait_locks(&["app1/main"]).await;
-    let r2 = swu(
-        &dir,
-        "1.0.1",
-        &target(json!({"app1": app(&image, "r2", "true")})),
-        &[],
-    );
+    let r2 = app1_release(&dir, "1.0.1", &image, "r2", "true");
     gb.deploy(&r2, dev);
     let d = gb
         .wait(dev, "waiting for the lock", |d| {
@@ -93,12 +83,7 @@ async fn a_release_waits_for_a_held_lock_and_a_failing_one_is_reported_as_failur
 
     // A release that never becomes healthy is rolled back and reported as
     // a failure; gooseBit keeps the version that runs.
-    let r3 = swu(
-        &dir,
-        "1.0.2",
-        &target(json!({"app1": app(&image, "r3", "false")})),
-        &[],
-    );
+    let r3 = app1_release(&dir, "1.0.2", &image, "r3", "false");
     gb.deploy(&r3, dev);
     let d = gb
         .wait(dev, "1.0.2 failed", |d| d["last_state"] == "Error")

@@ -18,8 +18,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use common::engine::target;
-use common::goosebit::{app, swu};
+use common::goosebit::app1_release;
 use common::{ok, Env};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -36,6 +35,8 @@ struct Fake {
     feedback: Vec<(String, Value)>,
     /// Requests without the gateway token.
     unauthorized: u32,
+    /// The configData bodies.
+    config_data: Vec<Value>,
 }
 
 type Shared = Arc<Mutex<Fake>>;
@@ -54,6 +55,13 @@ async fn poll(State(s): State<(Shared, String)>, h: HeaderMap) -> Result<Json<Va
     }
     let f = s.0.lock().unwrap();
     let mut links = serde_json::Map::new();
+    // hawkBit links configData until the target has sent its attributes.
+    if f.config_data.is_empty() {
+        links.insert(
+            "configData".into(),
+            json!({"href": format!("{}{BASE}/configData", s.1)}),
+        );
+    }
     if let Some((id, _)) = &f.action {
         links.insert(
             "deploymentBase".into(),
@@ -143,16 +151,25 @@ async fn feedback(
     StatusCode::OK
 }
 
+async fn config_data(
+    State(s): State<(Shared, String)>,
+    h: HeaderMap,
+    Json(body): Json<Value>,
+) -> StatusCode {
+    if !authorized(&s.0, &h) {
+        return StatusCode::UNAUTHORIZED;
+    }
+    s.0.lock().unwrap().config_data.push(body);
+    StatusCode::OK
+}
+
 async fn serve() -> (Shared, String) {
     let shared: Shared = Arc::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let app = Router::new()
         .route(BASE, get(poll))
-        .route(
-            &format!("{BASE}/configData"),
-            put(|| async { StatusCode::OK }),
-        )
+        .route(&format!("{BASE}/configData"), put(config_data))
         .route(&format!("{BASE}/deploymentBase/{{id}}"), get(deployment))
         .route(&format!("{BASE}/cancelAction/{{id}}"), get(cancel))
         .route(&format!("{BASE}/{{kind}}/{{id}}/feedback"), post(feedback))
@@ -202,15 +219,8 @@ async fn a_cancel_takes_back_a_deployment_waiting_for_a_lock_and_is_rejected_onc
     let token: PathBuf = env.dir.join("gateway-token");
     std::fs::write(&token, "gw-s3cret\n").unwrap();
     std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let release = |v: &str, r: &str| {
-        std::fs::read(swu(
-            &dir,
-            v,
-            &target(json!({"app1": app(&image, r, "true")})),
-            &[],
-        ))
-        .unwrap()
-    };
+    let release =
+        |v: &str, r: &str| std::fs::read(app1_release(&dir, v, &image, r, "true")).unwrap();
     fake.lock().unwrap().action = Some(("6".into(), release("1.0.0", "r1")));
     env.write_config(&format!(
         "[fleet]\nid = \"ignored\"\n[fleet.hawkbit]\nurl = \"{url}\"\ntenant = \"T1\"\ncontroller_id = \"dev-ddi\"\ngateway_token_file = \"{}\"\n",
@@ -219,6 +229,17 @@ async fn a_cancel_takes_back_a_deployment_waiting_for_a_lock_and_is_rejected_onc
     env.start_daemon().await;
     wait_feedback(&fake, "deploymentBase/6", |v| closed(v, "success")).await;
     env.wait_release("app1", "applied", "r1").await;
+    // configData once, as linked: what the server may know of the device.
+    let cd = fake.lock().unwrap().config_data.clone();
+    assert_eq!(cd.len(), 1, "{cd:?}");
+    assert_eq!(cd[0]["mode"], "merge");
+    let data = &cd[0]["data"];
+    assert_eq!(
+        (&data["hw_boardname"], &data["fleet_id"]),
+        (&json!("default"), &json!("ignored")),
+        "{data}"
+    );
+    assert_eq!(data["holdfast_version"], env!("CARGO_PKG_VERSION"));
     let r1 = env.container_of("app1", "main");
 
     // r2 is in force but app1 holds its lock: a cancel takes it back.
@@ -245,8 +266,7 @@ async fn a_cancel_takes_back_a_deployment_waiting_for_a_lock_and_is_rejected_onc
     fake.lock().unwrap().cancel = None;
     // r1 is the target again; once the lock goes, the pass finds nothing
     // to change.
-    let t: Value =
-        serde_json::from_slice(&std::fs::read(env.target_file()).unwrap()).unwrap();
+    let t: Value = serde_json::from_slice(&std::fs::read(env.target_file()).unwrap()).unwrap();
     assert_eq!(t["apps"]["app1"]["release"], "r1", "{t}");
     ok(&env.sh("rm $L/app1/main/updates.lock"));
     env.wait_release("app1", "applied", "r1").await;
@@ -254,8 +274,7 @@ async fn a_cancel_takes_back_a_deployment_waiting_for_a_lock_and_is_rejected_onc
 
     // r3 runs at once (no lock) but is not healthy yet: its containers are
     // replaced, so a cancel now is rejected, and r3 goes on to its end.
-    let r3 = target(json!({"app1": app(&image, "r3", "[ -f /tmp/ok ]")}));
-    let r3 = std::fs::read(swu(&dir, "1.0.2", &r3, &[])).unwrap();
+    let r3 = std::fs::read(app1_release(&dir, "1.0.2", &image, "r3", "[ -f /tmp/ok ]")).unwrap();
     fake.lock().unwrap().action = Some(("9".into(), r3));
     wait_feedback(&fake, "deploymentBase/9", |v| {
         v["status"]["details"][0] == "app1: applying"

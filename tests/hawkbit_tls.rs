@@ -15,8 +15,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::engine::target;
-use common::goosebit::{app, log_has, swu, GooseBit};
+use common::goosebit::{app1_release, log_has, GooseBit};
 use common::pki::Pki;
 use common::Env;
 use serde_json::{json, Value};
@@ -106,12 +105,7 @@ async fn a_release_over_https_with_a_target_token() {
     gb.gb(&["token", dev, token]);
     let dir = env.dir.join("swu");
     std::fs::create_dir_all(&dir).unwrap();
-    let r1 = swu(
-        &dir,
-        "1.0.0",
-        &target(json!({"app1": app(&image, "r1", "true")})),
-        &[],
-    );
+    let r1 = app1_release(&dir, "1.0.0", &image, "r1", "true");
     gb.deploy(&r1, dev);
 
     let tf = token_file(&env, token, 0o600);
@@ -151,12 +145,7 @@ async fn a_wrong_ca_or_a_loose_token_file_is_a_clear_error_and_nothing_runs() {
     gb.gb(&["token", dev, token]);
     let dir = env.dir.join("swu");
     std::fs::create_dir_all(&dir).unwrap();
-    let r1 = swu(
-        &dir,
-        "1.0.0",
-        &target(json!({"app1": app(&image, "r1", "true")})),
-        &[],
-    );
+    let r1 = app1_release(&dir, "1.0.0", &image, "r1", "true");
     // A release waits for the device: any request that got through would
     // bring it.
     gb.deploy(&r1, dev);

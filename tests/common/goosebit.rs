@@ -120,6 +120,17 @@ pub fn swu(dir: &Path, version: &str, target: &Value, images: &[&Path]) -> PathB
     out
 }
 
+/// A `.swu` of `version` whose target is app1 alone at `release` (see
+/// [`app`]), made in `dir`.
+pub fn app1_release(dir: &Path, version: &str, image: &str, release: &str, check: &str) -> PathBuf {
+    swu(
+        dir,
+        version,
+        &json!({"version": 1, "apps": {"app1": app(image, release, check)}}),
+        &[],
+    )
+}
+
 /// A busybox service, healthy when `check` passes.
 pub fn app(image: &str, release: &str, check: &str) -> Value {
     json!({"release": release, "services": {"main": {
