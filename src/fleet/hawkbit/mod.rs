@@ -3,9 +3,11 @@
 //! and tells the server how it went. docs/hawkbit.md has the protocol as
 //! gooseBit and hawkBit speak it.
 
+mod cancel;
 pub mod ddi;
 mod deploy;
 mod download;
+mod journal;
 mod task;
 mod verdict;
 

@@ -5,30 +5,25 @@
 //! applied deployment to its end, and delivers a result the server has
 //! not acknowledged.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant};
 
 use super::ddi::{self, Deployment, Execution, Finished};
 use super::deploy::{sanitize, Deploy, InForce, Outcome, OWNER};
-use super::verdict::started;
+use super::journal::{load_journal, prepare_dir, save_journal, Action, Closed, Journal};
 use super::Server;
-use crate::command::Command;
 use crate::command::Handle;
 use crate::config::HawkbitSettings;
 use crate::devconfig::DeviceInfo;
 use crate::fleet::{FleetStatus, HawkbitStatus};
-use crate::fsutil::{atomic_write, read_regular};
 use crate::model::{now_usec, utc, UpdateStatus};
 use crate::names::AppName;
 use crate::target::store::TargetStore;
-
-const JOURNAL: &str = "journal.json";
 
 pub struct HawkbitTask {
     pub settings: HawkbitSettings,
@@ -43,41 +38,11 @@ pub struct HawkbitTask {
     pub store: TargetStore,
 }
 
-/// What survives a restart.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct Journal {
-    /// The release version hawkBit last deployed with success: what the
-    /// device reports as its `sw_version`.
-    #[serde(default)]
-    version: Option<String>,
-    #[serde(default)]
-    action: Option<Action>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Action {
-    id: String,
-    hash: String,
-    version: String,
-    /// Set once its apps are in force (app, release).
-    #[serde(default)]
-    applied: Option<Vec<(String, String)>>,
-    #[serde(default)]
-    closed: Option<Closed>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Closed {
-    success: bool,
-    details: Vec<String>,
-    reported: bool,
-}
-
-struct Running {
-    id: String,
-    hash: String,
-    in_force: Arc<Mutex<Option<InForce>>>,
-    task: JoinHandle<Outcome>,
+pub(super) struct Running {
+    pub id: String,
+    pub hash: String,
+    pub in_force: Arc<Mutex<Option<InForce>>>,
+    pub task: JoinHandle<Outcome>,
 }
 
 impl HawkbitTask {
@@ -405,84 +370,7 @@ impl HawkbitTask {
         }
     }
 
-    /// hawkBit's cancelAction. A deployment still downloading stops; one
-    /// in force whose apps have not begun to change (each still waiting
-    /// for its lock, its window or its images) is taken back: hawkBit's
-    /// previous apps are put in force again, and nothing was touched. Once
-    /// an app's containers are being replaced, the cancel is rejected
-    /// (deploy another release to change it).
-    async fn cancel(
-        &self,
-        server: &Server,
-        journal: &Arc<Mutex<Journal>>,
-        href: &str,
-        running: &mut Option<Running>,
-    ) -> Result<(), String> {
-        let r = server.call("GET", href, None).await?;
-        let (cancel_id, stop_id) = ddi::parse_cancel(&r.body).map_err(|e| e.to_string())?;
-        let path = format!("/cancelAction/{}/feedback", super::encode(&cancel_id));
-        let (execution, finished, detail) = match running.as_ref().filter(|r| r.id == stop_id) {
-            None => (
-                Execution::Closed,
-                Finished::Success,
-                format!("action {stop_id} is not running here"),
-            ),
-            Some(r) => {
-                let in_force = r.in_force.lock().unwrap().clone();
-                let too_late = match &in_force {
-                    None => None,
-                    Some(f) if started(&self.apps.borrow(), &f.want) => {
-                        Some("its apps are being replaced already")
-                    }
-                    Some(f) if f.previous.is_none() => {
-                        Some("what ran before it is not known since holdfast restarted")
-                    }
-                    Some(_) => None,
-                };
-                match too_late {
-                    Some(why) => (
-                        Execution::Rejected,
-                        Finished::Failure,
-                        format!("action {stop_id} cannot be canceled: {why}; deploy another release to change it"),
-                    ),
-                    None => {
-                        let r = running.take().expect("matched above");
-                        r.task.abort();
-                        if let Some(previous) = in_force.and_then(|f| f.previous) {
-                            self.handle
-                                .request(|reply| Command::SetFleetApps {
-                                    owner: OWNER.into(),
-                                    apps: previous,
-                                    source: format!("hawkBit cancel of action {stop_id}"),
-                                    reply,
-                                })
-                                .await
-                                .and_then(|r| r)
-                                .map_err(|e| format!("cancel of action {stop_id}: putting the previous apps back: {e}"))?;
-                        }
-                        let mut j = journal.lock().unwrap();
-                        if j.action.as_ref().is_some_and(|a| a.id == stop_id) {
-                            j.action = None;
-                        }
-                        save_journal(&self.dir, &j);
-                        drop(j);
-                        self.set(|h| h.state = format!("action {stop_id} canceled"));
-                        self.show_owned();
-                        (
-                            Execution::Closed,
-                            Finished::Success,
-                            format!("action {stop_id} canceled before its apps changed"),
-                        )
-                    }
-                }
-            }
-        };
-        tracing::info!(action = %stop_id, "hawkBit cancel {cancel_id}: {detail}");
-        let body = ddi::feedback(execution, finished, None, &[detail]);
-        server.call("POST", &path, Some(body)).await.map(|_| ())
-    }
-
-    fn show_owned(&self) {
+    pub(super) fn show_owned(&self) {
         let apps: Vec<String> = self
             .store
             .owned_by(OWNER)
@@ -492,7 +380,7 @@ impl HawkbitTask {
         self.set(|h| h.apps = apps);
     }
 
-    fn set(&self, f: impl FnOnce(&mut HawkbitStatus)) {
+    pub(super) fn set(&self, f: impl FnOnce(&mut HawkbitStatus)) {
         let controller = self.controller_id();
         self.status.send_modify(|s| {
             let h = s.hawkbit.get_or_insert_with(|| HawkbitStatus {
@@ -512,80 +400,4 @@ fn spread() -> u32 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos() % 1000)
         .unwrap_or(500)
-}
-
-fn prepare_dir(dir: &Path) -> Result<(), String> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(format!("{}: {e}", dir.display())),
-    }
-    let m = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    if !m.is_dir() || m.uid() != nix::unistd::geteuid().as_raw() {
-        return Err(format!(
-            "{}: not a directory of holdfast's own (a link, or another owner's)",
-            dir.display()
-        ));
-    }
-    Ok(())
-}
-
-fn load_journal(dir: &Path) -> Journal {
-    let path = dir.join(JOURNAL);
-    match read_regular(&path, 1 << 20) {
-        Ok(Some(b)) => serde_json::from_slice(&b).unwrap_or_else(|e| {
-            tracing::error!(error = %e, "hawkBit journal {} unreadable: {e}; starting afresh", path.display());
-            Journal::default()
-        }),
-        Ok(None) => Journal::default(),
-        Err(e) => {
-            tracing::error!(error = %e.reason(), "hawkBit journal {} unreadable; starting afresh", path.display());
-            Journal::default()
-        }
-    }
-}
-
-fn save_journal(dir: &Path, j: &Journal) {
-    let data = serde_json::to_vec_pretty(j).expect("journal serializes");
-    if let Err(e) = atomic_write(&dir.join(JOURNAL), &data) {
-        tracing::error!(error = %e, "cannot save the hawkBit journal: {e}");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_journal_survives_a_restart_and_a_bad_one_starts_afresh() {
-        let dir = tempfile::tempdir().unwrap();
-        let j = Journal {
-            version: Some("1.0.0".into()),
-            action: Some(Action {
-                id: "3".into(),
-                hash: "ab".into(),
-                version: "1.0.1".into(),
-                applied: Some(vec![("app1".into(), "r2".into())]),
-                closed: None,
-            }),
-        };
-        save_journal(dir.path(), &j);
-        assert_eq!(load_journal(dir.path()), j);
-        std::fs::write(dir.path().join(JOURNAL), "{").unwrap();
-        assert_eq!(load_journal(dir.path()), Journal::default());
-    }
-
-    #[test]
-    fn the_download_dir_must_be_ours() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().join("hawkbit");
-        prepare_dir(&d).unwrap();
-        prepare_dir(&d).unwrap();
-        let l = dir.path().join("link");
-        std::os::unix::fs::symlink(&d, &l).unwrap();
-        assert!(prepare_dir(&l)
-            .unwrap_err()
-            .contains("not a directory of holdfast's own"));
-    }
 }
