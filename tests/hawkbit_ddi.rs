@@ -37,6 +37,8 @@ struct Fake {
     unauthorized: u32,
     /// The configData bodies.
     config_data: Vec<Value>,
+    /// hawkBit's maintenanceWindow for the action: `unavailable`.
+    window_closed: bool,
 }
 
 type Shared = Arc<Mutex<Fake>>;
@@ -100,7 +102,8 @@ async fn deployment(
     // download-http links, and md5sum ones.
     Ok(Json(json!({
         "id": offered,
-        "deployment": {"download": "forced", "update": "forced", "maintenanceWindow": "available",
+        "deployment": {"download": "forced", "update": "forced",
+            "maintenanceWindow": if f.window_closed { "unavailable" } else { "available" },
             "chunks": [{"part": "bApp", "version": format!("v{offered}"), "name": "holdfast-release",
                 "artifacts": [{"filename": "release.swu", "size": bytes.len(),
                     "hashes": {"sha1": "0000000000000000000000000000000000000000",
@@ -221,12 +224,27 @@ async fn a_cancel_takes_back_a_deployment_waiting_for_a_lock_and_is_rejected_onc
     std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let release =
         |v: &str, r: &str| std::fs::read(app1_release(&dir, v, &image, r, "true")).unwrap();
-    fake.lock().unwrap().action = Some(("6".into(), release("1.0.0", "r1")));
+    {
+        let mut f = fake.lock().unwrap();
+        f.action = Some(("6".into(), release("1.0.0", "r1")));
+        f.window_closed = true;
+    }
     env.write_config(&format!(
         "[fleet]\nid = \"ignored\"\n[fleet.hawkbit]\nurl = \"{url}\"\ntenant = \"T1\"\ncontroller_id = \"dev-ddi\"\ngateway_token_file = \"{}\"\n",
         token.display()
     ));
     env.start_daemon().await;
+    // Outside its maintenance window: downloaded, not applied.
+    wait_feedback(&fake, "deploymentBase/6", |v| {
+        v["status"]["details"][0] == "waiting for the maintenance window"
+    })
+    .await;
+    assert_eq!(
+        env.apps().await,
+        json!({}),
+        "nothing applied outside the window"
+    );
+    fake.lock().unwrap().window_closed = false;
     wait_feedback(&fake, "deploymentBase/6", |v| closed(v, "success")).await;
     env.wait_release("app1", "applied", "r1").await;
     // configData once, as linked: what the server may know of the device.
