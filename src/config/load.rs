@@ -332,6 +332,19 @@ impl Merge {
     }
 }
 
+/// A `[fleet.*]` section in a build without the `fleet` feature.
+#[cfg(not(feature = "fleet"))]
+fn without_fleet(p: &Parsed, span: std::ops::Range<usize>, key: &str, what: &str) -> ConfigError {
+    p.error(
+        Some(span),
+        key,
+        format!(
+            "holdfast was built without fleet support (cargo feature \"fleet\", \
+             PACKAGECONFIG \"fleet\" in meta-holdfast): {what} are not available"
+        ),
+    )
+}
+
 fn abs_path(p: &Parsed, key: &str, v: &Spanned<String>) -> Result<PathBuf, ConfigError> {
     abs(p, key, v.span(), v.get_ref())
 }

@@ -13,11 +13,11 @@ pub(super) fn fleet_lock(
     p: &Parsed,
     l: &Spanned<FleetLockFragment>,
 ) -> Result<FleetLockSettings, ConfigError> {
-    Err(p.error(
-        Some(l.span()),
+    Err(super::without_fleet(
+        p,
+        l.span(),
         "fleet.lock",
-        "holdfast was built without fleet support (cargo feature \"fleet\", \
-         PACKAGECONFIG \"fleet\" in meta-holdfast): fleet-wide slots are not available",
+        "fleet-wide slots",
     ))
 }
 

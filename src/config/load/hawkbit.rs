@@ -19,11 +19,11 @@ pub(super) fn settings(
     p: &Parsed,
     h: &Spanned<HawkbitFragment>,
 ) -> Result<HawkbitSettings, ConfigError> {
-    Err(p.error(
-        Some(h.span()),
+    Err(super::without_fleet(
+        p,
+        h.span(),
         "fleet.hawkbit",
-        "holdfast was built without fleet support (cargo feature \"fleet\", \
-         PACKAGECONFIG \"fleet\" in meta-holdfast): releases from hawkBit are not available",
+        "releases from hawkBit",
     ))
 }
 
