@@ -72,18 +72,19 @@ mod tests {
 
     #[test]
     fn only_executable_file_mappings() {
+        // Addresses that fit 32 bits: the tests also run on armv7.
         let maps = "\
 5581e000-55a2f000 r--p 00000000 fe:01 123 /usr/bin/holdfastd
 55a2f000-55d10000 r-xp 00211000 fe:01 123 /usr/bin/holdfastd
 55d10000-55d90000 rw-p 004f2000 fe:01 123 /usr/bin/holdfastd
-7f00000000-7f00021000 rw-p 00000000 00:00 0 [heap]
-7f10000000-7f10158000 r-xp 00026000 fe:01 9 /usr/lib/x86_64-linux-gnu/libc.so.6
-7ffd000000-7ffd002000 r-xp 00000000 00:00 0 [vdso]
-7f20000000-7f20001000 r-xp 00000000 00:00 0
+7f000000-7f021000 rw-p 00000000 00:00 0 [heap]
+b7100000-b7258000 r-xp 00026000 fe:01 9 /usr/lib/x86_64-linux-gnu/libc.so.6
+bffd0000-bffd2000 r-xp 00000000 00:00 0 [vdso]
+b7300000-b7301000 r-xp 00000000 00:00 0
 ";
         assert_eq!(
             code_mappings(maps),
-            [(0x55a2f000, 0x2e1000), (0x7f10000000, 0x158000)]
+            [(0x55a2f000, 0x2e1000), (0xb7100000, 0x158000)]
         );
     }
 
