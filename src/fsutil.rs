@@ -32,11 +32,16 @@ pub fn atomic_write(path: &Path, data: &[u8]) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Lower-case hex of `bytes` (digests, ids, tokens).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// 128 random bits as hex, from the kernel.
 pub fn random_token() -> io::Result<String> {
     let mut buf = [0u8; 16];
     File::open("/dev/urandom")?.read_exact(&mut buf)?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex(&buf))
 }
 
 /// Why [`read_regular`] did not give a file's content.

@@ -60,7 +60,7 @@ pub fn app_specific(machine: [u8; 16], app: [u8; 16]) -> String {
     // A v4 UUID, as systemd's id128_make_v4_uuid() makes it.
     id[6] = (id[6] & 0x0f) | 0x40;
     id[8] = (id[8] & 0x3f) | 0x80;
-    id.iter().map(|b| format!("{b:02x}")).collect()
+    crate::fsutil::hex(&id)
 }
 
 /// `/etc/machine-id`'s 32 hex digits.

@@ -312,7 +312,7 @@ fn check_sha256(listed: &ImageEntry, sha: Sha256) -> Result<(), PayloadError> {
     if got == listed.sha256 {
         return Ok(());
     }
-    let hex12 = |h: &[u8; 32]| -> String { h[..6].iter().map(|b| format!("{b:02x}")).collect() };
+    let hex12 = |h: &[u8; 32]| crate::fsutil::hex(&h[..6]);
     Err(PayloadError::Sha256 {
         name: listed.filename.clone(),
         got: hex12(&got),

@@ -58,11 +58,10 @@ impl Hasher {
         }
     }
     fn hex(self) -> String {
-        let bytes: Vec<u8> = match self {
+        crate::fsutil::hex(&match self {
             Hasher::Sha1(h) => h.finalize().to_vec(),
             Hasher::Sha256(h) => h.finalize().to_vec(),
-        };
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
+        })
     }
 }
 

@@ -110,7 +110,7 @@ impl Injected {
         h.update((self.hash_secret.len() as u64).to_be_bytes());
         h.update(self.hash_secret.as_bytes());
         h.update(key.as_bytes());
-        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        crate::fsutil::hex(&h.finalize())
     }
 
     /// What of it a service's container gets, for its config hash: the
@@ -199,7 +199,7 @@ pub fn scoped_name(app: &AppName, name: &str) -> String {
 
 fn short_hash(data: &[u8]) -> String {
     let digest = Sha256::digest(data);
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    crate::fsutil::hex(&digest[..8])
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
