@@ -11,8 +11,15 @@ cd "$(dirname "$0")/.."
 quick=false
 [ "${1:-}" = --quick ] && quick=true
 
+# A run starts from a clean clone: incremental caches (several GB) would
+# never be reused.
+export CARGO_INCREMENTAL=0
 stages=0
-stage() { echo; echo "######## $*"; "$@"; stages=$((stages + 1)); }
+free() { df -h --output=avail . | tail -1 | tr -d ' '; }
+stage() { echo; echo "######## $* (disk free: $(free))"; "$@"; stages=$((stages + 1)); }
+# What only one stage builds (the MSRV and cross target dirs) goes once the
+# stage passed: later stages never read it, and CI's disk is not ours alone.
+done_with() { rm -rf "$@"; }
 
 if $quick; then scripts/setup.sh; else scripts/setup.sh msrv cross nspawn layer hawkbit; fi
 stage cargo fmt --all -- --check
@@ -36,10 +43,12 @@ if ! $quick; then
   # The same over https with a target token (about 25 s).
   stage cargo test --features fleet --test hawkbit_tls
   stage scripts/msrv.sh
+  done_with target/msrv
   stage scripts/cross.sh
+  done_with target/cross
   stage tests/nspawn/run.sh bookworm
   stage tests/nspawn/run.sh trixie
 fi
 echo
-echo "test.sh: every stage passed"
+echo "test.sh: every stage passed (disk free: $(free))"
 echo "$stages passed, 0 failed"
