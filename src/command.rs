@@ -159,6 +159,9 @@ pub enum Command {
     ReloadTarget,
     /// Internal: config.json says this about the lock override.
     SetOverride(Override),
+    /// Internal: no maintenance window is open (`closed until …`), or one
+    /// is (`None`).
+    SetWindow(Option<String>),
     /// Internal: a power operation of ours starts or ends.
     SetPowering {
         on: bool,
@@ -298,6 +301,7 @@ impl Handle {
             | CancelReboot { .. }
             | Ping { .. }
             | SetOverride(_)
+            | SetWindow(_)
             | SetPowering { .. }
             | ListLocks { .. } => &self.core,
             TakeLocks { .. }

@@ -1,7 +1,8 @@
 //! The core: the only writer of the [`Snapshot`]. It reduces lock events
-//! into the table, keeps the lock override, the pending reboot and the
-//! powering flag, and publishes them as one value. It never blocks: no
-//! file I/O, no /proc walks, no waiting on other tasks.
+//! into the table, keeps the lock override, the pending reboot, the
+//! maintenance window and the powering flag, and publishes them as one
+//! value. It never blocks: no file I/O, no /proc walks, no waiting on
+//! other tasks.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -125,6 +126,13 @@ impl Core {
                 let _ = reply.send(());
             }
             Command::SetOverride(new) => self.set_override(new),
+            Command::SetWindow(closed) => {
+                self.snapshot.send_if_modified(|s| {
+                    let changed = s.window_closed != closed;
+                    s.window_closed = closed;
+                    changed
+                });
+            }
             Command::Ping { reply } => {
                 let _ = reply.send(());
             }

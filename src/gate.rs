@@ -25,6 +25,8 @@ pub enum Blocker {
     Updating(AppName),
     /// No fleet-wide slot free: `default (2/2 held)`.
     FleetSlot(String),
+    /// Outside every maintenance window: `closed until Mon 22:30 CET`.
+    Window(String),
 }
 
 impl fmt::Display for Blocker {
@@ -36,6 +38,7 @@ impl fmt::Display for Blocker {
             Blocker::Powering => f.write_str("powering"),
             Blocker::Updating(app) => write!(f, "updating:{app}"),
             Blocker::FleetSlot(s) => write!(f, "fleet-slot:{s}"),
+            Blocker::Window(s) => write!(f, "window:{s}"),
         }
     }
 }
@@ -58,15 +61,49 @@ impl Decision {
     }
 }
 
-/// Updating, restarting or stopping `app`'s services. `forced_by` names who
-/// forced it once (a forced update or restart), if anyone did.
+/// Restarting or stopping `app`'s services, or removing its volumes: its
+/// locks decide. `forced_by` names who forced it once, if anyone did.
 pub fn update(s: &Snapshot, app: &AppName, forced_by: Option<&str>) -> Decision {
     decide(s, |id| id.app == *app, forced_by)
 }
 
-/// Rebooting or powering off the device.
+/// Applying a new release of `app`: its locks and the maintenance window.
+pub fn apply(s: &Snapshot, app: &AppName, forced_by: Option<&str>) -> Decision {
+    in_window(s, update(s, app, forced_by), forced_by)
+}
+
+/// Powering off the device: every app's locks.
 pub fn power(s: &Snapshot, forced_by: Option<&str>) -> Decision {
     decide(s, |_| true, forced_by)
+}
+
+/// Rebooting the device: every app's locks and the maintenance window.
+pub fn reboot(s: &Snapshot, forced_by: Option<&str>) -> Decision {
+    in_window(s, power(s, forced_by), forced_by)
+}
+
+/// A closed window holds back what the locks let through, unless someone
+/// forced it (the lock override is about locks, not windows).
+fn in_window(s: &Snapshot, locks: Decision, forced_by: Option<&str>) -> Decision {
+    let Some(closed) = &s.window_closed else {
+        return locks;
+    };
+    let window = Blocker::Window(closed.clone());
+    match (locks, forced_by) {
+        (Decision::Blocked(mut b), _) => {
+            b.insert(0, window);
+            Decision::Blocked(b)
+        }
+        (Decision::Through { why, mut passed }, Some(_)) => {
+            passed.insert(0, window);
+            Decision::Through { why, passed }
+        }
+        (Decision::Go, Some(who)) => Decision::Through {
+            why: format!("forced by {who}"),
+            passed: vec![window],
+        },
+        (Decision::Go | Decision::Through { .. }, None) => Decision::Blocked(vec![window]),
+    }
 }
 
 fn decide(
@@ -106,6 +143,16 @@ fn decide(
     }
 }
 
+/// What a forced action went through, for its log line.
+pub fn passed_what(passed: &[Blocker]) -> &'static str {
+    let window = passed.iter().any(|b| matches!(b, Blocker::Window(_)));
+    match (window, passed.len()) {
+        (false, _) => "update locks",
+        (true, 1) => "the closed maintenance window",
+        (true, _) => "the closed maintenance window and update locks",
+    }
+}
+
 /// The block inhibitor's `why` while one should be held: while any lock
 /// exists (holdfast's own included) or the locks cannot be seen; none
 /// while powering (it would refuse our own request from systemd 257 on)
@@ -133,6 +180,10 @@ pub fn inhibitor_why(s: &Snapshot) -> Option<String> {
     }
     Some(why)
 }
+
+#[cfg(test)]
+#[path = "gate_window_tests.rs"]
+mod window_tests;
 
 #[cfg(test)]
 mod tests {

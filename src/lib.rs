@@ -38,3 +38,4 @@ pub mod system;
 pub mod target;
 pub mod timer;
 pub mod update;
+pub mod window;

@@ -11,6 +11,10 @@
 //! would refuse our own request); then logind is asked. If logind refuses,
 //! everything is given back.
 //!
+//! A reboot, not a power-off, also waits for the maintenance window
+//! (`[update.periodic]`); a pending reboot's deadline passes it as it
+//! passes the locks.
+//!
 //! With fleet-wide slots (`[fleet.lock] reboots`), a reboot takes a slot
 //! once the gate agrees, then asks the gate again (a lock that came back
 //! while we waited gives the slot back and the reboot waits again); every
@@ -70,6 +74,8 @@ impl PowerTask {
         let mut failed: Option<(PendingReboot, Instant, Duration)> = None;
         // No fleet slot was free: (ask again at, back-off).
         let mut slot_wait: Option<(Instant, Duration)> = None;
+        // What the pending reboot was last logged as waiting for.
+        let mut waits_for: Vec<Blocker> = Vec::new();
         loop {
             let snap = self.snapshot.borrow_and_update().clone();
             let mut wake = None;
@@ -100,7 +106,7 @@ impl PowerTask {
                             Duration::from_micros(p.not_after_usec.saturating_sub(now_usec()));
                         wake = Instant::now().checked_add(wait).map(|d| d.min(at));
                     }
-                } else if gate::power(&snap, due.then_some(who.as_str())).allowed() {
+                } else if gate::reboot(&snap, due.then_some(who.as_str())).allowed() {
                     tracing::info!(force = due, who = %who, "pending reboot: {}", if due {
                         "deadline reached, forcing through the locks"
                     } else {
@@ -137,10 +143,21 @@ impl PowerTask {
                             wake = failed.as_ref().map(|(_, at, _)| *at);
                         }
                     }
-                } else if p.not_after_usec != 0 {
-                    let wait = Duration::from_micros(p.not_after_usec.saturating_sub(now_usec()));
-                    wake = Instant::now().checked_add(wait);
+                } else {
+                    if let Decision::Blocked(b) = gate::reboot(&snap, None) {
+                        if waits_for != b {
+                            tracing::info!(who = %who, "pending reboot waits: {}", describe(&b));
+                            waits_for = b;
+                        }
+                    }
+                    if p.not_after_usec != 0 {
+                        let wait =
+                            Duration::from_micros(p.not_after_usec.saturating_sub(now_usec()));
+                        wake = Instant::now().checked_add(wait);
+                    }
                 }
+            } else {
+                waits_for.clear();
             }
             let still_up = accepted_at.and_then(|t| t.checked_add(STILL_UP_AFTER));
             tokio::select! {
@@ -193,14 +210,18 @@ impl PowerTask {
             action: action.verb().into(),
         };
         // Forced, or the override on: app locks are passed, not obeyed.
-        let force = match gate::power(&snap, force.then_some(who)) {
+        let gate = |snap: &Snapshot, forced_by: Option<&str>| match action {
+            PowerAction::Reboot => gate::reboot(snap, forced_by),
+            PowerAction::PowerOff => gate::power(snap, forced_by),
+        };
+        let force = match gate(&snap, force.then_some(who)) {
             Decision::Blocked(b) => {
                 tracing::info!(who, "refused to {}: {}", action.verb(), describe(&b));
                 return Err(locked(b));
             }
             Decision::Through { why, passed } => {
                 tracing::warn!(who, forced = %describe(&passed),
-                    "forced {} through update locks: {} ({why})", action.verb(), describe(&passed));
+                    "forced {} through {}: {} ({why})", action.verb(), gate::passed_what(&passed), describe(&passed));
                 true
             }
             Decision::Go => force,
@@ -233,7 +254,7 @@ impl PowerTask {
             }
             // Locks taken while we asked: give the slot back and wait again.
             let snap = self.snapshot.borrow().clone();
-            if let Decision::Blocked(b) = gate::power(&snap, force.then_some(who)) {
+            if let Decision::Blocked(b) = gate(&snap, force.then_some(who)) {
                 tracing::info!(
                     who,
                     "a lock came back while taking the fleet slot: {}; giving the slot back",

@@ -55,6 +55,9 @@ pub fn full_summary(
     } else if snapshot.pending_reboot.is_some() {
         line.push_str("; reboot pending");
     }
+    if let Some(closed) = &snapshot.window_closed {
+        line.push_str(&format!("; maintenance window {closed}"));
+    }
     if let Some(apps) = updates.summary() {
         line.push_str("; ");
         line.push_str(&apps);

@@ -488,3 +488,58 @@ async fn etcd_with_a_user_and_password() {
     );
     assert!(env.log().contains("etcd refused user dev"), "{}", env.log());
 }
+
+/// The order: the window first. A pending reboot in a closed window takes
+/// no slot (a device would sit on it for days); once a window is open it
+/// takes the slot, reboots (refused here) and gives it back.
+#[tokio::test]
+async fn a_closed_window_takes_no_slot() {
+    use jiff::{Timestamp, ToSpan};
+    let periodic = |start: Timestamp, len: u32| {
+        let z = start.to_zoned(jiff::tz::TimeZone::UTC);
+        format!(
+            "[update.periodic]\ntime_zone = \"UTC\"\n[[update.periodic.window]]\ndays = [\"{}\"]\nstart_time = \"{}\"\nlength_minutes = {len}\n",
+            z.strftime("%a"),
+            z.strftime("%H:%M")
+        )
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(tmp.path(), 1);
+    put(&cluster, r#"{"total_slots":1,"holders":[]}"#);
+    let mut env = Env::new();
+    let config = |window: String| format!("{window}{}", fleet_config("dev-w", &cluster, ""));
+    env.write_config(&config(periodic(Timestamp::now() + 72.hours(), 60)));
+    env.start_daemon().await;
+    let rev0 = cluster.revision();
+    ok(&env.cli(&["reboot", "--when-unlocked"]));
+    wait_for(Duration::from_secs(10), || async {
+        env.log()
+            .contains("pending reboot waits: the maintenance window is closed until")
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{}", env.log()));
+    let out = env.cli(&["reboot"]);
+    assert_eq!(out.status.code(), Some(75), "{out:?}");
+    assert_eq!(
+        cluster.revision(),
+        rev0,
+        "the semaphore was touched in a closed window: {}",
+        env.log()
+    );
+
+    // A window open now: slot, reboot (refused here), slot given back.
+    env.write_config(&config(periodic(Timestamp::now() - 30.minutes(), 120)));
+    let pid = nix::unistd::Pid::from_raw(env.daemon.as_ref().unwrap().id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    wait_for(Duration::from_secs(20), || async {
+        env.log().contains("logind refused to reboot")
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the reboot never went: {}", env.log()));
+    assert!(env.log().contains("fleet slot taken in group default"));
+    wait_for(Duration::from_secs(10), || async {
+        cluster.get(KEY, 0).unwrap().0 == r#"{"total_slots":1,"holders":[]}"#
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the slot was not given back: {}", env.log()));
+}

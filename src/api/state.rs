@@ -300,7 +300,7 @@ pub(super) fn locks_body(
         .into_iter()
         .filter(|a| scope.reaches(a))
         .map(|a| {
-            let blocked_by: Vec<String> = match gate::update(snap, &a, None) {
+            let blocked_by: Vec<String> = match gate::apply(snap, &a, None) {
                 Decision::Blocked(b) => b.iter().map(ToString::to_string).collect(),
                 Decision::Go | Decision::Through { .. } => Vec::new(),
             };

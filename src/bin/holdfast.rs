@@ -256,10 +256,11 @@ async fn run(args: Cli) -> Result<ExitCode, BusFailure> {
             let fleet: Option<FleetStatus> = serde_json::from_str(&p.fleet().await?).ok();
             let orphaned: BTreeMap<String, Vec<String>> =
                 p.orphaned_volumes().await?.into_iter().collect();
-            let (ovr, ovr_source, pending) = (
+            let (ovr, ovr_source, pending, window) = (
                 p.lock_override().await?,
                 p.lock_override_source().await?,
                 p.pending_reboot().await?,
+                p.maintenance_window().await?,
             );
             if json {
                 print_json(&serde_json::json!({
@@ -268,6 +269,7 @@ async fn run(args: Cli) -> Result<ExitCode, BusFailure> {
                     "engine": engine, "apps": apps, "orphaned_volumes": orphaned,
                     "lock_override": {"enabled": ovr, "source": ovr_source},
                     "pending_reboot": pending, "fleet": fleet,
+                    "maintenance_window": window,
                 }));
             } else {
                 println!("holdfastd {version}: {status}");
@@ -284,6 +286,9 @@ async fn run(args: Cli) -> Result<ExitCode, BusFailure> {
                 );
                 if !pending.is_empty() {
                     println!("pending: {pending}");
+                }
+                if !window.is_empty() {
+                    println!("maintenance window: {window}");
                 }
                 if held {
                     println!("inhibitor: held ({why})");

@@ -47,6 +47,7 @@ pub fn describe(blockers: &[Blocker]) -> String {
             Blocker::Powering => parts.push("a reboot or power-off is under way".to_owned()),
             Blocker::Updating(app) => parts.push(format!("app {app} is being updated")),
             Blocker::FleetSlot(s) => parts.push(format!("no fleet slot is free in group {s}")),
+            Blocker::Window(s) => parts.push(format!("the maintenance window is {s}")),
         }
     }
     if !unknown.is_empty() {

@@ -40,6 +40,26 @@ pub struct UpdateFragment {
     pub healthy_timeout: Option<Spanned<String>>,
     pub rollback: Option<bool>,
     pub remove_volumes_with_app: Option<bool>,
+    // Not Spanned: toml cannot span a table made implicitly by
+    // `[[update.periodic.window]]`.
+    pub periodic: Option<PeriodicFragment>,
+}
+
+/// `[update.periodic]`: Zincati's maintenance windows.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeriodicFragment {
+    pub time_zone: Option<Spanned<String>>,
+    #[serde(default)]
+    pub window: Vec<WindowFragment>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowFragment {
+    pub days: Spanned<Vec<String>>,
+    pub start_time: Spanned<String>,
+    pub length_minutes: Spanned<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

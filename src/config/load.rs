@@ -253,6 +253,10 @@ impl Merge {
                 self.settings.remove_volumes_with_app = v;
                 self.sources.insert("update.remove_volumes_with_app", src());
             }
+            if let Some(v) = &u.periodic {
+                self.settings.periodic = Some(periodic::periodic(p, v)?);
+                self.sources.insert("update.periodic", src());
+            }
         }
         if let Some(fleet) = &f.fleet {
             self.fleet(p, fleet)?;
@@ -395,5 +399,6 @@ fn inhibit_what(p: &Parsed, v: &Spanned<Vec<String>>) -> Result<Vec<InhibitWhat>
 
 mod fleet_lock;
 mod hawkbit;
+mod periodic;
 #[cfg(test)]
 mod tests;

@@ -67,6 +67,10 @@ pub struct Settings {
     /// Remove an app's volumes when it leaves the target (balena's way);
     /// off: they stay, shown as orphaned, until `holdfast volumes prune`.
     pub remove_volumes_with_app: bool,
+    /// `[update.periodic]`: updates and reboots only inside these windows;
+    /// `None`: at any time.
+    #[serde(rename = "update_periodic")]
+    pub periodic: Option<crate::window::Periodic>,
     /// `[fleet]`: identity and fleet-wide slots.
     pub fleet: FleetSettings,
 }
@@ -217,6 +221,7 @@ impl Default for Settings {
             healthy_timeout: Duration::from_secs(120),
             rollback: true,
             remove_volumes_with_app: false,
+            periodic: None,
             fleet: FleetSettings::default(),
         }
     }
@@ -327,6 +332,31 @@ impl Sourced {
             (
                 "update.remove_volumes_with_app",
                 s.remove_volumes_with_app.to_string(),
+            ),
+            (
+                "update.periodic",
+                match &s.periodic {
+                    None => "(off: at any time)".into(),
+                    Some(p) => {
+                        let windows: Vec<String> = p
+                            .windows
+                            .iter()
+                            .map(|w| {
+                                format!(
+                                    "{{ days = {}, start_time = {}, length_minutes = {} }}",
+                                    list(w.days.iter().map(|d| toml_str(d)).collect()),
+                                    toml_str(&w.start_time),
+                                    w.length_minutes
+                                )
+                            })
+                            .collect();
+                        format!(
+                            "{{ time_zone = {}, window = {} }}",
+                            toml_str(&p.time_zone),
+                            list(windows)
+                        )
+                    }
+                },
             ),
             (
                 "fleet.id",

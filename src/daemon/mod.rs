@@ -4,6 +4,7 @@
 
 mod fleet;
 mod reload;
+mod window;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -80,7 +81,10 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     let state_dir = settings.state_dir.clone();
 
     let (settings_tx, settings_rx) = watch::channel(Arc::new(settings.clone()));
-    let (snapshot_tx, snapshot_rx) = watch::channel(Snapshot::default());
+    let (snapshot_tx, snapshot_rx) = watch::channel(Snapshot {
+        window_closed: window::closed_now(&settings),
+        ..Default::default()
+    });
     let (apps_tx, apps_rx) = watch::channel(UpdateStatus {
         engine: "unknown".into(),
         ..Default::default()
@@ -233,6 +237,10 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         dbus::run(handle.clone(), lock_root.display().to_string(), ready_tx),
     );
     tasks.spawn("status line", status_lines(views));
+    tasks.spawn(
+        "maintenance window",
+        window::publish(settings_rx.clone(), handle.clone()),
+    );
     let mut watchdog_usec = 0u64;
     if sd_notify::watchdog_enabled(false, &mut watchdog_usec) {
         tasks.spawn(

@@ -52,7 +52,7 @@ pub fn reload(path: &Path, required: bool, current: &Settings) -> Option<Setting
 pub fn changed_keys(old: &Settings, new: &Settings) -> (Vec<&'static str>, Vec<&'static str>) {
     let old = old.to_json();
     let new = new.to_json();
-    let keys: [(&str, &str); 12] = [
+    let keys: [(&str, &str); 13] = [
         ("lock_root", "lock_root"),
         ("state_dir", "state_dir"),
         ("config_json", "config_json"),
@@ -64,6 +64,7 @@ pub fn changed_keys(old: &Settings, new: &Settings) -> (Vec<&'static str>, Vec<&
         ("boot.config_txt", "boot_config_txt"),
         ("api.socket", "api_socket"),
         ("api.tcp", "api_tcp"),
+        ("update.periodic", "update_periodic"),
         ("fleet", "fleet"),
     ];
     let mut live = Vec::new();

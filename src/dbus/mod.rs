@@ -412,6 +412,18 @@ impl Supervisor {
             .unwrap_or_default()
     }
 
+    /// `[update.periodic]`: "open" or "closed until Mon 22:30 CET"; empty
+    /// when no windows are configured (updates and reboots at any time).
+    #[zbus(property)]
+    fn maintenance_window(&self) -> String {
+        let views = &self.handle.views;
+        if views.settings.borrow().periodic.is_none() {
+            return String::new();
+        }
+        let closed = views.snapshot.borrow().window_closed.clone();
+        closed.unwrap_or_else(|| "open".into())
+    }
+
     /// Per app update state as JSON: `{"app1": {"state": "waiting",
     /// "release": "r2", "blocked_by": ["lock:app1/main"]}}`.
     #[zbus(property)]

@@ -31,6 +31,8 @@ pub trait Supervisor1 {
     #[zbus(property)]
     fn pending_reboot(&self) -> zbus::Result<String>;
     #[zbus(property)]
+    fn maintenance_window(&self) -> zbus::Result<String>;
+    #[zbus(property)]
     fn apps(&self) -> zbus::Result<String>;
     #[zbus(property)]
     fn engine(&self) -> zbus::Result<String>;

@@ -59,6 +59,9 @@ async fn emit_changes(conn: &Connection, handle: &Handle) -> zbus::Result<()> {
                 if now.pending_reboot != last.pending_reboot {
                     s.pending_reboot_changed(emitter).await?;
                 }
+                if now.window_closed != last.window_closed {
+                    s.maintenance_window_changed(emitter).await?;
+                }
                 s.status_changed(emitter).await?;
                 last = now;
             }
@@ -78,7 +81,9 @@ async fn emit_changes(conn: &Connection, handle: &Handle) -> zbus::Result<()> {
             r = settings.changed() => {
                 if r.is_err() { return Ok(()) }
                 settings.borrow_and_update();
-                iface.get().await.config_in_force_changed(emitter).await?;
+                let s = iface.get().await;
+                s.config_in_force_changed(emitter).await?;
+                s.maintenance_window_changed(emitter).await?;
             }
             r = apps.changed() => {
                 if r.is_err() { return Ok(()) }

@@ -32,6 +32,9 @@ pub struct Snapshot {
     /// released so it cannot refuse our own request (systemd >= 257), and
     /// no update starts.
     pub powering: bool,
+    /// `[update.periodic]` and no window open: `closed until Mon 22:30
+    /// CET`. `None`: open, or no windows configured.
+    pub window_closed: Option<String>,
 }
 
 /// "Reboot as soon as the locks clear, but no later than T".

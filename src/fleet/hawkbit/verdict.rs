@@ -44,9 +44,10 @@ pub fn judge(status: &UpdateStatus, want: &[(AppName, String)]) -> Verdict {
             }
             AppState::Waiting => {
                 for b in &a.blocked_by {
-                    waiting.push(match b.strip_prefix("lock:") {
-                        Some(id) => format!("waiting for lock: {id}"),
-                        None => format!("{app}: waiting for {b}"),
+                    waiting.push(match (b.strip_prefix("lock:"), b.strip_prefix("window:")) {
+                        (Some(id), _) => format!("waiting for lock: {id}"),
+                        (_, Some(w)) => format!("{app}: waiting for the maintenance window ({w})"),
+                        _ => format!("{app}: waiting for {b}"),
                     });
                 }
                 if a.blocked_by.is_empty() {
@@ -133,12 +134,14 @@ mod tests {
         a.blocked_by = vec![
             "lock:app1/main".into(),
             "fleet-slot:default (1/1 held)".into(),
+            "window:closed until Mon 22:30 UTC".into(),
         ];
         assert_eq!(
             judge(&status(&[("app1", a)]), &want("r2")),
             Verdict::Pending(vec![
                 "waiting for lock: app1/main".into(),
-                "app1: waiting for fleet-slot:default (1/1 held)".into()
+                "app1: waiting for fleet-slot:default (1/1 held)".into(),
+                "app1: waiting for the maintenance window (closed until Mon 22:30 UTC)".into()
             ])
         );
     }

@@ -257,7 +257,7 @@ impl AppTask {
             return Ok(false);
         };
         let snap = self.snapshot.borrow().clone();
-        if let Decision::Blocked(b) = gate::update(&snap, &self.app, forced_by) {
+        if let Decision::Blocked(b) = gate::apply(&snap, &self.app, forced_by) {
             return Err(Outcome::Waiting(
                 b.iter().map(ToString::to_string).collect(),
             ));
@@ -292,7 +292,7 @@ impl AppTask {
         forced_by: Option<&str>,
     ) -> Result<(), Outcome> {
         let snap = self.snapshot.borrow().clone();
-        let through = match gate::update(&snap, &self.app, forced_by) {
+        let through = match gate::apply(&snap, &self.app, forced_by) {
             Decision::Blocked(b) => {
                 return Err(Outcome::Waiting(
                     b.iter().map(ToString::to_string).collect(),
@@ -301,7 +301,9 @@ impl AppTask {
             Decision::Through { why, passed } => {
                 let names: Vec<String> = passed.iter().map(ToString::to_string).collect();
                 tracing::warn!(message_id = msgid::UPDATE_FORCED, app = %self.app, locks = ?names,
-                    "updating app {} through its locks {} ({why})", self.app, names.join(", "));
+                    "updating app {} through {} {} ({why})", self.app,
+                    match gate::passed_what(&passed) { "update locks" => "its locks", w => w },
+                    names.join(", "));
                 true
             }
             Decision::Go => false,

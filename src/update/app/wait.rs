@@ -80,7 +80,7 @@ impl AppTask {
                 r = self.snapshot.changed(), if machine.waits_on_locks() => {
                     if r.is_err() { return Wake::Stop }
                     let snap = self.snapshot.borrow_and_update().clone();
-                    match gate::update(&snap, &self.app, None) {
+                    match gate::apply(&snap, &self.app, None) {
                         Decision::Blocked(b) => {
                             let b: Vec<String> = b.iter().map(ToString::to_string).collect();
                             if matches!(machine.phase(), Phase::Waiting { blocked_by, .. } if *blocked_by != b) {

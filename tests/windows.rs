@@ -1,0 +1,171 @@
+//! Maintenance windows (`[update.periodic]`) against a real holdfastd,
+//! dockerd and logind: outside every window no app is updated and holdfast
+//! does not reboot; a window opening (by the clock, or a reload) lets both
+//! go.
+
+mod common;
+
+use std::time::Duration;
+
+use common::engine::release;
+use common::{ok, wait_for, Env};
+use jiff::{Timestamp, ToSpan};
+use nix::sys::signal::{kill, Signal};
+
+/// `[update.periodic]` in UTC with one window of `len` minutes starting at
+/// the wall-clock minute of `start`.
+fn window(start: Timestamp, len: u32) -> String {
+    let z = start.to_zoned(jiff::tz::TimeZone::UTC);
+    format!(
+        "[update.periodic]\ntime_zone = \"UTC\"\n[[update.periodic.window]]\ndays = [\"{}\"]\nstart_time = \"{}\"\nlength_minutes = {len}\n",
+        z.strftime("%a"),
+        z.strftime("%H:%M")
+    )
+}
+
+/// How the daemon shows a window edge: `Mon 22:30 UTC`.
+fn shown(at: Timestamp) -> String {
+    at.to_zoned(jiff::tz::TimeZone::UTC)
+        .strftime("%a %H:%M UTC")
+        .to_string()
+}
+
+async fn maintenance_window(env: &Env) -> String {
+    let conn = env.conn().await;
+    let p = holdfast::dbus::Supervisor1Proxy::builder(&conn)
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await
+        .unwrap();
+    p.maintenance_window().await.unwrap()
+}
+
+fn reload(env: &Env) {
+    let pid = nix::unistd::Pid::from_raw(env.daemon.as_ref().unwrap().id() as i32);
+    kill(pid, Signal::SIGHUP).unwrap();
+}
+
+#[tokio::test]
+async fn a_closed_window_holds_back_an_apply_and_a_reboot_until_a_window_opens() {
+    let mut env = Env::with_docker();
+    let reg = env.registry();
+    let image = env.push(&reg, "w:1");
+    // Three days from now, for an hour: closed now whatever the time.
+    let opens = Timestamp::now() + 72.hours();
+    env.write_config(&window(opens, 60));
+    env.start_daemon().await;
+    let closed = format!("closed until {}", shown(opens));
+    assert_eq!(maintenance_window(&env).await, closed);
+
+    // An apply waits, and says for what. It is prepared (pulled, its
+    // container created) as a download would be; nothing starts.
+    ok(&env.apply(&release(&image, 1)));
+    let app = env.wait_release("app1", "waiting", "r1").await;
+    assert_eq!(
+        app["blocked_by"],
+        serde_json::json!([format!("window:{closed}")])
+    );
+    let made = env.containers("app1");
+    assert!(
+        made.iter().all(|c| c.2 == "created"),
+        "{made:?}\n{}",
+        env.log()
+    );
+    let text = ok(&env.cli(&["status"]));
+    assert!(
+        text.contains(&format!("maintenance window: {closed}")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("; maintenance window {closed}")),
+        "{text}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&env.cli(&["status", "--json"]))).unwrap();
+    assert_eq!(json["maintenance_window"], closed.as_str());
+
+    // A reboot is refused for the window (a power-off is not held back by
+    // it; forced, a reboot goes: this logind refuses it).
+    let out = env.cli(&["reboot"]);
+    assert_eq!(out.status.code(), Some(75), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "the maintenance window is {closed}; not going to reboot"
+        )),
+        "{err}"
+    );
+    let out = env.cli(&["reboot", "--force"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("logind refused to reboot"),
+        "{out:?}"
+    );
+    assert!(
+        env.log()
+            .contains("forced reboot through the closed maintenance window"),
+        "{}",
+        env.log()
+    );
+
+    // A window open now, by a reload: the apply goes on at once.
+    env.write_config(&window(Timestamp::now() - 30.minutes(), 120));
+    reload(&env);
+    env.wait_release("app1", "applied", "r1").await;
+    assert_eq!(maintenance_window(&env).await, "open");
+    assert!(
+        env.log().contains("applied update.periodic"),
+        "{}",
+        env.log()
+    );
+    let out = env.cli(&["reboot"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("logind refused to reboot"),
+        "{out:?}"
+    );
+
+    // No windows: at any time, and the property says nothing.
+    env.write_config("");
+    reload(&env);
+    wait_for(Duration::from_secs(10), || async {
+        maintenance_window(&env).await.is_empty()
+    })
+    .await
+    .unwrap_or_else(|_| panic!("still a window: {}", env.log()));
+}
+
+/// A window that opens on the next minute: a pending reboot waits for it,
+/// with no polling by the test beyond reading what holdfast says.
+#[tokio::test]
+async fn a_pending_reboot_waits_for_the_window_to_open_on_the_clock() {
+    let mut env = Env::new();
+    let now = Timestamp::now();
+    let next_minute = Timestamp::from_second(now.as_second() - now.as_second() % 60 + 60).unwrap();
+    env.write_config(&window(next_minute, 1));
+    env.start_daemon().await;
+    assert_eq!(
+        maintenance_window(&env).await,
+        format!("closed until {}", shown(next_minute))
+    );
+
+    ok(&env.cli(&["reboot", "--when-unlocked"]));
+    wait_for(Duration::from_secs(10), || async {
+        env.log()
+            .contains("pending reboot waits: the maintenance window is closed until")
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{}", env.log()));
+    assert!(!env.log().contains("logind refused to reboot"));
+
+    // At the window's minute the reboot goes (this logind refuses it).
+    wait_for(Duration::from_secs(75), || async {
+        env.log().contains("logind refused to reboot")
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the reboot never went: {}", env.log()));
+    assert!(
+        Timestamp::now() >= next_minute,
+        "went before the window opened"
+    );
+    let log = env.log();
+    assert!(log.contains("maintenance window open until"), "{log}");
+}
