@@ -72,6 +72,15 @@ pub fn apply(s: &Snapshot, app: &AppName, forced_by: Option<&str>) -> Decision {
     in_window(s, update(s, app, forced_by), forced_by)
 }
 
+/// The maintenance window alone: what holds back the first change of what
+/// runs in an apply whose plan takes no lock (a new app, a new service).
+pub fn window(s: &Snapshot, forced_by: Option<&str>) -> Option<Blocker> {
+    match (&s.window_closed, forced_by) {
+        (Some(closed), None) => Some(Blocker::Window(closed.clone())),
+        _ => None,
+    }
+}
+
 /// Powering off the device: every app's locks.
 pub fn power(s: &Snapshot, forced_by: Option<&str>) -> Decision {
     decide(s, |_| true, forced_by)

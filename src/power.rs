@@ -107,10 +107,10 @@ impl PowerTask {
                         wake = Instant::now().checked_add(wait).map(|d| d.min(at));
                     }
                 } else if gate::reboot(&snap, due.then_some(who.as_str())).allowed() {
-                    tracing::info!(force = due, who = %who, "pending reboot: {}", if due {
-                        "deadline reached, forcing through the locks"
-                    } else {
-                        "no app holds a lock; rebooting"
+                    tracing::info!(force = due, who = %who, "pending reboot: {}", match (due, &snap.window_closed) {
+                        (true, None) => "deadline reached, forcing through the locks".to_owned(),
+                        (true, Some(w)) => format!("deadline reached, forcing through the locks and the maintenance window ({w})"),
+                        (false, _) => "no app holds a lock; rebooting".to_owned(),
                     });
                     match self.power(PowerAction::Reboot, due, &who).await {
                         Ok(()) => {

@@ -92,6 +92,11 @@ impl WindowSpec {
 }
 
 impl Periodic {
+    /// The zone's tz database name as it is used (`localtime` resolved).
+    pub fn zone_name(&self) -> String {
+        self.zone.iana_name().unwrap_or("UTC").to_owned()
+    }
+
     /// Checks every value; the error says which one and why.
     pub fn new(time_zone: &str, windows: Vec<WindowSpec>) -> Result<Self, String> {
         let zone = zone(time_zone)?;
@@ -159,9 +164,9 @@ impl Periodic {
 
 fn zone(name: &str) -> Result<TimeZone, String> {
     match name {
-        "localtime" => TimeZone::try_system().map_err(|e| {
-            format!("\"localtime\": the device's time zone cannot be read ({e})")
-        }),
+        // No /etc/localtime (many small images): UTC, as glibc and
+        // Zincati take it; the log names the zone in use.
+        "localtime" => Ok(TimeZone::try_system().unwrap_or(TimeZone::UTC)),
         "UTC" => Ok(TimeZone::UTC),
         _ => TimeZone::get(name).map_err(|_| {
             format!("{name:?} is not a time zone of the tz database (like \"Europe/Berlin\", \"UTC\" or \"localtime\")")

@@ -40,6 +40,27 @@ async fn maintenance_window(env: &Env) -> String {
     p.maintenance_window().await.unwrap()
 }
 
+/// A POST to the HTTP API with the device key: (status, body).
+fn post(env: &Env, path: &str, body: &str) -> (String, String) {
+    let key = std::fs::read_to_string(env.state().join("api-key")).unwrap();
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}", "--unix-socket"])
+        .arg(env.dir.join("api.sock"))
+        .args([
+            "-X",
+            "POST",
+            "-H",
+            &format!("Authorization: Bearer {}", key.trim()),
+        ])
+        .args(["-H", "Content-Type: application/json", "-d", body])
+        .arg(format!("http://localhost{path}"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or_default();
+    (code.to_owned(), body.to_owned())
+}
+
 fn reload(env: &Env) {
     let pid = nix::unistd::Pid::from_raw(env.daemon.as_ref().unwrap().id() as i32);
     kill(pid, Signal::SIGHUP).unwrap();
@@ -65,6 +86,24 @@ async fn a_closed_window_holds_back_an_apply_and_a_reboot_until_a_window_opens()
         app["blocked_by"],
         serde_json::json!([format!("window:{closed}")])
     );
+    let made = env.containers("app1");
+    assert!(
+        made.iter().all(|c| c.2 == "created"),
+        "{made:?}\n{}",
+        env.log()
+    );
+    // A second pass finds the container made and has no lock to take: the
+    // window still holds its start back.
+    let waits = |env: &Env| {
+        env.log()
+            .matches("update of app app1 waits: window:")
+            .count()
+    };
+    assert_eq!(waits(&env), 1);
+    ok(&env.cli(&["update"]));
+    wait_for(Duration::from_secs(10), || async { waits(&env) == 2 })
+        .await
+        .unwrap_or_else(|_| panic!("no second pass: {}", env.log()));
     let made = env.containers("app1");
     assert!(
         made.iter().all(|c| c.2 == "created"),
@@ -123,6 +162,25 @@ async fn a_closed_window_holds_back_an_apply_and_a_reboot_until_a_window_opens()
         "{out:?}"
     );
 
+    // Closed again: a purge (an operator's repair) brings the app back at
+    // once rather than leaving it down until the next window.
+    let before = env.container_of("app1", "main");
+    env.write_config(&window(opens, 60));
+    reload(&env);
+    wait_for(Duration::from_secs(10), || async {
+        maintenance_window(&env).await.starts_with("closed")
+    })
+    .await
+    .unwrap_or_else(|_| panic!("never closed: {}", env.log()));
+    let (code, body) = post(&env, "/v2/applications/app1/purge", "{}");
+    assert_eq!(code, "200", "{body}\n{}", env.log());
+    let purged = env.container_of("app1", "main");
+    assert_ne!(purged, before);
+    // A restart is no release: not held back either.
+    let (code, body) = post(&env, "/v2/applications/app1/restart", "{}");
+    assert_eq!(code, "200", "{body}\n{}", env.log());
+    assert_eq!(env.container_of("app1", "main"), purged, "restarted in place");
+
     // No windows: at any time, and the property says nothing.
     env.write_config("");
     reload(&env);
@@ -138,8 +196,11 @@ async fn a_closed_window_holds_back_an_apply_and_a_reboot_until_a_window_opens()
 #[tokio::test]
 async fn a_pending_reboot_waits_for_the_window_to_open_on_the_clock() {
     let mut env = Env::new();
-    let now = Timestamp::now();
-    let next_minute = Timestamp::from_second(now.as_second() - now.as_second() % 60 + 60).unwrap();
+    // The next minute, or the one after when this one is nearly over (the
+    // daemon must come up while the window is still closed).
+    let now = Timestamp::now().as_second();
+    let ahead = if now % 60 > 50 { 120 } else { 60 };
+    let next_minute = Timestamp::from_second(now - now % 60 + ahead).unwrap();
     env.write_config(&window(next_minute, 1));
     env.start_daemon().await;
     assert_eq!(

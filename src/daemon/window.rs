@@ -32,8 +32,12 @@ pub async fn publish(mut settings: watch::Receiver<Arc<Settings>>, handle: Handl
         let (closed, wake) = match &periodic {
             None => (None, None),
             Some(p) => {
-                let state = p.at(jiff::Timestamp::now());
-                (state.blocker(), Some(Instant::now() + until_edge(&state)))
+                let now = jiff::Timestamp::now();
+                let state = p.at(now);
+                (
+                    state.blocker(),
+                    Some(Instant::now() + until_edge(&state, now)),
+                )
             }
         };
         if published.as_ref() != Some(&closed) {
@@ -41,9 +45,11 @@ pub async fn publish(mut settings: watch::Receiver<Arc<Settings>>, handle: Handl
                 (None, _) => {
                     tracing::info!("no maintenance windows: updates and reboots at any time")
                 }
-                (Some(p), Some(c)) => tracing::info!(time_zone = %p.time_zone,
-                    "maintenance window {c}: no app is updated and holdfast does not reboot until then"),
-                (Some(p), None) => tracing::info!(time_zone = %p.time_zone,
+                (Some(p), Some(c)) => {
+                    tracing::info!(time_zone = %p.time_zone, zone = %p.zone_name(),
+                    "maintenance window {c}: no app is updated and holdfast does not reboot until then")
+                }
+                (Some(p), None) => tracing::info!(time_zone = %p.time_zone, zone = %p.zone_name(),
                     "maintenance window open{}", edge_text(p.at(jiff::Timestamp::now()))),
             }
             if handle
@@ -62,22 +68,62 @@ pub async fn publish(mut settings: watch::Receiver<Arc<Settings>>, handle: Handl
     }
 }
 
-/// Until the next edge (a millisecond past it), at most [`RECHECK`].
-fn until_edge(state: &WindowState) -> Duration {
-    state
-        .changes_at
-        .as_ref()
-        .and_then(|at| {
-            let d = at.timestamp().duration_since(jiff::Timestamp::now());
-            Duration::try_from(d).ok()
-        })
-        .map(|d| (d + Duration::from_millis(1)).min(RECHECK))
-        .unwrap_or(RECHECK)
+/// Until the next edge (a millisecond past it), at most [`RECHECK`]. An
+/// edge that passed while it was computed: at once. One further back (the
+/// hour the clocks go back repeats, and the edge is its first pass): the
+/// next look, not a spin.
+fn until_edge(state: &WindowState, now: jiff::Timestamp) -> Duration {
+    let Some(at) = &state.changes_at else {
+        return RECHECK;
+    };
+    let ahead = at.timestamp().as_millisecond() - now.as_millisecond();
+    match ahead {
+        a if a >= 0 => Duration::from_millis(a.unsigned_abs() + 1).min(RECHECK),
+        a if a > -1000 => Duration::from_millis(1),
+        _ => RECHECK,
+    }
 }
 
 fn edge_text(state: WindowState) -> String {
     match state.changes_at {
         Some(at) => format!(" until {}", at.strftime("%a %H:%M %Z")),
         None => " at all times".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wait_ends_just_past_the_edge_and_never_spins() {
+        let now: jiff::Timestamp = "2026-11-30T12:00:00Z".parse().unwrap();
+        let at = |s: &str| WindowState {
+            open: false,
+            changes_at: Some(
+                s.parse::<jiff::Timestamp>()
+                    .unwrap()
+                    .to_zoned(jiff::tz::TimeZone::UTC),
+            ),
+        };
+        assert_eq!(
+            until_edge(&at("2026-11-30T12:00:30Z"), now),
+            Duration::from_millis(30_001)
+        );
+        assert_eq!(until_edge(&at("2026-11-30T13:00:00Z"), now), RECHECK);
+        assert_eq!(
+            until_edge(&at("2026-11-30T11:59:59.800Z"), now),
+            Duration::from_millis(1)
+        );
+        assert_eq!(
+            until_edge(&at("2026-11-30T11:00:00Z"), now),
+            RECHECK,
+            "the repeated hour"
+        );
+        let never = WindowState {
+            open: true,
+            changes_at: None,
+        };
+        assert_eq!(until_edge(&never, now), RECHECK);
     }
 }

@@ -161,6 +161,7 @@ impl Updates {
                             watch_after: Vec::new(),
                             stopping: false,
                             fleet: self.fleet.clone(),
+                            repairing: false,
                         };
                         let name = app.clone();
                         tasks.spawn(async move {

@@ -68,6 +68,10 @@ pub struct AppTask {
     pub stopping: bool,
     /// Fleet-wide slots, taken for an apply with `[fleet.lock] updates`.
     pub fleet: Option<Slots>,
+    /// The pass under way (and the wait after it) puts back what ran: a
+    /// rollback, or the app again after a purge. The maintenance window
+    /// does not hold it back; the locks still do.
+    pub repairing: bool,
 }
 
 /// How long a service without a healthcheck must keep running after its
@@ -123,6 +127,7 @@ impl AppTask {
             } else if rejected.is_some() && !rolling_back {
                 None
             } else {
+                self.repairing = rolling_back || purged.is_some();
                 Some(
                     self.pass(
                         effective.as_ref(),

@@ -159,6 +159,12 @@ impl AppTask {
                 .any(changes_what_runs);
             if !slot_asked && (changes_what_runs(&steps[i]) || wave_starts) {
                 slot_asked = true;
+                // A plan may take no lock (a new app, or a container made
+                // in an earlier pass): the window is asked here all the same.
+                let snap = self.snapshot.borrow().clone();
+                if let Some(b) = gate::window(&snap, cx.forced_by).filter(|_| !self.repairing) {
+                    return Outcome::Waiting(vec![b.to_string()]);
+                }
                 match self.take_slot(cx.forced_by).await {
                     Ok(taken) => undo.slot = taken,
                     Err(outcome) => return outcome,
@@ -245,6 +251,16 @@ impl AppTask {
         Outcome::Done { gone: false }
     }
 
+    /// The gate of this app's pass: a new release waits for its locks and
+    /// the maintenance window; a repair (rollback, after a purge) for its
+    /// locks only.
+    pub(super) fn gate(&self, snap: &crate::model::Snapshot, forced_by: Option<&str>) -> Decision {
+        match self.repairing {
+            true => gate::update(snap, &self.app, forced_by),
+            false => gate::apply(snap, &self.app, forced_by),
+        }
+    }
+
     fn slot_purpose(&self) -> String {
         format!("app:{}", self.app)
     }
@@ -257,7 +273,7 @@ impl AppTask {
             return Ok(false);
         };
         let snap = self.snapshot.borrow().clone();
-        if let Decision::Blocked(b) = gate::apply(&snap, &self.app, forced_by) {
+        if let Decision::Blocked(b) = self.gate(&snap, forced_by) {
             return Err(Outcome::Waiting(
                 b.iter().map(ToString::to_string).collect(),
             ));
@@ -285,14 +301,16 @@ impl AppTask {
         }
     }
 
-    /// The lock gate, then every lock of the app (all-or-nothing).
+    /// The lock gate, then every lock of the app (all-or-nothing). Locks
+    /// only: restarts, stops and purges take them here too, and a pass has
+    /// asked the maintenance window before its first change.
     pub(super) async fn take_locks(
         &self,
         services: &[ServiceName],
         forced_by: Option<&str>,
     ) -> Result<(), Outcome> {
         let snap = self.snapshot.borrow().clone();
-        let through = match gate::apply(&snap, &self.app, forced_by) {
+        let through = match gate::update(&snap, &self.app, forced_by) {
             Decision::Blocked(b) => {
                 return Err(Outcome::Waiting(
                     b.iter().map(ToString::to_string).collect(),
@@ -301,9 +319,7 @@ impl AppTask {
             Decision::Through { why, passed } => {
                 let names: Vec<String> = passed.iter().map(ToString::to_string).collect();
                 tracing::warn!(message_id = msgid::UPDATE_FORCED, app = %self.app, locks = ?names,
-                    "updating app {} through {} {} ({why})", self.app,
-                    match gate::passed_what(&passed) { "update locks" => "its locks", w => w },
-                    names.join(", "));
+                    "updating app {} through its locks {} ({why})", self.app, names.join(", "));
                 true
             }
             Decision::Go => false,

@@ -9,7 +9,7 @@ use std::pin::Pin;
 use super::request::PurgeReply;
 use super::{AppRequest, AppTask};
 use crate::command::CommandError;
-use crate::gate::{self, Decision};
+use crate::gate::Decision;
 use crate::locks::state::Owner;
 use crate::model::Snapshot;
 use crate::names::{AppName, ServiceName};
@@ -80,7 +80,7 @@ impl AppTask {
                 r = self.snapshot.changed(), if machine.waits_on_locks() => {
                     if r.is_err() { return Wake::Stop }
                     let snap = self.snapshot.borrow_and_update().clone();
-                    match gate::apply(&snap, &self.app, None) {
+                    match self.gate(&snap, None) {
                         Decision::Blocked(b) => {
                             let b: Vec<String> = b.iter().map(ToString::to_string).collect();
                             if matches!(machine.phase(), Phase::Waiting { blocked_by, .. } if *blocked_by != b) {
