@@ -179,7 +179,11 @@ async fn a_closed_window_holds_back_an_apply_and_a_reboot_until_a_window_opens()
     // A restart is no release: not held back either.
     let (code, body) = post(&env, "/v2/applications/app1/restart", "{}");
     assert_eq!(code, "200", "{body}\n{}", env.log());
-    assert_eq!(env.container_of("app1", "main"), purged, "restarted in place");
+    assert_eq!(
+        env.container_of("app1", "main"),
+        purged,
+        "restarted in place"
+    );
 
     // No windows: at any time, and the property says nothing.
     env.write_config("");

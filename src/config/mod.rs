@@ -9,6 +9,7 @@
 
 mod fragment;
 mod load;
+mod render;
 mod settings;
 
 pub use load::{load, ConfigError};
