@@ -222,7 +222,7 @@ async fn a_pending_reboot_waits_for_the_window_to_open_on_the_clock() {
     assert!(!env.log().contains("logind refused to reboot"));
 
     // At the window's minute the reboot goes (this logind refuses it).
-    wait_for(Duration::from_secs(75), || async {
+    wait_for(Duration::from_secs(100), || async {
         env.log().contains("logind refused to reboot")
     })
     .await
