@@ -75,10 +75,11 @@ pub fn apply(s: &Snapshot, app: &AppName, forced_by: Option<&str>) -> Decision {
 /// The maintenance window alone: what holds back the first change of what
 /// runs in an apply whose plan takes no lock (a new app, a new service).
 pub fn window(s: &Snapshot, forced_by: Option<&str>) -> Option<Blocker> {
-    match (&s.window_closed, forced_by) {
-        (Some(closed), None) => Some(Blocker::Window(closed.clone())),
-        _ => None,
-    }
+    closed_window(s).filter(|_| forced_by.is_none())
+}
+
+fn closed_window(s: &Snapshot) -> Option<Blocker> {
+    s.window_closed.clone().map(Blocker::Window)
 }
 
 /// Powering off the device: every app's locks.
@@ -94,10 +95,9 @@ pub fn reboot(s: &Snapshot, forced_by: Option<&str>) -> Decision {
 /// A closed window holds back what the locks let through, unless someone
 /// forced it (the lock override is about locks, not windows).
 fn in_window(s: &Snapshot, locks: Decision, forced_by: Option<&str>) -> Decision {
-    let Some(closed) = &s.window_closed else {
+    let Some(window) = closed_window(s) else {
         return locks;
     };
-    let window = Blocker::Window(closed.clone());
     match (locks, forced_by) {
         (Decision::Blocked(mut b), _) => {
             b.insert(0, window);

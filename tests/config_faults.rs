@@ -65,11 +65,7 @@ async fn lock_is_seen_within_2s(env: &Env) {
 }
 
 async fn proxy(env: &Env) -> holdfast::dbus::Supervisor1Proxy<'static> {
-    holdfast::dbus::Supervisor1Proxy::builder(&env.conn().await)
-        .cache_properties(zbus::proxy::CacheProperties::No)
-        .build()
-        .await
-        .unwrap()
+    env.fresh_supervisor().await
 }
 
 async fn lock_override(env: &Env) -> bool {

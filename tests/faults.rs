@@ -19,14 +19,8 @@ use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-/// A proxy that reads properties from the daemon on every call (a cached
-/// one follows change signals a moment later).
 async fn fresh(env: &Env) -> Supervisor1Proxy<'static> {
-    Supervisor1Proxy::builder(&env.conn().await)
-        .cache_properties(zbus::proxy::CacheProperties::No)
-        .build()
-        .await
-        .unwrap()
+    env.fresh_supervisor().await
 }
 
 fn open_fds(pid: i32) -> BTreeSet<u64> {

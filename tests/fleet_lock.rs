@@ -494,15 +494,8 @@ async fn etcd_with_a_user_and_password() {
 /// takes the slot, reboots (refused here) and gives it back.
 #[tokio::test]
 async fn a_closed_window_takes_no_slot() {
+    use common::periodic_window as periodic;
     use jiff::{Timestamp, ToSpan};
-    let periodic = |start: Timestamp, len: u32| {
-        let z = start.to_zoned(jiff::tz::TimeZone::UTC);
-        format!(
-            "[update.periodic]\ntime_zone = \"UTC\"\n[[update.periodic.window]]\ndays = [\"{}\"]\nstart_time = \"{}\"\nlength_minutes = {len}\n",
-            z.strftime("%a"),
-            z.strftime("%H:%M")
-        )
-    };
     let tmp = tempfile::tempdir().unwrap();
     let cluster = Cluster::start(tmp.path(), 1);
     put(&cluster, r#"{"total_slots":1,"holders":[]}"#);
@@ -529,8 +522,7 @@ async fn a_closed_window_takes_no_slot() {
 
     // A window open now: slot, reboot (refused here), slot given back.
     env.write_config(&config(periodic(Timestamp::now() - 30.minutes(), 120)));
-    let pid = nix::unistd::Pid::from_raw(env.daemon.as_ref().unwrap().id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    env.reload();
     wait_for(Duration::from_secs(20), || async {
         env.log().contains("logind refused to reboot")
     })

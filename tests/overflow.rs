@@ -52,10 +52,6 @@ async fn queue_overflow_triggers_a_rescan() {
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
     env.wait_inhibitor(None).await;
     // Read it fresh: a proxy's property cache follows change signals later.
-    let fresh = holdfast::dbus::Supervisor1Proxy::builder(&env.conn().await)
-        .cache_properties(zbus::proxy::CacheProperties::No)
-        .build()
-        .await
-        .unwrap();
+    let fresh = env.fresh_supervisor().await;
     assert!(!fresh.locked().await.unwrap());
 }

@@ -27,12 +27,7 @@ async fn wait_log(env: &Env, needle: &str) {
 }
 
 async fn override_state(env: &Env) -> (bool, String) {
-    let conn = env.conn().await;
-    let p = holdfast::dbus::Supervisor1Proxy::builder(&conn)
-        .cache_properties(zbus::proxy::CacheProperties::No)
-        .build()
-        .await
-        .unwrap();
+    let p = env.fresh_supervisor().await;
     (
         p.lock_override().await.unwrap(),
         p.lock_override_source().await.unwrap(),

@@ -8,20 +8,8 @@ mod common;
 use std::time::Duration;
 
 use common::engine::release;
-use common::{ok, wait_for, Env};
+use common::{ok, periodic_window, wait_for, Env};
 use jiff::{Timestamp, ToSpan};
-use nix::sys::signal::{kill, Signal};
-
-/// `[update.periodic]` in UTC with one window of `len` minutes starting at
-/// the wall-clock minute of `start`.
-fn window(start: Timestamp, len: u32) -> String {
-    let z = start.to_zoned(jiff::tz::TimeZone::UTC);
-    format!(
-        "[update.periodic]\ntime_zone = \"UTC\"\n[[update.periodic.window]]\ndays = [\"{}\"]\nstart_time = \"{}\"\nlength_minutes = {len}\n",
-        z.strftime("%a"),
-        z.strftime("%H:%M")
-    )
-}
 
 /// How the daemon shows a window edge: `Mon 22:30 UTC`.
 fn shown(at: Timestamp) -> String {
@@ -31,13 +19,11 @@ fn shown(at: Timestamp) -> String {
 }
 
 async fn maintenance_window(env: &Env) -> String {
-    let conn = env.conn().await;
-    let p = holdfast::dbus::Supervisor1Proxy::builder(&conn)
-        .cache_properties(zbus::proxy::CacheProperties::No)
-        .build()
+    env.fresh_supervisor()
         .await
-        .unwrap();
-    p.maintenance_window().await.unwrap()
+        .maintenance_window()
+        .await
+        .unwrap()
 }
 
 /// A POST to the HTTP API with the device key: (status, body).
@@ -61,11 +47,6 @@ fn post(env: &Env, path: &str, body: &str) -> (String, String) {
     (code.to_owned(), body.to_owned())
 }
 
-fn reload(env: &Env) {
-    let pid = nix::unistd::Pid::from_raw(env.daemon.as_ref().unwrap().id() as i32);
-    kill(pid, Signal::SIGHUP).unwrap();
-}
-
 #[tokio::test]
 async fn a_closed_window_holds_back_an_apply_and_a_reboot_until_a_window_opens() {
     let mut env = Env::with_docker();
@@ -73,7 +54,7 @@ async fn a_closed_window_holds_back_an_apply_and_a_reboot_until_a_window_opens()
     let image = env.push(&reg, "w:1");
     // Three days from now, for an hour: closed now whatever the time.
     let opens = Timestamp::now() + 72.hours();
-    env.write_config(&window(opens, 60));
+    env.write_config(&periodic_window(opens, 60));
     env.start_daemon().await;
     let closed = format!("closed until {}", shown(opens));
     assert_eq!(maintenance_window(&env).await, closed);
@@ -147,8 +128,8 @@ async fn a_closed_window_holds_back_an_apply_and_a_reboot_until_a_window_opens()
     );
 
     // A window open now, by a reload: the apply goes on at once.
-    env.write_config(&window(Timestamp::now() - 30.minutes(), 120));
-    reload(&env);
+    env.write_config(&periodic_window(Timestamp::now() - 30.minutes(), 120));
+    env.reload();
     env.wait_release("app1", "applied", "r1").await;
     assert_eq!(maintenance_window(&env).await, "open");
     assert!(
@@ -165,8 +146,8 @@ async fn a_closed_window_holds_back_an_apply_and_a_reboot_until_a_window_opens()
     // Closed again: a purge (an operator's repair) brings the app back at
     // once rather than leaving it down until the next window.
     let before = env.container_of("app1", "main");
-    env.write_config(&window(opens, 60));
-    reload(&env);
+    env.write_config(&periodic_window(opens, 60));
+    env.reload();
     wait_for(Duration::from_secs(10), || async {
         maintenance_window(&env).await.starts_with("closed")
     })
@@ -187,7 +168,7 @@ async fn a_closed_window_holds_back_an_apply_and_a_reboot_until_a_window_opens()
 
     // No windows: at any time, and the property says nothing.
     env.write_config("");
-    reload(&env);
+    env.reload();
     wait_for(Duration::from_secs(10), || async {
         maintenance_window(&env).await.is_empty()
     })
@@ -205,7 +186,7 @@ async fn a_pending_reboot_waits_for_the_window_to_open_on_the_clock() {
     let now = Timestamp::now().as_second();
     let ahead = if now % 60 > 50 { 120 } else { 60 };
     let next_minute = Timestamp::from_second(now - now % 60 + ahead).unwrap();
-    env.write_config(&window(next_minute, 1));
+    env.write_config(&periodic_window(next_minute, 1));
     env.start_daemon().await;
     assert_eq!(
         maintenance_window(&env).await,

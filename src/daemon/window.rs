@@ -29,28 +29,21 @@ pub async fn publish(mut settings: watch::Receiver<Arc<Settings>>, handle: Handl
     let mut published: Option<Option<String>> = None;
     loop {
         let periodic = settings.borrow_and_update().periodic.clone();
-        let (closed, wake) = match &periodic {
-            None => (None, None),
-            Some(p) => {
-                let now = jiff::Timestamp::now();
-                let state = p.at(now);
-                (
-                    state.blocker(),
-                    Some(Instant::now() + until_edge(&state, now)),
-                )
-            }
-        };
+        let now = jiff::Timestamp::now();
+        let state = periodic.as_ref().map(|p| p.at(now));
+        let closed = state.as_ref().and_then(WindowState::blocker);
+        let wake = state.as_ref().map(|s| Instant::now() + until_edge(s, now));
         if published.as_ref() != Some(&closed) {
-            match (&periodic, &closed) {
-                (None, _) => {
-                    tracing::info!("no maintenance windows: updates and reboots at any time")
-                }
-                (Some(p), Some(c)) => {
+            match (&periodic, &closed, state) {
+                (Some(p), Some(c), _) => {
                     tracing::info!(time_zone = %p.time_zone, zone = %p.zone_name(),
                     "maintenance window {c}: no app is updated and holdfast does not reboot until then")
                 }
-                (Some(p), None) => tracing::info!(time_zone = %p.time_zone, zone = %p.zone_name(),
-                    "maintenance window open{}", edge_text(p.at(jiff::Timestamp::now()))),
+                (Some(p), None, Some(s)) => {
+                    tracing::info!(time_zone = %p.time_zone, zone = %p.zone_name(),
+                    "maintenance window open{}", edge_text(s))
+                }
+                _ => tracing::info!("no maintenance windows: updates and reboots at any time"),
             }
             if handle
                 .send(Command::SetWindow(closed.clone()))

@@ -43,12 +43,7 @@ impl Env {
 
     /// The Apps property, read fresh (not from a proxy's cache).
     pub async fn apps(&self) -> Value {
-        let conn = self.conn().await;
-        let p = holdfast::dbus::Supervisor1Proxy::builder(&conn)
-            .cache_properties(zbus::proxy::CacheProperties::No)
-            .build()
-            .await
-            .unwrap();
+        let p = self.fresh_supervisor().await;
         serde_json::from_str(&p.apps().await.unwrap()).unwrap()
     }
 

@@ -179,6 +179,12 @@ impl Env {
         Some(child.wait().unwrap())
     }
 
+    /// `systemctl reload holdfast`: SIGHUP to the running daemon.
+    pub fn reload(&self) {
+        let pid = nix::unistd::Pid::from_raw(self.daemon.as_ref().unwrap().id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("holdfastd.log")).unwrap_or_default()
     }
@@ -214,6 +220,16 @@ impl Env {
 
     pub async fn supervisor(&self) -> Supervisor1Proxy<'static> {
         Supervisor1Proxy::new(&self.conn().await).await.unwrap()
+    }
+
+    /// A proxy that reads properties from the daemon on every call (a
+    /// cached one follows change signals a moment later).
+    pub async fn fresh_supervisor(&self) -> Supervisor1Proxy<'static> {
+        Supervisor1Proxy::builder(&self.conn().await)
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await
+            .unwrap()
     }
 
     /// holdfast's inhibitors as logind lists them: (what, why, mode).
@@ -394,4 +410,15 @@ pub fn ok(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `[update.periodic]` in UTC with one window of `len` minutes starting at
+/// the wall-clock minute of `start`.
+pub fn periodic_window(start: jiff::Timestamp, len: u32) -> String {
+    let z = start.to_zoned(jiff::tz::TimeZone::UTC);
+    format!(
+        "[update.periodic]\ntime_zone = \"UTC\"\n[[update.periodic.window]]\ndays = [\"{}\"]\nstart_time = \"{}\"\nlength_minutes = {len}\n",
+        z.strftime("%a"),
+        z.strftime("%H:%M")
+    )
 }

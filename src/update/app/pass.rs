@@ -150,22 +150,15 @@ impl AppTask {
         let mut i = 0;
         let mut slot_asked = false;
         while i < steps.len() {
-            // The fleet slot before the first step that changes what runs
-            // (the lock gate, then the slot; taking the locks asks the gate
-            // again).
+            // The window and the fleet slot before the first step that
+            // changes what runs (taking the locks asks the lock gate again).
             let wave_starts = steps[i..]
                 .iter()
                 .take_while(|s| matches!(s, Step::Create { .. } | Step::Start { .. }))
                 .any(changes_what_runs);
             if !slot_asked && (changes_what_runs(&steps[i]) || wave_starts) {
                 slot_asked = true;
-                // A plan may take no lock (a new app, or a container made
-                // in an earlier pass): the window is asked here all the same.
-                let snap = self.snapshot.borrow().clone();
-                if let Some(b) = gate::window(&snap, cx.forced_by).filter(|_| !self.repairing) {
-                    return Outcome::Waiting(vec![b.to_string()]);
-                }
-                match self.take_slot(cx.forced_by).await {
+                match self.before_first_change(cx.forced_by).await {
                     Ok(taken) => undo.slot = taken,
                     Err(outcome) => return outcome,
                 }
@@ -251,29 +244,25 @@ impl AppTask {
         Outcome::Done { gone: false }
     }
 
-    /// The gate of this app's pass: a new release waits for its locks and
-    /// the maintenance window; a repair (rollback, after a purge) for its
-    /// locks only.
-    pub(super) fn gate(&self, snap: &crate::model::Snapshot, forced_by: Option<&str>) -> Decision {
-        match self.repairing {
-            true => gate::update(snap, &self.app, forced_by),
-            false => gate::apply(snap, &self.app, forced_by),
-        }
-    }
-
     fn slot_purpose(&self) -> String {
         format!("app:{}", self.app)
     }
 
-    /// With `[fleet.lock] updates`: the lock gate first (an app whose
-    /// locks would hold the apply back takes no slot), then the fleet
-    /// slot. `Ok(true)`: taken, to be given back when the pass ends.
-    async fn take_slot(&self, forced_by: Option<&str>) -> Result<bool, Outcome> {
+    /// Before the first step that changes what runs: the maintenance
+    /// window (asked here because a plan may take no lock: a new app, or a
+    /// container made in an earlier pass; a repair passes it), then, with
+    /// `[fleet.lock] updates`, the lock gate (an app whose locks would hold
+    /// the apply back takes no slot) and the fleet slot. `Ok(true)`: a slot
+    /// taken, to be given back when the pass ends.
+    async fn before_first_change(&self, forced_by: Option<&str>) -> Result<bool, Outcome> {
+        let snap = self.snapshot.borrow().clone();
+        if let Some(b) = gate::window(&snap, forced_by).filter(|_| !self.repairing) {
+            return Err(Outcome::Waiting(vec![b.to_string()]));
+        }
         let Some(slots) = self.fleet.as_ref().filter(|s| s.updates) else {
             return Ok(false);
         };
-        let snap = self.snapshot.borrow().clone();
-        if let Decision::Blocked(b) = self.gate(&snap, forced_by) {
+        if let Decision::Blocked(b) = gate::update(&snap, &self.app, forced_by) {
             return Err(Outcome::Waiting(
                 b.iter().map(ToString::to_string).collect(),
             ));

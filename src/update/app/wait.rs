@@ -9,7 +9,7 @@ use std::pin::Pin;
 use super::request::PurgeReply;
 use super::{AppRequest, AppTask};
 use crate::command::CommandError;
-use crate::gate::Decision;
+use crate::gate::{self, Decision};
 use crate::locks::state::Owner;
 use crate::model::Snapshot;
 use crate::names::{AppName, ServiceName};
@@ -42,6 +42,16 @@ pub(super) enum Wake {
 }
 
 impl AppTask {
+    /// What the wait after a pass asks: a new release waits for its locks
+    /// and the maintenance window; a repair (rollback, after a purge) for
+    /// its locks only.
+    fn gate(&self, snap: &Snapshot, forced_by: Option<&str>) -> Decision {
+        match self.repairing {
+            true => gate::update(snap, &self.app, forced_by),
+            false => gate::apply(snap, &self.app, forced_by),
+        }
+    }
+
     /// Waits for a reason to run a pass again: a new target, the locks
     /// that held it back gone, its retry time, the engine settings, a
     /// request, or a crash the watch after the last pass saw (the watch
