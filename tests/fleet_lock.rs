@@ -9,7 +9,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::etcd::Cluster;
@@ -118,20 +118,29 @@ async fn one_slot_at_every_revision_with_a_member_killed_and_an_external_writer(
     // dev-d's app holds its lock the whole time.
     devices[3].start_with_app1_main_locked().await;
 
+    // The run goes on until every device has had a slot, a member has been
+    // killed and some reboot got a slot after that (an election, or a
+    // proposal lost with the killed leader, can stall etcd for its request
+    // timeout), and the external writer is done: events, with a bound.
     let killed_at = std::sync::Mutex::new(None::<Instant>);
     let asked_after_kill = AtomicUsize::new(0);
-    let run_for = Duration::from_secs(6);
+    let devices_asked = AtomicUsize::new(0);
+    let writer_rounds = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
         for env in &devices[..3] {
             let (killed_at, asked_after_kill) = (&killed_at, &asked_after_kill);
+            let (devices_asked, stop) = (&devices_asked, &stop);
             s.spawn(move || {
-                let start = Instant::now();
                 let mut asked = 0;
-                while start.elapsed() < run_for {
+                while !stop.load(Ordering::SeqCst) {
                     let out = env.cli(&["reboot"]);
                     let err = String::from_utf8_lossy(&out.stderr);
                     if err.contains("logind refused to reboot") {
                         asked += 1;
+                        if asked == 1 {
+                            devices_asked.fetch_add(1, Ordering::SeqCst);
+                        }
                         if killed_at.lock().unwrap().is_some() {
                             asked_after_kill.fetch_add(1, Ordering::SeqCst);
                         }
@@ -149,9 +158,9 @@ async fn one_slot_at_every_revision_with_a_member_killed_and_an_external_writer(
             });
         }
         let locked = &devices[3];
+        let stop = &stop;
         s.spawn(move || {
-            let start = Instant::now();
-            while start.elapsed() < run_for {
+            while !stop.load(Ordering::SeqCst) {
                 let out = locked.cli(&["reboot"]);
                 let err = String::from_utf8_lossy(&out.stderr);
                 assert!(err.contains("update locks are held by app1/main"), "{err}");
@@ -159,7 +168,7 @@ async fn one_slot_at_every_revision_with_a_member_killed_and_an_external_writer(
             }
         });
         // An airlock-style writer takes and gives back a slot, five times.
-        let cluster = &cluster;
+        let (cluster, writer_rounds) = (&cluster, &writer_rounds);
         s.spawn(move || {
             for _ in 0..5 {
                 external_cas(cluster, |total, h| {
@@ -186,16 +195,38 @@ async fn one_slot_at_every_revision_with_a_member_killed_and_an_external_writer(
                     Some(h.iter().filter(|x| *x != "ext").cloned().collect())
                 });
                 std::thread::sleep(Duration::from_millis(300));
+                writer_rounds.fetch_add(1, Ordering::SeqCst);
             }
         });
-        std::thread::sleep(Duration::from_secs(2));
+        let until = |what: &str, bound: Duration, done: &dyn Fn() -> bool| {
+            let start = Instant::now();
+            while !done() {
+                if start.elapsed() > bound {
+                    stop.store(true, Ordering::SeqCst);
+                    panic!("{what} within {bound:?}");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        };
+        until(
+            "not every device got a slot",
+            Duration::from_secs(60),
+            &|| devices_asked.load(Ordering::SeqCst) == 3,
+        );
         cluster.kill(0);
         *killed_at.lock().unwrap() = Some(Instant::now());
+        until(
+            "no reboot got a slot after a member was killed",
+            Duration::from_secs(60),
+            &|| asked_after_kill.load(Ordering::SeqCst) >= 3,
+        );
+        until(
+            "the external writer did not finish",
+            Duration::from_secs(60),
+            &|| writer_rounds.load(Ordering::SeqCst) == 5,
+        );
+        stop.store(true, Ordering::SeqCst);
     });
-    assert!(
-        asked_after_kill.load(Ordering::SeqCst) > 0,
-        "no reboot got a slot after a member was killed"
-    );
 
     // Every revision since the start: at most one holder, never dev-d,
     // airlock's exact encoding.
@@ -503,7 +534,10 @@ async fn a_closed_window_takes_no_slot() {
     let config = |window: String| format!("{window}{}", fleet_config("dev-w", &cluster, ""));
     env.write_config(&config(periodic(Timestamp::now() + 72.hours(), 60)));
     env.start_daemon().await;
-    let rev0 = cluster.revision();
+    // The liveness key (on its lease) moves the store's revision; the
+    // semaphore's own mod revision is what must stay.
+    let sem_rev = || cluster.get(KEY, 0).unwrap().1;
+    let rev0 = sem_rev();
     ok(&env.cli(&["reboot", "--when-unlocked"]));
     wait_for(Duration::from_secs(10), || async {
         env.log()
@@ -514,7 +548,7 @@ async fn a_closed_window_takes_no_slot() {
     let out = env.cli(&["reboot"]);
     assert_eq!(out.status.code(), Some(75), "{out:?}");
     assert_eq!(
-        cluster.revision(),
+        sem_rev(),
         rev0,
         "the semaphore was touched in a closed window: {}",
         env.log()
