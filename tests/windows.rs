@@ -166,7 +166,31 @@ async fn a_closed_window_holds_back_an_apply_and_a_reboot_until_a_window_opens()
         "restarted in place"
     );
 
-    // No windows: at any time, and the property says nothing.
+    // A new release held back is prepared next to the one that runs; a
+    // service's restart, stop and start act on the one that runs and
+    // never start the prepared one past the window.
+    ok(&env.apply(&release(&image, 2)));
+    env.wait_release("app1", "waiting", "r2").await;
+    let prepared = |env: &Env| {
+        let all = env.containers("app1");
+        let new: Vec<_> = all.iter().filter(|c| c.1 != purged).collect();
+        assert_eq!(new.len(), 1, "{all:?}");
+        assert_eq!(new[0].2, "created", "{all:?}\n{}", env.log());
+    };
+    prepared(&env);
+    for action in ["restart", "stop", "start"] {
+        let (code, body) = post(
+            &env,
+            &format!("/v2/applications/app1/{action}-service"),
+            r#"{"serviceName":"main"}"#,
+        );
+        assert_eq!(code, "200", "{action}: {body}\n{}", env.log());
+        prepared(&env);
+    }
+    assert_eq!(env.container_of("app1", "main"), purged, "started again");
+
+    // No windows: at any time, and the property says nothing; the held
+    // release goes on.
     env.write_config("");
     env.reload();
     wait_for(Duration::from_secs(10), || async {
@@ -174,6 +198,7 @@ async fn a_closed_window_holds_back_an_apply_and_a_reboot_until_a_window_opens()
     })
     .await
     .unwrap_or_else(|_| panic!("still a window: {}", env.log()));
+    env.wait_release("app1", "applied", "r2").await;
 }
 
 /// A window that opens on the next minute: a pending reboot waits for it,

@@ -182,18 +182,29 @@ fn only_service(
     }
 }
 
-/// The service's container: the one of its config in the target, else a
-/// running one, else any.
+/// The service's container: the one that runs, else one that has run (a
+/// stopped one), else one never started; the target's config first within
+/// each. A release held back (by a lock or a closed window) is prepared
+/// next to the one in force, its container created but never started:
+/// acting on it would start the new release through the gate, so a
+/// restart, stop or start acts on the release that runs.
 fn pick<'a>(
     containers: &'a [Container],
     service: &ServiceName,
     hash: &str,
 ) -> Option<&'a Container> {
-    let mine = || containers.iter().filter(move |c| c.service == *service);
-    mine()
-        .find(|c| c.hash == hash)
-        .or_else(|| mine().find(|c| c.state == RunState::Running))
-        .or_else(|| mine().next())
+    let rank = |c: &Container| {
+        let state = match c.state {
+            RunState::Running => 0,
+            RunState::Other => 1,
+            RunState::Created => 2,
+        };
+        (state, c.hash != hash)
+    };
+    containers
+        .iter()
+        .filter(|c| c.service == *service)
+        .min_by_key(|c| rank(c))
 }
 
 #[cfg(test)]
@@ -254,15 +265,32 @@ mod tests {
     }
 
     #[test]
-    fn the_container_of_the_targets_config_is_picked_first() {
+    fn the_running_container_is_picked_before_a_prepared_one() {
         let s = ServiceName::new("main").unwrap();
-        let list = [
+        let id = |list: &[Container], hash| pick(list, &s, hash).map(|c| c.id.clone());
+        // A new release held back: created next to the one that runs.
+        let held = [
             c("main", "old", RunState::Running),
-            c("main", "new", RunState::Other),
+            c("main", "new", RunState::Created),
             c("web", "new", RunState::Running),
         ];
-        assert_eq!(pick(&list, &s, "new").unwrap().id, "main-new");
-        assert_eq!(pick(&list, &s, "other").unwrap().id, "main-old");
-        assert!(pick(&list, &ServiceName::new("db").unwrap(), "new").is_none());
+        assert_eq!(id(&held, "new").unwrap(), "main-old");
+        // The running one stopped: it is still the one a start starts.
+        let stopped = [
+            c("main", "new", RunState::Created),
+            c("main", "old", RunState::Other),
+        ];
+        assert_eq!(id(&stopped, "new").unwrap(), "main-old");
+        // Within a state, the target's config first.
+        let two = [
+            c("main", "old", RunState::Other),
+            c("main", "new", RunState::Other),
+        ];
+        assert_eq!(id(&two, "new").unwrap(), "main-new");
+        assert_eq!(id(&two, "old").unwrap(), "main-old");
+        // Only a prepared one (a first install held back): that one.
+        let first = [c("main", "new", RunState::Created)];
+        assert_eq!(id(&first, "new").unwrap(), "main-new");
+        assert!(pick(&held, &ServiceName::new("db").unwrap(), "new").is_none());
     }
 }
