@@ -6,6 +6,8 @@
 //! up again with every app applied and healthy (FleetLock's
 //! `steady-state`).
 
+mod liveness;
+
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +17,7 @@ use tokio::time::Instant;
 
 use super::etcd::{Etcd, Taken};
 use super::fleetlock::{Answer, FleetLock};
-use super::semaphore::{self, Semaphore};
+use super::semaphore::Semaphore;
 use super::{FleetStatus, SlotStatus};
 use crate::config::{FleetLockSettings, LockBackend};
 use crate::model::{AppState, Snapshot, UpdateStatus};
@@ -367,120 +369,6 @@ impl Run {
                 self.failed(&e);
                 false
             }
-        }
-    }
-
-    fn alive_key(&self) -> String {
-        format!("{}{}", semaphore::alive_prefix(&self.group), self.id)
-    }
-
-    /// Our liveness key on a lease: granted anew when the lease is gone.
-    async fn keep_alive(&mut self) {
-        if self.id.is_empty() {
-            return;
-        }
-        let key = self.alive_key();
-        let ttl = self.settings.lease_ttl.as_secs().max(2);
-        let Backend::Etcd(e) = &mut self.backend else {
-            return;
-        };
-        if let Some(id) = self.lease {
-            match e.lease_keepalive(id).await {
-                Ok(left) if left > 0 => return,
-                Ok(_) => {
-                    tracing::warn!("our etcd lease expired; taking a new one");
-                    self.lease = None;
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "etcd lease keepalive failed: {err}");
-                    return;
-                }
-            }
-        }
-        let value = serde_json::json!({"holdfast": env!("CARGO_PKG_VERSION")}).to_string();
-        let r = async {
-            let lease = e.lease_grant(ttl).await?;
-            e.put(&key, value.as_bytes(), lease).await?;
-            Ok::<_, String>(lease)
-        }
-        .await;
-        match r {
-            Ok(lease) => {
-                tracing::info!(key = %key, lease, ttl_s = ttl, "liveness key written");
-                self.lease = Some(lease);
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot write our etcd liveness key: {err}");
-                self.failed(&err);
-            }
-        }
-    }
-
-    /// Reads the semaphore and the liveness keys: holders and stale
-    /// holders for the status; stale ones removed under `stale_after`.
-    async fn look(&mut self) {
-        let group = self.group.clone();
-        let Backend::Etcd(e) = &mut self.backend else {
-            return;
-        };
-        let r = async {
-            let (sem, _) = e.semaphore(&group).await?;
-            let alive = e.names_under(&semaphore::alive_prefix(&group)).await?;
-            Ok::<_, String>((sem, alive))
-        }
-        .await;
-        let (sem, alive) = match r {
-            Ok(x) => x,
-            Err(err) => {
-                self.failed(&err);
-                return;
-            }
-        };
-        let stale: Vec<String> = semaphore::stale(&sem, &alive)
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
-        let now = Instant::now();
-        self.stale_since.retain(|h, _| stale.contains(h));
-        for h in &stale {
-            self.stale_since.entry(h.clone()).or_insert_with(|| {
-                tracing::warn!(holder = %h, group = %group,
-                    "fleet slot holder {h} has no live liveness key: stale (crashed or powered off while holding a slot)");
-                now
-            });
-        }
-        self.show(&sem);
-        self.set(|l| l.stale = stale.clone());
-        let Some(after) = self.settings.stale_after else {
-            return;
-        };
-        let expired: Vec<String> = self
-            .stale_since
-            .iter()
-            .filter(|(h, t)| now.duration_since(**t) >= after && **h != self.id)
-            .map(|(h, _)| h.clone())
-            .collect();
-        if expired.is_empty() {
-            return;
-        }
-        let ids: Vec<&str> = expired.iter().map(String::as_str).collect();
-        let Backend::Etcd(e) = &mut self.backend else {
-            return;
-        };
-        match e.release(&group, &ids).await {
-            Ok(_) => {
-                tracing::warn!(holders = ?expired, group = %group,
-                    "removed stale fleet slot holders {} (stale for {} or more)",
-                    expired.join(", "), humantime::format_duration(after));
-                for h in &expired {
-                    self.stale_since.remove(h);
-                }
-                if let Ok((sem, _)) = e.semaphore(&group).await {
-                    self.show(&sem);
-                }
-                self.set(|l| l.stale.retain(|h| !expired.contains(h)));
-            }
-            Err(err) => self.failed(&err),
         }
     }
 }
