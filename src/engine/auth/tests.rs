@@ -1,5 +1,6 @@
 use super::*;
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 const PASS: &str = "s3cr:et=pa:ss";
 
