@@ -4,6 +4,7 @@
 //! `convert` (compose files, converted here for `apply` too).
 
 pub mod apply;
+pub mod args;
 pub mod deadline;
 pub mod lock;
 pub mod render;
