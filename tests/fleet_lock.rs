@@ -375,11 +375,12 @@ async fn a_pending_reboot_waits_for_a_slot_and_the_slot_is_given_back_once_stead
     // The slot frees: the reboot goes (logind refuses it here) and gives
     // the slot back.
     external_cas(&cluster, |_, _| Some(Vec::new()));
-    wait_for(Duration::from_secs(40), || async {
-        a.log().contains("logind refused to reboot")
-    })
-    .await
-    .unwrap_or_else(|_| panic!("the reboot never went: {}", a.log()));
+    a.wait_log(
+        "logind refused to reboot",
+        Duration::from_secs(40),
+        "the reboot never went",
+    )
+    .await;
     wait_for(Duration::from_secs(10), || async {
         cluster.get(KEY, 0).unwrap().0 == r#"{"total_slots":1,"holders":[]}"#
     })
@@ -539,12 +540,12 @@ async fn a_closed_window_takes_no_slot() {
     let sem_rev = || cluster.get(KEY, 0).unwrap().1;
     let rev0 = sem_rev();
     ok(&env.cli(&["reboot", "--when-unlocked"]));
-    wait_for(Duration::from_secs(10), || async {
-        env.log()
-            .contains("pending reboot waits: the maintenance window is closed until")
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{}", env.log()));
+    env.wait_log(
+        "pending reboot waits: the maintenance window is closed until",
+        Duration::from_secs(10),
+        "the pending reboot did not say it waits for the window",
+    )
+    .await;
     let out = env.cli(&["reboot"]);
     assert_eq!(out.status.code(), Some(75), "{out:?}");
     assert_eq!(
@@ -557,11 +558,12 @@ async fn a_closed_window_takes_no_slot() {
     // A window open now: slot, reboot (refused here), slot given back.
     env.write_config(&config(periodic(Timestamp::now() - 30.minutes(), 120)));
     env.reload();
-    wait_for(Duration::from_secs(20), || async {
-        env.log().contains("logind refused to reboot")
-    })
-    .await
-    .unwrap_or_else(|_| panic!("the reboot never went: {}", env.log()));
+    env.wait_log(
+        "logind refused to reboot",
+        Duration::from_secs(20),
+        "the reboot never went",
+    )
+    .await;
     assert!(env.log().contains("fleet slot taken in group default"));
     wait_for(Duration::from_secs(10), || async {
         cluster.get(KEY, 0).unwrap().0 == r#"{"total_slots":1,"holders":[]}"#

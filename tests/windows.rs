@@ -219,20 +219,21 @@ async fn a_pending_reboot_waits_for_the_window_to_open_on_the_clock() {
     );
 
     ok(&env.cli(&["reboot", "--when-unlocked"]));
-    wait_for(Duration::from_secs(10), || async {
-        env.log()
-            .contains("pending reboot waits: the maintenance window is closed until")
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{}", env.log()));
+    env.wait_log(
+        "pending reboot waits: the maintenance window is closed until",
+        Duration::from_secs(10),
+        "the pending reboot did not say it waits for the window",
+    )
+    .await;
     assert!(!env.log().contains("logind refused to reboot"));
 
     // At the window's minute the reboot goes (this logind refuses it).
-    wait_for(Duration::from_secs(100), || async {
-        env.log().contains("logind refused to reboot")
-    })
-    .await
-    .unwrap_or_else(|_| panic!("the reboot never went: {}", env.log()));
+    env.wait_log(
+        "logind refused to reboot",
+        Duration::from_secs(100),
+        "the reboot never went",
+    )
+    .await;
     assert!(
         Timestamp::now() >= next_minute,
         "went before the window opened"

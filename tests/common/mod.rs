@@ -189,6 +189,14 @@ impl Env {
         std::fs::read_to_string(self.dir.join("holdfastd.log")).unwrap_or_default()
     }
 
+    /// Waits until the daemon's log says `text`; panics with `what` and
+    /// the log after `bound`.
+    pub async fn wait_log(&self, text: &str, bound: Duration, what: &str) {
+        wait_for(bound, || async { self.log().contains(text) })
+            .await
+            .unwrap_or_else(|_| panic!("{what}: {}", self.log()));
+    }
+
     /// Runs the CLI against this test's bus and config.
     pub fn cli(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_holdfast"))
