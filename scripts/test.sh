@@ -46,8 +46,9 @@ if ! $quick; then
   done_with target/msrv
   stage scripts/cross.sh
   done_with target/cross
-  stage tests/nspawn/run.sh bookworm
-  stage tests/nspawn/run.sh trixie
+  # Bounded: a machine that hangs must fail its stage, not CI's clock.
+  stage timeout -k 60 900 tests/nspawn/run.sh bookworm
+  stage timeout -k 60 900 tests/nspawn/run.sh trixie
 fi
 echo
 echo "test.sh: every stage passed (disk free: $(free))"

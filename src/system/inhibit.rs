@@ -2,6 +2,8 @@
 //! held fd survives a reconnect (logind tracks the fd, not our bus
 //! connection); a failed `Inhibit` is reported and retried by the caller.
 
+use std::time::Duration;
+
 use zbus::zvariant::OwnedFd;
 
 use super::logind::{bounded, Login1ManagerProxy, WHO};
@@ -114,5 +116,37 @@ impl BlockInhibitor {
                 error,
             },
         }
+    }
+}
+
+/// How long a released inhibitor may stay listed before the power call
+/// goes ahead anyway (and logind says why it refuses).
+const LET_GO_BOUND: Duration = Duration::from_secs(2);
+const LET_GO_POLL: Duration = Duration::from_millis(5);
+
+/// Waits until logind no longer lists a block inhibitor of this process.
+/// Closing our fd is the release, but logind reads that close at idle
+/// priority, after bus calls already queued: a Reboot sent at once can meet
+/// our own inhibitor (systemd >= 257 refuses root too). logind signals no
+/// change of its inhibitors, so it is asked; each answer lets it run its
+/// loop once more. False when still listed after the bound.
+pub async fn until_released(login: &Login1ManagerProxy<'_>) -> bool {
+    let pid = std::process::id();
+    let until = tokio::time::Instant::now() + LET_GO_BOUND;
+    loop {
+        let ours = match bounded(login.list_inhibitors()).await {
+            Ok(list) => list
+                .iter()
+                .any(|(_, who, _, mode, _, p)| who == WHO && mode == "block" && *p == pid),
+            // Cannot tell: the power call itself will say.
+            Err(_) => return true,
+        };
+        if !ours {
+            return true;
+        }
+        if tokio::time::Instant::now() >= until {
+            return false;
+        }
+        tokio::time::sleep(LET_GO_POLL).await;
     }
 }

@@ -217,6 +217,9 @@ impl System {
                         let r = if held.block.is_held() {
                             Err("holdfast's block inhibitor could not be released".into())
                         } else {
+                            if !inhibit::until_released(&login).await {
+                                tracing::warn!("logind still lists holdfast's block inhibitor; asking anyway");
+                            }
                             match action {
                                 PowerAction::Reboot => bounded(login.reboot(false)).await,
                                 PowerAction::PowerOff => bounded(login.power_off(false)).await,
