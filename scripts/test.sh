@@ -16,7 +16,13 @@ quick=false
 export CARGO_INCREMENTAL=0
 stages=0
 free() { df -h --output=avail . | tail -1 | tr -d ' '; }
-stage() { echo; echo "######## $* (disk free: $(free))"; "$@"; stages=$((stages + 1)); }
+# Each stage is bounded (the slowest, cold clippy or cross, take about 6
+# minutes on 2 cores) so a hang names its stage instead of using up CI.
+stage() {
+  echo; echo "######## $* (disk free: $(free))"
+  timeout -k 60 1800 "$@" || { echo "stage failed ($?): $*"; return 1; }
+  stages=$((stages + 1))
+}
 # What only one stage builds (the MSRV and cross target dirs) goes once the
 # stage passed: later stages never read it, and CI's disk is not ours alone.
 done_with() { rm -rf "$@"; }
