@@ -16,8 +16,8 @@ quick=false
 export CARGO_INCREMENTAL=0
 stages=0
 free() { df -h --output=avail . | tail -1 | tr -d ' '; }
-# Each stage is bounded (the slowest, cold clippy or cross, take about 6
-# minutes on 2 cores) so a hang names its stage instead of using up CI.
+# Each stage is bounded (the whole run takes about 25 minutes on 2 cores)
+# so a hang names its stage instead of using up CI's time.
 stage() {
   echo; echo "######## $* (disk free: $(free))"
   timeout -k 60 1800 "$@" || { echo "stage failed ($?): $*"; return 1; }
