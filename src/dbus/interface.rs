@@ -180,7 +180,7 @@ impl Supervisor {
     ) -> Result<u32, BusError> {
         let who = require_root(conn, &hdr).await?;
         let app = AppName::new(app).map_err(CommandError::from)?;
-        let r = self
+        Ok(self
             .handle
             .request(|reply| Command::RestartApp {
                 app,
@@ -188,8 +188,7 @@ impl Supervisor {
                 who,
                 reply,
             })
-            .await?;
-        Ok(r?)
+            .await??)
     }
 
     /// Removes the volumes of an app no longer in the target, under its
@@ -205,7 +204,7 @@ impl Supervisor {
     ) -> Result<Vec<String>, BusError> {
         let who = require_root(conn, &hdr).await?;
         let app = AppName::new(app).map_err(CommandError::from)?;
-        let r = self
+        Ok(self
             .handle
             .request(|reply| Command::PruneVolumes {
                 app,
@@ -213,8 +212,7 @@ impl Supervisor {
                 who,
                 reply,
             })
-            .await?;
-        Ok(r?)
+            .await??)
     }
 
     /// Replaces the HTTP API key of `app` (empty: the device key). The
@@ -231,11 +229,10 @@ impl Supervisor {
             "" => None,
             _ => Some(AppName::new(app).map_err(CommandError::from)?),
         };
-        let r = self
+        Ok(self
             .handle
             .request(|reply| Command::RotateApiKey { app, who, reply })
-            .await?;
-        Ok(r?)
+            .await??)
     }
 
     /// Reboots as soon as no app holds a lock, or at `not_after_usec`

@@ -21,12 +21,15 @@ R=$D/root
 # holdfast gives the host's engine are host paths), under /run/holdfast where
 # the unit may write.
 LOCKS=/run/holdfast/nspawn-${D##*.}
+# Stops the machine: a poweroff (extra arguments go to systemctl), then
+# SIGKILL if it still runs after 10 s.
+stop_machine() {
+  if [ -n "${P1:-}" ]; then in_machine systemctl poweroff "$@" >/dev/null 2>&1 || true; fi
+  for _ in $(seq 100); do kill -0 "$NSPID" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$NSPID" 2>/dev/null || true
+}
 cleanup() {
-  if [ -n "${P1:-}" ]; then in_machine systemctl poweroff >/dev/null 2>&1 || true; fi
-  if [ -n "${NSPID:-}" ]; then
-    for _ in $(seq 100); do kill -0 "$NSPID" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$NSPID" 2>/dev/null || true
-  fi
+  if [ -n "${NSPID:-}" ]; then stop_machine; fi
   [ -n "${DOCKER_HOST:-}" ] && docker rm -f hf-nspawn-app $(docker ps -aq --filter label=io.holdfast.app) >/dev/null 2>&1
   scripts/harness.sh down "$D/h" >/dev/null 2>&1
   umount -R "$R" 2>/dev/null || true
@@ -187,11 +190,7 @@ rebooted() { ! kill -0 "$NSPID" 2>/dev/null; }
 for _ in $(seq 600); do rebooted && break; sleep 0.1; done
 check "holdfast reboot rebooted the machine ($out)" rebooted
 # A machine that did not reboot is stopped, so the run ends with its FAILs.
-if ! rebooted; then
-  in_machine systemctl poweroff --force --force >/dev/null 2>&1
-  for _ in $(seq 100); do rebooted && break; sleep 0.1; done
-  kill -9 "$NSPID" 2>/dev/null
-fi
+rebooted || stop_machine --force --force
 wait "$NSPID"; code=$?
 check "systemd-nspawn reports a reboot (exit $code)" test "$code" -eq 133
 state=$(docker inspect -f '{{.State.Status}} {{.State.ExitCode}}' "$cid")
