@@ -36,6 +36,7 @@ pub mod status;
 pub mod swu;
 pub mod system;
 pub mod target;
+pub mod text;
 pub mod timer;
 pub mod update;
 pub mod window;

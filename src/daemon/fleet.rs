@@ -100,6 +100,7 @@ pub(super) fn start_hawkbit(s: &Settings, tasks: &mut Tasks, parts: HawkbitParts
         device: parts.device,
         status: parts.status,
         store: parts.store,
+        inhibitor: parts.inhibitor,
     };
     if task.controller_id().is_empty() {
         tracing::error!("[fleet.hawkbit] is set but there is no fleet id and no controller_id; no releases from hawkBit");
@@ -118,4 +119,6 @@ pub(super) struct HawkbitParts {
     pub device: watch::Receiver<Option<crate::devconfig::DeviceInfo>>,
     pub status: watch::Sender<FleetStatus>,
     pub store: crate::target::store::TargetStore,
+    /// Releases wait for the system layer's first inhibitor attempt.
+    pub inhibitor: watch::Receiver<crate::model::InhibitorStatus>,
 }

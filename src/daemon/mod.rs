@@ -90,6 +90,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         ..Default::default()
     });
     let (inhibitor_tx, inhibitor_rx) = watch::channel(InhibitorStatus::default());
+    let settled_rx = inhibitor_rx.clone();
     let fleet_status = fleet::fleet_identity(&settings);
     let (fleet_tx, fleet_rx) = watch::channel(fleet_status);
     let views = Views {
@@ -193,6 +194,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
             device: device_rx.clone(),
             status: fleet_tx.clone(),
             store: target_store,
+            inhibitor: settled_rx,
         },
     );
     let fleet = fleet::start_fleet(

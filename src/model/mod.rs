@@ -81,6 +81,20 @@ pub struct InhibitorStatus {
     pub why: String,
     /// Why we could not take it, while we want it.
     pub error: Option<String>,
+    /// The system layer has made its first attempt (taken, not needed, or
+    /// failed with `error`). Releases from outside wait for it at start,
+    /// so a lock that exists at start binds logind before anything that
+    /// outside input can do (a crash on a hostile release) happens.
+    #[serde(skip)]
+    pub settled: bool,
+}
+
+impl InhibitorStatus {
+    /// Waits until the system layer's first attempt at the inhibitor is
+    /// done (at once if it is); returns at once if the system layer is gone.
+    pub async fn wait_settled(rx: &mut watch::Receiver<InhibitorStatus>) {
+        let _ = rx.wait_for(|s| s.settled).await;
+    }
 }
 
 /// The published state, for adapters and the status line.

@@ -108,12 +108,14 @@ impl BlockInhibitor {
                 what: h.what.clone(),
                 why: h.why.clone(),
                 error,
+                settled: true,
             },
             None => InhibitorStatus {
                 held: false,
                 what: what.to_owned(),
                 why: String::new(),
                 error,
+                settled: true,
             },
         }
     }

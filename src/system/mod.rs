@@ -79,8 +79,10 @@ impl System {
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64,
                         "cannot reach the system bus for logind");
-                    self.status
-                        .send_modify(|s| s.error = Some(format!("no system bus: {e}")));
+                    self.status.send_modify(|s| {
+                        s.error = Some(format!("no system bus: {e}"));
+                        s.settled = true;
+                    });
                     if !self.idle(backoff).await {
                         return;
                     }

@@ -97,38 +97,7 @@ fn push_key(out: &mut String, key: &str) {
     out.push_str(&escape(key));
 }
 
-/// A key as it goes into a path: control and other invisible characters
-/// and `\` escaped Rust-style (`a\0b`), quotes left alone. Raw control
-/// characters in an error break journald lines and D-Bus replies (NUL).
-pub(crate) fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, '"' | '\'') {
-            out.push(c);
-        } else {
-            out.extend(c.escape_debug());
-        }
-    }
-    out
-}
-
-/// Escapes control characters left in a message that was built elsewhere
-/// (serde quotes unknown field names raw); text already escaped with
-/// `{:?}` has none, so it is unchanged.
-pub(crate) fn no_controls(s: &str) -> String {
-    if !s.chars().any(char::is_control) {
-        return s.to_owned();
-    }
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        if c.is_control() {
-            out.extend(c.escape_debug());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
+pub(crate) use crate::text::{escape, no_controls};
 
 /// Any JSON value, walked for its keys and dropped.
 struct Unique;

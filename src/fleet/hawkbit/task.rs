@@ -21,7 +21,7 @@ use crate::command::Handle;
 use crate::config::HawkbitSettings;
 use crate::devconfig::DeviceInfo;
 use crate::fleet::{FleetStatus, HawkbitStatus};
-use crate::model::{now_usec, utc, UpdateStatus};
+use crate::model::{now_usec, utc, InhibitorStatus, UpdateStatus};
 use crate::names::AppName;
 use crate::target::store::TargetStore;
 
@@ -36,6 +36,9 @@ pub struct HawkbitTask {
     pub status: watch::Sender<FleetStatus>,
     /// Asked which apps hawkBit owns, for status.
     pub store: TargetStore,
+    /// The logind inhibitor's state: nothing from the server (nor a cached
+    /// release) is looked at before the first attempt at it is done.
+    pub inhibitor: watch::Receiver<InhibitorStatus>,
 }
 
 pub(super) struct Running {
@@ -53,7 +56,10 @@ impl HawkbitTask {
             .unwrap_or_else(|| self.fleet_id.clone())
     }
 
-    pub async fn run(self) {
+    pub async fn run(mut self) {
+        // A lock that exists at start binds logind before any release
+        // (a cached one included) is read.
+        InhibitorStatus::wait_settled(&mut self.inhibitor).await;
         let controller = self.controller_id();
         if let Err(e) = prepare_dir(&self.dir) {
             tracing::error!(error = %e, "hawkBit: cannot use {}: {e}; no releases from hawkBit", self.dir.display());
