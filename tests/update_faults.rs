@@ -353,7 +353,8 @@ async fn a_new_container_that_cannot_start_costs_nothing_that_ran() {
     assert_eq!(env.container_of("app1", "main"), main1);
     assert_eq!(env.container_of("app1", "worker"), worker1);
 
-    // Now it can start: the retry (RETRY_MIN later) completes r2.
+    // Now it can start: not retried on a timer (each retry stopped the old
+    // ones again, issue 24), a forced update completes r2.
     let go = env.locks().join("app1/worker/go");
     std::fs::write(
         &go,
@@ -361,7 +362,8 @@ async fn a_new_container_that_cannot_start_costs_nothing_that_ran() {
     )
     .unwrap();
     std::fs::set_permissions(&go, std::fs::Permissions::from_mode(0o755)).unwrap();
-    wait_applied(&env, "app1", "r2", RETRY_MIN + Duration::from_secs(20)).await;
+    ok(&env.cli(&["update", "--force"]));
+    wait_applied(&env, "app1", "r2", Duration::from_secs(30)).await;
     let (main2, worker2) = (
         env.container_of("app1", "main"),
         env.container_of("app1", "worker"),

@@ -18,6 +18,9 @@ pub const ENGINE_RETRY_MAX: Duration = Duration::from_secs(5);
 /// doubling up to the maximum.
 pub const SLOT_RETRY_MIN: Duration = Duration::from_secs(1);
 pub const SLOT_RETRY_MAX: Duration = Duration::from_secs(30);
+/// Said of a release that failed in a way a retry would repeat against
+/// the running app: what brings it back.
+pub const NOT_RETRIED: &str = "not retried until a new target or update --force";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Phase {
@@ -35,8 +38,9 @@ pub enum Phase {
     /// Locks taken, containers being changed.
     Applying,
     /// The last attempt failed; the next one is due at `retry_at`, or,
-    /// for a release that was not healthy, only on a new target or a
-    /// forced update.
+    /// for a release that was not healthy or could not start after the
+    /// running containers were stopped, only on a new target or a forced
+    /// update.
     Failed {
         error: String,
         retry_at: Option<Instant>,
@@ -237,7 +241,26 @@ impl Machine {
         self.rolled_back_to = rolled_back_to;
     }
 
-    /// A forced update tries a release that was not healthy again.
+    /// The release failed after the pass had stopped the running
+    /// containers (a new one could not be created or started, or a
+    /// dependency did not come up), and they were started again: failed,
+    /// and not tried again on a timer, since every try would stop the
+    /// running app again; only on a new target or a forced update.
+    pub fn put_back(&mut self, error: String) {
+        self.go(
+            Phase::Failed {
+                error,
+                retry_at: None,
+            },
+            &["idle", "downloading", "waiting", "applying", "failed"],
+        );
+        self.attempts = self.attempts.saturating_add(1);
+        self.outages = 0;
+        self.rolled_back_to = None;
+    }
+
+    /// A forced update tries a release that was not healthy (or could not
+    /// start) again.
     pub fn forced(&mut self) {
         if matches!(self.phase, Phase::Failed { retry_at: None, .. }) {
             self.phase = Phase::Idle;
@@ -261,7 +284,10 @@ impl Machine {
             Phase::Failed { error, retry_at } => (
                 AppState::Failed,
                 vec![],
-                Some(error.clone()),
+                Some(match retry_at {
+                    Some(_) => error.clone(),
+                    None => format!("{error}; {NOT_RETRIED}"),
+                }),
                 *retry_at,
                 None,
             ),
@@ -282,142 +308,4 @@ fn backoff(min: Duration, max: Duration, n: u32) -> Duration {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn at(m: &Machine) -> Option<Duration> {
-        m.retry_at().map(|t| t.duration_since(T0.with(|t| *t)))
-    }
-
-    thread_local! {
-        static T0: Instant = Instant::now();
-    }
-
-    fn t0() -> Instant {
-        T0.with(|t| *t)
-    }
-
-    #[test]
-    fn the_happy_path_and_waiting_on_a_lock() {
-        let mut m = Machine::new("r1");
-        m.downloading(Some(0));
-        m.downloading(Some(50));
-        m.wait(vec!["lock:app1/main".into()]);
-        assert!(m.waits_on_locks());
-        assert_eq!(m.retry_at(), None, "a lock wait has no timer: no polling");
-        m.applying();
-        m.applied();
-        assert_eq!(m.phase(), &Phase::Idle);
-        let st = m.status(|_| String::new());
-        assert_eq!(st.state, AppState::Applied);
-        assert_eq!(st.release, "r1");
-    }
-
-    #[test]
-    fn failures_back_off_and_a_new_target_resets_them() {
-        let mut m = Machine::new("r1");
-        m.applying();
-        m.fail("engine refused".into(), t0());
-        assert_eq!(at(&m), Some(RETRY_MIN));
-        assert_eq!(m.attempts(), 1);
-        m.applying();
-        m.fail("again".into(), t0());
-        assert_eq!(at(&m), Some(RETRY_MIN * 2));
-        for _ in 0..20 {
-            m.fail("again".into(), t0());
-        }
-        assert_eq!(at(&m), Some(RETRY_MAX));
-        let st = m.status(|_| "then".into());
-        assert_eq!(st.state, AppState::Failed);
-        assert_eq!(st.retry_at.as_deref(), Some("then"));
-        assert_eq!(st.attempts, 22);
-        m.new_target("r2");
-        assert_eq!(m.attempts(), 0);
-        assert_eq!(m.phase(), &Phase::Idle);
-        assert_eq!(m.release(), "r2");
-    }
-
-    #[test]
-    fn the_retry_deadline_does_not_move_while_nothing_happens() {
-        let mut m = Machine::new("r1");
-        m.fail("x".into(), t0());
-        let first = m.retry_at();
-        // Reading the machine (as a loop pass does) never moves it.
-        let _ = m.status(|_| String::new());
-        assert_eq!(m.retry_at(), first);
-    }
-
-    #[test]
-    fn engine_outages_are_retried_soon_and_reset_on_progress() {
-        let mut m = Machine::new("r1");
-        m.engine_down(t0());
-        assert_eq!(at(&m), Some(ENGINE_RETRY_MIN));
-        assert!(!m.waits_on_locks(), "an engine wait runs on its timer");
-        m.engine_down(t0());
-        assert_eq!(at(&m), Some(ENGINE_RETRY_MIN * 2));
-        let st = m.status(|_| String::new());
-        assert_eq!(st.blocked_by, ["engine"]);
-        m.applying();
-        m.applied();
-        m.engine_down(t0());
-        assert_eq!(at(&m), Some(ENGINE_RETRY_MIN));
-    }
-
-    #[test]
-    fn a_busy_fleet_slot_is_asked_again_on_a_timer() {
-        let mut m = Machine::new("r1");
-        let b = vec!["fleet-slot:default (1/1 held)".to_string()];
-        m.slot_busy(b.clone(), t0());
-        assert_eq!(at(&m), Some(SLOT_RETRY_MIN));
-        assert!(!m.waits_on_locks(), "no local event frees a slot");
-        m.slot_busy(b.clone(), t0());
-        assert_eq!(at(&m), Some(SLOT_RETRY_MIN * 2));
-        assert_eq!(m.status(|_| String::new()).blocked_by, b);
-        m.applying();
-        m.applied();
-        m.slot_busy(b, t0());
-        assert_eq!(at(&m), Some(SLOT_RETRY_MIN), "progress resets the back-off");
-    }
-
-    #[test]
-    fn kill_then_download_pulls_after_taking_the_locks() {
-        let mut m = Machine::new("r1");
-        m.applying();
-        m.downloading(Some(10));
-        m.applied();
-        assert_eq!(m.phase(), &Phase::Idle);
-    }
-
-    #[test]
-    fn an_unhealthy_release_waits_for_a_new_target_or_a_forced_update() {
-        let mut m = Machine::new("r2");
-        m.applying();
-        m.unhealthy("service web unhealthy".into(), Some("r1".into()));
-        assert_eq!(m.retry_at(), None, "not retried on a timer");
-        let st = m.status(|_| String::new());
-        assert_eq!(st.state, AppState::Failed);
-        assert_eq!(st.rolled_back_to.as_deref(), Some("r1"));
-        assert_eq!(st.retry_at, None);
-        m.forced();
-        assert_eq!(m.phase(), &Phase::Idle);
-        m.unhealthy("again".into(), None);
-        m.new_target("r3");
-        assert_eq!(m.status(|_| String::new()).rolled_back_to, None);
-    }
-
-    #[test]
-    #[should_panic(expected = "no transition from idle to idle")]
-    fn applying_twice_without_a_pass_is_a_bug() {
-        let mut m = Machine::new("r1");
-        m.applied();
-        m.go(Phase::Idle, &["applying"]);
-    }
-
-    #[test]
-    #[should_panic(expected = "no transition from applying to waiting")]
-    fn waiting_on_locks_after_taking_them_is_a_bug() {
-        let mut m = Machine::new("r1");
-        m.applying();
-        m.wait(vec![]);
-    }
-}
+mod tests;

@@ -4,6 +4,7 @@
 //! snapshot change that frees it resumes it at once.
 
 mod pass;
+mod record;
 mod request;
 mod restart;
 mod service;
@@ -16,16 +17,17 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 use super::exec::Executor;
-use super::machine::Machine;
+use super::machine::{Machine, NOT_RETRIED};
 use crate::command::{Command, CommandError, Handle};
 use crate::fleet::slots::Slots;
 use crate::logging::msgid;
 use crate::model::{ServiceStatus, Snapshot, UpdateStatus};
 use crate::names::{AppName, ServiceName};
 use crate::target::{AppTarget, Target};
+use record::Record;
 use request::{not_done, PurgeReply};
 pub use request::{send, AppRequest};
-use wait::{Wake, Watch};
+use wait::{purge_refusal, Wake, Watch};
 
 /// How a pass ended.
 enum Outcome {
@@ -40,14 +42,21 @@ enum Outcome {
     Failed(String),
     /// The release's containers did not come up healthy.
     Unhealthy(String),
+    /// The pass failed after it had stopped running containers, and started
+    /// them again: a retry would stop them again.
+    PutBack(String),
 }
 
-/// A release that came up unhealthy: not tried again until a new target or
-/// a forced update; meanwhile the app runs `fallback` (its last healthy
-/// release), when rolling back.
+/// A release that came up unhealthy, or failed after the running
+/// containers were stopped: not tried again until a new target or a forced
+/// update; meanwhile the app runs `fallback` (its last healthy release),
+/// when rolling back, or its previous containers, when `put_back`.
 struct Rejected {
     reason: String,
     fallback: Option<AppTarget>,
+    /// The failed pass started the previous containers again: the app runs
+    /// them, and no pass runs.
+    put_back: bool,
 }
 
 pub struct AppTask {
@@ -102,13 +111,19 @@ impl AppTask {
         let mut watch: Option<Watch> = None;
         let mut crashed: Option<String> = None;
         let mut purged: Option<(PurgeReply, Result<Vec<String>, CommandError>)> = None;
+        // The rejected release as recorded on disk (`record`).
+        let mut kept: Option<Record> = None;
         loop {
             let target = self.app_target();
             if first || target != seen {
                 machine.new_target(target.as_ref().map(|t| t.release.as_str()).unwrap_or(""));
                 seen = target.clone();
+                // Rejected before holdfastd restarted: still rejected.
+                rejected = match first {
+                    true => self.restore(target.as_ref(), &mut machine, &mut kept).await,
+                    false => None,
+                };
                 first = false;
-                rejected = None;
                 // Its containers are replaced: what they do is no verdict.
                 watch = None;
             }
@@ -150,6 +165,8 @@ impl AppTask {
                 }));
             }
             let now = Instant::now();
+            // Straight to the rollback pass, under the same gate.
+            let mut again = false;
             if let Some(outcome) = outcome {
                 self.refresh_health(&machine, &images).await;
                 match outcome {
@@ -186,7 +203,7 @@ impl AppTask {
                             });
                         }
                     }
-                    Outcome::Unhealthy(e) if rolling_back => {
+                    Outcome::Unhealthy(e) | Outcome::PutBack(e) if rolling_back => {
                         let r = rejected.as_mut().expect("rolling back");
                         tracing::error!(message_id = msgid::UPDATE_FAILED, app = %self.app, error = %e,
                             "rolling app {} back failed too: {e}", self.app);
@@ -195,34 +212,33 @@ impl AppTask {
                         machine.unhealthy(r.reason.clone(), None);
                     }
                     Outcome::Unhealthy(e) => {
-                        let exec = self.exec.borrow().clone();
-                        let fallback = match (&target, exec.policy.rollback) {
-                            (Some(t), true) => exec
-                                .last_healthy(&self.app)
-                                .await
-                                .filter(|h| h.release != t.release)
-                                // Told what this release's containers are told.
-                                .map(|h| AppTarget {
-                                    injected: t.injected.clone(),
-                                    ..h
-                                }),
-                            _ => None,
-                        };
+                        let fallback = self.fallback(target.as_ref()).await;
                         tracing::error!(message_id = msgid::UPDATE_FAILED, app = %self.app, error = %e,
                             rollback_to = ?fallback.as_ref().map(|f| f.release.clone()),
                             "release of app {} is not healthy: {e}", self.app);
-                        let again = fallback.is_some();
+                        again = fallback.is_some();
                         rejected = Some(Rejected {
                             reason: e.clone(),
                             fallback,
+                            put_back: false,
                         });
                         machine.unhealthy(e, None);
-                        if again {
-                            // Straight to the rollback pass, under the same gate.
-                            continue;
-                        }
+                    }
+                    Outcome::PutBack(e) => {
+                        let e = record::shown_reason(&e);
+                        let release = machine.release().to_owned();
+                        tracing::error!(message_id = msgid::UPDATE_FAILED, app = %self.app, release = %release, error = %e,
+                            "release {release} of app {} failed after the pass stopped its running containers; \
+                             {release} is {NOT_RETRIED}: {e}", self.app);
+                        rejected = Some(Rejected {
+                            reason: e.clone(),
+                            fallback: None,
+                            put_back: true,
+                        });
+                        machine.put_back(e);
                     }
                     Outcome::Done { gone: true } => {
+                        self.keep_record(None, None, &mut kept).await;
                         self.status
                             .send_if_modified(|s| s.apps.remove(self.app.as_str()).is_some());
                         tracing::info!(app = %self.app, "app {} is gone", self.app);
@@ -250,15 +266,21 @@ impl AppTask {
                     }
                 }
             }
+            self.keep_record(rejected.as_ref(), seen.as_ref(), &mut kept)
+                .await;
+            if again {
+                continue;
+            }
             images.clear();
             self.publish(&machine, &images);
             // The pass is over; the app idles from here, maybe for days.
             crate::memory::give_back();
-            // Rejected with nothing to fall back on: the app is down.
+            // Rejected with nothing to fall back on: a purge would leave the
+            // app with nothing to run.
             let down = rejected
                 .as_ref()
                 .filter(|r| r.fallback.is_none())
-                .map(|r| r.reason.clone());
+                .map(|r| purge_refusal(&self.app, r));
             let woke = self
                 .wait_for_reason(
                     &mut machine,
@@ -276,6 +298,21 @@ impl AppTask {
                 Wake::Reapply(reply, r) => purged = Some((reply, r)),
             }
         }
+    }
+
+    /// The last healthy release to roll `target` back to, with `[update]
+    /// rollback` and one known (told what this release's containers are
+    /// told).
+    async fn fallback(&self, target: Option<&AppTarget>) -> Option<AppTarget> {
+        let exec = self.exec.borrow().clone();
+        let t = target.filter(|_| exec.policy.rollback)?;
+        exec.last_healthy(&self.app)
+            .await
+            .filter(|h| h.release != t.release)
+            .map(|h| AppTarget {
+                injected: t.injected.clone(),
+                ..h
+            })
     }
 
     /// Gives the app's locks back to the keeper (after an update or a

@@ -110,8 +110,16 @@ impl AppTask {
         if !done && (!undo.stopped.is_empty() || !undo.started.is_empty()) {
             // Put back what ran before: the new ones stop, the old ones start.
             tracing::warn!(app = %self.app, "apply failed midway; starting the previous containers again");
-            exec.put_back(&undo.started, &undo.stopped).await;
+            let down = exec.put_back(&undo.started, &undo.stopped).await;
+            if !down.is_empty() && !undo.stopped.is_empty() {
+                outcome = match outcome {
+                    Outcome::Failed(e) => Outcome::Failed(previous_down(&e, &down)),
+                    Outcome::Unhealthy(e) => Outcome::Unhealthy(previous_down(&e, &down)),
+                    other => other,
+                };
+            }
         }
+        outcome = after_put_back(outcome, !undo.stopped.is_empty());
         if undo.locked {
             if let Err(e) = self.release_locks().await {
                 if done {
@@ -388,6 +396,26 @@ fn engine_outcome(e: ExecError) -> Outcome {
     exec_outcome(e)
 }
 
+/// A pass that failed after it had stopped running containers (which it
+/// started again): retrying it would stop them again, every time, so it is
+/// not retried on a timer. The engine gone midway stays an outage, retried
+/// soon: nothing says the release is at fault.
+fn after_put_back(outcome: Outcome, stopped: bool) -> Outcome {
+    match outcome {
+        Outcome::Failed(e) | Outcome::Unhealthy(e) if stopped => Outcome::PutBack(e),
+        other => other,
+    }
+}
+
+/// A pass's error, and that the containers it stopped could not be
+/// started again: the app runs nothing of them now.
+fn previous_down(e: &str, down: &[String]) -> String {
+    format!(
+        "{e}; the previous containers could not be started again ({})",
+        down.join("; ")
+    )
+}
+
 fn exec_outcome(e: ExecError) -> Outcome {
     if matches!(e, ExecError::Unhealthy { .. }) {
         Outcome::Unhealthy(e.to_string())
@@ -397,3 +425,6 @@ fn exec_outcome(e: ExecError) -> Outcome {
         Outcome::Failed(e.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -65,6 +65,11 @@ pub(super) fn not_done(o: Option<&Outcome>) -> String {
         Some(Outcome::Waiting(b) | Outcome::SlotBusy(b)) => {
             format!("it waits for {}", b.join(", "))
         }
-        Some(Outcome::EngineDown(e) | Outcome::Failed(e) | Outcome::Unhealthy(e)) => e.clone(),
+        Some(
+            Outcome::EngineDown(e)
+            | Outcome::Failed(e)
+            | Outcome::Unhealthy(e)
+            | Outcome::PutBack(e),
+        ) => e.clone(),
     }
 }

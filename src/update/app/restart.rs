@@ -65,9 +65,10 @@ pub(super) fn lock_refusal(action: &str, o: Outcome) -> CommandError {
                 }
             }
         }
-        Outcome::Failed(e) | Outcome::EngineDown(e) | Outcome::Unhealthy(e) => {
-            CommandError::Failed(e)
-        }
+        Outcome::Failed(e)
+        | Outcome::EngineDown(e)
+        | Outcome::Unhealthy(e)
+        | Outcome::PutBack(e) => CommandError::Failed(e),
         Outcome::Done { .. } | Outcome::SlotBusy(_) => CommandError::Failed("unexpected".into()),
     }
 }

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use super::request::PurgeReply;
-use super::{AppRequest, AppTask};
+use super::{AppRequest, AppTask, Rejected};
 use crate::command::CommandError;
 use crate::gate::{self, Decision};
 use crate::locks::state::Owner;
@@ -55,8 +55,8 @@ impl AppTask {
     /// Waits for a reason to run a pass again: a new target, the locks
     /// that held it back gone, its retry time, the engine settings, a
     /// request, or a crash the watch after the last pass saw (the watch
-    /// goes on after the wait unless it ended in it). `down`: why the app
-    /// runs nothing (rejected, no fallback).
+    /// goes on after the wait unless it ended in it). `down`: why a purge
+    /// is refused (a rejected release and no pass to bring the app back).
     pub(super) async fn wait_for_reason(
         &mut self,
         machine: &mut Machine,
@@ -136,7 +136,7 @@ impl AppTask {
                     }
                     Some(AppRequest::Purge { force, who, reply }) => {
                         let r = match &down {
-                            Some(why) => Err(down_refusal(&self.app, why)),
+                            Some(why) => Err(CommandError::Conflict(why.clone())),
                             None => self.purge(force, &who).await,
                         };
                         match r {
@@ -161,15 +161,25 @@ impl AppTask {
     }
 }
 
-/// Why a purge is refused while the app runs nothing: its release was
-/// rejected and has no healthy release to fall back on, so the pass after
-/// the purge would not bring it back, and its data would be gone for good.
-fn down_refusal(app: &AppName, why: &str) -> CommandError {
-    CommandError::Conflict(format!(
-        "app {app} is down (its release is not healthy and there is no healthy release to \
-         roll back to: {why}); purging its data now would leave it down without them. \
-         Apply a new target or force an update first"
-    ))
+/// Why a purge is refused while a release is rejected with no healthy
+/// release to fall back on: the pass after the purge would not bring the
+/// app back, and its data would be gone for good. Either the app is down,
+/// or it runs the containers the failed pass started again (a purge
+/// removes them).
+pub(super) fn purge_refusal(app: &AppName, r: &Rejected) -> String {
+    let why = &r.reason;
+    match r.put_back {
+        false => format!(
+            "app {app} is down (its release is not healthy and there is no healthy release to \
+             roll back to: {why}); purging its data now would leave it down without them. \
+             Apply a new target or force an update first"
+        ),
+        true => format!(
+            "app {app} runs its previous containers again (its release failed after they were \
+             stopped: {why}); purging now would remove them and leave the app with nothing to \
+             run. Apply a new target or force an update first"
+        ),
+    }
 }
 
 fn waits_on_own_locks(machine: &Machine) -> bool {

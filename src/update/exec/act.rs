@@ -34,21 +34,26 @@ impl Executor {
     }
 
     /// Stops the new containers a failed apply started, then starts the old
-    /// ones it stopped again.
-    pub async fn put_back(&self, started: &[String], stopped: &[String]) {
-        let Ok(engine) = self.engine().await else {
-            return;
+    /// ones it stopped again. Answers why old ones could not be started
+    /// again (then the app is down, whatever the pass's own error says).
+    pub async fn put_back(&self, started: &[String], stopped: &[String]) -> Vec<String> {
+        let engine = match self.engine().await {
+            Ok(e) => e,
+            Err(e) => return vec![e.to_string()],
         };
         for id in started {
             if let Err(e) = engine.stop(id).await {
                 tracing::error!(container = %id, error = %e, "cannot stop the new container again");
             }
         }
+        let mut failed = Vec::new();
         for id in stopped {
             if let Err(e) = engine.start(id).await {
                 tracing::error!(container = %id, error = %e, "cannot start the previous container again");
+                failed.push(format!("{id}: {e}"));
             }
         }
+        failed
     }
 
     /// Stop then start each container.

@@ -29,6 +29,14 @@ pub const HANDOVER_FILES: [&str; 2] = ["handover-complete", "resin-kill-me"];
 pub enum ExecError {
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The engine refused to make or start a service's container.
+    #[error("cannot {action} service {service}: {source}")]
+    Container {
+        action: &'static str,
+        service: ServiceName,
+        #[source]
+        source: EngineError,
+    },
     #[error("cannot prepare the lock directory: {0}")]
     LockDir(#[from] FsError),
     /// A new container did not come up: the release is not healthy.
@@ -41,7 +49,7 @@ pub enum ExecError {
 
 impl ExecError {
     pub fn engine_unavailable(&self) -> bool {
-        matches!(self, ExecError::Engine(e) if e.is_unavailable())
+        matches!(self, ExecError::Engine(e) | ExecError::Container { source: e, .. } if e.is_unavailable())
     }
 }
 
@@ -124,6 +132,11 @@ impl Executor {
         self.client
             .get_or_try_init(|| async { Engine::new(&self.socket) })
             .await
+    }
+
+    /// Where holdfast keeps its state (`[state_dir]`).
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
     }
 
     /// Every managed container (`app`'s only, when given).
@@ -317,7 +330,11 @@ impl Executor {
         match self.engine().await?.create(&name, &cx).await {
             // Created before a crash: the same name means the same config.
             Err(EngineError::Conflict(_)) => Ok(()),
-            r => r.map_err(Into::into),
+            r => r.map_err(|source| ExecError::Container {
+                action: "create",
+                service: service.clone(),
+                source,
+            }),
         }
     }
 
@@ -348,7 +365,15 @@ impl Executor {
         self.listening_for(pass, service).await?;
         let name = pass.container(service);
         tracing::info!(app = %pass.app, service = %service, container = %name, "starting {}/{service}", pass.app);
-        Ok(self.engine().await?.start(&name).await?)
+        self.engine()
+            .await?
+            .start(&name)
+            .await
+            .map_err(|source| ExecError::Container {
+                action: "start",
+                service: service.clone(),
+                source,
+            })
     }
 }
 
