@@ -254,3 +254,46 @@ async fn a_restart_of_holdfastd_does_not_retry_it() {
     ok(&env.apply(&release(&image, 3)));
     env.wait_release("app1", "applied", "r3").await;
 }
+
+// The same for a dependency whose condition is never met once the old
+// containers are stopped: worker waits for main to be healthy, main's
+// healthcheck fails. The old ones run again and are left alone (this
+// used to be judged a rollback to the release that already ran again).
+#[tokio::test]
+async fn a_dependency_that_never_comes_up_is_not_retried_against_the_running_app() {
+    let mut env = Env::with_docker();
+    env.write_config("[update]\nhealthy_timeout = \"5s\"\n");
+    let image = env.busybox_image();
+    env.start_daemon().await;
+    let app = |n: u32, healthcheck: Option<&str>| {
+        let mut main = release(&image, n)["apps"]["app1"]["services"]["main"].clone();
+        let mut worker = main.clone();
+        worker["depends_on"] = json!(["main"]);
+        if let Some(test) = healthcheck {
+            main["healthcheck"] =
+                json!({"test": ["CMD-SHELL", test], "interval": "200ms", "retries": 2});
+            worker["depends_on"] = json!({"main": {"condition": "service_healthy"}});
+        }
+        json!({"version": 1, "apps": {"app1": {"release": format!("r{n}"),
+            "services": {"main": main, "worker": worker}}}})
+    };
+    ok(&env.apply(&app(1, None)));
+    env.wait_release("app1", "applied", "r1").await;
+    let (c1, w1) = (
+        env.container_of("app1", "main"),
+        env.container_of("app1", "worker"),
+    );
+    ok(&env.apply(&app(2, Some("false"))));
+    let st = env.wait_release("app1", "failed", "r2").await;
+    let error = st["error"].as_str().unwrap();
+    assert!(
+        error.contains("worker") && error.contains("main") && error.ends_with(NOT_RETRIED),
+        "{st}"
+    );
+    assert!(st.get("rolled_back_to").is_none(), "{st}");
+    assert_eq!(env.container_of("app1", "main"), c1, "r1 runs again");
+    assert_eq!(env.container_of("app1", "worker"), w1, "r1 runs again");
+    left_alone(&env, &c1).await;
+    assert_eq!(env.container_of("app1", "worker"), w1);
+    assert_eq!(env.log().matches(FAILED_LINE).count(), 1, "{}", env.log());
+}
