@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,6 +19,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tower::ServiceExt;
+
+use super::auth::Arrived;
 
 /// Connections open at once, per listener. At the cap a new connection
 /// takes the place of the one idle longest (no request in flight); when
@@ -66,12 +69,20 @@ pub(super) const LIMITS: Limits = Limits {
 pub(super) trait Listener: Send + 'static {
     type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
     fn accept(&self) -> impl Future<Output = io::Result<Self::Io>> + Send;
+    /// The host address a connection arrived at, when it has one.
+    fn arrived(_io: &Self::Io) -> Option<IpAddr> {
+        None
+    }
 }
 
 impl Listener for tokio::net::TcpListener {
     type Io = tokio::net::TcpStream;
     async fn accept(&self) -> io::Result<Self::Io> {
         tokio::net::TcpListener::accept(self).await.map(|(s, _)| s)
+    }
+    fn arrived(io: &Self::Io) -> Option<IpAddr> {
+        // An IPv4 client of a socket bound to [::] arrives at ::ffff:a.b.c.d.
+        io.local_addr().ok().map(|a| a.ip().to_canonical())
     }
 }
 
@@ -264,21 +275,31 @@ pub(super) async fn accept_loop<L: Listener>(
             }
         };
         let app = app.clone();
+        let arrived = L::arrived(&io);
         tokio::spawn(async move {
             let _slot = slot;
-            run_connection(io, app, conn, limits).await;
+            run_connection(io, arrived, app, conn, limits).await;
         });
     }
 }
 
-/// Serves one connection until the client or a limit ends it.
-pub(super) async fn run_connection<I>(io: I, app: Router, conn: Arc<Conn>, limits: Limits)
-where
+/// Serves one connection until the client or a limit ends it. Each
+/// request carries where it `arrived` (`auth::Arrived`).
+pub(super) async fn run_connection<I>(
+    io: I,
+    arrived: Option<IpAddr>,
+    app: Router,
+    conn: Arc<Conn>,
+    limits: Limits,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let svc = {
         let conn = conn.clone();
-        tower::service_fn(move |req: Request<hyper::body::Incoming>| {
+        tower::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+            if let Some(ip) = arrived {
+                req.extensions_mut().insert(Arrived(ip));
+            }
             let busy = conn.request_started();
             let app = app.clone();
             async move {

@@ -1,8 +1,8 @@
 //! The balena-compatible HTTP API (axum), on a unix socket and optionally
 //! TCP: a thin adapter over the same commands as D-Bus. Contract:
 //! docs/openapi.yaml. Listeners and their limits: `serve`; the key: `key`;
-//! who a key speaks for: `auth`. Routes: `v1`, `v2`, and the state
-//! routes in `state`; request bodies: `body`.
+//! who a key speaks for, and where: `auth`. Routes: `v1`, `v2`, and the
+//! state routes in `state`; request bodies: `body`.
 
 mod auth;
 mod body;
@@ -32,11 +32,24 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
+/// What every listener of the API shares. Clones share it all.
 #[derive(Clone)]
 pub struct Api {
     pub handle: Handle,
     /// The device key and the app keys, kept by the updater.
     pub keys: tokio::sync::watch::Receiver<Arc<ApiKeys>>,
+    /// Whose network each app gateway is (`AppListeners` keeps it).
+    gateways: auth::Gateways,
+}
+
+impl Api {
+    pub fn new(handle: Handle, keys: tokio::sync::watch::Receiver<Arc<ApiKeys>>) -> Api {
+        Api {
+            handle,
+            keys,
+            gateways: Default::default(),
+        }
+    }
 }
 
 pub fn router(api: Api) -> Router {
