@@ -310,7 +310,7 @@ async fn body_limit(State(max): State<usize>, req: Request, next: Next) -> Respo
 }
 
 /// v2 routes answer `{status, message}`, the others balena's v1 `{Data, Error}`.
-fn limit_error(path: &str, status: StatusCode, msg: &str) -> Response {
+pub(super) fn limit_error(path: &str, status: StatusCode, msg: &str) -> Response {
     let body = if path.starts_with("/v2/") {
         json!({"status": "failed", "message": msg})
     } else {
