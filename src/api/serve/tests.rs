@@ -218,6 +218,7 @@ async fn a_client_that_reads_no_answers_is_dropped_after_idle_and_grace() {
             last: Instant::now(),
         }),
         evict: Notify::new(),
+        peer: None,
     });
     let mut client = client;
     client
