@@ -281,6 +281,18 @@ fn starts(env: &Env, container: &str, since: std::time::SystemTime, window: Dura
     out.lines().count()
 }
 
+/// holdfastd's peak resident memory (VmHWM), for the record.
+fn peak_memory(env: &Env) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", env.daemon_pid()));
+    status
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .unwrap_or("?")
+        .trim()
+        .to_owned()
+}
+
 /// The other app's own calls, one after the other as an app makes them:
 /// restarts of its service and reads of its state, alternately, at its
 /// gateway `addr` (from there: a client address no flood uses).
@@ -375,6 +387,7 @@ async fn one_apps_flood_leaves_the_others_calls_answered_and_no_backlog() {
     );
     // What still runs after the flood: 10 s is many restarts' time.
     let after = starts(&env, &c1, flood_stopped, Duration::from_secs(10));
+    eprintln!("holdfastd peak memory: {}", peak_memory(&env));
     eprintln!(
         "app2's 16 calls took {app2_took:?}: {calls:?}\n\
          app1 at its own gateway: {own:?}\napp1 at app2's gateway: {other:?}\n\
@@ -459,6 +472,7 @@ async fn the_device_keys_flood_leaves_an_apps_calls_answered() {
     }
     let actions = std::mem::take(&mut *actions.lock().unwrap());
     let reads = std::mem::take(&mut *reads.lock().unwrap());
+    eprintln!("holdfastd peak memory: {}", peak_memory(&env));
     eprintln!(
         "app2's calls: {calls:?}\ndevice key, restarts: {actions:?}\ndevice key, reads: {reads:?}"
     );
