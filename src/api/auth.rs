@@ -6,8 +6,15 @@
 //! `apikey` when there is one (the name case-sensitive), else the header
 //! `Authorization: Bearer <key>` or `ApiKey <key>` (the scheme in any
 //! case). A request with no key, or a key that is not one, gets 401.
+//!
+//! Where a request arrived counts too (`Gateways`): at an app network's
+//! gateway only the device key and the keys of the apps on that network
+//! are taken, so one app's container cannot spend another app's listener
+//! (its connections, its time) with its own key.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
 
 use axum::extract::{Query, Request, State};
 use axum::http::{header, StatusCode};
@@ -18,7 +25,7 @@ use super::Api;
 use crate::names::AppName;
 
 /// What the key of a request reaches.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Scope {
     /// The device key: every app and the device routes.
     Device,
@@ -53,13 +60,48 @@ impl Scope {
     }
 }
 
-/// Checks the key. On success the request carries its `Scope`.
+/// The host address a request arrived at (TCP only), put into its
+/// extensions by the connection that read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Arrived(pub IpAddr);
+
+/// The host addresses of the app networks (their gateways) and whose
+/// networks they are, as the last listing of the networks found them.
+/// Shared by every listener: `api.tcp` on all addresses at the port the
+/// apps are told takes their calls in place of the gateway listeners.
+#[derive(Clone, Default)]
+pub struct Gateways(Arc<RwLock<BTreeMap<IpAddr, BTreeSet<AppName>>>>);
+
+impl Gateways {
+    pub(super) fn set(&self, map: BTreeMap<IpAddr, BTreeSet<AppName>>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = map;
+    }
+
+    /// Whether `scope` is taken at `arrived`: anywhere but an app
+    /// network's gateway every key is (the unix socket, `api.tcp`,
+    /// loopback for host-networked services); at a gateway the device
+    /// key (balena's global key reaches every app from anywhere) and the
+    /// keys of the apps whose network it is.
+    pub(super) fn admit(&self, arrived: Option<IpAddr>, scope: &Scope) -> bool {
+        let (Some(ip), Scope::App(app)) = (arrived, scope) else {
+            return true;
+        };
+        let map = self.0.read().unwrap_or_else(|e| e.into_inner());
+        map.get(&ip).is_none_or(|apps| apps.contains(app))
+    }
+}
+
+/// Checks the key, and that it is taken where the request arrived. On
+/// success the request carries its `Scope`.
 pub(super) async fn require_key(State(api): State<Api>, mut req: Request, next: Next) -> Response {
     let auth = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let scope = given_key(req.uri().query(), auth).and_then(|k| api.keys.borrow().scope_of(&k));
+    let arrived = req.extensions().get::<Arrived>().map(|a| a.0);
+    let scope = given_key(req.uri().query(), auth)
+        .and_then(|k| api.keys.borrow().scope_of(&k))
+        .filter(|s| api.gateways.admit(arrived, s));
     match scope {
         Some(scope) => {
             req.extensions_mut().insert(scope);
@@ -139,6 +181,32 @@ mod tests {
             assert_eq!(key(None, Some(h)), None, "{h:?}");
         }
         assert_eq!(key(None, None), None);
+    }
+
+    #[test]
+    fn a_gateway_takes_the_device_key_and_its_own_apps_keys_only() {
+        let a = AppName::new("a").unwrap();
+        let b = AppName::new("b").unwrap();
+        let (gw_a, gw_ab): (IpAddr, IpAddr) =
+            ("172.20.0.1".parse().unwrap(), "172.21.0.1".parse().unwrap());
+        let elsewhere: IpAddr = "192.168.1.5".parse().unwrap();
+        let g = Gateways::default();
+        g.set(BTreeMap::from([
+            (gw_a, BTreeSet::from([a.clone()])),
+            (gw_ab, BTreeSet::from([a.clone(), b.clone()])),
+        ]));
+        let (sa, sb) = (Scope::App(a), Scope::App(b));
+        assert!(g.admit(Some(gw_a), &sa));
+        assert!(!g.admit(Some(gw_a), &sb));
+        assert!(g.admit(Some(gw_a), &Scope::Device));
+        assert!(g.admit(Some(gw_ab), &sb));
+        // Not a gateway, or no address (the unix socket): every key.
+        assert!(g.admit(Some(elsewhere), &sb));
+        assert!(g.admit(None, &sb));
+        // A network gone: its address takes every key again (it is no
+        // longer listened on for apps; api.tcp may still serve it).
+        g.set(BTreeMap::new());
+        assert!(g.admit(Some(gw_a), &sb));
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! Connections: the accept loop and each connection's life. At most
-//! `MAX_CONNECTIONS` per listener (the idlest makes room for a newcomer),
-//! header and idle timeouts, a close grace; accept errors such as EMFILE
-//! back off instead of spinning.
+//! `MAX_CONNECTIONS` per listener, half of them per client address (who
+//! makes room for a newcomer: `room`), header and idle timeouts, a close
+//! grace; accept errors such as EMFILE back off instead of spinning.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,9 +20,14 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tower::ServiceExt;
 
-/// Connections open at once, per listener. At the cap a new connection
-/// takes the place of the one idle longest (no request in flight); when
-/// every one is busy with a request, the new one is closed at once.
+use super::auth::Arrived;
+
+mod room;
+
+/// Connections open at once, per listener, half of them per client address.
+/// At the cap a new connection takes the place of an idle one (no request
+/// in flight) of the client holding most (`room`); when every one is busy
+/// with a request, the new one is closed at once.
 pub const MAX_CONNECTIONS: usize = 64;
 
 /// A request head must be complete this long after the server starts
@@ -41,6 +47,10 @@ pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// Pause after a failed accept (EMFILE and the like), so that a condition
 /// that lasts does not turn the loop into a busy one.
 pub(super) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Crowding at the cap is logged at most this often: clients must not be
+/// able to fill the journal by opening and closing connections.
+const CROWD_WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// After a graceful close was asked for, how long a connection with no
 /// request in flight may take to finish before it is dropped.
@@ -66,12 +76,27 @@ pub(super) const LIMITS: Limits = Limits {
 pub(super) trait Listener: Send + 'static {
     type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
     fn accept(&self) -> impl Future<Output = io::Result<Self::Io>> + Send;
+    /// The host address a connection arrived at, when it has one.
+    fn arrived(_io: &Self::Io) -> Option<IpAddr> {
+        None
+    }
+    /// The client's address, when it has one.
+    fn peer(_io: &Self::Io) -> Option<IpAddr> {
+        None
+    }
 }
 
 impl Listener for tokio::net::TcpListener {
     type Io = tokio::net::TcpStream;
     async fn accept(&self) -> io::Result<Self::Io> {
         tokio::net::TcpListener::accept(self).await.map(|(s, _)| s)
+    }
+    fn arrived(io: &Self::Io) -> Option<IpAddr> {
+        // An IPv4 client of a socket bound to [::] arrives at ::ffff:a.b.c.d.
+        io.local_addr().ok().map(|a| a.ip().to_canonical())
+    }
+    fn peer(io: &Self::Io) -> Option<IpAddr> {
+        io.peer_addr().ok().map(|a| a.ip().to_canonical())
     }
 }
 
@@ -99,6 +124,8 @@ pub(super) struct Conn {
     pub activity: Mutex<Activity>,
     /// Told when the accept loop needs its place.
     pub evict: Notify,
+    /// The client's address (TCP only).
+    pub peer: Option<IpAddr>,
 }
 
 pub(super) struct Activity {
@@ -162,26 +189,31 @@ enum Admission {
     Full,
 }
 
-fn admit(registry: &Registry, cap: usize) -> Admission {
+fn admit(registry: &Registry, cap: usize, peer: Option<IpAddr>) -> Admission {
     let mut open = registry.lock().unwrap_or_else(|e| e.into_inner());
-    let mut evicted = false;
-    if open.conns.len() >= cap {
-        let idlest = open
-            .conns
-            .iter()
-            .filter_map(|(id, c)| {
-                let (in_flight, last) = c.activity();
-                (in_flight == 0).then_some((last, *id))
-            })
-            .min();
-        let Some((_, id)) = idlest else {
-            return Admission::Full;
-        };
-        if let Some(c) = open.conns.remove(&id) {
-            c.evict.notify_one();
+    let seen: Vec<room::Open> = open
+        .conns
+        .iter()
+        .map(|(id, c)| {
+            let (in_flight, last) = c.activity();
+            room::Open {
+                id: *id,
+                peer: c.peer,
+                busy: in_flight > 0,
+                last,
+            }
+        })
+        .collect();
+    let evicted = match room::pick(&seen, cap, peer) {
+        room::Pick::Full => return Admission::Full,
+        room::Pick::Room => false,
+        room::Pick::Evict(id) => {
+            if let Some(c) = open.conns.remove(&id) {
+                c.evict.notify_one();
+            }
+            true
         }
-        evicted = true;
-    }
+    };
     let id = open.next_id;
     open.next_id += 1;
     let conn = Arc::new(Conn {
@@ -190,6 +222,7 @@ fn admit(registry: &Registry, cap: usize) -> Admission {
             last: Instant::now(),
         }),
         evict: Notify::new(),
+        peer,
     });
     open.conns.insert(id, conn.clone());
     let slot = Slot {
@@ -203,8 +236,8 @@ fn admit(registry: &Registry, cap: usize) -> Admission {
     }
 }
 
-/// Accepts forever. Failures and crowding are logged once per burst, with
-/// a count when it is over.
+/// Accepts forever. Failures are logged once per burst, with a count when
+/// it is over; crowding at most once a minute, with a count.
 pub(super) async fn accept_loop<L: Listener>(
     listener: L,
     app: Router,
@@ -214,6 +247,7 @@ pub(super) async fn accept_loop<L: Listener>(
     let registry = Registry::default();
     let mut failed = 0u64;
     let mut crowded = 0u64;
+    let mut crowd_warned: Option<Instant> = None;
     loop {
         let io = match listener.accept().await {
             Ok(io) => io,
@@ -239,21 +273,21 @@ pub(super) async fn accept_loop<L: Listener>(
             failed = 0;
         }
         let mut crowding = || {
-            if crowded == 0 {
-                tracing::warn!("HTTP API on {on}: {} connections open; each new one takes the place of the one idle longest, or is closed when all are busy",
-                    limits.connections);
-            }
             crowded += 1;
-        };
-        let (slot, conn) = match admit(&registry, limits.connections) {
-            Admission::Room(slot, conn) => {
-                if crowded > 0 {
-                    tracing::info!("HTTP API on {on}: below {} connections again; {crowded} were closed to stay under it",
-                        limits.connections);
-                    crowded = 0;
-                }
-                (slot, conn)
+            // At most once a minute, whatever clients do.
+            if crowd_warned.is_none_or(|t: Instant| t.elapsed() >= CROWD_WARN_EVERY) {
+                let earlier = match crowd_warned {
+                    Some(_) => format!("; {} were closed since the last warning", crowded - 1),
+                    None => String::new(),
+                };
+                tracing::warn!("HTTP API on {on}: {} connections open, or one client has half of them; each new one takes the place of an idle one of the client holding most, or is closed when all are busy (warned at most once a minute{earlier})",
+                    limits.connections);
+                crowd_warned = Some(Instant::now());
+                crowded = 0;
             }
+        };
+        let (slot, conn) = match admit(&registry, limits.connections, L::peer(&io)) {
+            Admission::Room(slot, conn) => (slot, conn),
             Admission::Evicted(slot, conn) => {
                 crowding();
                 (slot, conn)
@@ -264,21 +298,31 @@ pub(super) async fn accept_loop<L: Listener>(
             }
         };
         let app = app.clone();
+        let arrived = L::arrived(&io);
         tokio::spawn(async move {
             let _slot = slot;
-            run_connection(io, app, conn, limits).await;
+            run_connection(io, arrived, app, conn, limits).await;
         });
     }
 }
 
-/// Serves one connection until the client or a limit ends it.
-pub(super) async fn run_connection<I>(io: I, app: Router, conn: Arc<Conn>, limits: Limits)
-where
+/// Serves one connection until the client or a limit ends it. Each
+/// request carries where it `arrived` (`auth::Arrived`).
+pub(super) async fn run_connection<I>(
+    io: I,
+    arrived: Option<IpAddr>,
+    app: Router,
+    conn: Arc<Conn>,
+    limits: Limits,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let svc = {
         let conn = conn.clone();
-        tower::service_fn(move |req: Request<hyper::body::Incoming>| {
+        tower::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+            if let Some(ip) = arrived {
+                req.extensions_mut().insert(Arrived(ip));
+            }
             let busy = conn.request_started();
             let app = app.clone();
             async move {

@@ -1,14 +1,16 @@
 //! The balena-compatible HTTP API (axum), on a unix socket and optionally
 //! TCP: a thin adapter over the same commands as D-Bus. Contract:
 //! docs/openapi.yaml. Listeners and their limits: `serve`; the key: `key`;
-//! who a key speaks for: `auth`. Routes: `v1`, `v2`, and the state
-//! routes in `state`; request bodies: `body`.
+//! who a key speaks for, and where: `auth`; each key's share: `share`.
+//! Routes: `v1`, `v2`, and the state routes in `state`; request bodies:
+//! `body`.
 
 mod auth;
 mod body;
 mod conn;
 mod key;
 mod serve;
+mod share;
 mod state;
 mod v1;
 mod v2;
@@ -32,18 +34,44 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
+/// What every listener of the API shares. Clones share it all.
 #[derive(Clone)]
 pub struct Api {
     pub handle: Handle,
     /// The device key and the app keys, kept by the updater.
     pub keys: tokio::sync::watch::Receiver<Arc<ApiKeys>>,
+    /// Whose network each app gateway is (`AppListeners` keeps it).
+    gateways: auth::Gateways,
+    shares: share::Shares,
+    /// `/v1/healthy` asks the core one at a time: callers with no key
+    /// cannot fill the core's inbox, which the lock path uses too.
+    pinging: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Api {
+    pub fn new(handle: Handle, keys: tokio::sync::watch::Receiver<Arc<ApiKeys>>) -> Api {
+        Api {
+            handle,
+            keys,
+            gateways: Default::default(),
+            shares: Default::default(),
+            pinging: Default::default(),
+        }
+    }
 }
 
 pub fn router(api: Api) -> Router {
-    let keyed = keyed_routes().route_layer(middleware::from_fn_with_state(
-        api.clone(),
-        auth::require_key,
-    ));
+    // The key is checked first (the last layer added runs first), then
+    // the request waits for its place in its key's share.
+    let keyed = keyed_routes()
+        .route_layer(middleware::from_fn_with_state(
+            api.shares.clone(),
+            share::within_share,
+        ))
+        .route_layer(middleware::from_fn_with_state(
+            api.clone(),
+            auth::require_key,
+        ));
     Router::new()
         .route("/ping", get(|| async { "OK" }))
         .route("/v1/healthy", get(healthy))
@@ -83,7 +111,10 @@ fn keyed_routes() -> Router<Api> {
 }
 
 async fn healthy(State(api): State<Api>) -> Response {
-    let ping = api.handle.request(|reply| Command::Ping { reply });
+    let ping = async {
+        let _one = api.pinging.lock().await;
+        api.handle.request(|reply| Command::Ping { reply }).await
+    };
     match tokio::time::timeout(Duration::from_secs(2), ping).await {
         Ok(Ok(())) => StatusCode::OK.into_response(),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "Unhealthy").into_response(),

@@ -22,8 +22,10 @@ use tower::timeout::error::Elapsed;
 use tower::timeout::TimeoutLayer;
 use tower::{BoxError, ServiceBuilder};
 
+use super::auth::Gateways;
 use super::conn::{accept_loop, LIMITS};
 use super::{router, Api};
+use crate::names::AppName;
 
 /// A request is answered within this (503 otherwise). Long because some
 /// routes wait for logind to accept a reboot or for containers to restart.
@@ -68,9 +70,11 @@ pub async fn serve(api: Api, socket: PathBuf, tcp: Option<std::net::SocketAddr>)
 /// Where app containers reach the API: the gateway of each app network
 /// (the bridge's address on the host), and 127.0.0.1 while a service with
 /// host networking asks for the API, all on config.json's `listenPort`,
-/// and nowhere else. The updater says which networks exist; a network's
-/// listener is up before any container on it starts. Clones share the
-/// listeners; they close when the last clone goes.
+/// and nowhere else. The updater says which networks exist and whose
+/// they are; a network's listener is up before any container on it
+/// starts, and takes only the device key and its apps' keys
+/// (`auth::Gateways`). Clones share the listeners; they close when the
+/// last clone goes.
 #[derive(Clone)]
 pub struct AppListeners {
     inner: Arc<Mutex<Listening>>,
@@ -88,7 +92,11 @@ struct Listening {
     /// ones some containers were told and still hold.
     kept: BTreeSet<u16>,
     loopback: bool,
-    networks: BTreeSet<IpAddr>,
+    /// The app networks' host addresses, and whose networks they are.
+    networks: BTreeMap<IpAddr, BTreeSet<AppName>>,
+    /// The same, for the key check of every listener (none without an
+    /// API).
+    gateways: Option<Gateways>,
     /// The bound addresses and their accept loops.
     loops: BTreeMap<SocketAddr, tokio::task::AbortHandle>,
     /// Addresses that failed to bind, so each failure is logged once.
@@ -108,11 +116,12 @@ impl AppListeners {
     pub fn new(api: Option<Api>) -> Self {
         Self {
             inner: Arc::new(Mutex::new(Listening {
+                gateways: api.as_ref().map(|a| a.gateways.clone()),
                 app: api.map(|a| with_limits(router(a))),
                 port: crate::target::DEFAULT_API_PORT,
                 kept: BTreeSet::new(),
                 loopback: false,
-                networks: BTreeSet::new(),
+                networks: BTreeMap::new(),
                 loops: BTreeMap::new(),
                 failed: BTreeSet::new(),
             })),
@@ -135,13 +144,13 @@ impl AppListeners {
         self.update(|l| l.kept = ports)
     }
 
-    /// The host addresses of the app networks there are now, as `list`
-    /// finds them: listing and applying its answer happen under one lock
-    /// that all clones share, so an older listing never overwrites a newer
-    /// one.
+    /// The host addresses of the app networks there are now, each with
+    /// the apps whose networks have it, as `list` finds them: listing and
+    /// applying its answer happen under one lock that all clones share,
+    /// so an older listing never overwrites a newer one.
     pub async fn list_networks<E>(
         &self,
-        list: impl std::future::Future<Output = Result<BTreeSet<IpAddr>, E>>,
+        list: impl std::future::Future<Output = Result<BTreeMap<IpAddr, BTreeSet<AppName>>, E>>,
     ) -> Result<(), E> {
         let _one = self.listing.lock().await;
         let networks = list.await?;
@@ -149,12 +158,18 @@ impl AppListeners {
         Ok(())
     }
 
-    fn set_networks(&self, networks: BTreeSet<IpAddr>) {
-        self.update(|l| l.networks = networks)
+    /// Whose each address is, before any new address is listened on.
+    fn set_networks(&self, networks: BTreeMap<IpAddr, BTreeSet<AppName>>) {
+        self.update(|l| {
+            if let Some(g) = &l.gateways {
+                g.set(networks.clone());
+            }
+            l.networks = networks;
+        })
     }
 
     #[cfg(test)]
-    fn networks(&self) -> BTreeSet<IpAddr> {
+    fn networks(&self) -> BTreeMap<IpAddr, BTreeSet<AppName>> {
         self.lock().networks.clone()
     }
 
@@ -181,7 +196,7 @@ impl AppListeners {
         change(&mut l);
         let Some(app) = l.app.clone() else { return };
         let ports: BTreeSet<u16> = l.kept.iter().copied().chain([l.port]).collect();
-        let mut ips: Vec<IpAddr> = l.networks.iter().copied().collect();
+        let mut ips: Vec<IpAddr> = l.networks.keys().copied().collect();
         if l.loopback {
             ips.push(Ipv4Addr::LOCALHOST.into());
         }
@@ -295,7 +310,7 @@ async fn body_limit(State(max): State<usize>, req: Request, next: Next) -> Respo
 }
 
 /// v2 routes answer `{status, message}`, the others balena's v1 `{Data, Error}`.
-fn limit_error(path: &str, status: StatusCode, msg: &str) -> Response {
+pub(super) fn limit_error(path: &str, status: StatusCode, msg: &str) -> Response {
     let body = if path.starts_with("/v2/") {
         json!({"status": "failed", "message": msg})
     } else {

@@ -126,10 +126,10 @@ fn api_with(target: bool) -> (Api, Log) {
             }
         }
     });
-    let api = Api {
+    let api = Api::new(
         handle,
-        keys: tokio::sync::watch::channel(Arc::new(crate::api::ApiKeys::new(Some("k".into())))).1,
-    };
+        tokio::sync::watch::channel(Arc::new(crate::api::ApiKeys::new(Some("k".into())))).1,
+    );
     (api, log)
 }
 

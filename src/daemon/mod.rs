@@ -136,10 +136,9 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         }
     };
     let (keys_tx, keys_rx) = watch::channel(Arc::new(api::ApiKeys::new(api_key.clone())));
-    let api = api_key.is_some().then(|| api::Api {
-        handle: handle.clone(),
-        keys: keys_rx,
-    });
+    let api = api_key
+        .is_some()
+        .then(|| api::Api::new(handle.clone(), keys_rx));
     let listeners = api::AppListeners::new(api.clone());
     let (device_tx, device_rx) = watch::channel(None);
     let (system_tx, system_rx) = mpsc::channel(4);

@@ -128,9 +128,12 @@ impl Engine {
     }
 
     /// The host's address on each bridge network holdfast made (its
-    /// gateway, IPv4 first), by engine name: where the containers on it
-    /// reach the HTTP API. Other drivers have no address of the host's.
-    pub async fn network_gateways(&self) -> Result<BTreeMap<String, IpAddr>, EngineError> {
+    /// gateway, IPv4 first), by engine name, with the network's app:
+    /// where the containers on it reach the HTTP API, with that app's
+    /// key. Other drivers have no address of the host's.
+    pub async fn network_gateways(
+        &self,
+    ) -> Result<BTreeMap<String, (AppName, IpAddr)>, EngineError> {
         let list = self
             .docker
             .list_networks(Some(ListNetworksOptions {
@@ -140,7 +143,10 @@ impl Engine {
             .map_err(|e| self.map(e))?;
         Ok(list
             .into_iter()
-            .filter_map(|n| Some((n.name.clone()?, host_address(&n)?)))
+            .filter_map(|n| {
+                let app = AppName::new(n.labels.as_ref()?.get(LABEL_APP)?.clone()).ok()?;
+                Some((n.name.clone()?, (app, host_address(&n)?)))
+            })
             .collect())
     }
 

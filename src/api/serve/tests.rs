@@ -17,6 +17,12 @@ use axum::routing::{get, post};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
+/// Each address an app network's, of app `app1`.
+fn nets(ips: &[IpAddr]) -> BTreeMap<IpAddr, BTreeSet<AppName>> {
+    let app = AppName::new("app1").unwrap();
+    ips.iter().map(|ip| (*ip, [app.clone()].into())).collect()
+}
+
 fn short(connections: usize) -> Limits {
     Limits {
         connections,
@@ -212,6 +218,7 @@ async fn a_client_that_reads_no_answers_is_dropped_after_idle_and_grace() {
             last: Instant::now(),
         }),
         evict: Notify::new(),
+        peer: None,
     });
     let mut client = client;
     client
@@ -222,7 +229,7 @@ async fn a_client_that_reads_no_answers_is_dropped_after_idle_and_grace() {
     let limits = short(1);
     tokio::time::timeout(
         Duration::from_secs(3),
-        run_connection(server, app, conn, limits),
+        run_connection(server, None, app, conn, limits),
     )
     .await
     .expect("a stuck connection was not dropped");
@@ -258,6 +265,7 @@ async fn app_listeners_follow_the_networks_and_the_port() {
             kept: Default::default(),
             loopback: false,
             networks: Default::default(),
+            gateways: None,
             loops: Default::default(),
             failed: Default::default(),
         })),
@@ -277,7 +285,7 @@ async fn app_listeners_follow_the_networks_and_the_port() {
         !listeners.listening_on(a),
         "a container started now would not reach it"
     );
-    listeners.set_networks([a, b].into());
+    listeners.set_networks(nets(&[a, b]));
     assert!(listeners.listening_on(a) && listeners.listening_on(b));
     let bound = listeners.bound();
     assert_eq!(bound, [SocketAddr::new(a, port), SocketAddr::new(b, port)]);
@@ -300,7 +308,7 @@ async fn app_listeners_follow_the_networks_and_the_port() {
         .unwrap()
         .ends_with("OK"));
     // A network gone: its listener closes.
-    listeners.set_networks([b].into());
+    listeners.set_networks(nets(&[b]));
     tokio::task::yield_now().await;
     assert!(ping(SocketAddr::new(a, port)).await.is_err());
     assert!(ping(SocketAddr::new(b, port))
@@ -317,8 +325,8 @@ async fn app_listeners_follow_the_networks_and_the_port() {
 async fn an_older_listing_never_overwrites_a_newer_one() {
     let listeners = AppListeners::new(None);
     let other = listeners.clone();
-    let old: BTreeSet<IpAddr> = ["10.0.0.1".parse().unwrap()].into();
-    let new: BTreeSet<IpAddr> = ["10.0.0.2".parse().unwrap()].into();
+    let old = nets(&["10.0.0.1".parse().unwrap()]);
+    let new = nets(&["10.0.0.2".parse().unwrap()]);
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
     // A slow listing (an old executor) starts first ...
     let slow = {
@@ -360,6 +368,7 @@ async fn a_kept_port_is_listened_on_beside_the_one_in_force() {
             kept: Default::default(),
             loopback: false,
             networks: Default::default(),
+            gateways: None,
             loops: Default::default(),
             failed: Default::default(),
         })),
@@ -376,7 +385,7 @@ async fn a_kept_port_is_listened_on_beside_the_one_in_force() {
     let new = std::iter::repeat_with(free).find(|p| *p != old).unwrap();
     let a: IpAddr = Ipv4Addr::new(127, 0, 0, 4).into();
     listeners.configure(old, false);
-    listeners.set_networks([a].into());
+    listeners.set_networks(nets(&[a]));
     listeners.keep_ports([old].into());
     listeners.configure(new, false);
     let mut both = [SocketAddr::new(a, old), SocketAddr::new(a, new)];

@@ -1,21 +1,26 @@
 //! Where containers reach the HTTP API: the listeners on the app
 //! networks' gateways, and what a container labelled for the API is told.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use super::{Executor, Pass};
 use crate::engine::{api_route, ApiRoute, EngineError, SupervisorApi};
-use crate::names::ServiceName;
+use crate::names::{AppName, ServiceName};
 use crate::target::SUPERVISOR_API_LABEL;
 
 impl Executor {
     /// The HTTP API listens on the gateway of every app network there is
-    /// (and nowhere else on them).
+    /// (and nowhere else on them), for the keys of the apps on it.
     pub async fn sync_listeners(&self) -> Result<(), EngineError> {
         self.listeners
             .list_networks(async {
                 let gateways = self.engine().await?.network_gateways().await?;
-                Ok(gateways.into_values().collect())
+                let mut by_address: BTreeMap<IpAddr, BTreeSet<AppName>> = BTreeMap::new();
+                for (app, ip) in gateways.into_values() {
+                    by_address.entry(ip).or_default().insert(app);
+                }
+                Ok(by_address)
             })
             .await
     }
