@@ -9,6 +9,7 @@ use std::path::Path;
 use serde_json::{json, Map, Value};
 
 use super::interpolate::interpolate;
+use super::q;
 use super::yaml::{Entry, Kind, Node, Pos, Type};
 use super::{At, Host};
 
@@ -195,12 +196,17 @@ impl<'a> Ctx<'a> {
     }
 
     /// A number as YAML typed it, else the (interpolated) string; the
-    /// target's types read both (sizes, CPUs).
+    /// target's types read both (sizes, CPUs). A float that is not finite
+    /// (`.inf`, `.nan`, `1e400`) has no JSON number: it would become null,
+    /// "not given", and the limit would be lost.
     pub fn number_or_string(&mut self, n: &Node, path: &str) -> Result<Value, At> {
         self.mark(path, n.pos);
-        match n.kind {
+        match &n.kind {
             Kind::Scalar(_, Type::Int(i)) => Ok(json!(i)),
-            Kind::Scalar(_, Type::Float(f)) => Ok(json!(f)),
+            Kind::Scalar(text, Type::Float(f)) => match serde_json::Number::from_f64(*f) {
+                Some(num) => Ok(Value::Number(num)),
+                None => Err(at(n, path, format!("{} is not a finite number", q(text)))),
+            },
             _ => self.string(n, path),
         }
     }

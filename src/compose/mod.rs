@@ -34,6 +34,12 @@ pub use yaml::Pos;
 /// A compose file bigger than this is refused.
 pub const MAX_COMPOSE_BYTES: u64 = 4 << 20;
 
+/// Outside text quoted in a message: cut to [`crate::text::SHOWN_MAX`]
+/// characters, quoted and escaped as `{:?}` does.
+pub(crate) fn q(s: &str) -> String {
+    format!("{:?}", crate::text::clip(s, crate::text::SHOWN_MAX))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ComposeError {
     /// Something at a place in the file.
