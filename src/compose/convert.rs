@@ -3,25 +3,41 @@
 //! interpolation and type, and the top level with its networks and
 //! volumes. Every JSON path written is recorded with its position.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use serde_json::{json, Map, Value};
 
-use super::interpolate::interpolate;
+use super::envfile::Reads;
+use super::interpolate::{interpolate, too_much, Budget, Lookup};
+use super::q;
 use super::yaml::{Entry, Kind, Node, Pos, Type};
 use super::{At, Host};
 
+/// Most port mappings one file's `ports` expand to (a range is one per
+/// port); a host has 65535 ports.
+pub const MAX_PORT_LINES: usize = 65536;
+
+/// Most bytes of JSON paths recorded with their positions. A path holds
+/// the keys above it, so long names with many values below them would
+/// otherwise cost their length once per value.
+pub const MAX_PATH_BYTES: usize = 16 << 20;
+
 pub(crate) struct Ctx<'a> {
-    lookup: &'a dyn Fn(&str) -> Option<String>,
+    lookup: Lookup<'a>,
     pub host: &'a dyn Host,
     pub dir: &'a Path,
+    /// What variables may still paste into the document.
+    pub budget: &'a Budget,
     /// JSON path (below the app) -> where it came from.
     pub positions: BTreeMap<String, Pos>,
-    /// `env_file`s read, for the release hash.
-    pub files_read: Vec<Vec<u8>>,
-    pub networks: Vec<String>,
-    pub volumes: Vec<String>,
+    path_bytes: usize,
+    /// Port mappings so far.
+    pub port_lines: usize,
+    /// `.env` and `env_file`s read: their bounds and the release hash.
+    pub reads: Reads,
+    pub networks: HashSet<String>,
+    pub volumes: HashSet<String>,
 }
 
 /// `path.key`, the key escaped as target paths have it.
@@ -76,45 +92,67 @@ pub fn reject(e: &Entry, path: &str, known: &[&str], unsupported: &[&str]) -> At
         return At::new(
             e.key_pos,
             &p,
-            format!("{:?} is not supported by holdfast", e.key),
+            format!("{} is not supported by holdfast", q(&e.key)),
         );
     }
+    // No known key is near a long one (and distance is length times length).
     let near = known
         .iter()
-        .filter(|c| distance(c, &e.key) <= 2)
+        .filter(|c| e.key.chars().nth(c.len() + 2).is_none() && distance(c, &e.key) <= 2)
         .min_by_key(|c| distance(c, &e.key));
     let hint = near.map_or(String::new(), |c| format!("; did you mean {c:?}?"));
-    At::new(e.key_pos, &p, format!("unknown key {:?}{hint}", e.key))
+    At::new(e.key_pos, &p, format!("unknown key {}{hint}", q(&e.key)))
 }
 
 impl<'a> Ctx<'a> {
     pub fn new(
-        lookup: &'a dyn Fn(&str) -> Option<String>,
+        lookup: Lookup<'a>,
         host: &'a dyn Host,
         dir: &'a Path,
+        budget: &'a Budget,
+        reads: Reads,
     ) -> Self {
         Ctx {
             lookup,
             host,
             dir,
+            budget,
             positions: BTreeMap::new(),
-            files_read: Vec::new(),
-            networks: Vec::new(),
-            volumes: Vec::new(),
+            path_bytes: 0,
+            port_lines: 0,
+            reads,
+            networks: HashSet::new(),
+            volumes: HashSet::new(),
         }
     }
 
-    pub fn mark(&mut self, path: &str, pos: Pos) {
-        self.positions.entry(path.to_owned()).or_insert(pos);
+    /// Records where `path` came from (the first position given wins).
+    pub fn mark(&mut self, path: &str, pos: Pos) -> Result<(), At> {
+        self.path_bytes += path.len();
+        if self.path_bytes > MAX_PATH_BYTES {
+            return Err(At::new(
+                pos,
+                shown(path),
+                format!(
+                    "the paths of this file's values pass {} MiB in all (long names with many values below them)",
+                    MAX_PATH_BYTES >> 20
+                ),
+            ));
+        }
+        if !self.positions.contains_key(path) {
+            self.positions.insert(path.to_owned(), pos);
+        }
+        Ok(())
     }
 
-    pub fn env(&self, name: &str) -> Option<String> {
+    /// A variable as interpolation sees it.
+    pub fn env(&self, name: &str) -> Option<std::rc::Rc<str>> {
         (self.lookup)(name)
     }
 
     /// A mapping's entries (null: none), `x-` extension keys left out.
     pub fn mapping<'n>(&mut self, n: &'n Node, path: &str) -> Result<Vec<&'n Entry>, At> {
-        self.mark(path, n.pos);
+        self.mark(path, n.pos)?;
         match &n.kind {
             Kind::Map(entries) => Ok(entries
                 .iter()
@@ -127,7 +165,7 @@ impl<'a> Ctx<'a> {
 
     /// A mapping whose keys are names (services, networks, volumes).
     pub fn names<'n>(&mut self, n: &'n Node, path: &str) -> Result<&'n [Entry], At> {
-        self.mark(path, n.pos);
+        self.mark(path, n.pos)?;
         match &n.kind {
             Kind::Map(entries) => Ok(entries),
             Kind::Scalar(_, Type::Null) => Ok(&[]),
@@ -143,7 +181,7 @@ impl<'a> Ctx<'a> {
     pub fn text(&self, n: &Node, path: &str) -> Result<Option<String>, At> {
         match &n.kind {
             Kind::Scalar(_, Type::Null) => Ok(None),
-            Kind::Scalar(s, Type::Str) => interpolate(s, self.lookup)
+            Kind::Scalar(s, Type::Str) => interpolate(s, self.lookup, self.budget)
                 .map(Some)
                 .map_err(|e| at(n, path, format!("interpolation: {}", e.reason))),
             Kind::Scalar(s, _) => Ok(Some(s.clone())),
@@ -163,13 +201,13 @@ impl<'a> Ctx<'a> {
 
     pub fn string(&mut self, n: &Node, path: &str) -> Result<Value, At> {
         let s = self.required(n, path)?;
-        self.mark(path, n.pos);
+        self.mark(path, n.pos)?;
         Ok(Value::String(s))
     }
 
     /// A boolean, or a string compose reads as one (after interpolation).
     pub fn boolean(&mut self, n: &Node, path: &str) -> Result<Value, At> {
-        self.mark(path, n.pos);
+        self.mark(path, n.pos)?;
         if let Kind::Scalar(_, Type::Bool(b)) = n.kind {
             return Ok(Value::Bool(b));
         }
@@ -177,13 +215,17 @@ impl<'a> Ctx<'a> {
         match s.to_ascii_lowercase().as_str() {
             "true" | "yes" | "y" | "on" => Ok(Value::Bool(true)),
             "false" | "no" | "n" | "off" => Ok(Value::Bool(false)),
-            _ => Err(at(n, path, format!("expected true or false, not {s:?}"))),
+            _ => Err(at(
+                n,
+                path,
+                format!("expected true or false, not {}", q(&s)),
+            )),
         }
     }
 
     /// An integer, or a string of one (after interpolation).
     pub fn integer(&mut self, n: &Node, path: &str) -> Result<Value, At> {
-        self.mark(path, n.pos);
+        self.mark(path, n.pos)?;
         if let Kind::Scalar(_, Type::Int(i)) = n.kind {
             return Ok(json!(i));
         }
@@ -191,23 +233,28 @@ impl<'a> Ctx<'a> {
         s.trim()
             .parse::<i64>()
             .map(|i| json!(i))
-            .map_err(|_| at(n, path, format!("expected a whole number, not {s:?}")))
+            .map_err(|_| at(n, path, format!("expected a whole number, not {}", q(&s))))
     }
 
     /// A number as YAML typed it, else the (interpolated) string; the
-    /// target's types read both (sizes, CPUs).
+    /// target's types read both (sizes, CPUs). A float that is not finite
+    /// (`.inf`, `.nan`, `1e400`) has no JSON number: it would become null,
+    /// "not given", and the limit would be lost.
     pub fn number_or_string(&mut self, n: &Node, path: &str) -> Result<Value, At> {
-        self.mark(path, n.pos);
-        match n.kind {
+        self.mark(path, n.pos)?;
+        match &n.kind {
             Kind::Scalar(_, Type::Int(i)) => Ok(json!(i)),
-            Kind::Scalar(_, Type::Float(f)) => Ok(json!(f)),
+            Kind::Scalar(text, Type::Float(f)) => match serde_json::Number::from_f64(*f) {
+                Some(num) => Ok(Value::Number(num)),
+                None => Err(at(n, path, format!("{} is not a finite number", q(text)))),
+            },
             _ => self.string(n, path),
         }
     }
 
     /// A list of single values, as strings.
     pub fn strings(&mut self, n: &Node, path: &str) -> Result<Value, At> {
-        self.mark(path, n.pos);
+        self.mark(path, n.pos)?;
         let Kind::Seq(items) = &n.kind else {
             return Err(at(n, path, format!("expected a list, not {}", n.what())));
         };
@@ -230,22 +277,24 @@ impl<'a> Ctx<'a> {
     /// value (`K`, `K:` with null) takes the variable of the environment
     /// when `from_env` (left out when unset), else the empty string.
     pub fn dict(&mut self, n: &Node, path: &str, from_env: bool) -> Result<Value, At> {
-        self.mark(path, n.pos);
+        self.mark(path, n.pos)?;
         let mut out = Map::new();
         let mut put = |cx: &mut Self, k: String, v: Option<String>, pos: Pos, at_n: &Node| {
             let p = key(path, &k);
             if out.contains_key(&k) {
-                return Err(At::new(pos, &p, format!("{k:?} is given twice")));
+                return Err(At::new(pos, &p, format!("{} is given twice", q(&k))));
             }
             let v = match v {
                 Some(v) => v,
+                // The variable's value is pasted in as interpolation would.
                 None if from_env => match cx.env(&k) {
-                    Some(v) => v,
+                    Some(v) if cx.budget.take(v.len()) => v.to_string(),
+                    Some(_) => return Err(At::new(pos, &p, too_much())),
                     None => return Ok(()),
                 },
                 None => String::new(),
             };
-            cx.mark(&p, at_n.pos);
+            cx.mark(&p, at_n.pos)?;
             out.insert(k, Value::String(v));
             Ok(())
         };

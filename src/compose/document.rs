@@ -5,7 +5,7 @@ use serde_json::{json, Map, Value};
 
 use super::convert::{at, idx, key, reject, Ctx};
 use super::yaml::{Kind, Node};
-use super::At;
+use super::{q, At};
 
 /// Compose's top-level keys holdfast does not take.
 const TOP_UNSUPPORTED: &[&str] = &["secrets", "configs", "include", "models"];
@@ -46,10 +46,21 @@ impl Ctx<'_> {
         let mut out = Map::new();
         for e in self.names(&services.value, "services")? {
             let p = key("services", &e.key);
+            if e.key.len() > crate::names::MAX_NAME_LEN {
+                return Err(At::new(
+                    e.key_pos,
+                    &p,
+                    format!(
+                        "service name {} is longer than {} bytes",
+                        q(&e.key),
+                        crate::names::MAX_NAME_LEN
+                    ),
+                ));
+            }
             if let Err(err) = crate::names::ServiceName::new(e.key.as_str()) {
                 return Err(At::new(e.key_pos, &p, format!("service name: {err}")));
             }
-            self.mark(&p, e.key_pos);
+            self.mark(&p, e.key_pos)?;
             out.insert(e.key.clone(), self.service(&e.value, &p)?);
         }
         app["services"] = Value::Object(out);
@@ -61,11 +72,11 @@ impl Ctx<'_> {
         let mut out = Map::new();
         for e in self.names(n, path)? {
             let p = key(path, &e.key);
-            self.mark(&p, e.key_pos);
+            self.mark(&p, e.key_pos)?;
             if networks {
-                self.networks.push(e.key.clone());
+                self.networks.insert(e.key.clone());
             } else {
-                self.volumes.push(e.key.clone());
+                self.volumes.insert(e.key.clone());
             }
             let def = self.definition(&e.value, &p, networks)?;
             out.insert(e.key.clone(), def);
@@ -119,7 +130,7 @@ impl Ctx<'_> {
             let value = match e.key.as_str() {
                 "driver" => self.string(&e.value, &p)?,
                 "config" => {
-                    self.mark(&p, e.value.pos);
+                    self.mark(&p, e.value.pos)?;
                     let Kind::Seq(items) = &e.value.kind else {
                         return Err(at(&e.value, &p, "expected a list of pools"));
                     };

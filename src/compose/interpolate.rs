@@ -1,246 +1,347 @@
-//! Variable interpolation as compose does it, and `.env`-style files.
+//! Variable interpolation as compose does it.
 //!
 //! `$VAR`, `${VAR}`, `${VAR:-default}` (unset or empty), `${VAR-default}`
 //! (unset), `${VAR:?error}`, `${VAR?error}`, `${VAR:+alt}`, `${VAR+alt}`,
 //! and `$$` for a literal `$`. Defaults, errors and alternatives are
 //! interpolated themselves (`${A:-${B}}`). Any other `$` is an error.
+//!
+//! One pass over the value: each byte is read once, whether its part is
+//! expanded or skipped (a default not taken), and nothing is copied per
+//! level. The bounds keep what a value can cost to what it could be worth:
+//! [`MAX_NESTING`] levels, [`MAX_VALUE_BYTES`] per value, and a [`Budget`]
+//! for the bytes variables paste into one document.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+/// Deepest `${...${...}}` nesting; compose files use two or three.
+pub const MAX_NESTING: usize = 32;
+/// Longest value after interpolation (the kernel passes at most 128 KiB
+/// per environment string to a program).
+pub const MAX_VALUE_BYTES: usize = 1 << 20;
+/// Most bytes variables' values may paste into one document (`.env` and
+/// `env_file` values included).
+pub const MAX_PASTED_BYTES: usize = 16 << 20;
 
 /// Where (in characters from the start of the value) and why a value
 /// cannot be interpolated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InterpError {
     pub offset: usize,
+    /// What is wrong, quoting the value's text (cut to a bounded length).
     pub reason: String,
+    /// What is wrong without any of the value's text: env files may hold
+    /// secrets, and their errors never quote them.
+    pub bare: String,
 }
 
-/// Looks a variable up: `None` when unset.
-pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+/// Looks a variable up: `None` when unset. Values are shared, so looking
+/// one up many times copies nothing.
+pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<Rc<str>>;
 
-pub fn interpolate(s: &str, lookup: Lookup) -> Result<String, InterpError> {
-    let chars: Vec<char> = s.chars().collect();
-    expand(&chars, 0, lookup)
+/// The bytes variables may still paste into one document.
+#[derive(Debug)]
+pub struct Budget {
+    left: Cell<usize>,
 }
 
-fn is_name_start(c: char) -> bool {
-    c == '_' || c.is_ascii_alphabetic()
-}
-
-fn is_name(c: char) -> bool {
-    c == '_' || c.is_ascii_alphanumeric()
-}
-
-/// Expands `chars`, which start at `base` in the whole value.
-fn expand(chars: &[char], base: usize, lookup: Lookup) -> Result<String, InterpError> {
-    let mut out = String::with_capacity(chars.len());
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        if c != '$' {
-            out.push(c);
-            i += 1;
-            continue;
-        }
-        let err = |reason: String| InterpError {
-            offset: base + i,
-            reason,
-        };
-        match chars.get(i + 1) {
-            Some('$') => {
-                out.push('$');
-                i += 2;
-            }
-            Some(&c) if is_name_start(c) => {
-                let end = (i + 1..chars.len())
-                    .find(|&j| !is_name(chars[j]))
-                    .unwrap_or(chars.len());
-                let name: String = chars[i + 1..end].iter().collect();
-                out.push_str(&lookup(&name).unwrap_or_default());
-                i = end;
-            }
-            Some('{') => {
-                let close = matching_brace(chars, i + 2).ok_or_else(|| {
-                    err("\"${\" without its closing \"}\"; write \"$$\" for a literal \"$\"".into())
-                })?;
-                let inner = &chars[i + 2..close];
-                out.push_str(&braced(inner, base + i + 2, lookup).map_err(|e| {
-                    if e.offset == usize::MAX {
-                        err(e.reason)
-                    } else {
-                        e
-                    }
-                })?);
-                i = close + 1;
-            }
-            _ => {
-                return Err(err(
-                    "a \"$\" that starts no variable; write \"$$\" for a literal \"$\"".into(),
-                ))
-            }
+impl Budget {
+    pub fn new(bytes: usize) -> Budget {
+        Budget {
+            left: Cell::new(bytes),
         }
     }
-    Ok(out)
-}
 
-/// The `}` closing a `${` whose content starts at `from`, nesting counted.
-fn matching_brace(chars: &[char], from: usize) -> Option<usize> {
-    let mut depth = 0;
-    let mut j = from;
-    while j < chars.len() {
-        match chars[j] {
-            '$' if chars.get(j + 1) == Some(&'$') => j += 1,
-            '$' if chars.get(j + 1) == Some(&'{') => {
-                depth += 1;
-                j += 1;
+    /// Takes `n` bytes; false (and nothing taken) when fewer are left.
+    pub fn take(&self, n: usize) -> bool {
+        match self.left.get().checked_sub(n) {
+            Some(left) => {
+                self.left.set(left);
+                true
             }
-            '}' if depth == 0 => return Some(j),
-            '}' => depth -= 1,
-            _ => {}
-        }
-        j += 1;
-    }
-    None
-}
-
-/// The inside of `${...}`. An error of the whole `${...}` has offset MAX.
-fn braced(inner: &[char], base: usize, lookup: Lookup) -> Result<String, InterpError> {
-    let whole = |reason: String| InterpError {
-        offset: usize::MAX,
-        reason,
-    };
-    let end = inner
-        .iter()
-        .position(|&c| !is_name(c))
-        .unwrap_or(inner.len());
-    let name: String = inner[..end].iter().collect();
-    let shown: String = inner.iter().collect();
-    if name.is_empty() || !is_name_start(inner[0]) {
-        return Err(whole(format!(
-            "\"${{{shown}}}\": a variable name is a letter or '_', then letters, digits or '_'"
-        )));
-    }
-    let value = lookup(&name);
-    let rest = &inner[end..];
-    if rest.is_empty() {
-        return Ok(value.unwrap_or_default());
-    }
-    let (colon, op, word_at) = match rest {
-        [':', op, ..] => (true, *op, end + 2),
-        [op, ..] => (false, *op, end + 1),
-        [] => unreachable!(),
-    };
-    if !matches!(op, '-' | '?' | '+') {
-        return Err(whole(format!(
-            "\"${{{shown}}}\": after the name comes }}, :-, -, :?, ?, :+ or +"
-        )));
-    }
-    let word = || expand(&inner[word_at..], base + word_at, lookup);
-    // With ':', an empty value counts as unset.
-    let set = match &value {
-        Some(v) => !(colon && v.is_empty()),
-        None => false,
-    };
-    match op {
-        '-' if set => Ok(value.unwrap_or_default()),
-        '-' => word(),
-        '+' if set => word(),
-        '+' => Ok(String::new()),
-        _ if set => Ok(value.unwrap_or_default()),
-        _ => {
-            let message = word()?;
-            let what = if colon { "unset or empty" } else { "unset" };
-            Err(whole(if message.is_empty() {
-                format!("required variable {name} is {what}")
-            } else {
-                format!("required variable {name} is {what}: {message}")
-            }))
+            None => false,
         }
     }
 }
 
-/// A `.env`-style file: `KEY=VALUE` lines, `#` comments and blank lines,
-/// an optional `export ` before the key. Values: `'single'` (literal),
-/// `"double"` (escapes `\n \t \\ \" \$`, then interpolated), or bare
-/// (a ` #` starts a comment; interpolated). Interpolation sees the keys
-/// set earlier in the file, then `lookup`. A bare `KEY` takes its value
-/// from `lookup` and is left out when that is unset.
-/// Errors: (line, column, reason).
-pub fn parse_env_file(
-    text: &str,
-    lookup: Lookup,
-) -> Result<Vec<(String, String)>, (usize, usize, String)> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    for (n, raw) in text.lines().enumerate() {
-        let line_no = n + 1;
-        let indent = raw.len() - raw.trim_start().len();
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let line = line.strip_prefix("export ").map_or(line, str::trim_start);
-        let (key, value) = match line.split_once('=') {
-            Some((k, v)) => (k.trim_end(), Some(v.trim_start())),
-            None => (line, None),
-        };
-        let col = indent + 1;
-        if key.is_empty() || key.contains(char::is_whitespace) {
-            return Err((line_no, col, format!("{line:?} is not KEY=VALUE")));
-        }
-        let Some(value) = value else {
-            if let Some(v) = lookup(key) {
-                out.push((key.to_owned(), v));
-            }
-            continue;
-        };
-        let earlier = |name: &str| {
-            out.iter()
-                .rev()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-                .or_else(|| lookup(name))
-        };
-        let bad = |reason: String| (line_no, col, format!("{key}: {reason}"));
-        let value = if let Some(rest) = value.strip_prefix('\'') {
-            let end = rest
-                .find('\'')
-                .ok_or_else(|| bad("a ' without its closing '".into()))?;
-            rest[..end].to_owned()
-        } else if let Some(rest) = value.strip_prefix('"') {
-            let unescaped =
-                double_quoted(rest).ok_or_else(|| bad("a \" without its closing \"".into()))?;
-            interpolate(&unescaped, &earlier).map_err(|e| bad(e.reason))?
-        } else {
-            let v = match value.find(" #").or_else(|| value.find("\t#")) {
-                Some(i) => value[..i].trim_end(),
-                None => value,
-            };
-            interpolate(v, &earlier).map_err(|e| bad(e.reason))?
-        };
-        out.retain(|(k, _)| k != key);
-        out.push((key.to_owned(), value));
-    }
-    Ok(out)
+pub fn too_much() -> String {
+    format!(
+        "variables paste more than {} MiB into this file in all",
+        MAX_PASTED_BYTES >> 20
+    )
 }
 
-/// The content of a double-quoted value up to its closing quote, with
-/// `\n \t \\ \"` unescaped; `\$` stays `$$` for interpolation.
-fn double_quoted(rest: &str) -> Option<String> {
+pub fn too_long() -> String {
+    format!("the value is longer than {} MiB", MAX_VALUE_BYTES >> 20)
+}
+
+pub fn interpolate(s: &str, lookup: Lookup, budget: &Budget) -> Result<String, InterpError> {
+    let x = Expand { s, lookup, budget };
     let mut out = String::new();
-    let mut chars = rest.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => return Some(out),
-            '\\' => match chars.next()? {
-                'n' => out.push('\n'),
-                't' => out.push('\t'),
-                '$' => out.push_str("$$"),
-                other @ ('\\' | '"') => out.push(other),
-                other => {
-                    out.push('\\');
-                    out.push(other);
+    match x.eval(0, 0, &mut out) {
+        Ok(_) => Ok(out),
+        Err(f) => Err(x.error(f)),
+    }
+}
+
+/// What went wrong, at a byte offset.
+enum What {
+    Dollar,
+    Unclosed,
+    BadName,
+    BadOp,
+    Required {
+        name: String,
+        colon: bool,
+        message: String,
+    },
+    Nested,
+    TooLong,
+    TooMuch,
+}
+
+struct Fail {
+    at: usize,
+    what: What,
+}
+
+fn fail<T>(at: usize, what: What) -> Result<T, Fail> {
+    Err(Fail { at, what })
+}
+
+fn is_name_start(c: u8) -> bool {
+    c == b'_' || c.is_ascii_alphabetic()
+}
+
+fn is_name(c: u8) -> bool {
+    c == b'_' || c.is_ascii_alphanumeric()
+}
+
+struct Expand<'a> {
+    s: &'a str,
+    lookup: Lookup<'a>,
+    budget: &'a Budget,
+}
+
+impl Expand<'_> {
+    fn bytes(&self) -> &[u8] {
+        self.s.as_bytes()
+    }
+
+    fn name_end(&self, from: usize) -> usize {
+        let b = self.bytes();
+        let mut i = from;
+        while i < b.len() && is_name(b[i]) {
+            i += 1;
+        }
+        i
+    }
+
+    fn push(&self, out: &mut String, piece: &str, at: usize) -> Result<(), Fail> {
+        if out.len() + piece.len() > MAX_VALUE_BYTES {
+            return fail(at, What::TooLong);
+        }
+        out.push_str(piece);
+        Ok(())
+    }
+
+    /// A variable's value, paid for from the document's budget.
+    fn paste(&self, out: &mut String, value: Option<&str>, at: usize) -> Result<(), Fail> {
+        let v = value.unwrap_or_default();
+        if out.len() + v.len() > MAX_VALUE_BYTES {
+            return fail(at, What::TooLong);
+        }
+        if !self.budget.take(v.len()) {
+            return fail(at, What::TooMuch);
+        }
+        out.push_str(v);
+        Ok(())
+    }
+
+    /// Expands from `i` to the end of the value (`depth` 0) or to the `}`
+    /// closing the word of the `${` at `depth`; the index after it.
+    fn eval(&self, mut i: usize, depth: usize, out: &mut String) -> Result<usize, Fail> {
+        let b = self.bytes();
+        loop {
+            let start = i;
+            while i < b.len() && b[i] != b'$' && !(depth > 0 && b[i] == b'}') {
+                i += 1;
+            }
+            // `$` and `}` are ASCII: the cut is on a character boundary.
+            self.push(out, &self.s[start..i], start)?;
+            if i == b.len() {
+                return if depth > 0 {
+                    fail(i, What::Unclosed)
+                } else {
+                    Ok(i)
+                };
+            }
+            if b[i] == b'}' {
+                return Ok(i + 1);
+            }
+            match b.get(i + 1) {
+                Some(b'$') => {
+                    self.push(out, "$", i)?;
+                    i += 2;
                 }
-            },
-            c => out.push(c),
+                Some(&c) if is_name_start(c) => {
+                    let end = self.name_end(i + 1);
+                    let value = (self.lookup)(&self.s[i + 1..end]);
+                    self.paste(out, value.as_deref(), i)?;
+                    i = end;
+                }
+                Some(b'{') => i = self.braced(i, depth + 1, out)?,
+                _ => return fail(i, What::Dollar),
+            }
         }
     }
-    None
+
+    /// Passes over a word not taken (a default of a set variable) to the
+    /// index after its closing `}`, nesting counted: nothing in it is
+    /// evaluated.
+    fn skip(&self, mut i: usize, depth: usize) -> Result<usize, Fail> {
+        let b = self.bytes();
+        let mut inner = 0;
+        while i < b.len() {
+            match b[i] {
+                b'$' if b.get(i + 1) == Some(&b'$') => i += 2,
+                b'$' if b.get(i + 1) == Some(&b'{') => {
+                    inner += 1;
+                    if depth + inner > MAX_NESTING {
+                        return fail(i, What::Nested);
+                    }
+                    i += 2;
+                }
+                b'}' if inner == 0 => return Ok(i + 1),
+                b'}' => {
+                    inner -= 1;
+                    i += 1;
+                }
+                _ => i += 1,
+            }
+        }
+        fail(i, What::Unclosed)
+    }
+
+    /// `${...}` starting at `start` (its `$`); the index after its `}`.
+    fn braced(&self, start: usize, depth: usize, out: &mut String) -> Result<usize, Fail> {
+        if depth > MAX_NESTING {
+            return fail(start, What::Nested);
+        }
+        let b = self.bytes();
+        let from = start + 2;
+        let end = self.name_end(from);
+        if end == from || !is_name_start(b[from]) {
+            return fail(start, What::BadName);
+        }
+        let name = &self.s[from..end];
+        let (colon, op_at) = match b.get(end) {
+            None => return fail(start, What::Unclosed),
+            Some(b'}') => {
+                let value = (self.lookup)(name);
+                self.paste(out, value.as_deref(), start)?;
+                return Ok(end + 1);
+            }
+            Some(b':') => (true, end + 1),
+            Some(_) => (false, end),
+        };
+        let op = match b.get(op_at) {
+            None => return fail(start, What::Unclosed),
+            Some(&c @ (b'-' | b'?' | b'+')) => c,
+            Some(_) => return fail(start, What::BadOp),
+        };
+        let word = op_at + 1;
+        let value = (self.lookup)(name);
+        // With ':', an empty value counts as unset.
+        let set = value.as_deref().is_some_and(|v| !(colon && v.is_empty()));
+        // An unclosed `${` is reported at the outermost one.
+        let unclosed_here = |f: Fail| match f.what {
+            What::Unclosed => Fail {
+                at: start,
+                what: What::Unclosed,
+            },
+            _ => f,
+        };
+        match (op, set) {
+            (b'-' | b'?', true) => {
+                self.paste(out, value.as_deref(), start)?;
+                self.skip(word, depth).map_err(unclosed_here)
+            }
+            (b'-', false) | (b'+', true) => self.eval(word, depth, out).map_err(unclosed_here),
+            (b'+', false) => self.skip(word, depth).map_err(unclosed_here),
+            _ => {
+                let mut message = String::new();
+                self.eval(word, depth, &mut message)
+                    .map_err(unclosed_here)?;
+                fail(
+                    start,
+                    What::Required {
+                        name: name.to_owned(),
+                        colon,
+                        message,
+                    },
+                )
+            }
+        }
+    }
+
+    /// The text of the `${...}` at `start`, for a message.
+    fn whole(&self, start: usize) -> &str {
+        let end = self.skip(start + 2, 1).unwrap_or(self.s.len());
+        &self.s[start..end]
+    }
+
+    fn error(&self, f: Fail) -> InterpError {
+        let q = |s: &str| crate::text::clip(s, crate::text::SHOWN_MAX);
+        let (reason, bare) = match f.what {
+            What::Dollar => {
+                let r = "a \"$\" that starts no variable; write \"$$\" for a literal \"$\"";
+                (r.to_owned(), r.to_owned())
+            }
+            What::Unclosed => {
+                let r = "\"${\" without its closing \"}\"; write \"$$\" for a literal \"$\"";
+                (r.to_owned(), r.to_owned())
+            }
+            What::BadName => {
+                let r = "a variable name is a letter or '_', then letters, digits or '_'";
+                (format!("\"{}\": {r}", q(self.whole(f.at))), r.to_owned())
+            }
+            What::BadOp => (
+                format!(
+                    "\"{}\": after the name comes }}, :-, -, :?, ?, :+ or +",
+                    q(self.whole(f.at))
+                ),
+                "after a variable's name comes }, :-, -, :?, ?, :+ or +".to_owned(),
+            ),
+            What::Required {
+                name,
+                colon,
+                message,
+            } => {
+                let what = if colon { "unset or empty" } else { "unset" };
+                let mut r = format!("required variable {} is {what}", q(&name));
+                if !message.is_empty() {
+                    r.push_str(": ");
+                    r.push_str(&q(&message));
+                }
+                let bare = if colon {
+                    "a required variable is unset or empty"
+                } else {
+                    "a required variable is unset"
+                };
+                (r, bare.to_owned())
+            }
+            What::Nested => {
+                let r = format!("variables nested more than {MAX_NESTING} deep");
+                (r.clone(), r)
+            }
+            What::TooLong => (too_long(), too_long()),
+            What::TooMuch => (too_much(), too_much()),
+        };
+        InterpError {
+            offset: self.s[..f.at].chars().count(),
+            reason,
+            bare,
+        }
+    }
 }

@@ -11,6 +11,7 @@
 
 mod convert;
 mod document;
+mod envfile;
 mod interpolate;
 mod mounts;
 mod options;
@@ -33,6 +34,22 @@ pub use yaml::Pos;
 
 /// A compose file bigger than this is refused.
 pub const MAX_COMPOSE_BYTES: u64 = 4 << 20;
+
+/// Outside text quoted in a message: cut to [`crate::text::SHOWN_MAX`]
+/// characters, quoted and escaped as `{:?}` does.
+pub(crate) fn q(s: &str) -> String {
+    format!("{:?}", crate::text::clip(s, crate::text::SHOWN_MAX))
+}
+
+/// The longest reason a message gives: its own words and the outside text
+/// it quotes (each cut to 200 characters). A bound for reasons built
+/// elsewhere (the target's checks) that quote without cutting.
+const REASON_MAX: usize = 1000;
+
+/// A reason as shown: escaped, and cut if it is longer than any of ours.
+fn shown_reason(reason: &str) -> String {
+    crate::target::no_controls(&crate::text::clip(reason, REASON_MAX))
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ComposeError {
@@ -79,8 +96,9 @@ impl At {
             file: file.to_owned(),
             line: self.pos.line,
             column: self.pos.column,
-            path: self.path,
-            reason: crate::target::no_controls(&self.reason),
+            // Keys are escaped in paths; a long one is cut.
+            path: crate::text::shown(&self.path),
+            reason: shown_reason(&self.reason),
         }
     }
 }
@@ -102,7 +120,8 @@ impl Host for OsHost {
     }
 
     fn read(&self, path: &Path) -> Result<Option<Vec<u8>>, String> {
-        crate::fsutil::read_regular(path, MAX_COMPOSE_BYTES).map_err(|e| e.reason())
+        crate::fsutil::read_regular(path, envfile::MAX_ENV_FILE_BYTES as u64)
+            .map_err(|e| e.reason())
     }
 }
 
@@ -125,7 +144,16 @@ pub fn load(
     release: Option<&str>,
     host: &dyn Host,
 ) -> Result<AppTarget, ComposeError> {
-    let file = crate::target::no_controls(src.name);
+    let file = crate::text::shown(src.name);
+    if src.bytes.len() as u64 > MAX_COMPOSE_BYTES {
+        return Err(ComposeError::Read {
+            file,
+            reason: format!(
+                "larger than {} MiB ({MAX_COMPOSE_BYTES} bytes)",
+                MAX_COMPOSE_BYTES >> 20
+            ),
+        });
+    }
     let text = std::str::from_utf8(src.bytes).map_err(|e| ComposeError::Read {
         file: file.clone(),
         reason: format!("not UTF-8: {e}"),
@@ -139,32 +167,39 @@ pub fn load(
 
     let mut hash = Sha256::new();
     hash.update(src.bytes);
+    let mut reads = envfile::Reads::new(hash);
+    let budget = interpolate::Budget::new(interpolate::MAX_PASTED_BYTES);
+    let mut vars = envfile::Vars::new(host);
     let dotenv_path = src.dir.join(".env");
-    let dotenv = match host.read(&dotenv_path) {
+    let dotenv_file = crate::text::shown(&dotenv_path.display().to_string());
+    let read_error = |reason| ComposeError::Read {
+        file: dotenv_file.clone(),
+        reason,
+    };
+    match host.read(&dotenv_path) {
         Ok(Some(bytes)) => {
-            hash.update(&bytes);
-            read_env_file(&dotenv_path, &bytes, &|k| host.env(k))?
+            reads.add(&bytes).map_err(read_error)?;
+            let text =
+                std::str::from_utf8(&bytes).map_err(|e| read_error(format!("not UTF-8: {e}")))?;
+            let dotenv =
+                envfile::parse_env_file(text, &|k| vars.shell(k), &budget).map_err(|e| {
+                    ComposeError::Read {
+                        file: format!("{dotenv_file}:{}:{}", e.line, e.column),
+                        reason: e.reason,
+                    }
+                })?;
+            vars.set_dotenv(dotenv);
         }
-        Ok(None) => Vec::new(),
-        Err(reason) => return Err(read_error(&dotenv_path, reason)),
-    };
-    let lookup = |name: &str| {
-        host.env(name).or_else(|| {
-            dotenv
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        })
-    };
-
-    let mut cx = convert::Ctx::new(&lookup, host, src.dir);
-    let value = cx.document(&root).map_err(|e| e.in_file(&file))?;
-    for bytes in &cx.files_read {
-        hash.update(bytes);
+        Ok(None) => {}
+        Err(reason) => return Err(read_error(reason)),
     }
+    let lookup = |name: &str| vars.get(name);
+
+    let mut cx = convert::Ctx::new(&lookup, host, src.dir, &budget, reads);
+    let value = cx.document(&root).map_err(|e| e.in_file(&file))?;
     let release = match release {
         Some(r) => r.to_owned(),
-        None => hash.finalize()[..6]
+        None => cx.reads.finish()[..6]
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect(),
@@ -189,13 +224,13 @@ pub fn load(
             _ if path == "release" => ComposeError::Invalid {
                 file: file.clone(),
                 path: "--release".into(),
-                reason,
+                reason: shown_reason(&reason),
             },
             Some(pos) => At { pos, path, reason }.in_file(&file),
             None => ComposeError::Invalid {
                 file: file.clone(),
-                path,
-                reason,
+                path: crate::text::shown(&path),
+                reason: shown_reason(&reason),
             },
         }
     };
@@ -223,30 +258,6 @@ fn find(positions: &BTreeMap<String, Pos>, path: &str) -> Option<Pos> {
         let cut = p.rfind(['.', '['])?;
         p = &p[..cut];
     }
-}
-
-fn read_error(path: &Path, reason: String) -> ComposeError {
-    ComposeError::Read {
-        file: path.display().to_string(),
-        reason,
-    }
-}
-
-/// A `.env` or `env_file` file's variables.
-fn read_env_file(
-    path: &Path,
-    bytes: &[u8],
-    lookup: interpolate::Lookup,
-) -> Result<Vec<(String, String)>, ComposeError> {
-    let file = path.display().to_string();
-    let text = std::str::from_utf8(bytes).map_err(|e| ComposeError::Read {
-        file: file.clone(),
-        reason: format!("not UTF-8: {e}"),
-    })?;
-    interpolate::parse_env_file(text, lookup).map_err(|(line, column, reason)| ComposeError::Read {
-        file: format!("{file}:{line}:{column}"),
-        reason: crate::target::no_controls(&reason),
-    })
 }
 
 /// `base/rel` with `.` and `..` resolved without touching the file system.

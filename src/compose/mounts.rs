@@ -5,13 +5,13 @@ use serde_json::Value;
 
 use super::convert::{at, idx, key, reject, Ctx};
 use super::yaml::{Kind, Node, Pos, Type};
-use super::At;
+use super::{q, At};
 
 impl Ctx<'_> {
     /// Service `volumes`: binds and named volumes (the target's `volumes`)
     /// and, from the long syntax, tmpfs mounts (with their positions).
     pub fn volume_list(&mut self, n: &Node, path: &str) -> Result<(Value, Vec<(String, Pos)>), At> {
-        self.mark(path, n.pos);
+        self.mark(path, n.pos)?;
         let Kind::Seq(items) = &n.kind else {
             return Err(at(n, path, format!("expected a list, not {}", n.what())));
         };
@@ -21,7 +21,7 @@ impl Ctx<'_> {
             match &item.kind {
                 Kind::Map(_) => match self.long_volume(item, &p)? {
                     Mount::Bind(s) => {
-                        self.mark(&idx(path, binds.len()), item.pos);
+                        self.mark(&idx(path, binds.len()), item.pos)?;
                         binds.push(Value::String(s));
                     }
                     Mount::Tmpfs(s) => tmpfs.push((s, item.pos)),
@@ -29,7 +29,7 @@ impl Ctx<'_> {
                 _ => {
                     let s = self.required(item, &p)?;
                     let line = self.short_volume(&s).map_err(|r| at(item, &p, r))?;
-                    self.mark(&idx(path, binds.len()), item.pos);
+                    self.mark(&idx(path, binds.len()), item.pos)?;
                     binds.push(Value::String(line));
                 }
             }
@@ -48,21 +48,22 @@ impl Ctx<'_> {
         }
         if let Some(rest) = src.strip_prefix('~') {
             if !(rest.is_empty() || rest.starts_with('/')) {
-                return Err(format!("{src:?}: only ~ and ~/path are understood"));
+                return Err(format!("{}: only ~ and ~/path are understood", q(src)));
             }
             let home = self
                 .env("HOME")
-                .ok_or_else(|| format!("{src:?}: HOME is not set"))?;
+                .ok_or_else(|| format!("{}: HOME is not set", q(src)))?;
             return Ok(super::join_clean(
-                std::path::Path::new(&home),
+                std::path::Path::new(&*home),
                 rest.trim_start_matches('/'),
             )
             .display()
             .to_string());
         }
-        if !self.volumes.iter().any(|v| v == src) {
+        if !self.volumes.contains(src) {
             return Err(format!(
-                "volume {src:?} is not declared under the top-level volumes (a host path starts with /, ./ or ../)"
+                "volume {} is not declared under the top-level volumes (a host path starts with /, ./ or ../)",
+                q(src)
             ));
         }
         Ok(src.to_owned())
@@ -73,11 +74,12 @@ impl Ctx<'_> {
         let parts: Vec<&str> = s.split(':').collect();
         let (src, dest, opts) = match parts.as_slice() {
             [_] => return Err(format!(
-                "{s:?} is an anonymous volume, not supported by holdfast; name it (name:{s}) and declare it under the top-level volumes"
+                "{} is an anonymous volume, not supported by holdfast; name it (name:{}) and declare it under the top-level volumes",
+                q(s), crate::text::clip(s, crate::text::SHOWN_MAX)
             )),
             [src, dest] => (*src, *dest, ""),
             [src, dest, opts] => (*src, *dest, *opts),
-            _ => return Err(format!("{s:?} is not source:target[:options]")),
+            _ => return Err(format!("{} is not source:target[:options]", q(s))),
         };
         let mut ro = false;
         for o in opts.split(',').filter(|o| !o.is_empty()) {
@@ -88,7 +90,8 @@ impl Ctx<'_> {
                 "cached" | "delegated" | "consistent" => {}
                 _ => {
                     return Err(format!(
-                        "volume option {o:?} is not supported by holdfast (ro or rw)"
+                        "volume option {} is not supported by holdfast (ro or rw)",
+                        q(o)
                     ))
                 }
             }
@@ -197,7 +200,7 @@ impl Ctx<'_> {
                     return Err(at(
                         src_node,
                         &key(path, "source"),
-                        format!("{src:?} is not a host path (/, ./, ../ or ~/)"),
+                        format!("{} is not a host path (/, ./, ../ or ~/)", q(&src)),
                     ));
                 }
                 if ty == "volume" && src.starts_with(['/', '.', '~']) {
@@ -205,7 +208,8 @@ impl Ctx<'_> {
                         src_node,
                         &key(path, "source"),
                         format!(
-                            "{src:?} is a path; a volume's source is its name (or use type: bind)"
+                            "{} is a path; a volume's source is its name (or use type: bind)",
+                            q(&src)
                         ),
                     ));
                 }
@@ -218,7 +222,8 @@ impl Ctx<'_> {
                 ty_node,
                 &key(path, "type"),
                 format!(
-                    "volume type {other:?} is not supported by holdfast (volume, bind or tmpfs)"
+                    "volume type {} is not supported by holdfast (volume, bind or tmpfs)",
+                    q(other)
                 ),
             )),
         }

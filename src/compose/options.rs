@@ -5,18 +5,21 @@ use serde_json::{json, Map, Value};
 
 use super::convert::{at, idx, key, reject, Ctx};
 use super::yaml::{Kind, Node};
-use super::At;
+use super::{q, At};
 
 impl Ctx<'_> {
     /// A list of names, or name -> `{aliases, ipv4_address}`.
     pub fn service_networks(&mut self, n: &Node, path: &str) -> Result<Value, At> {
         let mut out = Map::new();
         let declared = |cx: &Self, name: &str, node: &Node, p: &str| {
-            if name != crate::target::DEFAULT_NETWORK && !cx.networks.iter().any(|x| x == name) {
+            if name != crate::target::DEFAULT_NETWORK && !cx.networks.contains(name) {
                 return Err(at(
                     node,
                     p,
-                    format!("network {name:?} is not declared under the top-level networks"),
+                    format!(
+                        "network {} is not declared under the top-level networks",
+                        q(name)
+                    ),
                 ));
             }
             Ok(())
@@ -27,7 +30,7 @@ impl Ctx<'_> {
                     let ip = idx(path, i);
                     let name = self.required(item, &ip)?;
                     declared(self, &name, item, &ip)?;
-                    self.mark(&key(path, &name), item.pos);
+                    self.mark(&key(path, &name), item.pos)?;
                     out.insert(name, json!({}));
                 }
             }
@@ -35,7 +38,7 @@ impl Ctx<'_> {
                 for e in self.names(n, path)? {
                     let p = key(path, &e.key);
                     declared(self, &e.key, &e.value, &p)?;
-                    self.mark(&p, e.key_pos);
+                    self.mark(&p, e.key_pos)?;
                     let mut net = Map::new();
                     for ne in self.mapping(&e.value, &p)? {
                         let np = key(&p, &ne.key);
@@ -76,7 +79,7 @@ impl Ctx<'_> {
         let mut out = Map::new();
         for e in self.names(n, path)? {
             let p = key(path, &e.key);
-            self.mark(&p, e.key_pos);
+            self.mark(&p, e.key_pos)?;
             let mut dep = Map::new();
             for de in self.mapping(&e.value, &p)? {
                 let dp = key(&p, &de.key);
@@ -131,7 +134,7 @@ impl Ctx<'_> {
                     ))
                 }
             };
-            self.mark(&p, v.pos);
+            self.mark(&p, v.pos)?;
             out.insert(e.key.clone(), value);
         }
         Ok(Value::Object(out))
@@ -149,7 +152,7 @@ impl Ctx<'_> {
                         Some((h, ip)) if !h.contains(':') => format!("{h}:{ip}"),
                         _ => s,
                     };
-                    self.mark(&idx(path, out.len()), item.pos);
+                    self.mark(&idx(path, out.len()), item.pos)?;
                     out.push(Value::String(s));
                 }
             }
@@ -161,7 +164,7 @@ impl Ctx<'_> {
                         _ => json!([self.required(&e.value, &p)?]),
                     };
                     for ip in ips.as_array().into_iter().flatten() {
-                        self.mark(&idx(path, out.len()), e.value.pos);
+                        self.mark(&idx(path, out.len()), e.value.pos)?;
                         out.push(json!(format!(
                             "{}:{}",
                             e.key,
@@ -171,7 +174,7 @@ impl Ctx<'_> {
                 }
             }
         }
-        self.mark(path, n.pos);
+        self.mark(path, n.pos)?;
         Ok(Value::Array(out))
     }
 
@@ -180,7 +183,7 @@ impl Ctx<'_> {
         let mut out = Map::new();
         for e in self.names(n, path)? {
             let p = key(path, &e.key);
-            self.mark(&p, e.value.pos);
+            self.mark(&p, e.value.pos)?;
             let value = match e.value.kind {
                 Kind::Map(_) => {
                     let mut pair = Map::new();

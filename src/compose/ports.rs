@@ -3,15 +3,16 @@
 
 use serde_json::Value;
 
-use super::convert::{at, idx, key, reject, Ctx};
+use super::convert::{at, idx, key, reject, Ctx, MAX_PORT_LINES};
 use super::yaml::{Kind, Node};
-use super::At;
+use super::{q, At};
 
-/// `a-b` as (a, b), or `a` as (a, a).
+/// `a-b` as (a, b), or `a` as (a, a). A range spans at most 65536
+/// ports (all there are): each becomes a line.
 fn range(s: &str) -> Option<(u32, u32)> {
     let (a, b) = s.split_once('-').unwrap_or((s, s));
-    let (a, b) = (a.parse().ok()?, b.parse().ok()?);
-    (a <= b).then_some((a, b))
+    let (a, b): (u32, u32) = (a.parse().ok()?, b.parse().ok()?);
+    (a <= b && b - a <= u32::from(u16::MAX)).then_some((a, b))
 }
 
 /// One port mapping to `[ip:]host:container[/udp]` lines (one per port of
@@ -19,15 +20,24 @@ fn range(s: &str) -> Option<(u32, u32)> {
 fn port_lines(ip: &str, host: &str, container: &str, proto: &str) -> Result<Vec<String>, String> {
     if host.is_empty() {
         return Err(format!(
-            "container port {container} is published on a random host port; holdfast needs the host port: HOST:CONTAINER"
+            "container port {} is published on a random host port; holdfast needs the host port: HOST:CONTAINER",
+            crate::text::clip(container, crate::text::SHOWN_MAX)
         ));
     }
-    let bad = || format!("{host:?}:{container:?} is not a port or a range like 8000-8009");
+    let bad = || {
+        format!(
+            "{}:{} is not a port or a range like 8000-8009",
+            q(host),
+            q(container)
+        )
+    };
     let (h0, h1) = range(host).ok_or_else(bad)?;
     let (c0, c1) = range(container).ok_or_else(bad)?;
     if h1 - h0 != c1 - c0 {
         return Err(format!(
-            "host ports {host} and container ports {container} are ranges of different lengths; holdfast maps port to port"
+            "host ports {} and container ports {} are ranges of different lengths; holdfast maps port to port",
+            crate::text::clip(host, crate::text::SHOWN_MAX),
+            crate::text::clip(container, crate::text::SHOWN_MAX)
         ));
     }
     let ip = match ip.strip_prefix('[').and_then(|i| i.strip_suffix(']')) {
@@ -39,7 +49,8 @@ fn port_lines(ip: &str, host: &str, container: &str, proto: &str) -> Result<Vec<
         "udp" => "/udp",
         other => {
             return Err(format!(
-                "protocol {other:?} is not supported by holdfast (tcp or udp)"
+                "protocol {} is not supported by holdfast (tcp or udp)",
+                q(other)
             ))
         }
     };
@@ -61,7 +72,10 @@ fn short_port(s: &str) -> Result<Vec<String>, String> {
     let (ip, rest) = match spec.strip_prefix('[') {
         Some(v6) => {
             let (addr, rest) = v6.split_once("]:").ok_or_else(|| {
-                format!("{s:?}: an IPv6 address in [] is followed by :HOST:CONTAINER")
+                format!(
+                    "{}: an IPv6 address in [] is followed by :HOST:CONTAINER",
+                    q(s)
+                )
             })?;
             (addr, rest)
         }
@@ -74,13 +88,14 @@ fn short_port(s: &str) -> Result<Vec<String>, String> {
         ("", [c, h, ip]) => port_lines(ip, h, c, proto),
         (ip, [c, h]) => port_lines(ip, h, c, proto),
         _ => Err(format!(
-            "{s:?} is not [[host-ip:]host-port:]container-port[/protocol]"
+            "{} is not [[host-ip:]host-port:]container-port[/protocol]",
+            q(s)
         )),
     }
 }
 impl Ctx<'_> {
     pub fn ports(&mut self, n: &Node, path: &str) -> Result<Value, At> {
-        self.mark(path, n.pos);
+        self.mark(path, n.pos)?;
         let Kind::Seq(items) = &n.kind else {
             return Err(at(n, path, format!("expected a list, not {}", n.what())));
         };
@@ -94,8 +109,16 @@ impl Ctx<'_> {
                     short_port(&s).map_err(|r| at(item, &p, r))?
                 }
             };
+            self.port_lines += lines.len();
+            if self.port_lines > MAX_PORT_LINES {
+                return Err(at(
+                    item,
+                    &p,
+                    format!("the ports of this file expand to more than {MAX_PORT_LINES} mappings"),
+                ));
+            }
             for l in lines {
-                self.mark(&idx(path, out.len()), item.pos);
+                self.mark(&idx(path, out.len()), item.pos)?;
                 out.push(Value::String(l));
             }
         }

@@ -4,6 +4,7 @@
 use serde_json::{json, Map, Value};
 
 use super::convert::{at, idx, key, reject, Ctx};
+use super::envfile::parse_env_file;
 use super::yaml::{Kind, Node, Type};
 use super::At;
 
@@ -100,7 +101,7 @@ impl Ctx<'_> {
             let list = list.as_array_mut().expect("tmpfs is a list");
             let tmpfs_path = key(path, "tmpfs");
             for (s, pos) in tmpfs_extra {
-                self.mark(&idx(&tmpfs_path, list.len()), pos);
+                self.mark(&idx(&tmpfs_path, list.len()), pos)?;
                 list.push(Value::String(s));
             }
         }
@@ -133,7 +134,7 @@ impl Ctx<'_> {
             return self.strings(n, path);
         }
         let s = self.required(n, path)?;
-        self.mark(path, n.pos);
+        self.mark(path, n.pos)?;
         let words = shell_split(&s).map_err(|r| at(n, path, r))?;
         Ok(json!(words))
     }
@@ -142,7 +143,8 @@ impl Ctx<'_> {
         let s = self.required(n, path)?;
         if let Some(count) = s.strip_prefix("on-failure:") {
             return Err(at(n, path, format!(
-                "\"on-failure:{count}\": a retry limit is not supported by holdfast; use on-failure (retries without limit), always, unless-stopped or no"
+                "\"on-failure:{}\": a retry limit is not supported by holdfast; use on-failure (retries without limit), always, unless-stopped or no",
+                crate::text::clip(count, crate::text::SHOWN_MAX)
             )));
         }
         self.string(n, path)
@@ -179,25 +181,31 @@ impl Ctx<'_> {
                 _ => (self.required(item, &p)?, true),
             };
             let full = super::join_clean(self.dir, &file);
+            let shown = crate::text::shown(&full.display().to_string());
             let bytes = match self.host.read(&full) {
                 Ok(Some(b)) => b,
                 Ok(None) if !required => continue,
-                Ok(None) => return Err(at(item, &p, format!("{} does not exist", full.display()))),
-                Err(r) => return Err(at(item, &p, format!("{}: {r}", full.display()))),
+                Ok(None) => return Err(at(item, &p, format!("{shown} does not exist"))),
+                Err(r) => return Err(at(item, &p, format!("{shown}: {r}"))),
             };
+            self.reads
+                .add(&bytes)
+                .map_err(|r| at(item, &p, format!("{shown}: {r}")))?;
             let text = String::from_utf8_lossy(&bytes);
-            let vars = super::interpolate::parse_env_file(&text, &|k| self.env(k)).map_err(
-                |(line, column, r)| {
-                    at(item, &p, format!("{}:{line}:{column}: {r}", full.display()))
-                },
-            )?;
-            self.files_read.push(bytes);
+            let lookup = |k: &str| self.env(k);
+            let vars = parse_env_file(&text, &lookup, self.budget).map_err(|e| {
+                at(
+                    item,
+                    &p,
+                    format!("{shown}:{}:{}: {}", e.line, e.column, e.reason),
+                )
+            })?;
             let env_path = path
                 .rsplit_once('.')
                 .map_or("environment".to_owned(), |(s, _)| key(s, "environment"));
             for (k, v) in vars {
-                self.mark(&key(&env_path, &k), item.pos);
-                out.insert(k, Value::String(v));
+                self.mark(&key(&env_path, &k), item.pos)?;
+                out.insert(k, Value::String(v.to_string()));
             }
         }
         Ok(out)

@@ -137,7 +137,7 @@ fn shapes_holdfast_cannot_run_are_refused_with_the_reason() {
     let e = err_with(&service_yaml("env_file: e.env"), &host);
     assert_eq!(
         e,
-        "compose.yml:4:15: services.s.env_file: /srv/app/e.env:1:1: A: a ' without its closing '"
+        "compose.yml:4:15: services.s.env_file: /srv/app/e.env:1:3: a ' without its closing '"
     );
 }
 

@@ -1,8 +1,10 @@
 //! Interpolation and .env files.
 
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
-use super::super::interpolate::{interpolate, parse_env_file};
+use super::super::envfile::{parse_env_file, EnvError, EnvVars};
+use super::super::interpolate::{interpolate, Budget, MAX_PASTED_BYTES};
 use super::{err_with, service_with, FakeHost};
 
 fn vars() -> BTreeMap<&'static str, &'static str> {
@@ -11,8 +13,16 @@ fn vars() -> BTreeMap<&'static str, &'static str> {
 
 fn i(s: &str) -> Result<String, String> {
     let v = vars();
-    interpolate(s, &|k| v.get(k).map(|s| s.to_string()))
+    let budget = Budget::new(MAX_PASTED_BYTES);
+    interpolate(s, &|k| v.get(k).map(|s| Rc::from(*s)), &budget)
         .map_err(|e| format!("{}: {}", e.offset, e.reason))
+}
+
+/// An env file with `env` as the variables around it.
+pub fn env_file(text: &str, env: &[(&str, &str)]) -> Result<EnvVars, EnvError> {
+    let budget = Budget::new(MAX_PASTED_BYTES);
+    let lookup = |k: &str| env.iter().find(|(n, _)| *n == k).map(|(_, v)| Rc::from(*v));
+    parse_env_file(text, &lookup, &budget)
 }
 
 #[test]
@@ -83,8 +93,8 @@ fn errors_say_where_and_why() {
 #[test]
 fn env_files() {
     let text = "# comment\n\nA=1\nexport B = two words \nC='single $x # kept'\nD=\"dq \\\"q\\\" \\n ${A}\"\nE=val # comment\nF=${A}-${Z:-z}\nG\nH\n";
-    let got = parse_env_file(text, &|k| (k == "G").then(|| "from env".to_string())).unwrap();
-    let got: Vec<(&str, &str)> = got.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let got = env_file(text, &[("G", "from env")]).unwrap();
+    let got: Vec<(&str, &str)> = got.iter().map(|(k, v)| (k.as_str(), &**v)).collect();
     assert_eq!(
         got,
         [
@@ -97,15 +107,45 @@ fn env_files() {
             ("G", "from env"),
         ]
     );
+    // Where and what, never what the line holds.
     for (text, want) in [
-        ("A='x\n", (1, 1, "A: a ' without its closing '")),
-        ("  B=\"x\n", (1, 3, "B: a \" without its closing \"")),
-        ("bad key=1\n", (1, 1, "\"bad key=1\" is not KEY=VALUE")),
-        ("A=$\n", (1, 1, "A: a \"$\" that starts no variable")),
+        ("A='x\n", (1, 3, "a ' without its closing '")),
+        ("  B=\"x\n", (1, 5, "a \" without its closing \"")),
+        (
+            "bad key=1\n",
+            (1, 1, "not KEY=VALUE, a comment (#) or a blank line"),
+        ),
+        (
+            "A=$\n",
+            (
+                1,
+                3,
+                "a \"$\" that starts no variable; write \"$$\" for a literal \"$\"",
+            ),
+        ),
+        (
+            "A=ok\nB=x $ y\n",
+            (
+                2,
+                5,
+                "a \"$\" that starts no variable; write \"$$\" for a literal \"$\"",
+            ),
+        ),
+        (
+            "export  C = ${Z:?secret words}\n",
+            (1, 13, "a required variable is unset or empty"),
+        ),
+        (
+            "D=${1x}\n",
+            (
+                1,
+                3,
+                "a variable name is a letter or '_', then letters, digits or '_'",
+            ),
+        ),
     ] {
-        let e = parse_env_file(text, &|_| None).unwrap_err();
-        assert_eq!((e.0, e.1), (want.0, want.1), "{text}");
-        assert!(e.2.starts_with(want.2), "{e:?}");
+        let e = env_file(text, &[]).unwrap_err();
+        assert_eq!((e.line, e.column, e.reason.as_str()), want, "{text}");
     }
 }
 
@@ -156,5 +196,5 @@ fn bad_interpolation_names_file_line_and_column() {
     );
     let host = FakeHost::default().file("/srv/app/.env", "OK=1\nBAD='x\n");
     let e = err_with("services:\n  s:\n    image: i\n", &host);
-    assert_eq!(e, "/srv/app/.env:2:1: BAD: a ' without its closing '");
+    assert_eq!(e, "/srv/app/.env:2:5: a ' without its closing '");
 }

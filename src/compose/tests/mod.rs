@@ -1,5 +1,6 @@
 //! Compose conversion, pure: a fake environment and file system.
 
+mod bounds;
 mod errors;
 mod interpolation;
 mod shapes;
