@@ -265,6 +265,34 @@ async fn engine_objects_of_another_app_are_neither_used_nor_removed() {
     ok(&env.docker(&["volume", "inspect", "c_data"]));
 }
 
+/// The config hash does not cover the app's name: app a's service b_s and
+/// app a_b's service s of one definition would be one container name.
+#[tokio::test]
+async fn a_container_of_another_app_with_the_wanted_name_is_not_taken() {
+    let (env, image) = env_up().await;
+    ok(&env.apply(&target(
+        json!({"a": {"release": "r1", "services": {"b_s": service(&image)}}}),
+    )));
+    env.wait_app("a", "applied").await;
+    let theirs = env.container_of("a", "b_s");
+    // a holds its lock: leaving, its container stays until it lets go.
+    env.service_dir("a/b_s");
+    ok(&env.sh("set -C; : > $L/a/b_s/updates.lock"));
+    env.wait_locks(&["a/b_s"]).await;
+    ok(&env.apply(&target(
+        json!({"a_b": {"release": "r1", "services": {"s": service(&image)}}}),
+    )));
+    let st = env.wait_app("a_b", "failed").await;
+    let why = st["error"].as_str().unwrap();
+    assert!(
+        why.contains("container a_b_s_") && why.contains("belongs to app a, not to app a_b"),
+        "{st}"
+    );
+    // a's container is as it was: running, a's.
+    assert_eq!(env.container_of("a", "b_s"), theirs);
+    assert!(env.containers("a_b").is_empty());
+}
+
 #[tokio::test]
 async fn a_nul_byte_in_a_target_file_is_bad_input_named_by_offset() {
     let mut env = Env::new();
