@@ -247,10 +247,12 @@ impl Engine {
             .create_volume(request)
             .await
             .map_err(|e| self.map(e))?;
-        // The engine answers with the volume of that name it has, if any.
+        // The engine answers with the volume of that name it has, if any:
+        // another app's is not this app's (one without the label, made
+        // outside holdfast, is used as `Executor::objects` uses it).
         match made.labels.get(LABEL_APP) {
-            Some(owner) if owner == app.as_str() => Ok(()),
-            owner => Err(taken("volume", name, owner.map(String::as_str), app)),
+            Some(owner) if owner != app.as_str() => Err(taken("volume", name, Some(owner), app)),
+            _ => Ok(()),
         }
     }
 
