@@ -62,6 +62,9 @@ pub fn full_summary(
         line.push_str("; ");
         line.push_str(&apps);
     }
+    if let Some(why) = &updates.target_unreadable {
+        line.push_str(&format!("; target unreadable: {why}"));
+    }
     if updates.engine.starts_with("unavailable") {
         line.push_str("; engine unavailable");
     }

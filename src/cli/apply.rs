@@ -69,6 +69,25 @@ fn read(file: &Path) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
+/// A NUL byte: no JSON or YAML text has one, and a D-Bus string cannot
+/// carry it (the call would fail as if holdfastd were unreachable).
+fn no_nul(file: &str, bytes: &[u8]) -> Result<(), String> {
+    let Some(at) = bytes.iter().position(|b| *b == 0) else {
+        return Ok(());
+    };
+    let before = &bytes[..at];
+    let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+    let column = at
+        - before
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |i| i + 1)
+        + 1;
+    Err(format!(
+        "{file}: line {line} column {column} (byte {at}): a NUL byte; the file must be text without NUL"
+    ))
+}
+
 fn app_name(app: &str) -> Result<AppName, ExitCode> {
     AppName::new(app).map_err(|e| fail(EXIT_USAGE, format!("--app: {e}")))
 }
@@ -83,6 +102,7 @@ fn convert_file(file: &Path, app: &AppName, release: Option<&str>) -> Result<App
     } else {
         file.display().to_string()
     };
+    no_nul(&crate::text::no_controls(&name), &bytes).map_err(rejected)?;
     let dir = if stdin {
         PathBuf::from(".")
     } else {
@@ -124,7 +144,7 @@ pub fn convert(file: &Path, app: &str, release: Option<&str>) -> ExitCode {
 /// `holdfast apply`.
 pub async fn apply(args: ApplyArgs) -> Result<ExitCode, BusFailure> {
     let format = args.format.unwrap_or_else(|| Format::of(&args.file));
-    let file = args.file.display().to_string();
+    let file = crate::text::no_controls(&args.file.display().to_string());
     let app = match args.app.as_deref().map(app_name).transpose() {
         Ok(a) => a,
         Err(code) => return Ok(code),
@@ -155,10 +175,16 @@ pub async fn apply(args: ApplyArgs) -> Result<ExitCode, BusFailure> {
             )
         }
         (Format::Json, app) => {
-            let text = match read(&args.file).map(String::from_utf8) {
-                Ok(Ok(t)) => t,
-                Ok(Err(e)) => return Ok(rejected(format!("{file}: not UTF-8: {e}"))),
+            let bytes = match read(&args.file) {
+                Ok(b) => b,
                 Err(e) => return Ok(fail(1, e)),
+            };
+            if let Err(e) = no_nul(&file, &bytes) {
+                return Ok(rejected(e));
+            }
+            let text = match String::from_utf8(bytes) {
+                Ok(t) => t,
+                Err(e) => return Ok(rejected(format!("{file}: not UTF-8: {e}"))),
             };
             match app {
                 None => ("D-Bus SetTarget", connect().await?.set_target(&text).await),
@@ -201,4 +227,19 @@ pub async fn apply(args: ApplyArgs) -> Result<ExitCode, BusFailure> {
         Err(e) => return Err(e.into()),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_nul_byte_is_found_with_its_line_column_and_offset() {
+        assert_eq!(super::no_nul("f", b"{}\n"), Ok(()));
+        let e = super::no_nul("t.json", b"{\n  \"a\": \"x\0\"}").unwrap_err();
+        assert_eq!(
+            e,
+            "t.json: line 2 column 10 (byte 11): a NUL byte; the file must be text without NUL"
+        );
+        let e = super::no_nul("t.json", b"\0").unwrap_err();
+        assert!(e.starts_with("t.json: line 1 column 1 (byte 0)"), "{e}");
+    }
 }

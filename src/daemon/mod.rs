@@ -108,6 +108,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     // Own leftovers go before the scan, so the table never shows them.
     let keeper = Keeper::start(OwnLocks::new(&lock_root, &state_dir), events_tx.clone()).await?;
     let (target_store, target_rx) = TargetStore::load(&settings.target_file, &state_dir);
+    target_store.report_to(apps_tx.clone());
     let scan_started = Instant::now();
     let watcher = Watcher::start(
         &lock_root,

@@ -7,6 +7,7 @@ mod body;
 mod health;
 mod load;
 mod objects;
+mod owned;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ pub use body::{
 };
 pub use health::Liveness;
 pub use objects::{AppNetwork, AppVolume};
+pub use owned::{taken, VolumeUser};
 
 use crate::names::{AppName, ServiceName};
 
@@ -77,6 +79,10 @@ pub enum EngineError {
     NotFound(String),
     #[error("conflict in the engine: {0}")]
     Conflict(String),
+    /// An engine object of the name holdfast wants that another app (or
+    /// nothing of holdfast's) owns: neither used nor removed.
+    #[error("{0}")]
+    Taken(String),
     /// A pull the engine or registry refused, with what was sent as
     /// credentials (never the credentials themselves).
     #[error("pull of {image} refused: {reason} ({hint})")]
@@ -292,6 +298,10 @@ impl Engine {
             .await
             .map(drop)
             .map_err(|e| self.map(e));
+        if let Err(EngineError::Conflict(_)) = &made {
+            // Made before a crash, or another app's of the same name.
+            self.container_is_ours(name, cx.app, cx.service).await?;
+        }
         if matches!(made, Ok(()) | Err(EngineError::Conflict(_))) {
             for (network, endpoint) in extra_networks(cx) {
                 let request = bollard::models::NetworkConnectRequest {

@@ -1,6 +1,7 @@
 //! App networks and app volumes in the engine: listed by holdfast's app
 //! label, created from the target's definitions, removed only when the
-//! executor says so. Objects without the label are never touched.
+//! executor says so. Objects without the label are never removed, and
+//! those with another app's label neither used nor removed (`owned`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -10,9 +11,11 @@ use bollard::query_parameters::{
     InspectNetworkOptions, ListNetworksOptions, ListVolumesOptions, RemoveVolumeOptions,
 };
 
+use super::owned::taken;
 use super::{gone_is_done, Engine, EngineError, LABEL_APP, LABEL_HASH};
 use crate::names::AppName;
 use crate::target::{NetworkSpec, VolumeSpec};
+use crate::text::shown;
 
 /// An app network holdfast made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,12 +85,17 @@ impl Engine {
             .collect())
     }
 
+    /// Makes network `name` of `app`; one of that name made before (a
+    /// crash) is fine when it is `app`'s, and refused when it is not.
     pub async fn create_network(
         &self,
         name: &str,
         app: &AppName,
         spec: &NetworkSpec,
     ) -> Result<(), EngineError> {
+        if self.network_made(name, app).await? {
+            return Ok(());
+        }
         let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
         labels.insert(LABEL_APP.into(), app.to_string());
         labels.insert(LABEL_HASH.into(), spec.config_hash());
@@ -117,13 +125,37 @@ impl Engine {
             labels: Some(labels),
             ..Default::default()
         };
-        match self.docker.create_network(request).await {
-            Ok(_) => Ok(()),
-            // Made before a crash (the engine refuses a second of a name).
-            Err(e) => match self.map(e) {
-                EngineError::Conflict(_) => Ok(()),
-                other => Err(other),
-            },
+        let made = match self.docker.create_network(request).await {
+            Ok(made) => made.id,
+            Err(e) => {
+                return match self.map(e) {
+                    // A newer engine refuses a second network of a name:
+                    // made meanwhile, by us or not.
+                    EngineError::Conflict(_) => self.network_made(name, app).await.map(drop),
+                    other => Err(other),
+                };
+            }
+        };
+        // API 1.41 makes a second network of a name without a word: one
+        // made meanwhile by another is theirs, and ours goes again.
+        let now = self.networks_named(name).await?;
+        if let Some((_, owner)) = now.iter().find(|(id, _)| *id != made) {
+            let _ = self.docker.remove_network(&made).await;
+            return Err(taken("network", name, owner.as_deref(), app));
+        }
+        Ok(())
+    }
+
+    /// Whether `app`'s network `name` is there already (made before a
+    /// crash); refused when a network of that name is another's.
+    async fn network_made(&self, name: &str, app: &AppName) -> Result<bool, EngineError> {
+        let existing = self.networks_named(name).await?;
+        match existing
+            .iter()
+            .find(|(_, o)| o.as_deref() != Some(app.as_str()))
+        {
+            Some((_, owner)) => Err(taken("network", name, owner.as_deref(), app)),
+            None => Ok(!existing.is_empty()),
         }
     }
 
@@ -161,10 +193,16 @@ impl Engine {
         Ok(host_address(&n))
     }
 
-    /// Removes a network; one still in use is an error (`Api`).
-    pub async fn remove_network(&self, name: &str) -> Result<(), EngineError> {
-        let r = self.docker.remove_network(name).await;
-        gone_is_done(r.map_err(|e| self.map(e)))
+    /// Removes `app`'s network `name`, by its id: another app's of the same
+    /// name stays. One still in use is an error (`Api`).
+    pub async fn remove_network(&self, name: &str, app: &AppName) -> Result<(), EngineError> {
+        for (id, owner) in self.networks_named(name).await? {
+            if owner.as_deref() == Some(app.as_str()) {
+                let r = self.docker.remove_network(&id).await;
+                gone_is_done(r.map_err(|e| self.map(e)))?;
+            }
+        }
+        Ok(())
     }
 
     /// Volumes holdfast made (for `app` only, when given).
@@ -210,15 +248,38 @@ impl Engine {
             labels: Some(labels),
             ..Default::default()
         };
-        self.docker
+        let made = self
+            .docker
             .create_volume(request)
             .await
-            .map(drop)
-            .map_err(|e| self.map(e))
+            .map_err(|e| self.map(e))?;
+        // The engine answers with the volume of that name it has, if any:
+        // another app's is not this app's (one without the label, made
+        // outside holdfast, is used as `Executor::objects` uses it).
+        match made.labels.get(LABEL_APP) {
+            Some(owner) if owner != app.as_str() => Err(taken("volume", name, Some(owner), app)),
+            _ => Ok(()),
+        }
     }
 
-    /// Removes a volume; one still used by a container is an error.
-    pub async fn remove_volume(&self, name: &str) -> Result<(), EngineError> {
+    /// Removes `app`'s volume `name`: refused when its label names another
+    /// app (or none), or when any container uses it.
+    pub async fn remove_volume(&self, name: &str, app: &AppName) -> Result<(), EngineError> {
+        let v = match self.docker.inspect_volume(name).await {
+            Ok(v) => v,
+            Err(e) => return gone_is_done(Err(self.map(e))),
+        };
+        let owner = v.labels.get(LABEL_APP).map(String::as_str);
+        if owner != Some(app.as_str()) {
+            return Err(taken("volume", name, owner, app));
+        }
+        if let Some(user) = self.volume_users(name).await?.first() {
+            return Err(EngineError::Taken(format!(
+                "volume {} of app {app} is used by {}: it stays",
+                shown(name),
+                user.describe()
+            )));
+        }
         let r = self
             .docker
             .remove_volume(name, Some(RemoveVolumeOptions { force: false }))

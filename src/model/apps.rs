@@ -109,6 +109,11 @@ pub struct UpdateStatus {
     pub engine: String,
     /// Whether a target is in force (none: holdfast touches no container).
     pub target: bool,
+    /// Why none is in force though one was saved: it cannot be read back
+    /// (too big, corrupt, a read error). Changes of one app are refused
+    /// until a whole target is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_unreadable: Option<String>,
     pub apps: BTreeMap<String, AppStatus>,
     /// Volumes of apps no longer in the target, kept until
     /// `holdfast volumes prune APP` (app -> engine volume names).

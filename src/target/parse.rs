@@ -4,7 +4,7 @@
 //! are escaped, since errors go to journald and D-Bus replies.
 
 use super::spec::{AppTarget, Target};
-use super::strict::{self, no_controls, path_string, strip_position};
+use super::strict::{self, no_controls, path_string, serde_reason};
 use super::validate::validate;
 use crate::names::AppName;
 
@@ -47,7 +47,7 @@ pub fn parse(text: &str, source_name: &str) -> Result<Target, TargetError> {
             line: inner.line(),
             column: inner.column(),
             path,
-            reason: no_controls(&strip_position(&inner.to_string())),
+            reason: serde_reason(&inner.to_string()),
         }
     })?;
     check(&target, &source_name)?;
@@ -79,7 +79,7 @@ pub fn parse_app(text: &str, app: &AppName, source_name: &str) -> Result<AppTarg
             line: inner.line(),
             column: inner.column(),
             path,
-            reason: no_controls(&strip_position(&inner.to_string())),
+            reason: serde_reason(&inner.to_string()),
         }
     })
 }
@@ -93,7 +93,7 @@ pub fn app_from_value(
     serde_path_to_error::deserialize(value).map_err(|e| TargetError::Invalid {
         source_name: no_controls(source_name),
         path: path_string(e.path()),
-        reason: no_controls(&e.into_inner().to_string()),
+        reason: serde_reason(&e.into_inner().to_string()),
     })
 }
 

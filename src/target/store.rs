@@ -3,6 +3,13 @@
 //! durably before it is used. Its task serves SetTarget, follows the file
 //! on disk and stages the target's device config; all file work runs on
 //! the blocking pool.
+//!
+//! A saved target that cannot be read back (too big, corrupt, a read
+//! error) is not "no target": nothing is in force, so no container is
+//! touched, but a merge (one app, a fleet server's apps) is refused, since
+//! merged into nothing it would stop and remove every other app; the
+//! status says why (`UpdateStatus::target_unreadable`) until a whole
+//! target is set or the file reads again.
 
 mod task;
 
@@ -18,6 +25,7 @@ use super::owners::Owners;
 use super::spec::FORMAT_VERSION;
 use crate::config::LocalTarget;
 use crate::fsutil::{atomic_write, read_regular};
+use crate::model::UpdateStatus;
 use crate::names::AppName;
 use crate::target::{check, parse, AppTarget, Target, TargetError};
 
@@ -33,6 +41,9 @@ pub enum StoreError {
     /// A local target touching an app a fleet server owns.
     #[error("{0}")]
     Owned(String),
+    /// A merge into a saved target that cannot be read.
+    #[error("{0}")]
+    Unreadable(String),
     #[error("cannot save the target to {path}: {source}")]
     Save {
         path: PathBuf,
@@ -55,22 +66,54 @@ pub struct TargetStore {
     owners: Arc<Mutex<Owners>>,
     /// `[fleet.hawkbit] local_target`; `None` without hawkBit.
     policy: Arc<Mutex<Option<LocalTarget>>>,
+    unreadable: Arc<Mutex<Unreadable>>,
+}
+
+/// Why the saved target could not be read at start, and where the status
+/// shows it.
+#[derive(Default)]
+struct Unreadable {
+    why: Option<String>,
+    status: Option<watch::Sender<UpdateStatus>>,
+}
+
+impl Unreadable {
+    fn publish(&self) {
+        if let Some(status) = &self.status {
+            status.send_if_modified(|s| {
+                let changed = s.target_unreadable != self.why;
+                s.target_unreadable.clone_from(&self.why);
+                changed
+            });
+        }
+    }
 }
 
 impl TargetStore {
     /// Loads the target file; when it is missing or bad, the last good copy.
+    /// When one of them exists but neither reads, no target is in force
+    /// and the store remembers why (see the module's doc).
     pub fn load(file: &Path, state_dir: &Path) -> (Self, watch::Receiver<Option<Arc<Target>>>) {
         let last_good = state_dir.join(LAST_GOOD);
-        let initial = match read(file) {
-            Ok(Some(t)) => Some(t),
-            Ok(None) => read(&last_good).ok().flatten(),
+        let (initial, why) = match read(file) {
+            Ok(Some(t)) => (Some(t), None),
+            Ok(None) => match read(&last_good) {
+                Ok(t) => (t, None),
+                Err(e) => (None, Some(format!("the last good copy: {e}"))),
+            },
             Err(e) => {
                 tracing::error!(error = %e, "target rejected; using the last good target");
-                read(&last_good).ok().flatten()
+                match read(&last_good) {
+                    Ok(Some(t)) => (Some(t), None),
+                    Ok(None) => (None, Some(e.to_string())),
+                    Err(e2) => (None, Some(format!("{e}; the last good copy: {e2}"))),
+                }
             }
         };
         if let Some(t) = &initial {
             tracing::info!(apps = t.apps.len(), "target loaded");
+        } else if let Some(why) = &why {
+            tracing::error!(file = %file.display(), reason = %why, "the saved target cannot be read: no target is in force, no container will be touched, and changes of one app are refused until a whole target is set: {why}");
         } else {
             tracing::info!(file = %file.display(), "no target yet: no container will be touched");
         }
@@ -81,6 +124,7 @@ impl TargetStore {
             tx: Arc::new(tx),
             owners: Arc::new(Mutex::new(Owners::load(state_dir))),
             policy: Arc::new(Mutex::new(None)),
+            unreadable: Arc::new(Mutex::new(Unreadable { why, status: None })),
         };
         if let Some(t) = store.tx.borrow().clone() {
             let _ = store.save_last_good(&t);
@@ -92,10 +136,40 @@ impl TargetStore {
         &self.file
     }
 
+    /// Shows why the saved target cannot be read in `status`
+    /// (`target_unreadable`), now and whenever that changes.
+    pub fn report_to(&self, status: watch::Sender<UpdateStatus>) {
+        let mut u = self.unreadable.lock().expect("unreadable lock");
+        u.status = Some(status);
+        u.publish();
+    }
+
+    /// Why the saved target cannot be read, while no other is in force.
+    pub fn unreadable(&self) -> Option<String> {
+        self.unreadable.lock().expect("unreadable lock").why.clone()
+    }
+
+    /// A merge needs the target it merges into: refused while the saved
+    /// one cannot be read.
+    fn mergeable(&self, what: &str) -> Result<(), StoreError> {
+        match self.unreadable() {
+            None => Ok(()),
+            Some(why) => Err(StoreError::Unreadable(format!(
+                "the saved target cannot be read ({why}); {what} would be merged into no \
+                 target and every other app stopped and removed: set a whole target \
+                 (SetTarget; holdfast apply of a target state without --app) or repair \
+                 the target file"
+            ))),
+        }
+    }
+
     /// A target from D-Bus, CLI or HTTP: validated, written to the target
     /// file (atomically), then put in force.
     pub fn accept(&self, text: &str, source: &str) -> Result<Arc<Target>, StoreError> {
-        self.save_local(parse(text, source)?)
+        if text.len() as u64 > MAX_TARGET_BYTES {
+            return Err(too_big(source, text.len()));
+        }
+        self.save_local(parse(text, source)?, source)
     }
 
     pub fn set_policy(&self, policy: Option<LocalTarget>) {
@@ -120,6 +194,7 @@ impl TargetStore {
         source: &str,
     ) -> Result<(Arc<Target>, BTreeMap<AppName, AppTarget>), StoreError> {
         let mut owners = self.owners.lock().expect("owners lock");
+        self.mergeable(&format!("the apps of {owner}"))?;
         let mut merged = self.current_or_empty();
         let before: Vec<AppName> = owners.owned_by(owner).cloned().collect();
         let mut previous = BTreeMap::new();
@@ -139,7 +214,7 @@ impl TargetStore {
                 path: PathBuf::from(super::owners::OWNERS_FILE),
                 source,
             })?;
-        Ok((self.save(merged)?, previous))
+        Ok((self.save(merged, source)?, previous))
     }
 
     fn current_or_empty(&self) -> Target {
@@ -151,10 +226,10 @@ impl TargetStore {
 
     /// A local target: refused when it changes an app a fleet server owns
     /// (under `refuse`); under `allow` such an app becomes the device's.
-    fn save_local(&self, target: Target) -> Result<Arc<Target>, StoreError> {
+    fn save_local(&self, target: Target, source: &str) -> Result<Arc<Target>, StoreError> {
         let mut owners = self.owners.lock().expect("owners lock");
         let released = self.check_owners(&owners, &target)?;
-        let t = self.save(target)?;
+        let t = self.save(target, source)?;
         if let Err(e) = owners.release(&released) {
             tracing::error!(error = %e, "cannot record that the device took over {released:?}");
         }
@@ -179,15 +254,22 @@ impl TargetStore {
         target: AppTarget,
         source: &str,
     ) -> Result<Arc<Target>, StoreError> {
+        self.mergeable(&format!("app {app}"))?;
         let mut merged = self.current_or_empty();
         merged.apps.insert(app, target);
         check(&merged, source)?;
-        self.save_local(merged)
+        self.save_local(merged, source)
     }
 
-    fn save(&self, target: Target) -> Result<Arc<Target>, StoreError> {
+    /// Writes the target file and puts the target in force. What is
+    /// written must read back: a file over `MAX_TARGET_BYTES` would be
+    /// refused at the next start.
+    fn save(&self, target: Target, source: &str) -> Result<Arc<Target>, StoreError> {
         let target = Arc::new(target);
         let pretty = serde_json::to_vec_pretty(&*target).expect("target serializes");
+        if pretty.len() as u64 > MAX_TARGET_BYTES {
+            return Err(too_big(source, pretty.len()));
+        }
         atomic_write(&self.file, &pretty).map_err(|source| StoreError::Save {
             path: self.file.clone(),
             source,
@@ -223,6 +305,11 @@ impl TargetStore {
             self.save_last_good(&target)?;
             self.tx.send_replace(Some(target));
         }
+        let mut u = self.unreadable.lock().expect("unreadable lock");
+        if u.why.take().is_some() {
+            tracing::info!("a whole target is in force again");
+            u.publish();
+        }
         Ok(!same)
     }
 
@@ -233,6 +320,19 @@ impl TargetStore {
             source,
         })
     }
+}
+
+/// A target bigger than the store reads back.
+fn too_big(source: &str, bytes: usize) -> StoreError {
+    StoreError::Invalid(TargetError::Invalid {
+        source_name: crate::text::no_controls(source),
+        path: "(top)".into(),
+        reason: format!(
+            "the target would be saved as {bytes} bytes, over the {MAX_TARGET_BYTES} bytes \
+             (4 MiB) a saved target may have (it is written indented); holdfast would not \
+             read it back"
+        ),
+    })
 }
 
 fn read(path: &Path) -> Result<Option<Target>, TargetError> {
@@ -253,85 +353,4 @@ fn read(path: &Path) -> Result<Option<Target>, TargetError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const T1: &str =
-        r#"{"version": 1, "apps": {"a": {"release": "1", "services": {"s": {"image": "i:1"}}}}}"#;
-
-    #[test]
-    fn bad_input_keeps_the_last_good_target() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("target.json");
-        let (store, rx) = TargetStore::load(&file, dir.path());
-        assert!(rx.borrow().is_none());
-        store.accept(T1, "test").unwrap();
-        assert_eq!(rx.borrow().as_ref().unwrap().apps.len(), 1);
-        let e = store
-            .accept("{\"version\": 1, \"apps\": 3}", "test")
-            .unwrap_err();
-        assert!(e.to_string().contains("apps"), "{e}");
-        std::fs::write(&file, "{ nope").unwrap();
-        assert!(store.reload_file().is_err());
-        assert_eq!(rx.borrow().as_ref().unwrap().apps.len(), 1);
-        // A restart with a broken file falls back to the last good copy.
-        let (_store, rx) = TargetStore::load(&file, dir.path());
-        assert_eq!(rx.borrow().as_ref().unwrap().apps.len(), 1);
-    }
-
-    #[test]
-    fn one_app_is_merged_into_the_target_in_force() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("target.json");
-        let (store, rx) = TargetStore::load(&file, dir.path());
-        let app = |n: &str| AppName::new(n).unwrap();
-        let web: AppTarget =
-            serde_json::from_str(r#"{"release": "c1", "services": {"w": {"image": "w:1"}}}"#)
-                .unwrap();
-        // No target yet: one with this app alone.
-        store.accept_app(app("web"), web.clone(), "test").unwrap();
-        let t = rx.borrow().clone().unwrap();
-        assert_eq!((t.version, t.apps.len()), (1, 1));
-        store.accept(T1, "test").unwrap();
-        store.accept_app(app("web"), web.clone(), "test").unwrap();
-        let names: Vec<String> = rx
-            .borrow()
-            .as_ref()
-            .unwrap()
-            .apps
-            .keys()
-            .map(|a| a.to_string())
-            .collect();
-        assert_eq!(names, ["a", "web"]);
-        // Saved like SetTarget's: the file holds the merged target.
-        let saved = crate::target::parse(&std::fs::read_to_string(&file).unwrap(), "f").unwrap();
-        assert_eq!(&saved, rx.borrow().as_deref().unwrap());
-        // A rejected app changes nothing, in force or on disk.
-        let before = std::fs::read(&file).unwrap();
-        let mut bad = web.clone();
-        bad.services.values_mut().next().unwrap().depends_on.insert(
-            crate::names::ServiceName::new("ghost").unwrap(),
-            Default::default(),
-        );
-        let e = store.accept_app(app("web"), bad, "test").unwrap_err();
-        assert!(
-            e.to_string().contains("ghost is not a service of app web"),
-            "{e}"
-        );
-        assert_eq!(std::fs::read(&file).unwrap(), before);
-        assert_eq!(rx.borrow().as_ref().unwrap().apps[&app("web")], web);
-    }
-
-    #[test]
-    fn a_fifo_as_the_target_file_is_refused_at_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("target.json");
-        let (store, rx) = TargetStore::load(&file, dir.path());
-        store.accept(T1, "test").unwrap();
-        std::fs::remove_file(&file).unwrap();
-        nix::unistd::mkfifo(&file, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-        let e = store.reload_file().err().expect("refused");
-        assert!(e.to_string().contains("FIFO"), "{e}");
-        assert_eq!(rx.borrow().as_ref().unwrap().apps.len(), 1);
-    }
-}
+mod tests;

@@ -50,7 +50,7 @@ pub(crate) fn check(text: &str) -> Result<(), StrictError> {
                 line: inner.line(),
                 column: inner.column(),
                 path,
-                reason: no_controls(&strip_position(&inner.to_string())),
+                reason: serde_reason(&inner.to_string()),
             });
         }
     }
@@ -97,7 +97,30 @@ fn push_key(out: &mut String, key: &str) {
     out.push_str(&escape(key));
 }
 
-pub(crate) use crate::text::{escape, no_controls};
+pub(crate) use crate::text::no_controls;
+
+/// A key as it goes into a path: escaped (`text::escape`) and cut to
+/// `text::SHOWN_MAX` characters, so a 100 KB key makes no 100 KB path.
+/// Compose records its positions under the same spelling.
+pub(crate) fn escape(key: &str) -> String {
+    crate::text::escape(&crate::text::clip(key, crate::text::SHOWN_MAX))
+}
+
+/// serde's messages quote the offending value whole and list what was
+/// expected (the longest list, a service's fields, is under 1000
+/// characters): escaped, without the position, cut there.
+const SERDE_REASON_MAX: usize = 1000;
+
+/// An outside value as an error quotes it: in quotes, escaped, cut to
+/// `text::SHOWN_MAX` characters (a 100 KB name makes no 100 KB message).
+pub(crate) fn quoted(v: &str) -> String {
+    format!("{:?}", crate::text::clip(v, crate::text::SHOWN_MAX))
+}
+
+/// A reason serde wrote, as an error shows it.
+pub(crate) fn serde_reason(msg: &str) -> String {
+    no_controls(&crate::text::clip(&strip_position(msg), SERDE_REASON_MAX))
+}
 
 /// Any JSON value, walked for its keys and dropped.
 struct Unique;

@@ -4,10 +4,12 @@
 //! here, before anything is touched. Errors are (JSON path, reason).
 //!
 //! `app` checks what needs the whole app (networks, volumes, references
-//! between services), `service` one service's fields, `values` and
-//! `fields` and `logging` single values, `net` addresses and names.
+//! between services), `engine_names` the names the engine gets across
+//! apps, `service` one service's fields, `values` and `fields` and
+//! `logging` single values, `net` addresses and names.
 
 mod app;
+mod engine_names;
 mod fields;
 mod logging;
 mod net;
@@ -17,7 +19,7 @@ mod values;
 use std::collections::BTreeMap;
 
 use super::spec::{Target, FORMAT_VERSION};
-use super::strict::escape;
+use super::strict::{escape, quoted as q};
 
 pub(crate) use fields::parse_expose;
 pub(crate) use values::parse_port;
@@ -57,7 +59,7 @@ pub(super) fn validate(t: &Target) -> Result<(), Invalid> {
     for (app, a) in &t.apps {
         app::validate_app(app.as_str(), a, &mut subnets)?;
     }
-    Ok(())
+    engine_names::check_engine_names(t)
 }
 
 /// No NUL in keys or values; `key_rule` adds the map's own key rule.
@@ -78,7 +80,8 @@ fn check_map(
 fn no_nul(v: &str) -> Result<(), String> {
     if v.contains('\0') {
         Err(format!(
-            "{v:?} contains a NUL character, which the engine refuses"
+            "{} contains a NUL character, which the engine refuses",
+            q(v)
         ))
     } else {
         Ok(())
@@ -134,7 +137,8 @@ fn check_driver(d: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "{d:?} is not a driver name: lower-case letters, digits, '_', '.' and '-'"
+            "{} is not a driver name: lower-case letters, digits, '_', '.' and '-'",
+            q(d)
         ))
     }
 }
@@ -142,6 +146,12 @@ fn check_driver(d: &str) -> Result<(), String> {
 #[cfg(test)]
 mod app_tests;
 #[cfg(test)]
+mod engine_names_tests;
+#[cfg(test)]
 mod fields_tests;
+#[cfg(test)]
+mod input_tests;
+#[cfg(test)]
+mod lock_dir_tests;
 #[cfg(test)]
 mod tests;

@@ -52,6 +52,14 @@ pub(super) fn prune_volumes(
         ))));
         return;
     }
+    // Whether the app is in a target that cannot be read is not known.
+    let unreadable = status.borrow().target_unreadable.clone();
+    if let Some(why) = unreadable {
+        let _ = reply.send(Err(CommandError::Conflict(format!(
+            "the saved target cannot be read ({why}); app {app} may be in it: no volume is removed until a whole target is set"
+        ))));
+        return;
+    }
     let forced_by = force.then(|| who.clone());
     if let crate::gate::Decision::Blocked(blocked_by) =
         crate::gate::update(snapshot, &app, forced_by.as_deref())
@@ -63,8 +71,20 @@ pub(super) fn prune_volumes(
         return;
     }
     tracing::info!(app = %app, who = %who, "removing the volumes of app {app}, asked by {who}");
+    // Engine volume names the other apps' targets use: never removed as
+    // this app's (two apps' names can meet at '_').
+    let used_by: BTreeMap<String, AppName> = target
+        .iter()
+        .flat_map(|t| &t.apps)
+        .filter(|(other, _)| **other != app)
+        .flat_map(|(other, t)| {
+            crate::update::plan::wanted_volumes(t)
+                .into_iter()
+                .map(move |v| (crate::target::scoped_name(other, &v), other.clone()))
+        })
+        .collect();
     tokio::spawn(async move {
-        let r = exec.remove_app_volumes(&app).await;
+        let r = exec.remove_app_volumes(&app, &used_by).await;
         if r.is_ok() {
             status.send_if_modified(|s| s.orphaned_volumes.remove(app.as_str()).is_some());
         }

@@ -10,6 +10,8 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::target::strict::quoted as q;
+
 /// `["a", "b"]` or `{"a": {...}, "b": null}`: names with default values,
 /// or names with values (`null` meaning the default).
 pub fn list_or_map<'de, D, K, V>(d: D) -> Result<BTreeMap<K, V>, D::Error>
@@ -64,7 +66,8 @@ impl Bytes {
             "g" | "gb" | "gib" => 1 << 30,
             _ => {
                 return Err(format!(
-                    "{s:?} is not a size like \"512m\", \"2g\" or a number of bytes"
+                    "{} is not a size like \"512m\", \"2g\" or a number of bytes",
+                    q(s)
                 ))
             }
         };
@@ -73,11 +76,22 @@ impl Bytes {
             .ok()
             .filter(|n: &f64| n.is_finite() && *n >= 0.0)
             .ok_or_else(|| {
-                format!("{s:?} is not a size like \"512m\", \"2g\" or a number of bytes")
+                format!(
+                    "{} is not a size like \"512m\", \"2g\" or a number of bytes",
+                    q(s)
+                )
             })?;
         let bytes = n * mult as f64;
+        // "0.5" would be 0 bytes: no limit (or the engine's default), not
+        // what was asked for.
+        if bytes > 0.0 && bytes < 1.0 {
+            return Err(format!(
+                "{} is less than one byte; give 0 for none, or a size like \"512m\"",
+                q(s)
+            ));
+        }
         if bytes > i64::MAX as f64 {
-            return Err(format!("{s:?} is too large"));
+            return Err(format!("{} is too large", q(s)));
         }
         Ok(Bytes(bytes as u64))
     }
@@ -159,7 +173,7 @@ impl<'de> Deserialize<'de> for NanoCpus {
                 let n: f64 = v
                     .trim()
                     .parse()
-                    .map_err(|_| E::custom(format!("{v:?} is not a number of CPUs like 0.5")))?;
+                    .map_err(|_| E::custom(format!("{} is not a number of CPUs like 0.5", q(v))))?;
                 NanoCpus::from_f64(n).map_err(E::custom)
             }
         }
@@ -174,7 +188,12 @@ pub struct GoDuration(pub Duration);
 
 impl GoDuration {
     pub fn parse(s: &str) -> Result<Self, String> {
-        let bad = || format!("{s:?} is not a duration like \"30s\", \"1m30s\" or \"500ms\"");
+        let bad = || {
+            format!(
+                "{} is not a duration like \"30s\", \"1m30s\" or \"500ms\"",
+                q(s)
+            )
+        };
         let mut rest = s.trim();
         if rest.is_empty() {
             return Err(bad());
@@ -208,7 +227,7 @@ impl GoDuration {
             total += value * nanos;
         }
         if total > 1e18 {
-            return Err(format!("{s:?} is too long"));
+            return Err(format!("{} is too long", q(s)));
         }
         Ok(GoDuration(Duration::from_nanos(total.round() as u64)))
     }

@@ -96,7 +96,9 @@ impl TargetTask {
                 tracing::warn!(error = %e, "target rejected; the previous one stays in force");
                 Err(match e {
                     StoreError::Invalid(e) => CommandError::InvalidTarget(e.to_string()),
-                    StoreError::Owned(why) => CommandError::Conflict(why),
+                    StoreError::Owned(why) | StoreError::Unreadable(why) => {
+                        CommandError::Conflict(why)
+                    }
                     other => CommandError::Failed(other.to_string()),
                 })
             }

@@ -3,6 +3,7 @@
 //! join).
 
 use super::net::{check_alias, parse_ip, parse_ipv4, Cidr};
+use super::q;
 use super::service::validate_service;
 use super::{check_driver, check_labels, check_map, escape, is_engine_name, Invalid, NAME_RULE};
 use crate::names::ServiceName;
@@ -22,7 +23,7 @@ pub(super) fn validate_app(
     if a.release.contains(char::is_control) {
         return Err((
             release,
-            format!("{:?} contains a control character", a.release),
+            format!("{} contains a control character", q(&a.release)),
         ));
     }
     // The app's name begins the engine names of its containers, networks
@@ -46,8 +47,8 @@ pub(super) fn validate_app(
                 return Err((
                     at,
                     format!(
-                        "{:?} overlaps the subnet of {other}; the engine refuses overlapping subnets",
-                        pool.subnet
+                        "{} overlaps the subnet of {other}; the engine refuses overlapping subnets",
+                        q(&pool.subnet)
                     ),
                 ));
             }
@@ -78,7 +79,7 @@ fn check_network(name: &str, n: &NetworkSpec) -> Result<(), Invalid> {
     if !is_engine_name(name) {
         return Err((
             String::new(),
-            format!("{name:?} is not a network name ({NAME_RULE})"),
+            format!("{} is not a network name ({NAME_RULE})", q(name)),
         ));
     }
     if let Some(d) = &n.driver {
@@ -106,7 +107,7 @@ fn check_network(name: &str, n: &NetworkSpec) -> Result<(), Invalid> {
             if !subnet.contains(ip) {
                 return Err((
                     at("gateway"),
-                    format!("{g:?} is not inside the subnet {:?}", pool.subnet),
+                    format!("{} is not inside the subnet {}", q(g), q(&pool.subnet)),
                 ));
             }
         }
@@ -115,7 +116,7 @@ fn check_network(name: &str, n: &NetworkSpec) -> Result<(), Invalid> {
             if !subnet.covers(&range) {
                 return Err((
                     at("ip_range"),
-                    format!("{r:?} is not inside the subnet {:?}", pool.subnet),
+                    format!("{} is not inside the subnet {}", q(r), q(&pool.subnet)),
                 ));
             }
         }
@@ -128,7 +129,10 @@ fn check_volume_def(name: &str, v: &VolumeSpec) -> Result<(), Invalid> {
     if !is_engine_name(name) || name.len() < 2 {
         return Err((
             String::new(),
-            format!("{name:?} is not a volume name ({NAME_RULE}; at least 2 characters)"),
+            format!(
+                "{} is not a volume name ({NAME_RULE}; at least 2 characters)",
+                q(name)
+            ),
         ));
     }
     if let Some(d) = &v.driver {
@@ -201,7 +205,7 @@ fn check_in_app(
         if let Some(mode) = &s.network_mode {
             return Err((
                 "networks".into(),
-                format!("a service with network_mode {mode:?} joins no app networks; give networks or network_mode, not both"),
+                format!("a service with network_mode {} joins no app networks; give networks or network_mode, not both", q(mode)),
             ));
         }
     }
@@ -211,7 +215,10 @@ fn check_in_app(
         if def.is_none() && net != DEFAULT_NETWORK {
             return Err((
                 at(""),
-                format!("{net:?} is not one of app {app}'s networks; declare it under apps.{app}.networks"),
+                format!(
+                    "{} is not one of app {app}'s networks; declare it under apps.{app}.networks",
+                    q(net)
+                ),
             ));
         }
         for (i, alias) in sn.aliases.iter().enumerate() {
@@ -235,7 +242,7 @@ fn check_in_app(
             if !subnets.iter().any(|c| c.contains(addr.into())) {
                 return Err((
                     at(".ipv4_address"),
-                    format!("{ip:?} is not inside a subnet of network {net}"),
+                    format!("{} is not inside a subnet of network {net}", q(ip)),
                 ));
             }
         }

@@ -3,6 +3,7 @@
 
 use super::net::parse_ip;
 use super::no_nul;
+use super::q;
 use crate::target::{Healthcheck, Ulimit};
 
 /// Linux capabilities by name (without `CAP_`), up to Linux 5.9's
@@ -60,7 +61,7 @@ pub(super) fn check_capability(v: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "{v:?} is not a Linux capability: give ALL or a name such as NET_ADMIN or CAP_NET_ADMIN (see capabilities(7))"
+            "{} is not a Linux capability: give ALL or a name such as NET_ADMIN or CAP_NET_ADMIN (see capabilities(7))", q(v)
         ))
     }
 }
@@ -84,14 +85,14 @@ pub(super) fn check_sysctl(key: &str, net_host: bool, ipc_host: bool) -> Result<
     let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-/".contains(c);
     if key.is_empty() || !key.chars().all(ok_char) || key.starts_with(['.', '/']) {
         return Err(format!(
-            "{key:?} is not a sysctl name: lower-case letters, digits, '_', '.', '-' and '/' (e.g. net.ipv4.ip_forward)"
+            "{} is not a sysctl name: lower-case letters, digits, '_', '.', '-' and '/' (e.g. net.ipv4.ip_forward)", q(key)
         ));
     }
     let dotted = key.replace('/', ".");
     if IPC_SYSCTLS.contains(&dotted.as_str()) || dotted.starts_with("fs.mqueue.") {
         if ipc_host {
             return Err(format!(
-                "{key:?} is in the IPC namespace, which `ipc: host` shares with the host; runc refuses it"
+                "{} is in the IPC namespace, which `ipc: host` shares with the host; runc refuses it", q(key)
             ));
         }
         return Ok(());
@@ -99,7 +100,7 @@ pub(super) fn check_sysctl(key: &str, net_host: bool, ipc_host: bool) -> Result<
     if dotted.starts_with("net.") {
         if net_host {
             return Err(format!(
-                "{key:?} is in the network namespace, which `network_mode: host` shares with the host; runc refuses it"
+                "{} is in the network namespace, which `network_mode: host` shares with the host; runc refuses it", q(key)
             ));
         }
         return Ok(());
@@ -108,8 +109,9 @@ pub(super) fn check_sysctl(key: &str, net_host: bool, ipc_host: bool) -> Result<
         return Ok(());
     }
     Err(format!(
-        "{key:?} is not in a namespace of the container's own, so runc refuses it: \
+        "{} is not in a namespace of the container's own, so runc refuses it: \
          net.*, fs.mqueue.*, kernel.domainname and the IPC ones ({}) are allowed{}",
+        q(key),
         IPC_SYSCTLS.join(", "),
         if dotted == "kernel.hostname" {
             "; set `hostname` instead"
@@ -122,12 +124,18 @@ pub(super) fn check_sysctl(key: &str, net_host: bool, ipc_host: bool) -> Result<
 /// `host:ip` for /etc/hosts: the ip an IPv4 or IPv6 address or
 /// `host-gateway` (the engine's address of the host).
 pub(super) fn check_extra_host(v: &str) -> Result<(), String> {
-    let shape = || format!("{v:?} is not host:ip (e.g. db.local:10.0.0.2, or host:host-gateway)");
+    let shape = || {
+        format!(
+            "{} is not host:ip (e.g. db.local:10.0.0.2, or host:host-gateway)",
+            q(v)
+        )
+    };
     let (host, ip) = v.split_once(':').ok_or_else(shape)?;
     if !super::net::dns_name(host, true, false, 253) {
         return Err(format!(
-            "{}: the host {host:?} is not a DNS name (letters, digits, '-', '_', dot-separated)",
-            shape()
+            "{}: the host {} is not a DNS name (letters, digits, '-', '_', dot-separated)",
+            shape(),
+            q(host)
         ));
     }
     if ip != "host-gateway" {
@@ -142,8 +150,9 @@ pub(super) fn check_group(v: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "{v:?} is not a group: a number (gid) or a name of up to 32 characters: \
-             a lower-case letter or '_', then lower-case letters, digits, '_', '.' or '-'"
+            "{} is not a group: a number (gid) or a name of up to 32 characters: \
+             a lower-case letter or '_', then lower-case letters, digits, '_', '.' or '-'",
+            q(v)
         ))
     }
 }
@@ -164,7 +173,7 @@ pub(super) fn check_cpuset(v: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "{v:?} is not a CPU list: numbers and ascending ranges, comma-separated (e.g. 0-1 or 0,2-3)"
+            "{} is not a CPU list: numbers and ascending ranges, comma-separated (e.g. 0-1 or 0,2-3)", q(v)
         ))
     }
 }
@@ -191,7 +200,8 @@ const ULIMITS: [&str; 15] = [
 pub(super) fn check_ulimit(name: &str, u: &Ulimit) -> Result<(), String> {
     if !ULIMITS.contains(&name) {
         return Err(format!(
-            "{name:?} is not a ulimit the engine sets: one of {}",
+            "{} is not a ulimit the engine sets: one of {}",
+            q(name),
             ULIMITS.join(", ")
         ));
     }
@@ -232,7 +242,7 @@ pub(super) fn check_security_opt(v: &str) -> Result<(), String> {
                     label=user|role|type|level|filetype:VALUE, apparmor=PROFILE, \
                     seccomp=unconfined or seccomp={profile JSON}";
     let Some((key, value)) = v.split_once('=').or_else(|| v.split_once(':')) else {
-        return Err(format!("{v:?} is not a security option; {accepted}"));
+        return Err(format!("{} is not a security option; {accepted}", q(v)));
     };
     let ok = match key {
         "no-new-privileges" => go_bool(value).is_some(),
@@ -254,7 +264,7 @@ pub(super) fn check_security_opt(v: &str) -> Result<(), String> {
     if ok {
         no_nul(v)
     } else {
-        Err(format!("{v:?} is not a security option; {accepted}"))
+        Err(format!("{} is not a security option; {accepted}", q(v)))
     }
 }
 
@@ -283,7 +293,9 @@ pub(super) fn check_shared(v: &str, modes: &str) -> Result<(), String> {
             return Ok(());
         }
         return Err(format!(
-            "{v:?}: {name:?} is not a container name (2 or more characters: {}); accepted: {accepted}",
+            "{}: {} is not a container name (2 or more characters: {}); accepted: {accepted}",
+            q(v),
+            q(name),
             super::NAME_RULE
         ));
     }
@@ -292,16 +304,18 @@ pub(super) fn check_shared(v: &str, modes: &str) -> Result<(), String> {
             return Ok(());
         }
         return Err(format!(
-            "{v:?}: {name:?} is not a service name; accepted: {accepted}"
+            "{}: {} is not a service name; accepted: {accepted}",
+            q(v),
+            q(name)
         ));
     }
-    Err(format!("{v:?} is not one of {accepted}"))
+    Err(format!("{} is not one of {accepted}", q(v)))
 }
 
 /// `port[/tcp|udp]` or `start-end[/tcp|udp]`: (start, end, protocol).
 pub(crate) fn parse_expose(v: &str) -> Result<(u16, u16, &str), String> {
     let bad = || {
-        format!("{v:?} is not port[/tcp|udp] or start-end[/tcp|udp], ports 1-65535 (e.g. 8080 or 9000-9010/udp)")
+        format!("{} is not port[/tcp|udp] or start-end[/tcp|udp], ports 1-65535 (e.g. 8080 or 9000-9010/udp)", q(v))
     };
     let (ports, proto) = match v.split_once('/') {
         Some((p, proto @ ("tcp" | "udp"))) => (p, proto),
@@ -352,8 +366,9 @@ pub(super) fn check_healthcheck(h: &Healthcheck) -> Result<(), (String, String)>
         Some("NONE") => {}
         Some(other) => {
             return Err(test(format!(
-                "the first item {other:?} is not CMD, CMD-SHELL or NONE (or give a string: a shell command)"
-            )))
+            "the first item {} is not CMD, CMD-SHELL or NONE (or give a string: a shell command)",
+            q(other)
+        )))
         }
     }
     for (name, d) in [

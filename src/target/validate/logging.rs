@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use super::fields::go_bool;
 use super::no_nul;
+use super::q;
 use crate::target::Logging;
 
 /// Options the engine's file drivers accept (it refuses others at create).
@@ -58,8 +59,9 @@ pub(super) fn check_logging(l: &Logging) -> Result<(), (String, String)> {
             return Err((
                 "driver".into(),
                 format!(
-                    "{d:?} is not a log driver name: lower-case letters, digits, '_', '.' and '-' \
-                     (e.g. json-file, local, journald, or a plugin's alias)"
+                    "{} is not a log driver name: lower-case letters, digits, '_', '.' and '-' \
+                     (e.g. json-file, local, journald, or a plugin's alias)",
+                    q(d)
                 ),
             ));
         }
@@ -71,7 +73,10 @@ pub(super) fn check_logging(l: &Logging) -> Result<(), (String, String)> {
     let opts = &l.options;
     if let Some(m) = opts.get("mode") {
         if !matches!(m.as_str(), "blocking" | "non-blocking") {
-            return Err((at("mode"), format!("{m:?} is not blocking or non-blocking")));
+            return Err((
+                at("mode"),
+                format!("{} is not blocking or non-blocking", q(m)),
+            ));
         }
     }
     if let Some(b) = opts.get("max-buffer-size") {
@@ -84,7 +89,7 @@ pub(super) fn check_logging(l: &Logging) -> Result<(), (String, String)> {
         log_size(b).ok_or_else(|| {
             (
                 at("max-buffer-size"),
-                format!("{b:?} is not a size like 4m"),
+                format!("{} is not a size like 4m", q(b)),
             )
         })?;
     }
@@ -108,7 +113,8 @@ fn check_file_driver_opts(
             return Err((
                 k.clone(),
                 format!(
-                    "the {driver} log driver has no option {k:?}; it takes {}, {}",
+                    "the {driver} log driver has no option {}; it takes {}, {}",
+                    q(k),
                     own.join(", "),
                     COMMON_LOG_OPTS.join(", ")
                 ),
@@ -122,7 +128,7 @@ fn check_file_driver_opts(
             _ => {
                 return Err((
                     "max-size".into(),
-                    format!("{s:?} is not a size above 0 like 10m or 1g"),
+                    format!("{} is not a size above 0 like 10m or 1g", q(s)),
                 ))
             }
         }
@@ -138,17 +144,19 @@ fn check_file_driver_opts(
             Some(n.ok_or_else(|| {
                 (
                     "max-file".to_owned(),
-                    format!("{f:?} is not a number of files, 1 or more"),
+                    format!("{} is not a number of files, 1 or more", q(f)),
                 )
             })?)
         }
         None => None,
     };
     let compress = match opts.get("compress") {
-        Some(c) => Some(
-            go_bool(c)
-                .ok_or_else(|| ("compress".to_owned(), format!("{c:?} is not true or false")))?,
-        ),
+        Some(c) => Some(go_bool(c).ok_or_else(|| {
+            (
+                "compress".to_owned(),
+                format!("{} is not true or false", q(c)),
+            )
+        })?),
         None => None,
     };
     // json-file compresses only rotated files: it needs them. local

@@ -3,6 +3,8 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use super::q;
+
 /// An IPv4 or IPv6 subnet `address/prefix`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Cidr {
@@ -12,7 +14,7 @@ pub(super) struct Cidr {
 
 impl Cidr {
     pub fn parse(s: &str) -> Result<Self, String> {
-        let bad = || format!("{s:?} is not a subnet like 172.20.0.0/16 or fd00:1::/64");
+        let bad = || format!("{} is not a subnet like 172.20.0.0/16 or fd00:1::/64", q(s));
         let (addr, prefix) = s.split_once('/').ok_or_else(bad)?;
         let addr: IpAddr = addr.parse().map_err(|_| bad())?;
         // Digits only: "+8" and "08" are not prefixes the engine reads.
@@ -23,7 +25,8 @@ impl Cidr {
         let max = if addr.is_ipv4() { 32 } else { 128 };
         if prefix > max {
             return Err(format!(
-                "{s:?}: the prefix length is at most {max} for an IPv{} subnet",
+                "{}: the prefix length is at most {max} for an IPv{} subnet",
+                q(s),
                 if addr.is_ipv4() { 4 } else { 6 }
             ));
         }
@@ -65,12 +68,12 @@ impl Cidr {
 
 pub(super) fn parse_ipv4(s: &str) -> Result<Ipv4Addr, String> {
     s.parse()
-        .map_err(|_| format!("{s:?} is not an IPv4 address like 172.20.0.5"))
+        .map_err(|_| format!("{} is not an IPv4 address like 172.20.0.5", q(s)))
 }
 
 pub(super) fn parse_ip(s: &str) -> Result<IpAddr, String> {
     s.parse()
-        .map_err(|_| format!("{s:?} is not an IPv4 or IPv6 address (no brackets)"))
+        .map_err(|_| format!("{} is not an IPv4 or IPv6 address (no brackets)", q(s)))
 }
 
 /// A DNS name: dot-separated labels of 1-63 letters, digits and '-' (and
@@ -105,8 +108,9 @@ pub(super) fn check_uts_name(v: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "{v:?} is not a host name: dot-separated labels of 1-63 letters, digits and '-' \
-             (not first or last in a label), at most {UTS_LEN} characters in all"
+            "{} is not a host name: dot-separated labels of 1-63 letters, digits and '-' \
+             (not first or last in a label), at most {UTS_LEN} characters in all",
+            q(v)
         ))
     }
 }
@@ -117,8 +121,9 @@ pub(super) fn check_search_domain(v: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "{v:?} is not a domain name: dot-separated labels of 1-63 letters, digits and '-' \
-             (not first or last in a label), at most 253 characters, or '.' for none"
+            "{} is not a domain name: dot-separated labels of 1-63 letters, digits and '-' \
+             (not first or last in a label), at most 253 characters, or '.' for none",
+            q(v)
         ))
     }
 }
@@ -129,8 +134,9 @@ pub(super) fn check_alias(v: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "{v:?} is not a DNS name: dot-separated labels of 1-63 letters, digits, '_' and '-' \
-             (not first or last in a label), at most 253 characters"
+            "{} is not a DNS name: dot-separated labels of 1-63 letters, digits, '_' and '-' \
+             (not first or last in a label), at most 253 characters",
+            q(v)
         ))
     }
 }

@@ -9,8 +9,9 @@ use super::fields::{
 };
 use super::logging::check_logging;
 use super::net::{check_search_domain, check_uts_name, parse_ip};
+use super::q;
 use super::values::{
-    check_device, check_signal, check_tmpfs, check_user, check_volume, parse_port,
+    check_device, check_image, check_signal, check_tmpfs, check_user, check_volume, parse_port,
 };
 use super::{check_labels, check_map, clean, is_engine_name, no_nul, path_problem, Invalid};
 use super::{escape, NAME_RULE};
@@ -32,19 +33,15 @@ pub(super) fn validate_service(s: &ServiceSpec) -> Result<(), Invalid> {
         }
         Ok::<(), Invalid>(())
     };
-    if s.image.trim().is_empty() || s.image.contains(|c: char| c.is_whitespace() || c == '\0') {
-        return Err(field(
-            "image",
-            format!("{:?} is not an image reference", s.image),
-        ));
-    }
+    check_image(&s.image).map_err(|r| field("image", r))?;
     for (name, list) in [("command", &s.command), ("entrypoint", &s.entrypoint)] {
         each(name, list.as_deref().unwrap_or_default(), no_nul)?;
     }
     check_map("environment", &s.environment, |key| {
         if key.is_empty() || key.contains('=') {
             Err(format!(
-                "{key:?} is not a variable name (non-empty, without '=')"
+                "{} is not a variable name (non-empty, without '=')",
+                q(key)
             ))
         } else {
             Ok(())
@@ -54,14 +51,14 @@ pub(super) fn validate_service(s: &ServiceSpec) -> Result<(), Invalid> {
     if let Some(v) = s.labels.get(STRATEGY_LABEL) {
         if Strategy::parse(v).is_none() {
             return Err(field(&format!("labels.{STRATEGY_LABEL}"), format!(
-                "{v:?} is not one of download-then-kill, kill-then-download, delete-then-download, hand-over")));
+                "{} is not one of download-then-kill, kill-then-download, delete-then-download, hand-over", q(v))));
         }
     }
     if let Some(v) = s.labels.get(HANDOVER_TIMEOUT_LABEL) {
         if v.parse::<u64>().is_err() {
             return Err(field(
                 &format!("labels.{HANDOVER_TIMEOUT_LABEL}"),
-                format!("{v:?} is not a number of milliseconds"),
+                format!("{} is not a number of milliseconds", q(v)),
             ));
         }
     }
@@ -73,13 +70,26 @@ pub(super) fn validate_service(s: &ServiceSpec) -> Result<(), Invalid> {
         parse_expose(p).map_err(|r| field(&format!("expose[{i}]"), r))?;
     }
     each("devices", &s.devices, check_device)?;
+    for (i, d) in s.devices.iter().enumerate() {
+        // The container path (the host path when none is given: /dev/...).
+        let inside = d.split(':').nth(1).unwrap_or(d);
+        if let Some(why) = lock_dir_problem(inside) {
+            return Err(field(&format!("devices[{i}]"), why));
+        }
+    }
     if let Some(v) = &s.network_mode {
         check_network_mode(v).map_err(|r| field("network_mode", r))?;
     }
     if let Some(v) = &s.working_dir {
         path_problem(v)
-            .map_or(Ok(()), |p| Err(format!("{v:?} {p}")))
+            .map_or(Ok(()), |p| Err(format!("{} {p}", q(v))))
             .map_err(|r| field("working_dir", r))?;
+        // The engine makes a missing working directory; the lock
+        // directory itself exists.
+        let is_lock_dir = LOCK_MOUNTS.contains(&clean(v).as_str());
+        if let Some(why) = lock_dir_problem(v).filter(|_| !is_lock_dir) {
+            return Err(field("working_dir", why));
+        }
     }
     if let Some(v) = &s.user {
         check_user(v).map_err(|r| field("user", r))?;
@@ -126,18 +136,46 @@ pub(super) fn validate_service(s: &ServiceSpec) -> Result<(), Invalid> {
     check_shared_network(s)
 }
 
-/// Volumes and tmpfs: each well-formed, one mount per container path.
+/// The lock directory (`LOCK_MOUNTS`) a container path is on or under.
+fn in_lock_dir(path: &str) -> Option<&'static str> {
+    let p = clean(path);
+    LOCK_MOUNTS.into_iter().find(|m| {
+        p.strip_prefix(m)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
+}
+
+/// What is wrong with making `path` (a mount point, a device node, a
+/// working directory) in the container: on or under `/tmp/balena` or
+/// `/tmp/resin` the engine makes it inside the service's lock directory
+/// on the host, where it stays as a lock nobody takes back (it outlives
+/// the container and a corrected target). `/tmp` itself is fine: the
+/// engine mounts the lock directory on top of it.
+fn lock_dir_problem(path: &str) -> Option<String> {
+    let lock = in_lock_dir(path)?;
+    Some(format!(
+        "{} is on or under {lock}, where holdfast mounts the service's lock directory: \
+         the engine would make it inside that directory on the host, as a lock that \
+         never goes away; use another path",
+        q(path)
+    ))
+}
+
+/// Volumes and tmpfs: each well-formed, none on or under the lock
+/// directory, one mount per container path.
 fn check_mounts(s: &ServiceSpec) -> Result<(), Invalid> {
     // Mount destinations the engine sees, to refuse a second mount on one.
-    let mut mounts: BTreeMap<String, String> = LOCK_MOUNTS
-        .iter()
-        .map(|m| ((*m).to_owned(), "holdfast's lock directory".to_owned()))
-        .collect();
-    let mut mount_at = |dest: &str, by: String| match mounts.get(&clean(dest)) {
-        Some(other) => Err(format!("{dest:?} is already a mount point ({other})")),
-        None => {
-            mounts.insert(clean(dest), by);
-            Ok(())
+    let mut mounts: BTreeMap<String, String> = BTreeMap::new();
+    let mut mount_at = |dest: &str, by: String| {
+        if let Some(why) = lock_dir_problem(dest) {
+            return Err(why);
+        }
+        match mounts.get(&clean(dest)) {
+            Some(other) => Err(format!("{} is already a mount point ({other})", q(dest))),
+            None => {
+                mounts.insert(clean(dest), by);
+                Ok(())
+            }
         }
     };
     for (i, v) in s.volumes.iter().enumerate() {
@@ -223,8 +261,9 @@ pub(super) fn check_network_mode(v: &str) -> Result<(), String> {
     // bridge, host and none are names of this form too.
     if !is_engine_name(v) {
         return Err(format!(
-            "{v:?} is not bridge, host, none, a network name ({NAME_RULE}), \
-             container:<name> or service:<service of the app>"
+            "{} is not bridge, host, none, a network name ({NAME_RULE}), \
+             container:<name> or service:<service of the app>",
+            q(v)
         ));
     }
     Ok(())
@@ -251,8 +290,9 @@ fn check_shared_network(s: &ServiceSpec) -> Result<(), Invalid> {
         Some((name, _)) => Err((
             (*name).to_owned(),
             format!(
-                "cannot be set with network_mode {mode:?}: the network is the other container's \
-                 (set it there)"
+                "cannot be set with network_mode {}: the network is the other container's \
+                 (set it there)",
+                q(mode)
             ),
         )),
         None => Ok(()),

@@ -284,9 +284,15 @@ fn a_mount_point_is_used_once() {
     let e = s(&[], &["/run", "/run"]).unwrap_err();
     assert_eq!(e.0, "tmpfs[1]");
     let e = s(&["a1:/tmp/balena"], &[]).unwrap_err();
-    assert!(e.1.contains("holdfast's lock directory"), "{e:?}");
+    assert!(
+        e.1.contains("where holdfast mounts the service's lock directory"),
+        "{e:?}"
+    );
     let e = s(&[], &["/tmp/resin:size=1m"]).unwrap_err();
-    assert!(e.1.contains("holdfast's lock directory"), "{e:?}");
+    assert!(
+        e.1.contains("where holdfast mounts the service's lock directory"),
+        "{e:?}"
+    );
 }
 
 #[test]

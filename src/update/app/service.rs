@@ -94,7 +94,11 @@ impl AppTask {
         self.lock_for(&what, &containers, force, who).await?;
         tracing::warn!(app = %self.app, who, "purging the data of app {} (asked by {who}): its containers and volumes are removed, then made again", self.app);
         let r = match exec.remove_containers(&containers).await {
-            Ok(()) => exec.remove_app_volumes(&self.app).await,
+            // No other app of a valid target shares its volumes' names.
+            Ok(()) => {
+                exec.remove_app_volumes(&self.app, &Default::default())
+                    .await
+            }
             Err(e) => Err(e),
         };
         let released = self.release_locks().await;

@@ -209,7 +209,7 @@ impl Executor {
                 tracing::info!(app = %app, network = %name, "removing network {name}");
                 // Still in use (a container left by a failed pass): it goes
                 // in a later pass; the containers being made do not need it.
-                if let Err(e) = engine.remove_network(name).await {
+                if let Err(e) = engine.remove_network(name, app).await {
                     if e.is_unavailable() {
                         return Err(e.into());
                     }
@@ -229,7 +229,7 @@ impl Executor {
             }
             Step::RemoveVolume { name } => {
                 tracing::info!(app = %app, volume = %name, "removing volume {name} (remove_volumes_with_app)");
-                engine.remove_volume(name).await?
+                engine.remove_volume(name, app).await?
             }
             Step::VerifyHealthy { services } => {
                 let checks = services

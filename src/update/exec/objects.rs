@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use super::Executor;
-use crate::engine::{AppVolume, EngineError};
+use crate::engine::{taken, AppVolume, EngineError};
 use crate::names::AppName;
 use crate::target::{scoped_name, AppTarget};
 use crate::update::plan::{wanted_volumes, Objects};
@@ -66,6 +66,17 @@ impl Executor {
         } else {
             engine.all_volumes().await?
         };
+        // A volume of one of these names that another app made is not
+        // this app's (`<app>_<name>` of two apps can meet): refused, so
+        // one app never reads or writes the other's data. One without the
+        // label (made outside holdfast) is used as before.
+        if let Some(v) = all
+            .iter()
+            .find(|v| wanted.contains(&v.name) && v.app.as_ref().is_some_and(|a| a != app))
+        {
+            let owner = v.app.as_ref().map(AppName::as_str);
+            return Err(taken("volume", &v.name, owner, app));
+        }
         let mine = |v: &&AppVolume| remove_volumes && v.app.as_ref() == Some(app);
         let volumes: BTreeSet<String> = all
             .iter()
@@ -108,12 +119,34 @@ impl Executor {
         Ok(out)
     }
 
-    /// Removes every volume of `app` (the caller has passed the gate).
-    pub async fn remove_app_volumes(&self, app: &AppName) -> Result<Vec<String>, EngineError> {
+    /// Removes every volume of `app` (the caller has passed the gate), or
+    /// none: refused when another app's target names one of them
+    /// (`used_by`: engine volume name to app) or any container uses one.
+    pub async fn remove_app_volumes(
+        &self,
+        app: &AppName,
+        used_by: &BTreeMap<String, AppName>,
+    ) -> Result<Vec<String>, EngineError> {
         let engine = self.engine().await?;
+        let volumes = engine.app_volumes(Some(app)).await?;
+        for v in &volumes {
+            if let Some(other) = used_by.get(&v.name) {
+                return Err(EngineError::Taken(format!(
+                    "volume {} has app {app}'s label, but app {other}'s target names it too (holdfast made both apps' names into one before they were refused): nothing was removed; take app {other} out of the target first, or remove the volume yourself",
+                    v.name
+                )));
+            }
+            if let Some(user) = engine.volume_users(&v.name).await?.first() {
+                return Err(EngineError::Taken(format!(
+                    "volume {} of app {app} is used by {}: nothing was removed",
+                    v.name,
+                    user.describe()
+                )));
+            }
+        }
         let mut removed = Vec::new();
-        for v in engine.app_volumes(Some(app)).await? {
-            engine.remove_volume(&v.name).await?;
+        for v in volumes {
+            engine.remove_volume(&v.name, app).await?;
             tracing::info!(app = %app, volume = %v.name, "removed volume {} of app {app}", v.name);
             removed.push(v.name);
         }
