@@ -6,6 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// Longest accepted name: well under NAME_MAX (255) and short enough for logs.
+/// (A refused name is quoted cut to `text::SHOWN_MAX` characters.)
 pub const MAX_NAME_LEN: usize = 128;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,16 +28,25 @@ fn validate(s: &str) -> Result<(), NameError> {
         return Err(NameError::Empty);
     }
     if s.len() > MAX_NAME_LEN {
-        return Err(NameError::TooLong(s.to_owned()));
+        return Err(NameError::TooLong(crate::text::clip(
+            s,
+            crate::text::SHOWN_MAX,
+        )));
     }
     if s.starts_with('.') {
-        return Err(NameError::LeadingDot(s.to_owned()));
+        return Err(NameError::LeadingDot(crate::text::clip(
+            s,
+            crate::text::SHOWN_MAX,
+        )));
     }
     if let Some(c) = s
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
     {
-        return Err(NameError::BadChar(s.to_owned(), c));
+        return Err(NameError::BadChar(
+            crate::text::clip(s, crate::text::SHOWN_MAX),
+            c,
+        ));
     }
     Ok(())
 }
@@ -100,9 +110,9 @@ impl ServiceId {
 
     /// Parses `app/service`.
     pub fn parse(s: &str) -> Result<Self, NameError> {
-        let (app, service) = s
-            .split_once('/')
-            .ok_or_else(|| NameError::NotAServiceId(s.to_owned()))?;
+        let (app, service) = s.split_once('/').ok_or_else(|| {
+            NameError::NotAServiceId(crate::text::clip(s, crate::text::SHOWN_MAX))
+        })?;
         Ok(Self::new(AppName::new(app)?, ServiceName::new(service)?))
     }
 }

@@ -53,8 +53,9 @@ fn rejected(msg: impl std::fmt::Display) -> ExitCode {
     fail(EXIT_DATAERR, format!("target rejected: {msg}"))
 }
 
-/// FILE's bytes (`-`: stdin), at most what a compose file may be.
-fn read(file: &Path) -> Result<Vec<u8>, String> {
+/// FILE's bytes (`-`: stdin), at most what a compose file may be; a
+/// file that cannot be read exits 1, one too large is bad input (65).
+fn read(file: &Path) -> Result<Vec<u8>, ExitCode> {
     let limit = compose::MAX_COMPOSE_BYTES;
     let mut bytes = Vec::new();
     let r = if file.as_os_str() == "-" {
@@ -62,9 +63,12 @@ fn read(file: &Path) -> Result<Vec<u8>, String> {
     } else {
         std::fs::File::open(file).and_then(|f| f.take(limit + 1).read_to_end(&mut bytes))
     };
-    r.map_err(|e| format!("{}: {e}", file.display()))?;
+    r.map_err(|e| fail(1, format!("{}: {e}", file.display())))?;
     if bytes.len() as u64 > limit {
-        return Err(format!("{}: larger than {limit} bytes", file.display()));
+        return Err(rejected(format!(
+            "{}: larger than {limit} bytes",
+            file.display()
+        )));
     }
     Ok(bytes)
 }
@@ -95,7 +99,7 @@ fn app_name(app: &str) -> Result<AppName, ExitCode> {
 /// A compose file as the app's target: the file's directory (the working
 /// directory for stdin) is where `.env`, `env_file`s and relative binds are.
 fn convert_file(file: &Path, app: &AppName, release: Option<&str>) -> Result<AppTarget, ExitCode> {
-    let bytes = read(file).map_err(|e| fail(1, e))?;
+    let bytes = read(file)?;
     let stdin = file.as_os_str() == "-";
     let name = if stdin {
         "<stdin>".to_owned()
@@ -177,7 +181,7 @@ pub async fn apply(args: ApplyArgs) -> Result<ExitCode, BusFailure> {
         (Format::Json, app) => {
             let bytes = match read(&args.file) {
                 Ok(b) => b,
-                Err(e) => return Ok(fail(1, e)),
+                Err(code) => return Ok(code),
             };
             if let Err(e) = no_nul(&file, &bytes) {
                 return Ok(rejected(e));
