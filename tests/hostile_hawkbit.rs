@@ -451,6 +451,27 @@ async fn a_release_that_was_being_read_when_holdfast_died_is_failed_not_read_aga
         "read again:\n{log}"
     );
     assert_eq!(fake.count("/dl/"), 0);
+    // The same artifact under another action id: refused unread.
+    fake.set(|s| {
+        let mut o = s.offer.clone().unwrap();
+        o.id = "52".into();
+        s.offer = Some(o);
+    });
+    fake.wait(Duration::from_secs(20), "the refusal", |f| {
+        !f.closed("52").is_empty()
+    })
+    .await;
+    let closed = fake.closed("52");
+    assert!(
+        details(&closed[0]).contains("not read again, under any action"),
+        "{closed:?}"
+    );
+    assert!(
+        !env.log().contains("hawkBit action 52: reading"),
+        "{}",
+        env.log()
+    );
+    assert_eq!(fake.count("/dl/"), 0);
     env.wait_inhibitor(Some("update lock held by app1/main"))
         .await;
 }

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use super::ddi::{Deployment, Execution, Finished};
 use super::deploy::Outcome;
-use super::journal::{save_journal, sweep, Closed, Journal};
+use super::journal::{save_journal, sweep, Action, Closed, Journal};
 use super::offer;
 use super::task::{HawkbitTask, Loop};
 use super::Server;
@@ -129,5 +129,39 @@ impl HawkbitTask {
             }
             save_journal(&self.dir, &j);
         }
+    }
+
+    /// An offer closed as failed without a look at it.
+    pub(super) async fn refuse(
+        &self,
+        server: &Server,
+        journal: &Arc<Mutex<Journal>>,
+        d: &Deployment,
+        why: String,
+    ) {
+        let id = shown(&d.id);
+        tracing::warn!(action = %id, "hawkBit action {id}: {why}");
+        {
+            let mut j = journal.lock().unwrap();
+            j.action = Some(Action {
+                id: d.id.clone(),
+                hash: d.artifact.hash.hex().to_owned(),
+                version: d.version.clone(),
+                applied: None,
+                closed: Some(Closed {
+                    success: false,
+                    details: vec![why.clone()],
+                    reported: false,
+                }),
+                reading: false,
+            });
+            save_journal(&self.dir, &j);
+            sweep(&self.dir, &[], &j);
+        }
+        self.set(|h| {
+            h.action = Some(id.clone());
+            h.state = format!("failed: {why}");
+        });
+        self.report_unsent(server, journal).await;
     }
 }

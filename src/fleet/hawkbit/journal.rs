@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 
 use crate::fsutil::{atomic_write, read_regular};
+use crate::text::shown;
 
 const JOURNAL: &str = "journal.json";
 
@@ -21,7 +22,13 @@ pub struct Journal {
     pub version: Option<String>,
     #[serde(default)]
     pub action: Option<Action>,
+    /// Artifacts (hashes) holdfast died reading, newest last, at most
+    /// [`MAX_CRASHED`]: never read again, whatever action offers them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub crashed: Vec<String>,
 }
+
+pub const MAX_CRASHED: usize = 16;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Action {
@@ -151,12 +158,19 @@ pub fn quarantine_unfinished_read(j: &mut Journal) -> Option<String> {
             details: vec![format!(
                 "holdfast stopped while reading this release (action {}, artifact {}): \
                  it is not read again; deploy another release",
-                a.id, a.hash
+                shown(&a.id),
+                shown(&a.hash)
             )],
             reported: false,
         });
     }
-    Some(a.id.clone())
+    let (id, hash) = (a.id.clone(), a.hash.clone());
+    // The same bytes would do the same under another action id.
+    j.crashed.retain(|h| *h != hash);
+    j.crashed.push(hash);
+    let over = j.crashed.len().saturating_sub(MAX_CRASHED);
+    j.crashed.drain(..over);
+    Some(id)
 }
 
 /// The journal as a deployment writes it.
@@ -206,6 +220,7 @@ mod tests {
                 closed: None,
                 reading: false,
             }),
+            crashed: vec!["cd".into()],
         };
         save_journal(dir.path(), &j);
         assert_eq!(load_journal(dir.path()), j);
@@ -225,14 +240,27 @@ mod tests {
                 closed: None,
                 reading: true,
             }),
+            crashed: Vec::new(),
         };
         assert_eq!(quarantine_unfinished_read(&mut j), Some("31".into()));
+        assert_eq!(j.crashed, ["ab"]);
         let a = j.action.as_ref().unwrap();
         let c = a.closed.as_ref().unwrap();
         assert!(!a.reading && !c.success && !c.reported);
         assert!(c.details[0].contains("not read again"), "{c:?}");
         // Nothing more to do the next time.
         assert_eq!(quarantine_unfinished_read(&mut j), None);
+        // The list of crashed artifacts stays short.
+        for i in 0..40 {
+            j.action = Some(Action {
+                hash: format!("h{i}"),
+                reading: true,
+                ..j.action.clone().unwrap()
+            });
+            quarantine_unfinished_read(&mut j);
+        }
+        assert_eq!(j.crashed.len(), MAX_CRASHED);
+        assert_eq!(j.crashed.last().unwrap(), "h39");
         // The marker is saved, and read back.
         let dir = tempfile::tempdir().unwrap();
         j.action.as_mut().unwrap().reading = true;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::ddi::{self, Deployment, Handling};
-use super::journal::Action;
+use super::journal::Journal;
 
 /// What the last run of an action left, until the server offers another.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +37,9 @@ pub enum Decision {
     Running,
     /// Nothing to do for this offer now (the reason, for the log).
     Wait(String),
+    /// Closed as failed without a look at it: its artifact crashed
+    /// holdfast before.
+    Refuse(String),
     Start,
 }
 
@@ -44,19 +47,21 @@ fn same(a: (&str, &str), d: &Deployment) -> bool {
     a.0 == d.id && a.1 == d.artifact.hash.hex()
 }
 
-/// The offer `d`, given what runs (`running`: id, hash), the journal's
-/// action and what the last run left.
+/// The offer `d`, given what runs (`running`: id, hash), the journal
+/// (its action, the artifacts that crashed holdfast) and what the last
+/// run left.
 pub fn decide(
     d: &Deployment,
     running: Option<(&str, &str)>,
-    journal: Option<&Action>,
+    journal: &Journal,
     held: Option<&Held>,
     now: Instant,
 ) -> Decision {
     if running.is_some_and(|r| same(r, d)) {
         return Decision::Running;
     }
-    if let Some(a) = journal.filter(|a| same((&a.id, &a.hash), d)) {
+    let action = journal.action.as_ref();
+    if let Some(a) = action.filter(|a| same((&a.id, &a.hash), d)) {
         if a.closed.as_ref().is_some_and(|c| !c.success) {
             // Refused, failed for good, or crashed holdfast while it was
             // read: the same action and artifact would end the same way.
@@ -65,6 +70,13 @@ pub fn decide(
                 a.id
             ));
         }
+    }
+    if journal.crashed.iter().any(|h| h == d.artifact.hash.hex()) {
+        return Decision::Refuse(format!(
+            "holdfast stopped while reading this artifact ({}) before: it is not read \
+             again, under any action; deploy another release",
+            d.artifact.hash.hex()
+        ));
     }
     let Some(h) = held.filter(|h| same((&h.id, &h.hash), d)) else {
         return Decision::Start;
@@ -129,7 +141,7 @@ pub fn after_parked(d: &Deployment, why: String) -> Held {
 mod tests {
     use super::*;
     use crate::fleet::hawkbit::ddi::{Artifact, Hash};
-    use crate::fleet::hawkbit::journal::Closed;
+    use crate::fleet::hawkbit::journal::{Action, Closed};
 
     fn offer(id: &str, hash: &str) -> Deployment {
         Deployment {
@@ -144,6 +156,13 @@ mod tests {
                 href: "https://h/r.swu".into(),
             },
             version: "1.0.0".into(),
+        }
+    }
+
+    fn journal(a: Option<Action>) -> Journal {
+        Journal {
+            action: a,
+            ..Default::default()
         }
     }
 
@@ -167,36 +186,74 @@ mod tests {
         let now = Instant::now();
         let d = offer("7", "aa");
         assert_eq!(
-            decide(&d, Some(("7", "aa")), None, None, now),
+            decide(&d, Some(("7", "aa")), &journal(None), None, now),
             Decision::Running
         );
         // Same id, another artifact: a new start.
         assert_eq!(
-            decide(&d, Some(("7", "bb")), None, None, now),
+            decide(&d, Some(("7", "bb")), &journal(None), None, now),
             Decision::Start
         );
         let failed = action("7", "aa", Some(false));
         assert!(matches!(
-            decide(&d, None, Some(&failed), None, now),
+            decide(&d, None, &journal(Some(failed.clone())), None, now),
             Decision::Wait(_)
         ));
         // The server changed the action or the artifact: started.
         assert_eq!(
-            decide(&offer("8", "aa"), None, Some(&failed), None, now),
+            decide(
+                &offer("8", "aa"),
+                None,
+                &journal(Some(failed.clone())),
+                None,
+                now
+            ),
             Decision::Start
         );
         assert_eq!(
-            decide(&offer("7", "cc"), None, Some(&failed), None, now),
+            decide(
+                &offer("7", "cc"),
+                None,
+                &journal(Some(failed.clone())),
+                None,
+                now
+            ),
             Decision::Start
         );
         // A success offered again is deployed again (gooseBit's forced
         // deployment of the same software has the same id).
         let ok = action("7", "aa", Some(true));
-        assert_eq!(decide(&d, None, Some(&ok), None, now), Decision::Start);
         assert_eq!(
-            decide(&d, None, Some(&action("7", "aa", None)), None, now),
+            decide(&d, None, &journal(Some(ok)), None, now),
             Decision::Start
         );
+        assert_eq!(
+            decide(&d, None, &journal(Some(action("7", "aa", None))), None, now),
+            Decision::Start
+        );
+    }
+
+    #[test]
+    fn an_artifact_that_crashed_holdfast_is_refused_under_any_action() {
+        let now = Instant::now();
+        let mut j = journal(None);
+        j.crashed = vec!["aa".into()];
+        for id in ["7", "8", "999"] {
+            let Decision::Refuse(why) = decide(&offer(id, "aa"), None, &j, None, now) else {
+                panic!("{id}")
+            };
+            assert!(why.contains("not read again, under any action"), "{why}");
+        }
+        assert_eq!(
+            decide(&offer("7", "bb"), None, &j, None, now),
+            Decision::Start
+        );
+        // Once refused (closed as failed), it is not even refused again.
+        j.action = Some(action("8", "aa", Some(false)));
+        assert!(matches!(
+            decide(&offer("8", "aa"), None, &j, None, now),
+            Decision::Wait(_)
+        ));
     }
 
     #[test]
@@ -216,18 +273,32 @@ mod tests {
         }
         assert_eq!(waits, [5, 10, 20, 40, 80, 160, 320, 600, 600]);
         let h = held.unwrap();
-        let Decision::Wait(why) = decide(&d, None, None, Some(&h), now + Duration::from_secs(1))
-        else {
+        let Decision::Wait(why) = decide(
+            &d,
+            None,
+            &journal(None),
+            Some(&h),
+            now + Duration::from_secs(1),
+        ) else {
             panic!()
         };
         assert!(why.starts_with("HTTP 503; trying again in 9m 59s"), "{why}");
         assert_eq!(
-            decide(&d, None, None, Some(&h), now + Duration::from_secs(600)),
+            decide(
+                &d,
+                None,
+                &journal(None),
+                Some(&h),
+                now + Duration::from_secs(600)
+            ),
             Decision::Start
         );
         // Another action starts at once, with a fresh back-off.
         let other = offer("8", "bb");
-        assert_eq!(decide(&other, None, None, Some(&h), now), Decision::Start);
+        assert_eq!(
+            decide(&other, None, &journal(None), Some(&h), now),
+            Decision::Start
+        );
         let h = after_retry(&other, "reset".into(), Some(&h), sleep, now);
         assert_eq!(
             h.kind,
@@ -256,19 +327,25 @@ mod tests {
         d.window_open = false;
         let h = after_parked(&d, "maintenance window closed".into());
         assert_eq!(
-            decide(&d, None, None, Some(&h), now),
+            decide(&d, None, &journal(None), Some(&h), now),
             Decision::Wait("maintenance window closed".into())
         );
         d.window_open = true;
-        assert_eq!(decide(&d, None, None, Some(&h), now), Decision::Start);
+        assert_eq!(
+            decide(&d, None, &journal(None), Some(&h), now),
+            Decision::Start
+        );
         let mut d = offer("7", "aa");
         d.update = Handling::Skip;
         let h = after_parked(&d, "update: skip".into());
         assert!(matches!(
-            decide(&d, None, None, Some(&h), now),
+            decide(&d, None, &journal(None), Some(&h), now),
             Decision::Wait(_)
         ));
         d.update = Handling::Attempt;
-        assert_eq!(decide(&d, None, None, Some(&h), now), Decision::Start);
+        assert_eq!(
+            decide(&d, None, &journal(None), Some(&h), now),
+            Decision::Start
+        );
     }
 }

@@ -230,19 +230,20 @@ impl HawkbitTask {
                     .running
                     .as_ref()
                     .map(|r| (r.id.as_str(), r.hash.as_str())),
-                j.action.as_ref(),
+                &j,
                 state.held.as_ref(),
                 Instant::now(),
             )
         };
-        match decision {
+        let refuse = match decision {
             Decision::Running => return Ok(p.sleep),
             Decision::Wait(why) => {
                 tracing::debug!(action = %shown(&d.id), "hawkBit action {}: {}", shown(&d.id), why);
                 return Ok(p.sleep);
             }
-            Decision::Start => {}
-        }
+            Decision::Refuse(why) => Some(why),
+            Decision::Start => None,
+        };
         if let Some(old) = state.running.take() {
             old.task.abort();
             let why = format!("superseded by action {}", shown(&d.id));
@@ -259,7 +260,10 @@ impl HawkbitTask {
                 .await;
             }
         }
-        state.running = Some(self.start(server, journal, d, None));
+        match refuse {
+            Some(why) => self.refuse(server, journal, &d, why).await,
+            None => state.running = Some(self.start(server, journal, d, None)),
+        }
         Ok(p.sleep)
     }
 
