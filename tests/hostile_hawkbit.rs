@@ -549,3 +549,48 @@ async fn a_new_lock_gets_the_inhibitor_in_the_usual_time_while_a_release_is_pars
     )
     .await;
 }
+
+/// Unmounts on drop, so the test's directory can go.
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_is_reported_and_leaves_nothing_half_written() {
+    let mut env = Env::new();
+    // The download directory on a 1 MiB file system; the release is 2 MiB.
+    let hb = env.state().join("hawkbit");
+    std::fs::create_dir_all(&hb).unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        &hb,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("size=1m,mode=0700"),
+    )
+    .unwrap();
+    let _mount = Mount(hb.clone());
+    let fake = Fake::start(None).await;
+    fake.set(|s| s.offer = Some(Offer::new("71", release())));
+    start(&mut env, &fake, "").await;
+    fake.wait(Duration::from_secs(20), "the report", |f| {
+        f.feedback("71").iter().any(|v| {
+            let d = details(v);
+            d.contains("No space left on device") && d.contains("trying again")
+        })
+    })
+    .await;
+    assert!(fake.closed("71").is_empty(), "a full disk is not the end");
+    let left: Vec<String> = artifacts(&env);
+    assert!(left.is_empty(), "half-written: {left:?}");
+    env.wait_log(
+        "No space left on device",
+        Duration::from_secs(10),
+        "the log",
+    )
+    .await;
+}
