@@ -237,6 +237,27 @@ async fn a_file_link_or_a_redirect_is_refused_once() {
     );
 }
 
+#[tokio::test]
+async fn a_server_that_always_asks_for_config_data_is_polled_at_its_interval() {
+    let mut env = Env::new();
+    let fake = Fake::start(None).await;
+    fake.set(|s| {
+        s.sleep = "00:00:03".into();
+        s.always_config = true;
+    });
+    start(&mut env, &fake, "").await;
+    fake.wait(Duration::from_secs(10), "configData", |f| {
+        f.count("/configData") > 0
+    })
+    .await;
+    // What did not happen in a bounded time is the measure.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    // The first answer brings the next poll within a second, then the
+    // server's 3 s (spread by a tenth).
+    let polls = fake.polls();
+    assert!((2..=6).contains(&polls), "{polls} polls in 10 s");
+}
+
 /// The `.swu` and `.part` files in the download directory.
 fn artifacts(env: &Env) -> Vec<String> {
     let Ok(rd) = std::fs::read_dir(env.state().join("hawkbit")) else {

@@ -94,6 +94,8 @@ pub struct State {
     pub rotate: Option<Offer>,
     rotated: u32,
     pub requests: Vec<Request>,
+    /// configData linked in every poll, however often it is sent.
+    pub always_config: bool,
     /// The system bus: at the first request, whether logind lists
     /// holdfast's block inhibitor is recorded.
     pub bus: Option<String>,
@@ -328,6 +330,12 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 });
             }
             let mut links = serde_json::Map::new();
+            if st.always_config {
+                links.insert(
+                    "configData".into(),
+                    serde_json::json!({"href": format!("{url}{BASE}/configData")}),
+                );
+            }
             if let Some(o) = &st.offer {
                 links.insert(
                     "deploymentBase".into(),
@@ -337,6 +345,9 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             json(serde_json::json!({"config": {"polling": {"sleep": st.sleep}}, "_links": links}))
         };
         return respond(&mut s, "200 OK", JSON, &body).await;
+    }
+    if method == "PUT" && path == format!("{BASE}/configData") {
+        return respond(&mut s, "200 OK", JSON, b"{}").await;
     }
     if let Some(rest) = path.strip_prefix(&format!("{BASE}/deploymentBase/")) {
         if method == "POST" && rest.ends_with("/feedback") {

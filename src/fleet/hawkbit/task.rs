@@ -63,6 +63,9 @@ pub(super) struct Loop {
     pub held: Option<Held>,
     /// The server's interval as last given.
     pub sleep: Duration,
+    /// configData was sent in this run: a server that keeps asking for it
+    /// gets it at its own interval, not every second.
+    pub config_sent: bool,
 }
 
 impl HawkbitTask {
@@ -112,6 +115,7 @@ impl HawkbitTask {
             running: None,
             held: None,
             sleep: ddi::DEFAULT_SLEEP,
+            config_sent: false,
         };
         // An applied deployment whose end was not seen: follow it again.
         let resume = journal.lock().unwrap().action.clone();
@@ -182,8 +186,9 @@ impl HawkbitTask {
                 .await?;
             // What the server makes of it (a deployment for this board, a
             // new interval) is worth a look soon, not after the long
-            // first-contact sleep gooseBit gives.
-            return Ok(ddi::MIN_SLEEP);
+            // first-contact sleep gooseBit gives; once.
+            let first = !std::mem::replace(&mut state.config_sent, true);
+            return Ok(if first { ddi::MIN_SLEEP } else { p.sleep });
         }
         self.report_unsent(server, journal).await;
         if let Some(href) = &p.cancel {
