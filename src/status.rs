@@ -31,7 +31,7 @@ pub fn summary(table: &LockTable, inhibitor: &InhibitorStatus) -> String {
     }
     let inh = match (&inhibitor.error, inhibitor.held) {
         (_, true) => "inhibitor held".to_owned(),
-        (Some(e), false) => format!("inhibitor unavailable: {e}"),
+        (Some(e), false) => format!("inhibitor unavailable: {}", crate::text::shown(e)),
         (None, false) => "no inhibitor".to_owned(),
     };
     format!("{locks}; {inh}")

@@ -7,6 +7,8 @@
 
 use std::io::{self, Read, Write};
 
+use crate::text::shown;
+
 pub mod description;
 pub mod payload;
 
@@ -24,13 +26,16 @@ pub enum SwuError {
     BadHeader { offset: u64, field: &'static str },
     #[error("entry name at byte {offset} is {why}")]
     BadName { offset: u64, why: &'static str },
-    #[error("the archive ends inside {name}")]
+    #[error("the archive ends inside {}", shown(name))]
     Truncated { name: String },
-    #[error("{name}: the archive's checksum does not match its content")]
+    #[error("{}: the archive's checksum does not match its content", shown(name))]
     Checksum { name: String },
-    #[error("the first entry is {name}, not sw-description (SWUpdate puts it first)")]
+    #[error(
+        "the first entry is {}, not sw-description (SWUpdate puts it first)",
+        shown(name)
+    )]
     DescriptionNotFirst { name: String },
-    #[error("{name} is {size} bytes, more than the {max} allowed for it")]
+    #[error("{} is {size} bytes, more than the {max} allowed for it", shown(name))]
     TooLarge { name: String, size: u64, max: u64 },
     #[error("reading the archive: {0}")]
     Io(#[from] io::Error),

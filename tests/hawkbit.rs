@@ -115,8 +115,10 @@ async fn images_and_compose_files_deploy_without_a_registry_and_a_bad_release_ch
         &[&tar],
     );
 
-    // Half of it is there already, as after an interrupted download: the
-    // download resumes from there.
+    // Half of it is there already, as an interrupted download leaves it
+    // (the part, and the journal naming its action): the download resumes
+    // from there.
+    let id = gb.deploy(&r1, dev);
     let bytes = std::fs::read(&r1).unwrap();
     let sha1 = String::from_utf8(Command::new("sha1sum").arg(&r1).output().unwrap().stdout)
         .unwrap()[..40]
@@ -125,8 +127,9 @@ async fn images_and_compose_files_deploy_without_a_registry_and_a_bad_release_ch
     std::fs::create_dir_all(&hb).unwrap();
     std::fs::set_permissions(&hb, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     std::fs::write(hb.join(format!("{sha1}.part")), &bytes[..bytes.len() / 2]).unwrap();
+    let journal = json!({"action": {"id": id, "hash": sha1, "version": "2.0.0"}});
+    std::fs::write(hb.join("journal.json"), journal.to_string()).unwrap();
 
-    gb.deploy(&r1, dev);
     start(&mut env, &gb, dev, "").await;
     gb.wait(dev, "2.0.0 finished", |d| {
         d["last_state"] == "Finished" && d["sw_version"] == "2.0.0"

@@ -309,6 +309,17 @@ async fn a_cancel_takes_back_a_deployment_waiting_for_a_lock_and_is_rejected_onc
         "{c}"
     );
     fake.lock().unwrap().cancel = None;
+    // r3's container may still be starting ("applying" comes first).
+    let running = || {
+        env.containers("app1")
+            .into_iter()
+            .filter(|c| c.0.starts_with("app1_main_") && c.2 == "running" && c.1 != r1)
+            .count()
+            == 1
+    };
+    common::wait_for(Duration::from_secs(30), || async { running() })
+        .await
+        .expect("r3's container runs");
     let new = env.container_of("app1", "main");
     ok(&env.exec(&new, "touch /tmp/ok"));
     wait_feedback(&fake, "deploymentBase/9", |v| closed(v, "success")).await;

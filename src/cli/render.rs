@@ -4,6 +4,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use crate::cli::deadline::MAX_SECS;
 use crate::command::LockInfo;
+use crate::text::shown;
 
 /// `YYYY-MM-DD HH:MM:SSZ` for microseconds since the epoch; times past year
 /// 9999 (any u64 can arrive over D-Bus) as `@<epoch seconds>`.
@@ -30,16 +31,17 @@ pub fn lock_table(locks: &[LockInfo], with_holders: bool) -> String {
             } else if l.holders.is_empty() {
                 "-".to_owned()
             } else {
+                // A process names itself: its comm is outside text.
                 l.holders
                     .iter()
-                    .map(|h| format!("{} {} ({})", h.pid, h.comm, h.how))
+                    .map(|h| format!("{} {} ({})", h.pid, shown(&h.comm), shown(&h.how)))
                     .collect::<Vec<_>>()
                     .join(", ")
             };
             [
-                l.service.clone(),
-                l.owner.clone(),
-                l.kind.clone(),
+                shown(&l.service),
+                shown(&l.owner),
+                shown(&l.kind),
                 utc(l.since_usec),
                 if l.stale { "yes" } else { "no" }.to_owned(),
                 holders,
@@ -141,6 +143,25 @@ mod tests {
     fn beyond_year_9999_is_epoch_seconds() {
         assert_eq!(utc((MAX_SECS + 1) * 1_000_000), "@253402300800");
         assert_eq!(utc(u64::MAX), "@18446744073709");
+    }
+
+    #[test]
+    fn a_holder_named_with_escape_sequences_is_shown_escaped() {
+        let l = LockInfo {
+            service: "app1/main".into(),
+            owner: "app".into(),
+            kind: "file".into(),
+            since_usec: 0,
+            stale: false,
+            holders: vec![crate::command::HolderInfo {
+                pid: 7,
+                comm: "x\x1b[2J\nforged".into(),
+                how: "open".into(),
+            }],
+        };
+        let t = lock_table(&[l], true);
+        assert!(t.contains("7 x\\u{1b}[2J\\nforged (open)"), "{t}");
+        assert_eq!(t.lines().count(), 2, "{t}");
     }
 
     #[test]

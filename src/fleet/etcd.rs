@@ -12,9 +12,10 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use super::http::{Client, TlsFiles};
+use super::http::{Client, SendError, TlsFiles};
 use super::semaphore::{self, Semaphore, Take};
 use super::url::HttpUrl;
+use crate::text::shown;
 
 /// Compare-and-swap rounds before a take or release gives up for now
 /// (each lost round means another writer won; the caller retries later).
@@ -137,7 +138,15 @@ impl Etcd {
                 .post_json(url, path, &headers, body.to_string().into_bytes())
                 .await
             {
-                Err(e) => errors.push(e),
+                // Another member holds the same data: too large there too.
+                Err(SendError::TooLarge { at, max }) => {
+                    return Err(format!(
+                        "etcd {path}: the answer from {at} is too large: more than the {} KiB \
+                         holdfast reads (that many keys or holders is not a fleet's)",
+                        max >> 10
+                    ))
+                }
+                Err(SendError::Failed(e)) => errors.push(e),
                 Ok(r) => {
                     let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
                     if r.status == 200 && v.get("error").is_none() {
@@ -148,7 +157,7 @@ impl Etcd {
                         .get("message")
                         .or_else(|| v.get("error"))
                         .and_then(Value::as_str)
-                        .map(str::to_owned)
+                        .map(shown)
                         .unwrap_or_else(|| format!("HTTP {}", r.status));
                     let code = num(v.get("code").unwrap_or(&Value::Null));
                     // Unauthenticated: the token expired; once more with a new one.
@@ -196,9 +205,11 @@ impl Etcd {
             _ => Err(format!(
                 "{}: etcd refused user {user}: {}",
                 url.authority,
-                v.get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("no token")
+                shown(
+                    v.get("message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("no token")
+                )
             )),
         }
     }
@@ -353,5 +364,29 @@ mod tests {
             }]
         );
         assert!(kvs(&serde_json::json!({"header": {}})).unwrap().is_empty());
+    }
+
+    /// An answer over the client's bound is said to be too large, not
+    /// taken for an endpoint that did not answer.
+    #[tokio::test]
+    async fn an_answer_too_large_says_so() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let _ = s.read(&mut [0u8; 4096]).await;
+            let body = vec![b' '; 2 << 20];
+            let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
+            let _ = s.write_all(head.as_bytes()).await;
+            let _ = s.write_all(&body).await;
+        });
+        let mut e = Etcd::new(&[url], None, None, &TlsFiles::default()).unwrap();
+        let err = e.get("k").await.unwrap_err();
+        assert!(
+            err.contains("is too large: more than the 1024 KiB holdfast reads"),
+            "{err}"
+        );
+        assert!(!err.contains("no etcd endpoint answered"), "{err}");
     }
 }

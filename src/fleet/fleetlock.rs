@@ -29,20 +29,13 @@ pub fn answer(status: u16, body: &[u8]) -> Answer {
         return Answer::Granted;
     }
     let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let text = |k: &str| v.get(k).and_then(Value::as_str).map(printable);
+    // Server text goes into logs and D-Bus.
+    let text = |k: &str| v.get(k).and_then(Value::as_str).map(crate::text::shown);
     Answer::Refused(match (text("kind"), text("value")) {
         (Some(k), Some(m)) => format!("HTTP {status} {k}: {m}"),
         (Some(k), None) => format!("HTTP {status} {k}"),
         _ => format!("HTTP {status}"),
     })
-}
-
-/// Server text goes into logs and D-Bus: bounded, no control characters.
-fn printable(s: &str) -> String {
-    s.chars()
-        .take(200)
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
 }
 
 impl FleetLock {
@@ -120,7 +113,7 @@ mod tests {
         assert_eq!(answer(204, b""), Answer::Refused("HTTP 204".into()));
         assert_eq!(
             answer(409, br#"{"kind":"x\ny"}"#),
-            Answer::Refused("HTTP 409 x y".into())
+            Answer::Refused("HTTP 409 x\\ny".into())
         );
     }
 

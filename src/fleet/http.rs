@@ -24,6 +24,30 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_BODY: usize = 1 << 20;
 const USER_AGENT: &str = concat!("holdfast/", env!("CARGO_PKG_VERSION"));
 
+/// Why a request got no usable answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The server answered, with more than holdfast reads: trying it (or
+    /// another member holding the same data) again gives the same.
+    #[error("{at}: the answer is larger than {} KiB", max >> 10)]
+    TooLarge { at: String, max: usize },
+    /// Not reached, no answer in time, a broken answer.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<SendError> for String {
+    fn from(e: SendError) -> String {
+        e.to_string()
+    }
+}
+
+impl From<String> for SendError {
+    fn from(e: String) -> SendError {
+        SendError::Failed(e)
+    }
+}
+
 /// Made once (it reads the TLS files); cheap to clone.
 #[derive(Clone)]
 pub struct Client {
@@ -139,7 +163,7 @@ impl Client {
         path: &str,
         headers: &[(&str, &str)],
         body: Option<(&str, Vec<u8>)>,
-    ) -> Result<Response, String> {
+    ) -> Result<Response, SendError> {
         let at = &url.authority;
         let exchange = async {
             let req = request(method, url, path, headers, body)?;
@@ -155,10 +179,14 @@ impl Client {
                 .await
                 .map_err(
                     |e| match e.downcast_ref::<http_body_util::LengthLimitError>() {
-                        Some(_) => {
-                            format!("{at}: the answer is larger than {} KiB", MAX_BODY >> 10)
-                        }
-                        None => format!("{at}: reading the answer: {}", describe(&*e)),
+                        Some(_) => SendError::TooLarge {
+                            at: at.clone(),
+                            max: MAX_BODY,
+                        },
+                        None => SendError::Failed(format!(
+                            "{at}: reading the answer: {}",
+                            describe(&*e)
+                        )),
                     },
                 )?
                 .to_bytes();
@@ -170,7 +198,12 @@ impl Client {
         };
         tokio::time::timeout(REQUEST_TIMEOUT, exchange)
             .await
-            .map_err(|_| format!("{at}: no answer within {} s", REQUEST_TIMEOUT.as_secs()))?
+            .map_err(|_| {
+                SendError::Failed(format!(
+                    "{at}: no answer within {} s",
+                    REQUEST_TIMEOUT.as_secs()
+                ))
+            })?
     }
 
     /// A JSON POST (the etcd gateway, FleetLock).
@@ -180,7 +213,7 @@ impl Client {
         path: &str,
         headers: &[(&str, &str)],
         body: Vec<u8>,
-    ) -> Result<Response, String> {
+    ) -> Result<Response, SendError> {
         self.send("POST", url, path, headers, Some(("application/json", body)))
             .await
     }

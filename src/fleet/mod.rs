@@ -115,11 +115,17 @@ pub struct SlotStatus {
     /// etcd: the semaphore as last read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_slots: Option<u64>,
+    /// The first [`LISTED`] holders (a semaphore may name thousands).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub holders: Vec<String>,
-    /// etcd: holders without a live liveness key.
+    /// How many hold a slot, listed or not.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub holder_count: usize,
+    /// etcd: the first [`LISTED`] holders without a live liveness key.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stale: Vec<String>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub stale_count: usize,
     /// What the pending reboot waits for, e.g.
     /// `fleet-slot:default (2/2 held)`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -127,6 +133,44 @@ pub struct SlotStatus {
     /// The last failure to reach the backend.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// How many holders (or stale holders) the status names; the rest are
+/// counted.
+pub const LISTED: usize = 10;
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// The first [`LISTED`] of `all`, shown escaped (ids come from etcd),
+/// and how many there are.
+fn listed(all: &[String]) -> (Vec<String>, usize) {
+    let first = all
+        .iter()
+        .take(LISTED)
+        .map(|h| crate::text::shown(h))
+        .collect();
+    (first, all.len())
+}
+
+/// `a, b, c`, or `a, b, c and 59997 more`.
+fn names(first: &[String], count: usize) -> String {
+    let mut s = first.join(", ");
+    if count > first.len() {
+        s.push_str(&format!(" and {} more", count - first.len()));
+    }
+    s
+}
+
+impl SlotStatus {
+    pub fn set_holders(&mut self, all: &[String]) {
+        (self.holders, self.holder_count) = listed(all);
+    }
+
+    pub fn set_stale(&mut self, all: &[String]) {
+        (self.stale, self.stale_count) = listed(all);
+    }
 }
 
 impl FleetStatus {
@@ -149,13 +193,15 @@ impl FleetStatus {
                 if l.held { "held" } else { "not held" }
             );
             if let Some(t) = l.total_slots {
-                s.push_str(&format!("; {}/{t} held", l.holders.len()));
+                let n = l.holder_count.max(l.holders.len());
+                s.push_str(&format!("; {n}/{t} held"));
                 if !l.holders.is_empty() {
-                    s.push_str(&format!(" by {}", l.holders.join(", ")));
+                    s.push_str(&format!(" by {}", names(&l.holders, n)));
                 }
             }
             if !l.stale.is_empty() {
-                s.push_str(&format!("; stale: {}", l.stale.join(", ")));
+                let n = l.stale_count.max(l.stale.len());
+                s.push_str(&format!("; stale: {}", names(&l.stale, n)));
             }
             if !l.blocked_by.is_empty() {
                 s.push_str(&format!("; reboot waiting ({})", l.blocked_by.join(", ")));
@@ -199,5 +245,43 @@ mod tests {
         }
         assert!(valid_id("53a37a920c56442babbd25b8a802429e"));
         assert!(!valid_id("a b") && !valid_id("") && !valid_id("a/b"));
+    }
+
+    #[test]
+    fn thousands_of_holders_are_counted_not_listed() {
+        let all: Vec<String> = (0..60_000).map(|i| format!("dev-{i:05}")).collect();
+        let mut l = SlotStatus {
+            backend: "etcd".into(),
+            total_slots: Some(60_000),
+            ..Default::default()
+        };
+        l.set_holders(&all);
+        l.set_stale(&all[..3]);
+        let f = FleetStatus {
+            id: "d".into(),
+            lock: Some(l),
+            ..Default::default()
+        };
+        let lines = f.lines();
+        assert!(lines[1].len() < 300, "{}", lines[1]);
+        assert!(
+            lines[1].contains(
+                "60000/60000 held by dev-00000, dev-00001, dev-00002, dev-00003, dev-00004, \
+                 dev-00005, dev-00006, dev-00007, dev-00008, dev-00009 and 59990 more; \
+                 stale: dev-00000, dev-00001, dev-00002"
+            ),
+            "{}",
+            lines[1]
+        );
+        // JSON keeps its shape: the first ones in `holders`, and a count.
+        let json = serde_json::to_value(&f).unwrap();
+        assert!(json.to_string().len() < 1000, "{json}");
+        assert_eq!(json["lock"]["holders"].as_array().unwrap().len(), LISTED);
+        assert_eq!(json["lock"]["holder_count"], 60_000);
+        assert_eq!(json["lock"]["stale_count"], 3);
+        // An id from etcd is shown escaped.
+        let mut l = SlotStatus::default();
+        l.set_holders(&["a\x1b[31m".into()]);
+        assert_eq!(l.holders, ["a\\u{1b}[31m"]);
     }
 }

@@ -199,7 +199,7 @@ impl Run {
         let held = sem.holders.contains(&self.id);
         self.set(|l| {
             l.total_slots = Some(sem.total_slots);
-            l.holders = sem.holders.clone();
+            l.set_holders(&sem.holders);
             l.held = held;
             l.error = None;
         });
@@ -359,7 +359,10 @@ impl Run {
             Ok(()) => {
                 self.set(|l| {
                     l.held = false;
-                    l.holders.retain(|h| *h != id);
+                    if let Some(i) = l.holders.iter().position(|h| *h == id) {
+                        l.holders.remove(i);
+                        l.holder_count = l.holder_count.saturating_sub(1);
+                    }
                     l.error = None;
                 });
                 true

@@ -13,6 +13,7 @@ mod version;
 use libconfig::{Node, Pos, Setting, SyntaxError, Value};
 
 use crate::names::AppName;
+use crate::text::{no_controls, shown};
 
 pub use version::is_swupdate_version;
 
@@ -51,13 +52,13 @@ pub enum ImageKind {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DescriptionError {
-    #[error("sw-description: {0}")]
+    #[error("sw-description: {}", shown(&.0.to_string()))]
     Syntax(#[from] SyntaxError),
-    #[error("sw-description has no {path}")]
+    #[error("sw-description has no {}", shown(path))]
     Missing { path: String },
     #[error(
-        "sw-description line {}, column {}: {path} is {found}; holdfast needs {want}",
-        at.line, at.col
+        "sw-description line {}, column {}: {} is {found}; holdfast needs {want}",
+        at.line, at.col, shown(path)
     )]
     WrongType {
         path: String,
@@ -65,11 +66,11 @@ pub enum DescriptionError {
         found: &'static str,
         want: &'static str,
     },
-    #[error("sw-description line {}, column {}: {path} {why}", at.line, at.col)]
+    #[error("sw-description line {}, column {}: {} {}", at.line, at.col, shown(path), no_controls(why))]
     Invalid { path: String, at: Pos, why: String },
     #[error(
-        "sw-description line {}, column {}: holdfast does not handle {path}: {why}",
-        at.line, at.col
+        "sw-description line {}, column {}: holdfast does not handle {}: {}",
+        at.line, at.col, shown(path), no_controls(why)
     )]
     Unhandled { path: String, at: Pos, why: String },
     #[error("sw-description lists no images for this device: {}", no_images(board.as_deref(), groups))]
@@ -81,17 +82,21 @@ pub enum DescriptionError {
     #[error(
         "sw-description must list exactly one entry of type holdfast-target or \
          holdfast-compose; it lists {}",
-        if found.is_empty() { "none".to_owned() } else { found.join(", ") }
+        if found.is_empty() { "none".to_owned() } else { shown(&found.join(", ")) }
     )]
     ContentCount { found: Vec<String> },
 }
 
 fn no_images(board: Option<&str>, groups: &[String]) -> String {
-    let groups = groups
-        .iter()
-        .map(|g| format!("software.{g}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let groups = shown(
+        &groups
+            .iter()
+            .map(|g| format!("software.{g}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    let board = board.map(shown);
+    let board = board.as_deref();
     match (board, groups.is_empty()) {
         (Some(b), true) => format!("neither software.images nor a group software.{b}"),
         (Some(b), false) => {
@@ -147,8 +152,9 @@ impl Description {
         let (version, at) = version.ok_or_else(|| missing("software.version"))?;
         if !is_swupdate_version(version) {
             let why = format!(
-                "{version:?} is not a SWUpdate version: up to four dot-separated numbers \
-                 (1.2.3.4) or semver (1.2.3-rc.1)"
+                "\"{}\" is not a SWUpdate version: up to four dot-separated numbers \
+                 (1.2.3.4) or semver (1.2.3-rc.1)",
+                shown(version)
             );
             return Err(invalid("software.version", at, why));
         }

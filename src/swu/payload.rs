@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use super::description::{libconfig, Description, DescriptionError, ImageEntry, ImageKind};
 use super::{Entry, SwuError, SwuReader};
 use crate::names::AppName;
+use crate::text::shown;
 
 /// The caller's bound for `sw-description`.
 pub const MAX_DESCRIPTION: u64 = libconfig::MAX_LEN as u64;
@@ -65,29 +66,34 @@ pub enum PayloadError {
     #[error(transparent)]
     Description(#[from] DescriptionError),
     #[error(
-        "this update is built for hardware revisions [{}], this device is {device}",
-        compatible.join(", ")
+        "this update is built for hardware revisions [{}], this device is {}",
+        shown(&compatible.join(", ")), shown(device)
     )]
     Hardware {
         compatible: Vec<String>,
         device: String,
     },
     #[error(
-        "the archive holds {name}, which sw-description does not list; holdfast takes \
-         only listed files, each checked against its sha256"
+        "the archive holds {}, which sw-description does not list; holdfast takes \
+         only listed files, each checked against its sha256",
+        shown(name)
     )]
     Unlisted { name: String },
     #[error(
         "sw-description.sig must come right after sw-description, where SWUpdate looks for it"
     )]
     MisplacedSignature,
-    #[error("the archive holds {name} twice")]
+    #[error("the archive holds {} twice", shown(name))]
     Duplicate { name: String },
-    #[error("sw-description lists {name}, which the archive does not hold")]
+    #[error(
+        "sw-description lists {}, which the archive does not hold",
+        shown(name)
+    )]
     Missing { name: String },
     #[error(
-        "{name} is damaged or not the file listed: its sha256 is {got}..., \
-         sw-description lists {want}..."
+        "{} is damaged or not the file listed: its sha256 is {got}..., \
+         sw-description lists {want}...",
+        shown(name)
     )]
     Sha256 {
         name: String,
@@ -95,23 +101,26 @@ pub enum PayloadError {
         got: String,
         want: String,
     },
-    #[error("{name} brings the listed files to {total} bytes, more than the {max} allowed in all")]
+    #[error(
+        "{} brings the listed files to {total} bytes, more than the {max} allowed in all",
+        shown(name)
+    )]
     TotalTooLarge { name: String, total: u64, max: u64 },
-    #[error("{name} is not UTF-8 text")]
+    #[error("{} is not UTF-8 text", shown(name))]
     NotText { name: String },
     #[error(
         "{} is already there; images are written only to new files in a directory of \
          holdfast's own",
-        path.display()
+        shown(&path.display().to_string())
     )]
     Exists { path: PathBuf },
-    #[error("cannot create {}: {source}", path.display())]
+    #[error("cannot create {}: {source}", shown(&path.display().to_string()))]
     Create {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("cannot write {}: {source}", shown(&path.display().to_string()))]
     Write {
         path: PathBuf,
         #[source]

@@ -9,6 +9,7 @@ use super::task::{HawkbitTask, Running};
 use super::verdict::started;
 use super::Server;
 use crate::command::Command;
+use crate::text::shown;
 
 impl HawkbitTask {
     /// hawkBit's cancelAction. A deployment still downloading stops; one
@@ -72,7 +73,7 @@ impl HawkbitTask {
                         }
                         save_journal(&self.dir, &j);
                         drop(j);
-                        self.set(|h| h.state = format!("action {stop_id} canceled"));
+                        self.set(|h| h.state = format!("action {} canceled", shown(&stop_id)));
                         self.show_owned();
                         (
                             Execution::Closed,
@@ -83,7 +84,7 @@ impl HawkbitTask {
                 }
             }
         };
-        tracing::info!(action = %stop_id, "hawkBit cancel {cancel_id}: {detail}");
+        tracing::info!(action = %shown(&stop_id), "hawkBit cancel {}: {}", shown(&cancel_id), shown(&detail));
         let body = ddi::feedback(execution, finished, None, &[detail]);
         server.call("POST", &path, Some(body)).await.map(|_| ())
     }

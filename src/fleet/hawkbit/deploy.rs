@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use super::ddi::{Deployment, Execution, Finished, Handling};
 use super::download::{self, DownloadError};
+use super::journal::JournalHandle;
 use super::verdict::{judge, Verdict};
 use super::Server;
 use crate::command::{Command, Handle};
@@ -20,6 +21,7 @@ use crate::model::UpdateStatus;
 use crate::names::AppName;
 use crate::swu::payload::{self, Limits, PayloadContent};
 use crate::target::AppTarget;
+use crate::text::shown;
 
 /// Who owns the apps a deployment brings (the target store's owners).
 pub const OWNER: &str = "hawkBit";
@@ -28,14 +30,17 @@ pub const OWNER: &str = "hawkBit";
 pub enum Outcome {
     /// The action is over: `closed` with this result.
     Closed { success: bool, details: Vec<String> },
-    /// Not now (a transfer failed, the window is closed); the next poll
-    /// takes it up again.
-    Later(String),
+    /// A transient failure (the network, the server, the disk): tried
+    /// again after a back-off, at a poll that still offers it.
+    Retry(String),
+    /// It waits for the server to change it (the maintenance window is
+    /// closed, `update: skip`): taken up again when a poll offers it
+    /// otherwise.
+    Parked(String),
 }
 
 /// The apps of a deployment with their releases.
 pub type Wanted = Vec<(AppName, String)>;
-pub type OnApplied = Box<dyn Fn(Wanted) + Send + Sync>;
 
 /// A deployment's apps in force: their releases, and the apps hawkBit had
 /// before (unknown after a restart: then a cancel cannot put them back).
@@ -54,8 +59,8 @@ pub struct Deploy {
     pub board: Option<String>,
     /// Set once the apps are in force: what a cancel checks and puts back.
     pub in_force: Arc<Mutex<Option<InForce>>>,
-    /// Called with the apps and releases once they are in force.
-    pub on_applied: OnApplied,
+    /// Where the read of the release and the apps in force are recorded.
+    pub journal: JournalHandle,
 }
 
 impl Deploy {
@@ -83,55 +88,37 @@ impl Deploy {
         };
         self.proceeding(&d.id, "downloading 0%", Some((0, 100)))
             .await;
-        let mut last_sent = 0u8;
-        let (tx, mut rx) = watch::channel(0u8);
-        let auth = self.server.auth_header_pairs();
-        let fetch = download::fetch(
-            &self.server.client,
-            &d.artifact,
-            &auth,
-            &self.server.dir,
-            self.server.max_download,
-            move |p| {
-                let _ = tx.send(p);
-            },
-        );
-        tokio::pin!(fetch);
-        let file = loop {
-            tokio::select! {
-                r = &mut fetch => break r,
-                Ok(()) = rx.changed() => {
-                    let p = *rx.borrow_and_update();
-                    // Every tenth: enough for a progress bar, few requests.
-                    if p / 10 != last_sent / 10 && p < 100 {
-                        last_sent = p;
-                        self.proceeding(&d.id, &format!("downloading {p}%"), Some((p.into(), 100))).await;
-                    }
-                }
-            }
-        };
-        let file = match file {
+        let file = match self.download(d).await {
             Ok(f) => f,
-            Err(e @ (DownloadError::Transfer { .. } | DownloadError::Local { .. })) => {
+            Err(e) if e.permanent() => return Err(fail(e.to_string())),
+            Err(e) => {
                 self.proceeding(&d.id, &format!("{e}; trying again"), None)
                     .await;
-                return Err(Outcome::Later(e.to_string()));
+                return Err(Outcome::Retry(e.to_string()));
             }
-            Err(e) => return Err(fail(e.to_string())),
         };
         self.proceeding(&d.id, "downloaded 100%", Some((100, 100)))
             .await;
         if d.update == Handling::Skip {
-            return Err(Outcome::Later(
+            return Err(Outcome::Parked(
                 "the server asks for the download only (update: skip)".into(),
             ));
         }
         if !d.window_open {
             self.proceeding(&d.id, "waiting for the maintenance window", None)
                 .await;
-            return Err(Outcome::Later("maintenance window closed".into()));
+            return Err(Outcome::Parked("maintenance window closed".into()));
         }
-        let apps = self.unpack(&d.id, file).await.map_err(fail)?;
+        let hash = d.artifact.hash.hex();
+        let apps = match self.unpack(&d.id, hash, file).await {
+            Ok(apps) => apps,
+            Err(Unpack::Rejected(why)) => return Err(fail(why)),
+            Err(Unpack::Later(why)) => {
+                self.proceeding(&d.id, &format!("{why}; trying again"), None)
+                    .await;
+                return Err(Outcome::Retry(why));
+            }
+        };
         let want: Vec<(AppName, String)> = apps
             .iter()
             .map(|(a, t)| (a.clone(), t.release.clone()))
@@ -141,7 +128,7 @@ impl Deploy {
             .request(|reply| Command::SetFleetApps {
                 owner: OWNER.into(),
                 apps,
-                source: format!("hawkBit action {}", d.id),
+                source: format!("hawkBit action {}", shown(&d.id)),
                 reply,
             })
             .await
@@ -152,78 +139,94 @@ impl Deploy {
                     want: want.clone(),
                     previous: Some(done.previous),
                 });
-                tracing::info!(action = %d.id, "hawkBit action {} in force: {}", d.id, done.summary);
+                tracing::info!(action = %shown(&d.id), "hawkBit action {} in force: {}", shown(&d.id), done.summary);
                 Ok(want)
             }
             Err(e) => Err(fail(format!("rejected: {e}"))),
         }
     }
 
+    /// The artifact, fetched with progress feedback every tenth.
+    async fn download(&self, d: &Deployment) -> Result<PathBuf, DownloadError> {
+        let link =
+            self.server
+                .resolve(&d.artifact.href)
+                .map_err(|reason| DownloadError::Refused {
+                    file: d.artifact.filename.clone(),
+                    reason,
+                })?;
+        let mut last_sent = 0u8;
+        let (tx, mut rx) = watch::channel(0u8);
+        let fetch = download::fetch(
+            &self.server.client,
+            &d.artifact,
+            &link,
+            &self.server.dir,
+            self.server.max_download,
+            move |p| {
+                let _ = tx.send(p);
+            },
+        );
+        tokio::pin!(fetch);
+        loop {
+            tokio::select! {
+                r = &mut fetch => return r,
+                Ok(()) = rx.changed() => {
+                    let p = *rx.borrow_and_update();
+                    // Every tenth: enough for a progress bar, few requests.
+                    if p / 10 != last_sent / 10 && p < 100 {
+                        last_sent = p;
+                        self.proceeding(&d.id, &format!("downloading {p}%"), Some((p.into(), 100))).await;
+                    }
+                }
+            }
+        }
+    }
+
     /// The verified `.swu`: its target (or compose file) read, its images
-    /// loaded into the engine.
+    /// loaded into the engine. Unpacking and parsing run on the blocking
+    /// pool (a worst-case release takes seconds to parse, and holdfastd's
+    /// one runtime thread also serves the lock path), marked in the
+    /// journal first so that a crash while reading it is not repeated.
     async fn unpack(
         &self,
         id: &str,
+        hash: &str,
         file: PathBuf,
-    ) -> Result<BTreeMap<AppName, AppTarget>, String> {
+    ) -> Result<BTreeMap<AppName, AppTarget>, Unpack> {
         let dir = self.server.dir.join(format!("images-{}", sanitize(id)));
         let board = self.board.clone();
         let max = self.server.max_download;
-        let source = format!("hawkBit action {id}");
+        let source = format!("hawkBit action {}", shown(id));
+        self.journal
+            .reading(id, hash, true)
+            .map_err(|e| Unpack::Later(format!("not reading the release: {e}")))?;
+        tracing::info!(action = %shown(id), "hawkBit action {}: reading its release", shown(id));
         let dir2 = dir.clone();
-        let payload = tokio::task::spawn_blocking(move || {
-            let _ = std::fs::remove_dir_all(&dir2);
-            std::fs::create_dir_all(&dir2).map_err(|e| format!("{}: {e}", dir2.display()))?;
-            let f = std::fs::File::open(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-            payload::extract(
-                std::io::BufReader::new(f),
-                board.as_deref(),
-                None,
-                &dir2,
-                Limits {
-                    max_image: max,
-                    max_total: max,
-                },
-            )
-            .map_err(|e| format!("rejected: {e}"))
-        })
-        .await
-        .map_err(|e| e.to_string())??;
-        let apps = match &payload.content {
-            PayloadContent::Target(json) => {
-                let t =
-                    crate::target::parse(json, &source).map_err(|e| format!("rejected: {e}"))?;
-                if !t.config.is_empty() {
-                    return Err(
-                        "rejected: device config (`config`) from hawkBit is not applied by holdfast; \
-                         deploy apps only"
-                            .into(),
-                    );
-                }
-                t.apps
-            }
-            PayloadContent::Compose { app, yaml } => {
-                let app = app.clone();
-                let src = crate::compose::Source {
-                    name: &source,
-                    bytes: yaml.as_bytes(),
-                    dir: &dir,
-                };
-                let t = crate::compose::load(&src, &app, Some(&payload.version), &NoFiles)
-                    .map_err(|e| format!("rejected: {e}"))?;
-                BTreeMap::from([(app, t)])
-            }
-        };
-        if !payload.images.is_empty() {
+        let read =
+            tokio::task::spawn_blocking(move || read_release(&file, &dir2, board, max, &source))
+                .await
+                .unwrap_or_else(|e| Err(format!("reading the release failed: {e}")));
+        // Ended, whichever way: a restart may read it again (or not, if
+        // it was refused: the action is closed then).
+        if let Err(e) = self.journal.reading(id, hash, false) {
+            tracing::warn!(error = %e, "{e}");
+        }
+        tracing::info!(action = %shown(id), ok = read.is_ok(), "hawkBit action {}: release read", shown(id));
+        let (apps, images) = read.map_err(Unpack::Rejected)?;
+        if !images.is_empty() {
             self.proceeding(id, "loading images", None).await;
-            let archives = payload.images.clone();
             let r = self
                 .handle
-                .request(|reply| Command::LoadImages { archives, reply })
+                .request(|reply| Command::LoadImages {
+                    archives: images,
+                    reply,
+                })
                 .await
                 .and_then(|r| r);
             let _ = std::fs::remove_dir_all(&dir);
-            let names = r.map_err(|e| format!("loading the release's images: {e}"))?;
+            let names =
+                r.map_err(|e| Unpack::Rejected(format!("loading the release's images: {e}")))?;
             self.proceeding(id, &format!("loaded {}", names.join(", ")), None)
                 .await;
         }
@@ -231,7 +234,11 @@ impl Deploy {
     }
 
     async fn follow(&self, id: &str, want: Vec<(AppName, String)>) -> Outcome {
-        (self.on_applied)(want.clone());
+        self.journal.applied(
+            want.iter()
+                .map(|(a, r)| (a.to_string(), r.clone()))
+                .collect(),
+        );
         let mut apps = self.apps.clone();
         let mut said: Vec<String> = Vec::new();
         loop {
@@ -260,7 +267,7 @@ impl Deploy {
                 Verdict::Pending(_) => {}
             }
             if apps.changed().await.is_err() {
-                return Outcome::Later("holdfast is stopping".into());
+                return Outcome::Parked("holdfast is stopping".into());
             }
         }
     }
@@ -280,15 +287,74 @@ impl Deploy {
     }
 
     fn set_state(&self, id: &str, state: &str) {
+        let id = shown(id);
+        let state = crate::text::no_controls(state);
         self.status.send_if_modified(|f| match f.hawkbit.as_mut() {
-            Some(h) if h.action.as_deref() != Some(id) || h.state != state => {
-                h.action = Some(id.to_owned());
-                h.state = state.to_owned();
+            Some(h) if h.action.as_deref() != Some(id.as_str()) || h.state != state => {
+                h.action = Some(id);
+                h.state = state;
                 true
             }
             _ => false,
         });
     }
+}
+
+/// Why a release was not put in force.
+enum Unpack {
+    /// The release itself: the action is closed as failed.
+    Rejected(String),
+    /// The device (the journal could not be written): tried again.
+    Later(String),
+}
+
+/// On the blocking pool: the `.swu` unpacked into `dir` (images) and its
+/// target or compose file parsed. Answers the apps and the image archives.
+fn read_release(
+    file: &std::path::Path,
+    dir: &std::path::Path,
+    board: Option<String>,
+    max: u64,
+    source: &str,
+) -> Result<(BTreeMap<AppName, AppTarget>, Vec<PathBuf>), String> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let f = std::fs::File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let payload = payload::extract(
+        std::io::BufReader::new(f),
+        board.as_deref(),
+        None,
+        dir,
+        Limits {
+            max_image: max,
+            max_total: max,
+        },
+    )
+    .map_err(|e| format!("rejected: {e}"))?;
+    let apps = match &payload.content {
+        PayloadContent::Target(json) => {
+            let t = crate::target::parse(json, source).map_err(|e| format!("rejected: {e}"))?;
+            if !t.config.is_empty() {
+                return Err(
+                    "rejected: device config (`config`) from hawkBit is not applied by holdfast; \
+                     deploy apps only"
+                        .into(),
+                );
+            }
+            t.apps
+        }
+        PayloadContent::Compose { app, yaml } => {
+            let src = crate::compose::Source {
+                name: source,
+                bytes: yaml.as_bytes(),
+                dir,
+            };
+            let t = crate::compose::load(&src, app, Some(&payload.version), &NoFiles)
+                .map_err(|e| format!("rejected: {e}"))?;
+            BTreeMap::from([(app.clone(), t)])
+        }
+    };
+    Ok((apps, payload.images))
 }
 
 /// A compose file from a `.swu` has no directory of its own: to it, no

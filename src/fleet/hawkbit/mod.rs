@@ -7,7 +7,9 @@ mod cancel;
 pub mod ddi;
 mod deploy;
 mod download;
+mod ended;
 mod journal;
+mod offer;
 mod task;
 mod verdict;
 
@@ -18,7 +20,8 @@ pub use task::HawkbitTask;
 
 use crate::config::{HawkbitAuth, HawkbitSettings};
 use crate::fleet::http::{Client, Response, TlsFiles};
-use crate::fleet::url::HttpUrl;
+use crate::fleet::url::{HttpUrl, Scheme};
+use crate::text::shown;
 use ddi::{Execution, Finished};
 
 /// The server as this device speaks to it: one controller's base URL, the
@@ -91,11 +94,43 @@ impl Server {
         Ok(())
     }
 
-    pub fn auth_header_pairs(&self) -> Vec<(&str, &str)> {
-        self.auth
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect()
+    /// Where a link the server gave leads, and whether the token goes
+    /// with it. The token goes only to the configured server (its scheme,
+    /// host and port), as hawkBit's own clients do; a link elsewhere (a
+    /// CDN) is fetched without it, and only over https when the server is
+    /// https: a plain http link from an https server is refused.
+    pub fn resolve(&self, target: &str) -> Result<Link<'_>, String> {
+        // Ours: a path under the controller's base ("" is the base).
+        if target.is_empty() || target.starts_with('/') {
+            return Ok(Link {
+                url: self.base.clone(),
+                path: target.to_owned(),
+                auth: self.auth.as_ref().map(|(k, v)| (k.as_str(), v.as_str())),
+            });
+        }
+        let (url, path) = HttpUrl::split(target).map_err(|e| {
+            format!(
+                "the link {} {e}; holdfast follows only http and https links",
+                shown(target)
+            )
+        })?;
+        let ours = url.scheme == self.base.scheme
+            && url.host.eq_ignore_ascii_case(&self.base.host)
+            && url.port == self.base.port;
+        if !ours && self.base.scheme == Scheme::Https && url.scheme == Scheme::Http {
+            return Err(format!(
+                "the link {} is plain http from an https server; holdfast fetches it only over https",
+                shown(target)
+            ));
+        }
+        Ok(Link {
+            url,
+            path,
+            auth: ours
+                .then_some(self.auth.as_ref())
+                .flatten()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        })
     }
 
     /// A request to `path` under the controller's base, or to an absolute
@@ -106,12 +141,8 @@ impl Server {
         target: &str,
         body: Option<Vec<u8>>,
     ) -> Result<Response, String> {
-        let (url, path) = if target.starts_with("http://") || target.starts_with("https://") {
-            HttpUrl::split(target)?
-        } else {
-            (self.base.clone(), target.to_owned())
-        };
-        let mut headers = self.auth_header_pairs();
+        let Link { url, path, auth } = self.resolve(target)?;
+        let mut headers: Vec<(&str, &str)> = auth.into_iter().collect();
         headers.push(("accept", "application/json"));
         let r = self
             .client
@@ -152,12 +183,22 @@ impl Server {
     }
 }
 
+/// A link as [`Server::resolve`] resolved it.
+#[derive(Debug)]
+pub struct Link<'a> {
+    pub url: HttpUrl,
+    /// The path and query to request.
+    pub path: String,
+    /// `("authorization", "TargetToken ...")`, for the server's own links.
+    pub auth: Option<(&'a str, &'a str)>,
+}
+
 /// The first line of an error answer, for the log (servers answer errors
 /// in JSON or HTML; a line of it says enough).
 fn excerpt(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
+    let text = String::from_utf8_lossy(&body[..body.len().min(4096)]);
     match text.lines().next().map(str::trim) {
-        Some(l) if !l.is_empty() => format!(": {}", crate::target::no_controls(l)),
+        Some(l) if !l.is_empty() => format!(": {}", shown(l)),
         _ => String::new(),
     }
 }
@@ -208,8 +249,62 @@ mod tests {
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
         s.load_token(&settings.auth).unwrap();
         assert_eq!(
-            s.auth_header_pairs(),
-            [("authorization", "TargetToken s3cret")]
+            s.resolve("/deploymentBase/1").unwrap().auth,
+            Some(("authorization", "TargetToken s3cret"))
+        );
+    }
+
+    fn server(url: &str) -> Server {
+        let dir = std::env::temp_dir();
+        let settings = HawkbitSettings {
+            url: url.into(),
+            tenant: "DEFAULT".into(),
+            controller_id: None,
+            auth: HawkbitAuth::None,
+            ca_file: None,
+            local_target: crate::config::LocalTarget::Refuse,
+            max_download: 1 << 20,
+        };
+        let mut s = Server::new(&settings, "d", &dir).unwrap();
+        s.auth = Some(("authorization".into(), "TargetToken t".into()));
+        s
+    }
+
+    #[test]
+    fn the_token_goes_only_to_the_configured_server() {
+        let s = server("https://127.0.0.1:18583");
+        let token = Some(("authorization", "TargetToken t"));
+        for own in [
+            "https://127.0.0.1:18583/DEFAULT/controller/v1/d/softwaremodules/3/artifacts/r.swu",
+            "HTTPS://127.0.0.1:18583/x",
+            "/deploymentBase/1",
+        ] {
+            assert_eq!(s.resolve(own).unwrap().auth, token, "{own}");
+        }
+        // Another port, host or scheme: fetched without the token.
+        for other in [
+            "https://127.0.0.1:18584/dl/31/r.swu",
+            "https://cdn.example/dl/31/r.swu",
+            "https://127.0.0.1/dl",
+        ] {
+            let l = s.resolve(other).unwrap();
+            assert_eq!(l.auth, None, "{other}");
+        }
+        // Plain http from an https server: refused, with the reason.
+        let e = s.resolve("http://127.0.0.1:18582/dl/31/r.swu").unwrap_err();
+        assert!(e.contains("plain http from an https server"), "{e}");
+        let e = s.resolve("http://127.0.0.1:18583/dl/31/r.swu").unwrap_err();
+        assert!(e.contains("plain http"), "{e}");
+        let e = s.resolve("file:///etc/passwd").unwrap_err();
+        assert!(e.contains("only http and https links"), "{e}");
+        // An http server: an https CDN link is fine, an http one too, both
+        // without the token.
+        let s = server("http://127.0.0.1:18582");
+        assert_eq!(s.resolve("https://cdn.example/r.swu").unwrap().auth, None);
+        assert_eq!(s.resolve("http://127.0.0.1:9/r.swu").unwrap().auth, None);
+        assert_eq!(
+            s.resolve("http://127.0.0.1:18582/r.swu").unwrap().auth,
+            token
         );
     }
 }

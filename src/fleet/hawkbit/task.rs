@@ -14,8 +14,12 @@ use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant};
 
 use super::ddi::{self, Deployment, Execution, Finished};
-use super::deploy::{sanitize, Deploy, InForce, Outcome, OWNER};
-use super::journal::{load_journal, prepare_dir, save_journal, Action, Closed, Journal};
+use super::deploy::{Deploy, InForce, Outcome, OWNER};
+use super::journal::{
+    files_of, load_journal, prepare_dir, quarantine_unfinished_read, save_journal, sweep, Action,
+    Journal, JournalHandle,
+};
+use super::offer::{self, Decision, Held};
 use super::Server;
 use crate::command::Handle;
 use crate::config::HawkbitSettings;
@@ -24,6 +28,7 @@ use crate::fleet::{FleetStatus, HawkbitStatus};
 use crate::model::{now_usec, utc, InhibitorStatus, UpdateStatus};
 use crate::names::AppName;
 use crate::target::store::TargetStore;
+use crate::text::shown;
 
 pub struct HawkbitTask {
     pub settings: HawkbitSettings,
@@ -44,8 +49,23 @@ pub struct HawkbitTask {
 pub(super) struct Running {
     pub id: String,
     pub hash: String,
+    /// The deployment as offered (what a retry or a parked action is
+    /// compared with).
+    pub deployment: Deployment,
     pub in_force: Arc<Mutex<Option<InForce>>>,
     pub task: JoinHandle<Outcome>,
+}
+
+/// What the poll loop keeps between polls.
+pub(super) struct Loop {
+    pub running: Option<Running>,
+    /// What the last run of an action left (a back-off, a parked action).
+    pub held: Option<Held>,
+    /// The server's interval as last given.
+    pub sleep: Duration,
+    /// configData was sent in this run: a server that keeps asking for it
+    /// gets it at its own interval, not every second.
+    pub config_sent: bool,
 }
 
 impl HawkbitTask {
@@ -75,19 +95,38 @@ impl HawkbitTask {
             }
         };
         self.show_owned();
-        let journal = Arc::new(Mutex::new(load_journal(&self.dir)));
-        let mut running: Option<Running> = None;
+        let journal = {
+            let mut j = load_journal(&self.dir);
+            if let Some(id) = quarantine_unfinished_read(&mut j) {
+                tracing::error!(action = %shown(&id),
+                    "hawkBit action {}: holdfast stopped while reading its release (a crash?); \
+                     it is not read again and is reported as failed", shown(&id));
+                save_journal(&self.dir, &j);
+            }
+            // Nothing but the action in hand's files survives a restart.
+            let keep = match j.action.as_ref().filter(|a| a.closed.is_none()) {
+                Some(a) => files_of(&a.id, &a.hash).to_vec(),
+                None => Vec::new(),
+            };
+            sweep(&self.dir, &keep, &j);
+            Arc::new(Mutex::new(j))
+        };
+        let mut state = Loop {
+            running: None,
+            held: None,
+            sleep: ddi::DEFAULT_SLEEP,
+            config_sent: false,
+        };
         // An applied deployment whose end was not seen: follow it again.
         let resume = journal.lock().unwrap().action.clone();
         if let Some(a) = resume.filter(|a| a.closed.is_none() && a.applied.is_some()) {
-            running = Some(self.resume(&server, &journal, a));
+            state.running = Some(self.resume(&server, &journal, a));
         }
         let mut next = Instant::now();
         let mut failures = 0u32;
-        let mut sleep = ddi::DEFAULT_SLEEP;
         loop {
             let done = async {
-                match running.as_mut() {
+                match state.running.as_mut() {
                     Some(r) => (&mut r.task).await,
                     None => std::future::pending().await,
                 }
@@ -95,30 +134,32 @@ impl HawkbitTask {
             tokio::select! {
                 _ = sleep_until(next) => {
                     let r = match server.load_token(&self.settings.auth) {
-                        Ok(()) => self.poll(&server, &journal, &mut running).await,
+                        Ok(()) => self.poll(&server, &journal, &mut state).await,
                         Err(e) => Err(e),
                     };
                     match r {
                         Ok(s) => {
                             failures = 0;
-                            sleep = s;
+                            state.sleep = s;
                             next = Instant::now() + ddi::next_poll(s, spread());
                         }
                         Err(e) => {
                             tracing::warn!(error = %e, "hawkBit poll failed: {e}");
                             self.set(|h| h.error = Some(e.clone()));
-                            next = Instant::now() + ddi::backoff(failures, sleep);
+                            next = Instant::now() + ddi::backoff(failures, state.sleep);
                             failures = failures.saturating_add(1);
                         }
                     }
                 }
                 out = done => {
-                    let r = running.take().expect("a deployment was running");
+                    let r = state.running.take().expect("a deployment was running");
                     if let Ok(out) = out {
-                        self.finish(&server, &journal, &r.id, out).await;
+                        self.ended(&server, &journal, &mut state, r.deployment, out).await;
                     }
                     self.show_owned();
-                    next = Instant::now();
+                    // The next poll stays where the server's interval put
+                    // it: an action that waits or failed is not asked for
+                    // again at once.
                 }
             }
         }
@@ -129,7 +170,7 @@ impl HawkbitTask {
         &self,
         server: &Server,
         journal: &Arc<Mutex<Journal>>,
-        running: &mut Option<Running>,
+        state: &mut Loop,
     ) -> Result<Duration, String> {
         let r = server.call("GET", "", None).await?;
         let p = ddi::parse_poll(&r.body).map_err(|e| e.to_string())?;
@@ -145,20 +186,26 @@ impl HawkbitTask {
                 .await?;
             // What the server makes of it (a deployment for this board, a
             // new interval) is worth a look soon, not after the long
-            // first-contact sleep gooseBit gives.
-            return Ok(ddi::MIN_SLEEP);
+            // first-contact sleep gooseBit gives; once.
+            let first = !std::mem::replace(&mut state.config_sent, true);
+            return Ok(if first { ddi::MIN_SLEEP } else { p.sleep });
         }
         self.report_unsent(server, journal).await;
         if let Some(href) = &p.cancel {
-            self.cancel(server, journal, href, running).await?;
+            self.cancel(server, journal, href, &mut state.running)
+                .await?;
         }
         let Some(href) = &p.deployment else {
+            self.withdrawn(journal, state);
             return Ok(p.sleep);
         };
         let r = server.call("GET", href, None).await?;
         let d = match ddi::parse_deployment(&r.body) {
             Ok(Some(d)) => d,
-            Ok(None) => return Ok(p.sleep),
+            Ok(None) => {
+                self.withdrawn(journal, state);
+                return Ok(p.sleep);
+            }
             Err(e) => {
                 // Nothing holdfast can apply: said once, closed.
                 let id = href
@@ -180,15 +227,31 @@ impl HawkbitTask {
                 return Err(e.to_string());
             }
         };
-        if running
-            .as_ref()
-            .is_some_and(|r| r.id == d.id && r.hash == d.artifact.hash.hex())
-        {
-            return Ok(p.sleep);
-        }
-        if let Some(old) = running.take() {
+        let decision = {
+            let j = journal.lock().unwrap();
+            offer::decide(
+                &d,
+                state
+                    .running
+                    .as_ref()
+                    .map(|r| (r.id.as_str(), r.hash.as_str())),
+                &j,
+                state.held.as_ref(),
+                Instant::now(),
+            )
+        };
+        let refuse = match decision {
+            Decision::Running => return Ok(p.sleep),
+            Decision::Wait(why) => {
+                tracing::debug!(action = %shown(&d.id), "hawkBit action {}: {}", shown(&d.id), why);
+                return Ok(p.sleep);
+            }
+            Decision::Refuse(why) => Some(why),
+            Decision::Start => None,
+        };
+        if let Some(old) = state.running.take() {
             old.task.abort();
-            let why = format!("superseded by action {}", d.id);
+            let why = format!("superseded by action {}", shown(&d.id));
             if old.id != d.id {
                 self.finish(
                     server,
@@ -202,7 +265,10 @@ impl HawkbitTask {
                 .await;
             }
         }
-        *running = Some(self.start(server, journal, d, None));
+        match refuse {
+            Some(why) => self.refuse(server, journal, &d, why).await,
+            None => state.running = Some(self.start(server, journal, d, None)),
+        }
         Ok(p.sleep)
     }
 
@@ -236,8 +302,8 @@ impl HawkbitTask {
         resume: Option<Vec<(AppName, String)>>,
     ) -> Running {
         let hash = d.artifact.hash.hex().to_owned();
-        tracing::info!(action = %d.id, version = %d.version, artifact = %d.artifact.filename,
-            "hawkBit action {}: release {}", d.id, d.version);
+        tracing::info!(action = %shown(&d.id), version = %shown(&d.version), artifact = %shown(&d.artifact.filename),
+            "hawkBit action {}: release {}", shown(&d.id), shown(&d.version));
         {
             let mut j = journal.lock().unwrap();
             let same = j
@@ -251,12 +317,15 @@ impl HawkbitTask {
                     version: d.version.clone(),
                     applied: None,
                     closed: None,
+                    reading: false,
                 });
             }
             save_journal(&self.dir, &j);
+            // What an earlier action left (its artifact, part, images) is
+            // not needed any more: only this action's files stay.
+            sweep(&self.dir, &files_of(&d.id, &hash), &j);
         }
         let in_force = Arc::new(Mutex::new(None));
-        let (j, dir) = (journal.clone(), self.dir.clone());
         let deploy = Deploy {
             server: server.clone(),
             handle: self.handle.clone(),
@@ -264,18 +333,16 @@ impl HawkbitTask {
             status: self.status.clone(),
             board: self.board(),
             in_force: in_force.clone(),
-            on_applied: Box::new(move |want| {
-                let mut j = j.lock().unwrap();
-                if let Some(a) = j.action.as_mut() {
-                    a.applied = Some(want.into_iter().map(|(a, r)| (a.to_string(), r)).collect());
-                }
-                save_journal(&dir, &j);
-            }),
+            journal: JournalHandle {
+                journal: journal.clone(),
+                dir: self.dir.clone(),
+            },
         };
         self.show_owned();
         Running {
             id: d.id.clone(),
             hash,
+            deployment: d.clone(),
             in_force,
             task: tokio::spawn(deploy.run(d, resume)),
         }
@@ -303,77 +370,6 @@ impl HawkbitTask {
             version: a.version,
         };
         self.start(server, journal, d, Some(want))
-    }
-
-    async fn finish(&self, server: &Server, journal: &Arc<Mutex<Journal>>, id: &str, out: Outcome) {
-        let Outcome::Closed { success, details } = out else {
-            if let Outcome::Later(why) = out {
-                tracing::info!(action = id, "hawkBit action {id}: not now ({why})");
-                self.set(|h| h.state = format!("not now: {why}"));
-            }
-            return;
-        };
-        tracing::info!(
-            action = id,
-            success,
-            "hawkBit action {id}: {}",
-            details.join("; ")
-        );
-        {
-            let mut j = journal.lock().unwrap();
-            let version = j
-                .action
-                .as_ref()
-                .filter(|a| a.id == id)
-                .map(|a| a.version.clone());
-            if let Some(a) = j.action.as_mut().filter(|a| a.id == id) {
-                a.closed = Some(Closed {
-                    success,
-                    details: details.clone(),
-                    reported: false,
-                });
-                // The artifact is not needed any more.
-                let _ = std::fs::remove_file(self.dir.join(format!("{}.swu", a.hash)));
-                let _ = std::fs::remove_dir_all(self.dir.join(format!("images-{}", sanitize(id))));
-            }
-            if success {
-                j.version = version;
-            }
-            save_journal(&self.dir, &j);
-        }
-        self.set(|h| {
-            h.action = Some(id.to_owned());
-            h.state = match success {
-                true => "applied".into(),
-                false => format!("failed: {}", details.join("; ")),
-            };
-        });
-        self.report_unsent(server, journal).await;
-    }
-
-    /// A closed result the server has not acknowledged yet.
-    async fn report_unsent(&self, server: &Server, journal: &Arc<Mutex<Journal>>) {
-        let pending = journal.lock().unwrap().action.clone();
-        let Some(a) = pending else { return };
-        let Some(c) = a.closed.filter(|c| !c.reported) else {
-            return;
-        };
-        let finished = if c.success {
-            Finished::Success
-        } else {
-            Finished::Failure
-        };
-        if server
-            .feedback(&a.id, Execution::Closed, finished, None, &c.details)
-            .await
-            .is_ok()
-        {
-            let mut j = journal.lock().unwrap();
-            if let Some(c) = j.action.as_mut().and_then(|a| a.closed.as_mut()) {
-                c.reported = true;
-            }
-            save_journal(&self.dir, &j);
-        }
     }
 
     pub(super) fn show_owned(&self) {

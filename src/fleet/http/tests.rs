@@ -216,6 +216,13 @@ async fn send_bounds_the_answer_to_1_mib() {
     let e = client.send("GET", &url, "", &[], None).await.unwrap_err();
     assert_eq!(
         e,
+        SendError::TooLarge {
+            at: url.authority.clone(),
+            max: MAX_BODY
+        }
+    );
+    assert_eq!(
+        e.to_string(),
         format!("{}: the answer is larger than 1024 KiB", url.authority)
     );
 
@@ -229,7 +236,8 @@ async fn send_bounds_the_answer_to_1_mib() {
             None,
         )
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(
         e.ends_with("the value of header authorization is not valid HTTP"),
         "{e}"
@@ -305,7 +313,11 @@ async fn https_without_any_trusted_ca_says_so() {
     let url = HttpUrl::parse(&format!("https://{}", l.local_addr().unwrap())).unwrap();
     let client =
         Client::with_bundles(&TlsFiles::default(), vec!["/nonexistent/bundle.pem".into()]).unwrap();
-    let e = client.send("GET", &url, "/", &[], None).await.unwrap_err();
+    let e = client
+        .send("GET", &url, "/", &[], None)
+        .await
+        .unwrap_err()
+        .to_string();
     assert_eq!(
         e,
         format!(
@@ -324,7 +336,11 @@ async fn https_without_any_trusted_ca_says_so() {
     let tmp = tempfile::tempdir().unwrap();
     let (ca, _) = self_signed(tmp.path(), "ca");
     let client = Client::with_bundles(&files(Some(&ca), None, None), Vec::new()).unwrap();
-    let e = client.send("GET", &url, "/", &[], None).await.unwrap_err();
+    let e = client
+        .send("GET", &url, "/", &[], None)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.starts_with(&format!("{}: TLS: ", url.authority)), "{e}");
     server.await.unwrap();
 }

@@ -2,10 +2,13 @@
 //! on a lease, and the semaphore's holders looked at for stale ones
 //! (reported, and removed under `stale_after`).
 
+use std::collections::HashSet;
+
 use tokio::time::Instant;
 
 use super::{Backend, Run};
-use crate::fleet::semaphore;
+use crate::fleet::{semaphore, LISTED};
+use crate::text::shown;
 
 impl Run {
     fn alive_key(&self) -> String {
@@ -79,16 +82,26 @@ impl Run {
             .map(str::to_owned)
             .collect();
         let now = Instant::now();
-        self.stale_since.retain(|h, _| stale.contains(h));
+        let set: HashSet<&str> = stale.iter().map(String::as_str).collect();
+        self.stale_since.retain(|h, _| set.contains(h.as_str()));
+        // Each new one named in the log, up to a few; the rest counted.
+        let mut new = 0usize;
         for h in &stale {
             self.stale_since.entry(h.clone()).or_insert_with(|| {
-                tracing::warn!(holder = %h, group = %group,
-                    "fleet slot holder {h} has no live liveness key: stale (crashed or powered off while holding a slot)");
+                new += 1;
+                if new <= LISTED {
+                    let h = shown(h);
+                    tracing::warn!(holder = %h, group = %group,
+                        "fleet slot holder {h} has no live liveness key: stale (crashed or powered off while holding a slot)");
+                }
                 now
             });
         }
+        if new > LISTED {
+            tracing::warn!(group = %group, "{} more fleet slot holders have no live liveness key", new - LISTED);
+        }
         self.show(&sem);
-        self.set(|l| l.stale = stale.clone());
+        self.set(|l| l.set_stale(&stale));
         let Some(after) = self.settings.stale_after else {
             return;
         };
@@ -107,16 +120,27 @@ impl Run {
         };
         match e.release(&group, &ids).await {
             Ok(_) => {
-                tracing::warn!(holders = ?expired, group = %group,
+                let mut named: Vec<String> =
+                    expired.iter().take(LISTED).map(|h| shown(h)).collect();
+                if expired.len() > LISTED {
+                    named.push(format!("and {} more", expired.len() - LISTED));
+                }
+                tracing::warn!(group = %group,
                     "removed stale fleet slot holders {} (stale for {} or more)",
-                    expired.join(", "), humantime::format_duration(after));
+                    named.join(", "), humantime::format_duration(after));
                 for h in &expired {
                     self.stale_since.remove(h);
                 }
                 if let Ok((sem, _)) = e.semaphore(&group).await {
                     self.show(&sem);
                 }
-                self.set(|l| l.stale.retain(|h| !expired.contains(h)));
+                let gone: HashSet<&str> = expired.iter().map(String::as_str).collect();
+                let left: Vec<String> = stale
+                    .iter()
+                    .filter(|h| !gone.contains(h.as_str()))
+                    .cloned()
+                    .collect();
+                self.set(|l| l.set_stale(&left));
             }
             Err(err) => self.failed(&err),
         }

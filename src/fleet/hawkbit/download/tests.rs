@@ -109,6 +109,11 @@ fn client() -> Client {
     Client::new(&Default::default()).unwrap()
 }
 
+fn link(a: &Artifact, auth: Option<(&'static str, &'static str)>) -> Link<'static> {
+    let (url, path) = crate::fleet::url::HttpUrl::split(&a.href).unwrap();
+    Link { url, path, auth }
+}
+
 #[tokio::test]
 async fn a_download_checked_by_sha256_lands_under_its_hash() {
     let body = content();
@@ -119,7 +124,7 @@ async fn a_download_checked_by_sha256_lands_under_its_hash() {
     let path = fetch(
         &client(),
         &a,
-        &[("authorization", "TargetToken t")],
+        &link(&a, Some(("authorization", "TargetToken t"))),
         dir.path(),
         1 << 20,
         |p| seen.push(p),
@@ -131,7 +136,7 @@ async fn a_download_checked_by_sha256_lands_under_its_hash() {
     assert_eq!(seen.last(), Some(&100));
     assert!(srv.requests.lock().unwrap()[0].contains("authorization: targettoken t"));
     // Fetched again: the verified file is used, no request.
-    fetch(&client(), &a, &[], dir.path(), 1 << 20, |_| {})
+    fetch(&client(), &a, &link(&a, None), dir.path(), 1 << 20, |_| {})
         .await
         .unwrap();
     assert_eq!(srv.requests.lock().unwrap().len(), 1);
@@ -149,7 +154,7 @@ async fn a_partial_download_resumes_with_a_range_or_starts_over() {
             &body[..100_000],
         )
         .unwrap();
-        let path = fetch(&client(), &a, &[], dir.path(), 1 << 20, |_| {})
+        let path = fetch(&client(), &a, &link(&a, None), dir.path(), 1 << 20, |_| {})
             .await
             .unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), body, "ranges {ranges}");
@@ -163,7 +168,7 @@ async fn a_wrong_hash_or_too_much_leaves_nothing() {
     let srv = serve(body.clone(), true);
     let dir = tempfile::tempdir().unwrap();
     let a = artifact(&srv.url, Hash::Sha256("0".repeat(64)), 0);
-    let e = fetch(&client(), &a, &[], dir.path(), 1 << 20, |_| {})
+    let e = fetch(&client(), &a, &link(&a, None), dir.path(), 1 << 20, |_| {})
         .await
         .unwrap_err();
     assert!(
@@ -174,15 +179,45 @@ async fn a_wrong_hash_or_too_much_leaves_nothing() {
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     // Announced bigger than allowed: refused before a request.
     let a = artifact(&srv.url, Hash::Sha256(sha256(&body)), 10 << 20);
-    let e = fetch(&client(), &a, &[], dir.path(), 1 << 20, |_| {})
+    let e = fetch(&client(), &a, &link(&a, None), dir.path(), 1 << 20, |_| {})
         .await
         .unwrap_err();
     assert!(matches!(e, DownloadError::TooLarge { .. }), "{e}");
     // No size announced, more than allowed comes: stopped and removed.
     let a = artifact(&srv.url, Hash::Sha256(sha256(&body)), 0);
-    let e = fetch(&client(), &a, &[], dir.path(), 100_000, |_| {})
+    let e = fetch(&client(), &a, &link(&a, None), dir.path(), 100_000, |_| {})
         .await
         .unwrap_err();
-    assert!(e.to_string().contains("max_download"), "{e}");
+    assert!(e.to_string().contains("max_download (100000)"), "{e}");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    // More than the size announced: said so, not named max_download.
+    let a = artifact(&srv.url, Hash::Sha256(sha256(&body)), 2000);
+    let e = fetch(&client(), &a, &link(&a, None), dir.path(), 1 << 30, |_| {})
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "download of r.swu: more than the 2000 bytes the server announced"
+    );
+    assert!(e.permanent());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn a_206_that_is_not_the_rest_says_what_is_wrong() {
+    assert_eq!(check_range(100, Some("bytes 100-199/200")), Ok(()));
+    let e = check_range(100, Some("bytes 0-199/200")).unwrap_err();
+    assert!(
+        e.contains("from byte 0 (Content-Range: bytes 0-199/200), asked from byte 100"),
+        "{e}"
+    );
+    let e = check_range(100, None).unwrap_err();
+    assert!(e.contains("without a Content-Range"), "{e}");
+    let e = check_range(100, Some("bytes \x1b[31m/1")).unwrap_err();
+    assert!(
+        e.contains("not bytes START-END/TOTAL") && !e.contains('\x1b'),
+        "{e}"
+    );
+    let e = check_range(0, Some("bytes 0-1/2")).unwrap_err();
+    assert!(e.contains("to a request for the whole file"), "{e}");
 }

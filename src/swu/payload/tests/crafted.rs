@@ -184,3 +184,24 @@ fn a_missing_directory_is_named() {
         "{msg}"
     );
 }
+
+#[test]
+fn an_entry_name_that_forges_a_log_line_is_shown_escaped() {
+    let forged = "a\nERROR holdfastd: FORGED LOG LINE\x1b[31mred";
+    let d = description(TARGET, &[]);
+    let e = refused(&[("sw-description", &d), ("t.json", TARGET), (forged, b"x")]);
+    let s = e.to_string();
+    assert!(!s.contains('\n') && !s.contains('\x1b'), "{s}");
+    assert!(
+        s.contains("the archive holds a\\nERROR holdfastd: FORGED LOG LINE\\u{1b}[31mred,"),
+        "{s}"
+    );
+    // First, and long: cut to what a message quotes.
+    let long = format!("\u{202E}{}", "x".repeat(250));
+    let e = refused(&[(long.as_str(), b"x")]);
+    let s = e.to_string();
+    assert!(
+        s.starts_with("the first entry is \\u{202e}xxx") && s.contains("… (253 bytes in all)"),
+        "{s}"
+    );
+}
