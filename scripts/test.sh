@@ -41,6 +41,9 @@ stage cargo test --features fleet --test fleet_tls
 # hawkBit's DDI where gooseBit has none of it (cancelAction, sha256,
 # GatewayToken), served by the test; a real dockerd (about 10 s).
 stage cargo test --features fleet --test hawkbit_ddi
+# A hostile DDI server written in the test (pacing, disk, token, escaping,
+# a crashed read, the lock path while a release is read; about 40 s).
+stage cargo test --features fleet --test hostile_hawkbit
 if ! $quick; then
   stage scripts/check-layer.sh
   stage tests/goosebit_fixture.sh
