@@ -105,6 +105,8 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     let (events_tx, mut events_rx) = mpsc::channel(1024);
     let (holders_tx, holders_rx) = mpsc::channel(1024);
 
+    // config::load accepted the lock root: from now on it is holdfast's.
+    crate::locks::root::mark(&lock_root);
     // Own leftovers go before the scan, so the table never shows them.
     let keeper = Keeper::start(OwnLocks::new(&lock_root, &state_dir), events_tx.clone()).await?;
     let (target_store, target_rx) = TargetStore::load(&settings.target_file, &state_dir);

@@ -6,6 +6,7 @@ pub mod breaker;
 pub mod fs;
 pub mod holders;
 pub mod own;
+pub mod root;
 pub mod state;
 pub mod watch;
 
