@@ -117,26 +117,35 @@ pub struct DeviceInfo {
 }
 
 /// The device values of config.json (top-level keys, as balenaOS writes
-/// them), and an error for each one set to something unusable (then it
-/// counts as unset).
-pub fn device_info(config: &Value) -> (DeviceInfo, Vec<String>) {
+/// them), and an error for each one set to something unusable. An unusable
+/// value is treated like a file that does not parse: the `last` good value
+/// stays (a bad uuid must not make every container again with an empty
+/// `BALENA_DEVICE_UUID`); with nothing read before, the device's values
+/// are not known (`None`) until it is fixed. A key that is absent (or
+/// null) is unset.
+pub fn device_info(config: &Value, last: Option<&DeviceInfo>) -> (Option<DeviceInfo>, Vec<String>) {
     let mut errors = Vec::new();
-    let mut text = |key: &str| match config.get(key) {
-        None | Some(Value::Null) => None,
+    let keep = match last {
+        Some(_) => "the last good value stays in force",
+        None => "the device's values are not known until it is fixed",
+    };
+    let mut text = |key: &str, old: Option<&Option<String>>| match config.get(key) {
+        None | Some(Value::Null) => Some(None),
         Some(Value::String(s)) if !s.is_empty() && s.chars().all(|c| !c.is_control()) => {
-            Some(s.clone())
+            Some(Some(s.clone()))
         }
         Some(v) => {
             errors.push(format!(
-                "{key} = {v} is not a non-empty string without control characters; ignored"
+                "{key} = {} is not a non-empty string without control characters; {keep}",
+                crate::text::shown(&v.to_string())
             ));
-            None
+            old.cloned()
         }
     };
-    let uuid = text("uuid");
-    let device_type = text("deviceType");
+    let uuid = text("uuid", last.map(|d| &d.uuid));
+    let device_type = text("deviceType", last.map(|d| &d.device_type));
     let listen_port = match config.get("listenPort") {
-        None | Some(Value::Null) => None,
+        None | Some(Value::Null) => Some(None),
         Some(v) => {
             let port = match v {
                 Value::Number(n) => n.as_u64(),
@@ -144,24 +153,25 @@ pub fn device_info(config: &Value) -> (DeviceInfo, Vec<String>) {
                 _ => None,
             };
             match port.and_then(|p| u16::try_from(p).ok()).filter(|p| *p > 0) {
-                Some(p) => Some(p),
+                Some(p) => Some(Some(p)),
                 None => {
                     errors.push(format!(
-                        "listenPort = {v} is not a port (1 to 65535); the default 48484 is used"
+                        "listenPort = {} is not a port (1 to 65535); {keep}",
+                        crate::text::shown(&v.to_string())
                     ));
-                    None
+                    last.map(|d| d.listen_port)
                 }
             }
         }
     };
-    (
-        DeviceInfo {
-            uuid,
-            device_type,
-            listen_port,
-        },
-        errors,
-    )
+    let info = (|| {
+        Some(DeviceInfo {
+            uuid: uuid?,
+            device_type: device_type?,
+            listen_port: listen_port?,
+        })
+    })();
+    (info, errors)
 }
 
 /// The values `truth` accepts, for the error message.
@@ -324,28 +334,70 @@ mod tests {
 
     #[test]
     fn device_values_and_their_errors() {
-        let (d, e) = device_info(&json!({"uuid": "abc", "deviceType": "raspberrypi4-64",
-            "listenPort": 48485, "deviceConfig": {"uuid": "no"}}));
-        assert_eq!(
-            d,
-            DeviceInfo {
-                uuid: Some("abc".into()),
-                device_type: Some("raspberrypi4-64".into()),
-                listen_port: Some(48485),
-            }
+        let (d, e) = device_info(
+            &json!({"uuid": "abc", "deviceType": "raspberrypi4-64",
+            "listenPort": 48485, "deviceConfig": {"uuid": "no"}}),
+            None,
         );
+        let good = DeviceInfo {
+            uuid: Some("abc".into()),
+            device_type: Some("raspberrypi4-64".into()),
+            listen_port: Some(48485),
+        };
+        assert_eq!(d.as_ref(), Some(&good));
         assert!(e.is_empty());
-        let (d, _) = device_info(&json!({"listenPort": "8080"}));
-        assert_eq!(d.listen_port, Some(8080));
-        assert_eq!(device_info(&json!({})).0, DeviceInfo::default());
+        let (d, _) = device_info(&json!({"listenPort": "8080"}), None);
+        assert_eq!(d.unwrap().listen_port, Some(8080));
+        assert_eq!(device_info(&json!({}), None).0, Some(DeviceInfo::default()));
+        // Absent or null is unset, also after good values.
+        let (d, e) = device_info(&json!({"uuid": null}), Some(&good));
+        assert_eq!((d, e.len()), (Some(DeviceInfo::default()), 0));
         for bad in [json!(0), json!(65536), json!("x"), json!(-1), json!(true)] {
-            let (d, e) = device_info(&json!({"listenPort": bad}));
-            assert_eq!(d.listen_port, None);
+            let (d, e) = device_info(&json!({"listenPort": bad}), None);
+            assert_eq!(d, None, "nothing good read yet: not known");
             assert!(e[0].starts_with("listenPort = "), "{e:?}");
+            assert!(e[0].ends_with("not known until it is fixed"), "{e:?}");
+            let (d, e) = device_info(&json!({"uuid": "abc", "listenPort": bad}), Some(&good));
+            assert_eq!(
+                d.unwrap().listen_port,
+                Some(48485),
+                "the last good port stays"
+            );
+            assert!(
+                e[0].ends_with("the last good value stays in force"),
+                "{e:?}"
+            );
         }
-        let (d, e) = device_info(&json!({"uuid": 5, "deviceType": "a\nb"}));
-        assert_eq!((d.uuid, d.device_type), (None, None));
-        assert_eq!(e.len(), 2);
+    }
+
+    #[test]
+    fn a_bad_uuid_keeps_the_last_good_one() {
+        let good = DeviceInfo {
+            uuid: Some("abc".into()),
+            device_type: Some("rpi".into()),
+            listen_port: None,
+        };
+        for bad in [
+            json!("ab\u{1}c"),
+            json!("a\nb"),
+            json!(""),
+            json!(5),
+            json!(["x"]),
+        ] {
+            let (d, e) = device_info(&json!({"uuid": bad, "deviceType": "new"}), Some(&good));
+            let d = d.unwrap();
+            assert_eq!(d.uuid.as_deref(), Some("abc"), "{bad}");
+            assert_eq!(
+                d.device_type.as_deref(),
+                Some("new"),
+                "the good values apply"
+            );
+            assert_eq!(e.len(), 1, "{e:?}");
+            assert!(e[0].starts_with("uuid = "), "{e:?}");
+            assert!(!e[0].contains('\u{1}') && !e[0].contains('\n'), "{e:?}");
+        }
+        let (d, e) = device_info(&json!({"uuid": 5, "deviceType": "a\nb"}), None);
+        assert_eq!((d, e.len()), (None, 2));
     }
 
     #[test]
