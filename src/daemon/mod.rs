@@ -24,6 +24,7 @@ use crate::device_config::DeviceConfig;
 use crate::keeper::Keeper;
 use crate::liveness::Liveness;
 use crate::locks::holders;
+use crate::locks::mounts::MountWatch;
 use crate::locks::own::{OwnLockError, OwnLocks};
 use crate::locks::watch::Watcher;
 use crate::model::{InhibitorStatus, Snapshot, UpdateStatus, Views};
@@ -148,6 +149,17 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     let (ready_tx, mut ready_rx) = oneshot::channel();
     let mut tasks = Tasks::default();
     tasks.spawn("lock watcher", watcher.run());
+    tasks.spawn(
+        "lock mounts",
+        MountWatch {
+            lock_root: lock_root.clone(),
+            state_dir: state_dir.clone(),
+            settings: settings_rx.clone(),
+            apps: apps_rx.clone(),
+            events: events_tx.clone(),
+        }
+        .run(),
+    );
     tasks.spawn(
         "holder scan",
         holders::run(PathBuf::from("/proc"), holders_rx, events_tx),

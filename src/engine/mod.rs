@@ -6,6 +6,7 @@ pub mod auth;
 mod body;
 mod health;
 mod load;
+mod mounts;
 mod objects;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -24,6 +25,7 @@ pub use body::{
     LABEL_SERVICE, LOCK_MOUNTS,
 };
 pub use health::Liveness;
+pub use mounts::{LockMount, MountedContainer};
 pub use objects::{AppNetwork, AppVolume};
 
 use crate::names::{AppName, ServiceName};

@@ -99,7 +99,7 @@ pub enum Accepted {
 
 /// `path` with `.` components and repeated or trailing slashes gone (`..`
 /// is refused by the config loader before this is asked).
-fn lexical(path: &Path) -> PathBuf {
+pub(crate) fn lexical(path: &Path) -> PathBuf {
     path.components()
         .filter(|c| !matches!(c, Component::CurDir))
         .collect()
@@ -107,7 +107,7 @@ fn lexical(path: &Path) -> PathBuf {
 
 /// `path` with the symlinks of its longest existing prefix resolved:
 /// `/var/run/x` names `/run/x` where `/var/run` links to `/run`.
-fn resolved(path: &Path) -> PathBuf {
+pub(crate) fn resolved(path: &Path) -> PathBuf {
     let mut rest = Vec::new();
     let mut p = lexical(path);
     loop {
