@@ -79,8 +79,10 @@ const SYSTEM_TREES: [&str; 14] = [
 ];
 
 /// At most this many entries (top three levels) are looked at to tell
-/// whether an unmarked directory is laid out like a lock tree.
-const MAX_LOOKED_AT: usize = 4096;
+/// whether an unmarked directory is laid out like a lock tree: a device
+/// with thousands of apps fits, a home directory does not (one stat each,
+/// and only once: the lock root is marked after).
+const MAX_LOOKED_AT: usize = 65536;
 
 /// Why a lock root was accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,13 +204,16 @@ pub fn check(root: &Path, own: &[(&str, &Path)]) -> Result<Accepted, String> {
     if lexical(root) == Path::new(DEFAULT) {
         return Ok(Accepted::Default);
     }
-    let mut looked = 0;
-    let first = look_at(root, 1, &mut looked)
+    let mut budget = Budget {
+        looked: 0,
+        max: MAX_LOOKED_AT,
+    };
+    let first = look_at(root, 1, &mut budget)
         .map_err(|e| format!("cannot read it: {e}"))?
         .map(|why| format!(
             "it is not empty and not holdfast's (no {MARKER} in it): {why}; holdfast bind-mounts <lock_root>/<app>/<service> read-write into app containers, so use an empty or new directory (holdfast marks it) or {DEFAULT}; a lock root of an older holdfast whose apps left files in it is taken once its files are checked and {MARKER} is created in it"
         ));
-    match (first, looked) {
+    match (first, budget.looked) {
         (Some(why), _) => Err(why),
         (None, 0) => Ok(Accepted::Empty),
         (None, _) => Ok(Accepted::LaidOut),
@@ -229,13 +234,20 @@ const LOCK_DIR_FILES: [&str; 5] = [
 /// levels (`depth` 1, 2) anything but a directory, a symlink (never
 /// followed) or an empty file; in a service's directory (3) a file with
 /// content other than a lock or hand-over file, or a socket, FIFO or device.
-fn look_at(dir: &Path, depth: u8, looked: &mut usize) -> io::Result<Option<String>> {
+/// Entries looked at so far, and how many may be.
+struct Budget {
+    looked: usize,
+    max: usize,
+}
+
+fn look_at(dir: &Path, depth: u8, budget: &mut Budget) -> io::Result<Option<String>> {
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
-        *looked += 1;
-        if *looked > MAX_LOOKED_AT {
+        budget.looked += 1;
+        if budget.looked > budget.max {
             return Ok(Some(format!(
-                "it holds more than {MAX_LOOKED_AT} entries in its top three levels"
+                "it holds more than {} entries in its top three levels",
+                budget.max
             )));
         }
         let path = entry.path();
@@ -250,7 +262,7 @@ fn look_at(dir: &Path, depth: u8, looked: &mut usize) -> io::Result<Option<Strin
             depth == 3 && LOCK_DIR_FILES.contains(&entry.file_name().to_string_lossy().as_ref());
         if t.is_dir() {
             if depth < 3 {
-                if let Some(why) = look_at(&path, depth + 1, looked)? {
+                if let Some(why) = look_at(&path, depth + 1, budget)? {
                     return Ok(Some(why));
                 }
             }
