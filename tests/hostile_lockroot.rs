@@ -166,12 +166,16 @@ async fn a_container_whose_old_directory_is_gone_binds_until_forced() {
     let st = env.wait_app("app1", "waiting").await;
     assert_eq!(st["blocked_by"], json!(["unknown:app1/main"]), "{st}");
     wait_block(&env, Some("update lock held by app1/main")).await;
-    env.wait_log(
-        "cannot take holdfast's lock in",
-        Duration::from_secs(10),
-        "a take tried and failed",
-    )
-    .await;
+    let why = env
+        .fresh_supervisor()
+        .await
+        .unreadable_locks()
+        .await
+        .unwrap();
+    assert!(
+        why["app1/main"].contains("holdfast cannot take the lock there"),
+        "{why:?}"
+    );
     assert_eq!(env.container_of("app1", "main"), old);
     // Forced: made again, then nothing binds.
     ok(&env.cli(&["update", "--force"]));

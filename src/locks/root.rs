@@ -251,13 +251,10 @@ fn look_at(dir: &Path, depth: u8, budget: &mut Budget) -> io::Result<Option<Stri
             )));
         }
         let path = entry.path();
-        let meta = match fs::symlink_metadata(&path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
-        };
-        let t = meta.file_type();
-        let shown = crate::text::shown(&path.display().to_string());
+        // The entry's type from the listing (no stat); a file's size is
+        // looked at only for a file.
+        let t = entry.file_type()?;
+        let shown = || crate::text::shown(&path.display().to_string());
         let lock_file =
             depth == 3 && LOCK_DIR_FILES.contains(&entry.file_name().to_string_lossy().as_ref());
         if t.is_dir() {
@@ -266,11 +263,19 @@ fn look_at(dir: &Path, depth: u8, budget: &mut Budget) -> io::Result<Option<Stri
                     return Ok(Some(why));
                 }
             }
-        } else if t.is_file() && meta.len() > 0 && !lock_file {
-            return Ok(Some(format!("{shown} is a file with content")));
-        } else if !t.is_file() && !t.is_symlink() {
+        } else if t.is_file() {
+            let len = match fs::symlink_metadata(&path) {
+                Ok(m) => m.len(),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            if len > 0 && !lock_file {
+                return Ok(Some(format!("{} is a file with content", shown())));
+            }
+        } else if !t.is_symlink() {
             return Ok(Some(format!(
-                "{shown} is not a directory, a file or a symlink"
+                "{} is not a directory, a file or a symlink",
+                shown()
             )));
         }
     }

@@ -22,11 +22,14 @@ pub struct Finding {
 }
 
 /// How paths compare: `resolve` gives a path as the file system resolves
-/// it (symlinked parents followed), so `/var/run/x` and `/run/x` are one.
+/// it (symlinked parents followed), so `/var/run/x` and `/run/x` are one;
+/// `real_dir` says whether a path is a directory itself, not a symlink
+/// (holdfast never follows one to take a lock).
 pub fn misplaced(
     containers: &[MountedContainer],
     lock_root: &Path,
     resolve: impl Fn(&Path) -> PathBuf,
+    real_dir: impl Fn(&Path) -> bool,
 ) -> BTreeMap<ServiceId, Finding> {
     let root_real = resolve(lock_root);
     let mut out: BTreeMap<ServiceId, Finding> = BTreeMap::new();
@@ -38,7 +41,9 @@ pub fn misplaced(
         let mut dirs = Some(BTreeSet::new());
         for (dest, m) in &c.at {
             let Some(m) = m else {
-                problems.push(format!("has nothing mounted at {dest}"));
+                problems.push(format!(
+                    "has no mount at {dest} (its own files, or a tmpfs)"
+                ));
                 dirs = None;
                 continue;
             };
@@ -54,7 +59,9 @@ pub fn misplaced(
             problems.push(format!("mounts {} at {dest}", shown(&m.source)));
             // Only a directory outside the lock root: a lock file of ours
             // in another service's directory would read as that app's.
-            let takeable = source.is_absolute() && !resolve(source).starts_with(&root_real);
+            let takeable = source.is_absolute()
+                && !resolve(source).starts_with(&root_real)
+                && real_dir(source);
             match (&mut dirs, takeable) {
                 (Some(d), true) => {
                     d.insert(source.to_owned());
@@ -131,14 +138,17 @@ mod tests {
     }
 
     fn check(cs: &[MountedContainer]) -> BTreeMap<ServiceId, Finding> {
-        // `/alias` is a symlink to `/L2` here.
-        misplaced(cs, Path::new("/L2"), |p| {
+        // `/alias` is a symlink to `/L2` here, `/L1/link` one to `/L1/x`,
+        // and `/gone` is not there.
+        let resolve = |p: &Path| {
             let p = crate::locks::root::lexical(p);
             match p.strip_prefix("/alias") {
                 Ok(rest) => Path::new("/L2").join(rest),
                 Err(_) => p,
             }
-        })
+        };
+        let real_dir = |p: &Path| !p.starts_with("/gone") && p != Path::new("/L1/link");
+        misplaced(cs, Path::new("/L2"), resolve, real_dir)
     }
 
     #[test]
@@ -189,6 +199,9 @@ mod tests {
             // Right at /tmp/balena, another service's directory at /tmp/resin.
             container("c", bind("/L2/app1/main"), bind("/L2/app2/web")),
             container("c", bind("relative"), bind("/L2/app1/main")),
+            // A symlink, or a directory that is gone: never followed or made.
+            container("c", bind("/L1/link"), bind("/L1/link")),
+            container("c", bind("/gone/app1/main"), bind("/gone/app1/main")),
         ];
         for c in cases {
             let f = check(std::slice::from_ref(&c));
@@ -206,7 +219,7 @@ mod tests {
             .next()
             .unwrap()
             .reason
-            .starts_with("container c has nothing mounted at /tmp/balena"));
+            .starts_with("container c has no mount at /tmp/balena (its own files, or a tmpfs)"));
     }
 
     #[test]

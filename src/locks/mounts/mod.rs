@@ -193,7 +193,9 @@ impl MountWatch {
     ) -> (OldLocks, Option<Duration>) {
         let root = self.lock_root.clone();
         let findings = tokio::task::spawn_blocking(move || {
-            misplaced(&list, &root, crate::locks::root::resolved)
+            let real_dir =
+                |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_dir());
+            misplaced(&list, &root, crate::locks::root::resolved, real_dir)
         })
         .await
         .unwrap_or_default();
