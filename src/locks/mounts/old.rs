@@ -236,6 +236,32 @@ impl OldLocks {
     }
 }
 
+/// holdfastd stopping (its tasks dropped): what it holds goes, so an app
+/// is not locked out until the next start. A crash leaves the files, and
+/// the record that lets the next start remove them.
+impl Drop for OldLocks {
+    fn drop(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        for app in self.held_apps() {
+            for failure in self.release(&app) {
+                tracing::warn!(error = %failure, "cannot remove holdfast's lock at stop: {failure}; removed at the next start");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+impl OldLocks {
+    /// What a crash does: the flocks go with the process, the files and
+    /// the record stay.
+    pub fn crash(mut self) {
+        drop(std::mem::take(&mut self.held));
+        std::mem::forget(self);
+    }
+}
+
 /// Removes one of our files if it is still ours: the file we created
 /// (`key`), or for a leftover one that carries our token and that nobody
 /// has flocked since (then it is theirs). Gone already is done.

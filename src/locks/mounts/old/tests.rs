@@ -34,6 +34,10 @@ fn taken_in_every_directory_then_given_back() {
     assert!(app_try.is_err());
     assert!(l.release(&app()).is_empty());
     assert!(!a.join("updates.lock").exists() && !b.join("resin-updates.lock").exists());
+    // Held when holdfastd stops: given back.
+    l.take(&app(), &dirs(&[&a])).unwrap();
+    drop(l);
+    assert!(!a.join("updates.lock").exists());
     let record = std::fs::read_to_string(t.path().join("state/mount-locks.json")).unwrap();
     assert!(!record.contains("updates.lock"), "{record}");
 }
@@ -89,8 +93,8 @@ fn a_crash_leaves_files_the_next_start_removes_unless_flocked_since() {
     std::fs::create_dir(&b).unwrap();
     let mut l = OldLocks::new(&state);
     l.take(&app(), &dirs(&[&a, &b])).unwrap();
-    drop(l); // the process dies: the files stay, their flocks go
-             // Someone flocks one of them meanwhile: it is theirs now.
+    l.crash(); // the process dies: the files stay, their flocks go
+               // Someone flocks one of them meanwhile: it is theirs now.
     let theirs = File::open(b.join("updates.lock")).unwrap();
     let _held = Flock::lock(theirs, nix::fcntl::FlockArg::LockExclusiveNonblock).unwrap();
     // An app's own file in place of another.
