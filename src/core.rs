@@ -222,6 +222,10 @@ fn log_change(c: &Change, table: &LockTable) {
             tracing::warn!(message_id = msgid::LOCK_UNKNOWN, service = %id, reason = %reason,
                 "cannot read the lock directory of {id} ({reason}); it counts as locked until it can be read");
         }
+        Change::Misplaced { id, reason } => {
+            tracing::warn!(message_id = msgid::LOCK_UNKNOWN, service = %id, reason = %reason,
+                "{reason}; {id} counts as locked until its container is made again");
+        }
         Change::Blind { reason } => {
             tracing::error!(message_id = msgid::LOCK_UNKNOWN, reason = %reason,
                 "cannot watch the lock root ({reason}); every app counts as locked until it can");

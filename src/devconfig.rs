@@ -117,26 +117,35 @@ pub struct DeviceInfo {
 }
 
 /// The device values of config.json (top-level keys, as balenaOS writes
-/// them), and an error for each one set to something unusable (then it
-/// counts as unset).
-pub fn device_info(config: &Value) -> (DeviceInfo, Vec<String>) {
+/// them), and an error for each one set to something unusable. An unusable
+/// value is treated like a file that does not parse: the `last` good value
+/// stays (a bad uuid must not make every container again with an empty
+/// `BALENA_DEVICE_UUID`); with nothing read before, the device's values
+/// are not known (`None`) until it is fixed. A key that is absent (or
+/// null) is unset.
+pub fn device_info(config: &Value, last: Option<&DeviceInfo>) -> (Option<DeviceInfo>, Vec<String>) {
     let mut errors = Vec::new();
-    let mut text = |key: &str| match config.get(key) {
-        None | Some(Value::Null) => None,
+    let keep = match last {
+        Some(_) => "the last good value stays in force",
+        None => "the device's values are not known until it is fixed",
+    };
+    let mut text = |key: &str, old: Option<&Option<String>>| match config.get(key) {
+        None | Some(Value::Null) => Some(None),
         Some(Value::String(s)) if !s.is_empty() && s.chars().all(|c| !c.is_control()) => {
-            Some(s.clone())
+            Some(Some(s.clone()))
         }
         Some(v) => {
             errors.push(format!(
-                "{key} = {v} is not a non-empty string without control characters; ignored"
+                "{key} = {} is not a non-empty string without control characters; {keep}",
+                crate::text::shown(&v.to_string())
             ));
-            None
+            old.cloned()
         }
     };
-    let uuid = text("uuid");
-    let device_type = text("deviceType");
+    let uuid = text("uuid", last.map(|d| &d.uuid));
+    let device_type = text("deviceType", last.map(|d| &d.device_type));
     let listen_port = match config.get("listenPort") {
-        None | Some(Value::Null) => None,
+        None | Some(Value::Null) => Some(None),
         Some(v) => {
             let port = match v {
                 Value::Number(n) => n.as_u64(),
@@ -144,24 +153,25 @@ pub fn device_info(config: &Value) -> (DeviceInfo, Vec<String>) {
                 _ => None,
             };
             match port.and_then(|p| u16::try_from(p).ok()).filter(|p| *p > 0) {
-                Some(p) => Some(p),
+                Some(p) => Some(Some(p)),
                 None => {
                     errors.push(format!(
-                        "listenPort = {v} is not a port (1 to 65535); the default 48484 is used"
+                        "listenPort = {} is not a port (1 to 65535); {keep}",
+                        crate::text::shown(&v.to_string())
                     ));
-                    None
+                    last.map(|d| d.listen_port)
                 }
             }
         }
     };
-    (
-        DeviceInfo {
-            uuid,
-            device_type,
-            listen_port,
-        },
-        errors,
-    )
+    let info = (|| {
+        Some(DeviceInfo {
+            uuid: uuid?,
+            device_type: device_type?,
+            listen_port: listen_port?,
+        })
+    })();
+    (info, errors)
 }
 
 /// The values `truth` accepts, for the error message.
@@ -183,186 +193,4 @@ fn truth(v: &Value) -> Option<bool> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn device_beats_top_level_beats_fleet() {
-        let c = json!({
-            "deviceConfig": {"RESIN_OVERRIDE_LOCK": "0"},
-            "BALENA_SUPERVISOR_OVERRIDE_LOCK": "1",
-            "fleetConfig": {"BALENA_SUPERVISOR_OVERRIDE_LOCK": "1"}
-        });
-        assert_eq!(
-            lock_override(&c).describe(),
-            "off (deviceConfig.RESIN_OVERRIDE_LOCK)"
-        );
-        let c = json!({"BALENA_SUPERVISOR_OVERRIDE_LOCK": true, "fleetConfig": {"BALENA_SUPERVISOR_OVERRIDE_LOCK": "0"}});
-        assert_eq!(
-            lock_override(&c).describe(),
-            "on (BALENA_SUPERVISOR_OVERRIDE_LOCK)"
-        );
-        let c = json!({"fleetConfig": {"RESIN_SUPERVISOR_OVERRIDE_LOCK": "1"}});
-        assert_eq!(
-            lock_override(&c).describe(),
-            "on (fleetConfig.RESIN_SUPERVISOR_OVERRIDE_LOCK)"
-        );
-        assert_eq!(lock_override(&json!({"uuid": "x"})).describe(), "off");
-    }
-
-    #[test]
-    fn current_name_beats_legacy_within_a_place() {
-        let c = json!({"deviceConfig": {"RESIN_OVERRIDE_LOCK": "1", "BALENA_SUPERVISOR_OVERRIDE_LOCK": "0",
-                                         "BALENA_OVERRIDE_LOCK": "1"}});
-        assert_eq!(
-            lock_override(&c).describe(),
-            "off (deviceConfig.BALENA_SUPERVISOR_OVERRIDE_LOCK)"
-        );
-        let c = json!({"deviceConfig": {"RESIN_OVERRIDE_LOCK": "1", "BALENA_OVERRIDE_LOCK": "0"}});
-        assert_eq!(
-            lock_override(&c).describe(),
-            "off (deviceConfig.BALENA_OVERRIDE_LOCK)"
-        );
-    }
-
-    fn device(v: Value) -> Override {
-        lock_override(&json!({"deviceConfig": {"BALENA_SUPERVISOR_OVERRIDE_LOCK": v}}))
-    }
-
-    #[test]
-    fn accepts_what_balena_accepts() {
-        for on in [
-            json!("1"),
-            json!("true"),
-            json!("on"),
-            json!("TRUE"),
-            json!("On"),
-            json!(true),
-            json!(1),
-        ] {
-            let o = device(on.clone());
-            assert!(o.enabled && o.error.is_none(), "{on}: {o:?}");
-        }
-        for off in [
-            json!("0"),
-            json!("false"),
-            json!("off"),
-            json!("False"),
-            json!("OFF"),
-            json!(""),
-            json!(false),
-            json!(0),
-            Value::Null,
-        ] {
-            let o = device(off.clone());
-            assert!(!o.enabled && o.error.is_none(), "{off}: {o:?}");
-            assert_eq!(o.source, "deviceConfig.BALENA_SUPERVISOR_OVERRIDE_LOCK");
-        }
-    }
-
-    #[test]
-    fn other_values_are_errors_and_off() {
-        for bad in [
-            json!("yes"),
-            json!("no"),
-            json!("2"),
-            json!(" 1"),
-            json!("truee"),
-            json!(2),
-            json!(-1),
-            json!(1.0),
-            json!([]),
-            json!({}),
-        ] {
-            let o = device(bad.clone());
-            assert!(!o.enabled, "{bad}");
-            assert_eq!(
-                o.error.unwrap(),
-                format!(
-                    "deviceConfig.BALENA_SUPERVISOR_OVERRIDE_LOCK = {bad} is not one of \
-                     \"1\", \"true\", \"on\", true, 1 (on) or \"0\", \"false\", \"off\", \"\", false, 0, \
-                     null (off), strings in any case; the override stays off"
-                )
-            );
-        }
-        // A bad value in the first place that sets a name is not skipped.
-        let o = lock_override(&json!({"deviceConfig": {"RESIN_OVERRIDE_LOCK": "yes"},
-                                      "BALENA_SUPERVISOR_OVERRIDE_LOCK": "1"}));
-        assert!(!o.enabled && o.error.is_some());
-        let o = device(json!("a\u{0}b"));
-        assert!(!o.error.unwrap().contains('\0'));
-    }
-
-    #[test]
-    fn duplicate_keys_reject_the_whole_file() {
-        let cases = [
-            (
-                "{\"deviceConfig\": {\"BALENA_SUPERVISOR_OVERRIDE_LOCK\": \"0\",\n  \"BALENA_SUPERVISOR_OVERRIDE_LOCK\": \"1\"}}",
-                "c.json: line 2 column 37: deviceConfig.BALENA_SUPERVISOR_OVERRIDE_LOCK: duplicate key \"BALENA_SUPERVISOR_OVERRIDE_LOCK\"",
-            ),
-            (
-                "{\"deviceConfig\": {}, \"deviceConfig\": {\"RESIN_OVERRIDE_LOCK\": \"1\"}}",
-                "c.json: line 1 column 37: deviceConfig: duplicate key \"deviceConfig\"",
-            ),
-            (
-                "{\"uuid\": \"a\", \"uuid\": \"b\"}",
-                "c.json: line 1 column 22: uuid: duplicate key \"uuid\"",
-            ),
-            (
-                "{\"os\": {\"network\": [{\"a\": 1, \"a\": 2}]}}",
-                "c.json: line 1 column 34: os.network[0].a: duplicate key \"a\"",
-            ),
-        ];
-        for (text, want) in cases {
-            let e = parse(text, "c.json").unwrap_err().to_string();
-            assert!(e.starts_with(want), "{want:?} not at the start of {e:?}");
-        }
-        // Equal keys in different objects are fine.
-        parse("{\"a\": {\"x\": 1}, \"b\": {\"x\": 1}, \"x\": 1}", "c.json").unwrap();
-    }
-
-    #[test]
-    fn device_values_and_their_errors() {
-        let (d, e) = device_info(&json!({"uuid": "abc", "deviceType": "raspberrypi4-64",
-            "listenPort": 48485, "deviceConfig": {"uuid": "no"}}));
-        assert_eq!(
-            d,
-            DeviceInfo {
-                uuid: Some("abc".into()),
-                device_type: Some("raspberrypi4-64".into()),
-                listen_port: Some(48485),
-            }
-        );
-        assert!(e.is_empty());
-        let (d, _) = device_info(&json!({"listenPort": "8080"}));
-        assert_eq!(d.listen_port, Some(8080));
-        assert_eq!(device_info(&json!({})).0, DeviceInfo::default());
-        for bad in [json!(0), json!(65536), json!("x"), json!(-1), json!(true)] {
-            let (d, e) = device_info(&json!({"listenPort": bad}));
-            assert_eq!(d.listen_port, None);
-            assert!(e[0].starts_with("listenPort = "), "{e:?}");
-        }
-        let (d, e) = device_info(&json!({"uuid": 5, "deviceType": "a\nb"}));
-        assert_eq!((d.uuid, d.device_type), (None, None));
-        assert_eq!(e.len(), 2);
-    }
-
-    #[test]
-    fn trailing_input_rejects_the_file() {
-        let e = parse("{\"uuid\": \"a\"}\n{\"uuid\": \"b\"}", "c.json").unwrap_err();
-        assert_eq!((e.line, e.column), (2, 1));
-        assert!(e.reason.starts_with("more input after the end"), "{e}");
-    }
-
-    #[test]
-    fn bad_json_has_line_and_column() {
-        let e = parse("{\n  \"uuid\": \"a\",\n  oops\n}", "/mnt/boot/config.json").unwrap_err();
-        assert_eq!((e.line, e.column), (3, 3));
-        assert!(
-            e.to_string()
-                .starts_with("/mnt/boot/config.json: line 3 column 3: key must be a string"),
-            "{e}"
-        );
-    }
-}
+mod tests;

@@ -2,7 +2,9 @@
 //! read when a write to it finishes or it is renamed over, parsed strictly
 //! (`devconfig`), its lock override handed to the core and the device's
 //! values (uuid, device type, API port) published to the updater. A bad or
-//! missing file keeps the settings in force; a remounted boot partition is
+//! missing file keeps the settings in force, and so does a value that is
+//! unusable (a uuid with control characters keeps the last good uuid, and
+//! says why); a remounted boot partition is
 //! watched again when it is back. A read that does not parse is reported
 //! only if no write completes it soon (a rewrite in place was read midway).
 //! Only a config.json that is not there gives the defaults at start: one
@@ -190,10 +192,20 @@ impl DeviceConfig {
             tracing::error!(file = %shown, "config.json: {err}");
         }
         let _ = self.handle.send(Command::SetOverride(new)).await;
-        let (info, errors) = devconfig::device_info(&value);
-        for err in errors {
-            tracing::error!(file = %shown, "config.json: {err}");
+        let last = self.device.borrow().clone();
+        let (info, errors) = devconfig::device_info(&value, last.as_ref());
+        if !errors.is_empty() {
+            for err in &errors {
+                tracing::error!(file = %shown, "config.json: {err}");
+            }
+            // Said once for these bytes: read again unchanged (the retry
+            // while the values are not known), nothing is repeated.
+            *reported = Some(bytes);
         }
+        // An unusable value with nothing good before: not known stays so.
+        let Some(info) = info else {
+            return Loaded::Read;
+        };
         self.device.send_if_modified(|d| {
             let changed = d.as_ref() != Some(&info);
             if changed && d.is_some() {
@@ -300,5 +312,39 @@ mod tests {
             .unwrap()
             .clone();
         assert_eq!(d.unwrap().uuid.as_deref(), Some("abc123"));
+    }
+
+    #[tokio::test]
+    async fn a_uuid_with_a_control_character_keeps_the_last_good_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        std::fs::write(&path, r#"{"uuid": "abc123", "deviceType": "rpi"}"#).unwrap();
+        let (mut device, _inboxes) = follow(dir.path());
+        device.wait_for(Option::is_some).await.unwrap();
+        // A rename over it, as balenaOS writes it: a bad uuid, a new type.
+        let tmp = dir.path().join("config.json.new");
+        std::fs::write(
+            &tmp,
+            "{\"uuid\": \"abc\\u0007123\", \"deviceType\": \"rpi5\"}",
+        )
+        .unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        let d = tokio::time::timeout(
+            Duration::from_secs(10),
+            device.wait_for(|d| {
+                d.as_ref()
+                    .is_some_and(|d| d.device_type.as_deref() == Some("rpi5"))
+            }),
+        )
+        .await
+        .expect("the good values apply")
+        .unwrap()
+        .clone()
+        .unwrap();
+        assert_eq!(
+            d.uuid.as_deref(),
+            Some("abc123"),
+            "the last good uuid stays"
+        );
     }
 }

@@ -15,8 +15,13 @@ const WHY_MAX_NAMES: usize = 10;
 pub enum Blocker {
     /// An app holds this service's update lock.
     Lock(ServiceId),
-    /// This service's lock directory could not be read: it binds.
+    /// This service's lock directory could not be read, or a container of
+    /// it mounts another directory than the watched one: it binds.
     Unknown(ServiceId),
+    /// The engine's containers were not listed yet: one may mount a lock
+    /// directory holdfast does not watch (only at start, or while the
+    /// engine has never answered).
+    LockMounts,
     /// The lock root cannot be watched: every lock binds.
     LockRoot,
     /// holdfast is rebooting or powering off.
@@ -35,6 +40,7 @@ impl fmt::Display for Blocker {
             Blocker::Lock(id) => write!(f, "lock:{id}"),
             Blocker::Unknown(id) => write!(f, "unknown:{id}"),
             Blocker::LockRoot => f.write_str("lock-root"),
+            Blocker::LockMounts => f.write_str("lock-mounts"),
             Blocker::Powering => f.write_str("powering"),
             Blocker::Updating(app) => write!(f, "updating:{app}"),
             Blocker::FleetSlot(s) => write!(f, "fleet-slot:{s}"),
@@ -64,7 +70,7 @@ impl Decision {
 /// Restarting or stopping `app`'s services, or removing its volumes: its
 /// locks decide. `forced_by` names who forced it once, if anyone did.
 pub fn update(s: &Snapshot, app: &AppName, forced_by: Option<&str>) -> Decision {
-    decide(s, |id| id.app == *app, forced_by)
+    decide(s, |id| id.app == *app, !s.table.mounts_known(), forced_by)
 }
 
 /// Applying a new release of `app`: its locks and the maintenance window.
@@ -82,9 +88,11 @@ fn closed_window(s: &Snapshot) -> Option<Blocker> {
     s.window_closed.clone().map(Blocker::Window)
 }
 
-/// Powering off the device: every app's locks.
+/// Powering off the device: every app's locks. Containers not listed yet
+/// do not hold it back: an engine that never answers must not keep the
+/// device from rebooting (what was listed binds, `Unknown`).
 pub fn power(s: &Snapshot, forced_by: Option<&str>) -> Decision {
-    decide(s, |_| true, forced_by)
+    decide(s, |_| true, false, forced_by)
 }
 
 /// Rebooting the device: every app's locks and the maintenance window.
@@ -118,6 +126,7 @@ fn in_window(s: &Snapshot, locks: Decision, forced_by: Option<&str>) -> Decision
 fn decide(
     s: &Snapshot,
     concerns: impl Fn(&ServiceId) -> bool,
+    unlisted: bool,
     forced_by: Option<&str>,
 ) -> Decision {
     if s.powering {
@@ -127,8 +136,11 @@ fn decide(
     if s.table.blind().is_some() {
         blockers.push(Blocker::LockRoot);
     }
+    if unlisted {
+        blockers.push(Blocker::LockMounts);
+    }
     for id in s.table.held_by_apps().into_iter().filter(|id| concerns(id)) {
-        let unknown = s.table.get(id).is_some_and(|l| l.unknown.is_some());
+        let unknown = s.table.get(id).is_some_and(|l| l.unseen().is_some());
         blockers.push(match unknown {
             true => Blocker::Unknown(id.clone()),
             false => Blocker::Lock(id.clone()),
@@ -195,134 +207,5 @@ pub fn inhibitor_why(s: &Snapshot) -> Option<String> {
 mod window_tests;
 
 #[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use super::*;
-    use crate::devconfig::Override;
-    use crate::locks::state::{LockEntry, LockEvent, LockTable};
-
-    fn id(s: &str) -> ServiceId {
-        ServiceId::parse(s).unwrap()
-    }
-
-    fn app(s: &str) -> AppName {
-        AppName::new(s).unwrap()
-    }
-
-    /// A snapshot from a list of `(service, state)`: "app", "own", "unknown".
-    fn snap(locks: &[(&str, &str)]) -> Snapshot {
-        let mut t = LockTable::default();
-        t.apply(LockEvent::OwnTokens(["own".to_string()].into()));
-        for (i, (s, how)) in locks.iter().enumerate() {
-            if *how == "unknown" {
-                t.apply(LockEvent::ServiceUnreadable {
-                    id: id(s),
-                    reason: "EMFILE".into(),
-                });
-                continue;
-            }
-            t.apply(LockEvent::ServiceObserved {
-                id: id(s),
-                entries: vec![LockEntry::test_file(
-                    i as u64,
-                    (*how == "own").then_some("own"),
-                )],
-            });
-        }
-        Snapshot {
-            table: Arc::new(t),
-            ..Default::default()
-        }
-    }
-
-    fn blockers(d: Decision) -> Vec<String> {
-        match d {
-            Decision::Blocked(b) => b.iter().map(ToString::to_string).collect(),
-            other => panic!("not blocked: {other:?}"),
-        }
-    }
-
-    #[test]
-    fn update_decisions() {
-        let a1 = app("app1");
-        let s = snap(&[("app1/main", "app"), ("app2/web", "app"), ("app1/w", "own")]);
-        // (snapshot, forced, expected)
-        assert_eq!(blockers(update(&s, &a1, None)), ["lock:app1/main"]);
-        assert_eq!(update(&s, &app("app3"), None), Decision::Go);
-        assert_eq!(
-            update(&snap(&[("app1/w", "own")]), &a1, None),
-            Decision::Go,
-            "holdfast's own locks hold nothing back"
-        );
-        assert_eq!(
-            update(&s, &a1, Some("root")),
-            Decision::Through {
-                why: "forced by root".into(),
-                passed: vec![Blocker::Lock(id("app1/main"))]
-            }
-        );
-        let unknown = snap(&[("app1/main", "unknown")]);
-        assert_eq!(blockers(update(&unknown, &a1, None)), ["unknown:app1/main"]);
-        assert_eq!(update(&unknown, &app("app2"), None), Decision::Go);
-    }
-
-    #[test]
-    fn blind_blocks_everything_and_override_passes_everything() {
-        let mut s = snap(&[]);
-        Arc::make_mut(&mut s.table).apply(LockEvent::Blind("EMFILE".into()));
-        assert_eq!(blockers(update(&s, &app("any"), None)), ["lock-root"]);
-        assert_eq!(blockers(power(&s, None)), ["lock-root"]);
-        s.lock_override = Override {
-            enabled: true,
-            source: "BALENA_SUPERVISOR_OVERRIDE_LOCK".into(),
-            error: None,
-        };
-        assert!(matches!(
-            update(&s, &app("any"), None),
-            Decision::Through { .. }
-        ));
-        assert!(power(&s, None).allowed());
-        assert_eq!(inhibitor_why(&s), None, "override: no inhibitor");
-    }
-
-    #[test]
-    fn power_decisions() {
-        assert_eq!(power(&snap(&[("a/x", "own")]), None), Decision::Go);
-        let s = snap(&[("b/y", "app"), ("a/x", "unknown")]);
-        assert_eq!(blockers(power(&s, None)), ["unknown:a/x", "lock:b/y"]);
-        assert!(power(&s, Some("root")).allowed());
-        let mut powering = snap(&[]);
-        powering.powering = true;
-        assert_eq!(blockers(power(&powering, Some("root"))), ["powering"]);
-        assert_eq!(
-            blockers(update(&powering, &app("a"), Some("root"))),
-            ["powering"]
-        );
-    }
-
-    #[test]
-    fn inhibitor_follows_locks_unknowns_and_blindness() {
-        assert_eq!(inhibitor_why(&snap(&[])), None);
-        assert_eq!(
-            inhibitor_why(&snap(&[("app1/worker", "app"), ("app1/main", "own")])).unwrap(),
-            "update lock held by app1/main, app1/worker"
-        );
-        assert_eq!(
-            inhibitor_why(&snap(&[("a/x", "unknown")])).unwrap(),
-            "update lock held by a/x"
-        );
-        let many: Vec<String> = (0..12).map(|i| format!("a/s{i:02}")).collect();
-        let locks: Vec<(&str, &str)> = many.iter().map(|s| (s.as_str(), "app")).collect();
-        let why = inhibitor_why(&snap(&locks)).unwrap();
-        assert!(why.ends_with("a/s09, and 2 more"), "{why}");
-        let mut s = snap(&[]);
-        Arc::make_mut(&mut s.table).apply(LockEvent::Blind("EMFILE".into()));
-        assert_eq!(
-            inhibitor_why(&s).unwrap(),
-            "update locks cannot be read: EMFILE"
-        );
-        s.powering = true;
-        assert_eq!(inhibitor_why(&s), None);
-    }
-}
+#[path = "gate_tests.rs"]
+mod tests;

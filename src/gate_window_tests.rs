@@ -9,6 +9,7 @@ use crate::locks::state::{LockEntry, LockEvent, LockTable};
 
 fn snap(locked: bool, closed: bool) -> Snapshot {
     let mut t = LockTable::default();
+    t.apply(LockEvent::Mounts(Default::default()));
     if locked {
         t.apply(LockEvent::ServiceObserved {
             id: ServiceId::parse("app1/main").unwrap(),

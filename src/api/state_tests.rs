@@ -140,6 +140,8 @@ fn update_status_words() {
 fn locks_with_holders_and_what_blocks_each_app() {
     let id = |s: &str| ServiceId::parse(s).unwrap();
     let mut table = LockTable::default();
+    // The engine's containers listed: none mounts another lock directory.
+    table.apply(LockEvent::Mounts(Default::default()));
     for (i, s) in ["app1/main", "app2/db"].iter().enumerate() {
         table.apply(LockEvent::ServiceObserved {
             id: id(s),

@@ -113,9 +113,11 @@ pub(super) fn locked_for(scope: &Scope, blocked_by: &[Blocker], action: &str) ->
         blocked_by.iter().cloned().partition(|b| match b {
             Blocker::Lock(id) | Blocker::Unknown(id) => id.app == *own,
             Blocker::Updating(a) => a == own,
-            Blocker::LockRoot | Blocker::Powering | Blocker::FleetSlot(_) | Blocker::Window(_) => {
-                true
-            }
+            Blocker::LockRoot
+            | Blocker::LockMounts
+            | Blocker::Powering
+            | Blocker::FleetSlot(_)
+            | Blocker::Window(_) => true,
         });
     let mut parts: Vec<String> = Some(describe(&mine))
         .filter(|d| !d.is_empty())

@@ -74,6 +74,16 @@ fn print_json(v: &impl serde::Serialize) {
     println!("{}", serde_json::to_string_pretty(v).expect("serializable"));
 }
 
+/// Why each lock of kind `unknown` binds (a directory that cannot be read,
+/// a container that mounts another directory, and what to do).
+async fn print_unreadable(p: &holdfast::dbus::Supervisor1Proxy<'_>) -> Result<(), BusFailure> {
+    let why: BTreeMap<String, String> = p.unreadable_locks().await?.into_iter().collect();
+    for (what, reason) in why {
+        println!("{what}: {reason}");
+    }
+    Ok(())
+}
+
 async fn run(args: Cli) -> Result<ExitCode, BusFailure> {
     match args.cmd {
         Cmd::Status { json } => {
@@ -142,6 +152,7 @@ async fn run(args: Cli) -> Result<ExitCode, BusFailure> {
                     );
                 }
                 print!("{}", render::lock_table(&locks, true));
+                print_unreadable(&p).await?;
             }
         }
         Cmd::Locks { json } => {
@@ -158,6 +169,7 @@ async fn run(args: Cli) -> Result<ExitCode, BusFailure> {
                 print_json(&locks);
             } else {
                 print!("{}", render::lock_table(&locks, fresh));
+                print_unreadable(&p).await?;
             }
         }
         Cmd::Take { app, services } => {

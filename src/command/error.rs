@@ -34,7 +34,8 @@ pub enum CommandError {
     Unavailable,
 }
 
-/// `update locks are held by app1/main; the locks of a/x cannot be read`.
+/// `update locks are held by app1/main; the lock state of a/x is not known
+/// (holdfast locks says why)`.
 pub fn describe(blockers: &[Blocker]) -> String {
     let mut locks = Vec::new();
     let mut unknown = Vec::new();
@@ -44,6 +45,9 @@ pub fn describe(blockers: &[Blocker]) -> String {
             Blocker::Lock(id) => locks.push(id.to_string()),
             Blocker::Unknown(id) => unknown.push(id.to_string()),
             Blocker::LockRoot => parts.push("the lock directories cannot be read".to_owned()),
+            Blocker::LockMounts => {
+                parts.push("the containers' lock mounts were not looked at yet".to_owned())
+            }
             Blocker::Powering => parts.push("a reboot or power-off is under way".to_owned()),
             Blocker::Updating(app) => parts.push(format!("app {app} is being updated")),
             Blocker::FleetSlot(s) => parts.push(format!("no fleet slot is free in group {s}")),
@@ -53,7 +57,10 @@ pub fn describe(blockers: &[Blocker]) -> String {
     if !unknown.is_empty() {
         parts.insert(
             0,
-            format!("the lock state of {} cannot be read", unknown.join(", ")),
+            format!(
+                "the lock state of {} is not known (holdfast locks says why)",
+                unknown.join(", ")
+            ),
         );
     }
     if !locks.is_empty() {
@@ -77,7 +84,8 @@ mod tests {
                 Blocker::Lock(id("b/y")),
                 Blocker::Lock(id("b/z")),
             ]),
-            "update locks are held by b/y, b/z; the lock state of a/x cannot be read; \
+            "update locks are held by b/y, b/z; the lock state of a/x is not known \
+             (holdfast locks says why); \
              the lock directories cannot be read"
         );
         let e = CommandError::Locked {

@@ -174,6 +174,7 @@ pub fn load(main: &Path, main_required: bool) -> Result<Sourced, ConfigError> {
         merged.apply(&parsed)?;
         files.push(path);
     }
+    lock_root::check(main, &merged)?;
     Ok(Sourced {
         settings: merged.settings,
         sources: merged.sources,
@@ -185,6 +186,8 @@ pub fn load(main: &Path, main_required: bool) -> Result<Sourced, ConfigError> {
 struct Merge {
     settings: Settings,
     sources: BTreeMap<&'static str, Source>,
+    /// The file and line that set `lock_root`, for its refusal.
+    lock_root_at: Option<(PathBuf, usize)>,
 }
 
 impl Merge {
@@ -194,6 +197,7 @@ impl Merge {
         if let Some(v) = &f.lock_root {
             self.settings.lock_root = abs_path(p, "lock_root", v)?;
             self.sources.insert("lock_root", src());
+            self.lock_root_at = Some((p.path.clone(), line_of(&p.text, v.span().start)));
         }
         if let Some(v) = &f.state_dir {
             self.settings.state_dir = abs_path(p, "state_dir", v)?;
@@ -399,6 +403,7 @@ fn inhibit_what(p: &Parsed, v: &Spanned<Vec<String>>) -> Result<Vec<InhibitWhat>
 
 mod fleet_lock;
 mod hawkbit;
+mod lock_root;
 mod periodic;
 #[cfg(test)]
 mod tests;

@@ -24,6 +24,7 @@ use crate::device_config::DeviceConfig;
 use crate::keeper::Keeper;
 use crate::liveness::Liveness;
 use crate::locks::holders;
+use crate::locks::mounts::MountWatch;
 use crate::locks::own::{OwnLockError, OwnLocks};
 use crate::locks::watch::Watcher;
 use crate::model::{InhibitorStatus, Snapshot, UpdateStatus, Views};
@@ -105,6 +106,8 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     let (events_tx, mut events_rx) = mpsc::channel(1024);
     let (holders_tx, holders_rx) = mpsc::channel(1024);
 
+    // config::load accepted the lock root: from now on it is holdfast's.
+    crate::locks::root::mark(&lock_root);
     // Own leftovers go before the scan, so the table never shows them.
     let keeper = Keeper::start(OwnLocks::new(&lock_root, &state_dir), events_tx.clone()).await?;
     let (target_store, target_rx) = TargetStore::load(&settings.target_file, &state_dir);
@@ -146,6 +149,17 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     let (ready_tx, mut ready_rx) = oneshot::channel();
     let mut tasks = Tasks::default();
     tasks.spawn("lock watcher", watcher.run());
+    tasks.spawn(
+        "lock mounts",
+        MountWatch {
+            lock_root: lock_root.clone(),
+            state_dir: state_dir.clone(),
+            settings: settings_rx.clone(),
+            apps: apps_rx.clone(),
+            events: events_tx.clone(),
+        }
+        .run(),
+    );
     tasks.spawn(
         "holder scan",
         holders::run(PathBuf::from("/proc"), holders_rx, events_tx),

@@ -396,7 +396,8 @@ impl Supervisor {
         )
     }
 
-    /// Lock directories that could not be read, and why: `app/service`, or
+    /// Locks holdfast cannot see, and why: `app/service` (a directory that
+    /// could not be read, a container that mounts another directory), or
     /// the lock root's path when it cannot be watched. They count as locked.
     #[zbus(property)]
     fn unreadable_locks(&self) -> HashMap<String, String> {

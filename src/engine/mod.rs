@@ -6,6 +6,7 @@ pub mod auth;
 mod body;
 mod health;
 mod load;
+mod mounts;
 mod objects;
 mod owned;
 
@@ -25,6 +26,7 @@ pub use body::{
     LABEL_SERVICE, LOCK_MOUNTS,
 };
 pub use health::Liveness;
+pub use mounts::{LockMount, MountedContainer};
 pub use objects::{AppNetwork, AppVolume};
 pub use owned::{taken, VolumeUser};
 

@@ -86,8 +86,13 @@ pub fn resolve(
     if let Some(id) = configured {
         return Ok((id.to_owned(), IdSource::Config));
     }
-    if let Some(uuid) = config_json_uuid(config_json) {
-        return Ok((uuid, IdSource::ConfigJson));
+    match config_json_uuid(config_json) {
+        Ok(Some(uuid)) => return Ok((uuid, IdSource::ConfigJson)),
+        Ok(None) => {}
+        // Resolved once at start: said once, naming the file and why.
+        Err(why) => tracing::warn!(file = %config_json.display(), reason = %why,
+            "the fleet id does not come from {}: {why}; it is derived from {} instead",
+            config_json.display(), machine_id.display()),
     }
     let text = std::fs::read_to_string(machine_id).map_err(|e| {
         format!(
@@ -100,14 +105,25 @@ pub fn resolve(
     Ok((app_specific(m, APP_ID), IdSource::MachineId))
 }
 
-fn config_json_uuid(path: &Path) -> Option<String> {
-    let bytes = crate::fsutil::read_regular(path, 1 << 20).ok()??;
-    let text = String::from_utf8(bytes).ok()?;
-    let v = crate::devconfig::parse(&text, &path.display().to_string()).ok()?;
-    v.get("uuid")
-        .and_then(|u| u.as_str())
-        .filter(|u| super::valid_id(u))
-        .map(str::to_owned)
+/// config.json's `uuid`: `Ok(None)` when there is no file or no uuid in
+/// it, `Err` with why when one is there and cannot be used.
+fn config_json_uuid(path: &Path) -> Result<Option<String>, String> {
+    let bytes = match crate::fsutil::read_regular(path, 1 << 20) {
+        Ok(Some(b)) => b,
+        Ok(None) => return Ok(None),
+        Err(e) => return Err(format!("cannot read it: {}", e.reason())),
+    };
+    let text = String::from_utf8(bytes).map_err(|_| "it is not UTF-8".to_owned())?;
+    let v = crate::devconfig::parse(&text, &path.display().to_string())
+        .map_err(|e| format!("it does not parse: {e}"))?;
+    match v.get("uuid") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(u)) if super::valid_id(u) => Ok(Some(u.clone())),
+        Some(u) => Err(format!(
+            "its uuid {} is not 1 to 128 printable characters without spaces or '/'",
+            crate::text::shown(&u.to_string())
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -185,5 +201,29 @@ mod tests {
         std::fs::remove_file(&cj).unwrap();
         std::fs::remove_file(&mid).unwrap();
         assert!(resolve(None, &cj, &mid).is_err());
+    }
+
+    #[test]
+    fn an_unusable_config_json_uuid_says_why() {
+        let t = tempfile::tempdir().unwrap();
+        let cj = t.path().join("config.json");
+        assert_eq!(config_json_uuid(&cj), Ok(None));
+        std::fs::write(&cj, r#"{"deviceType": "x"}"#).unwrap();
+        assert_eq!(config_json_uuid(&cj), Ok(None));
+        std::fs::write(&cj, "{\"uuid\": \"ab\\u0001c\"}").unwrap();
+        let why = config_json_uuid(&cj).unwrap_err();
+        assert!(why.starts_with("its uuid \"ab\\u0001c\" is not"), "{why}");
+        assert!(!why.contains('\u{1}'), "{why}");
+        std::fs::write(&cj, r#"{"uuid": "a b"}"#).unwrap();
+        assert!(config_json_uuid(&cj).is_err());
+        std::fs::write(&cj, r#"{"uuid": "#).unwrap();
+        assert!(config_json_uuid(&cj)
+            .unwrap_err()
+            .starts_with("it does not parse"));
+        std::fs::remove_file(&cj).unwrap();
+        std::fs::create_dir(&cj).unwrap();
+        assert!(config_json_uuid(&cj)
+            .unwrap_err()
+            .starts_with("cannot read it"));
     }
 }

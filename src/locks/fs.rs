@@ -70,7 +70,7 @@ fn io_err(path: &Path, source: Errno) -> FsError {
     }
 }
 
-const DIR_FLAGS: OFlag = OFlag::O_RDONLY
+pub(crate) const DIR_FLAGS: OFlag = OFlag::O_RDONLY
     .union(OFlag::O_DIRECTORY)
     .union(OFlag::O_NOFOLLOW)
     .union(OFlag::O_CLOEXEC);
@@ -162,7 +162,8 @@ pub fn list_subdirs(
         let entry = entry.map_err(|e| io_err(shown, e))?;
         let raw: &CStr = entry.file_name();
         let bytes = raw.to_bytes();
-        if bytes == b"." || bytes == b".." {
+        // holdfast's mark on the lock root is no app's directory.
+        if bytes == b"." || bytes == b".." || bytes == super::root::MARKER.as_bytes() {
             continue;
         }
         let path = shown.join(OsStr::from_bytes(bytes));

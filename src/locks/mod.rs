@@ -5,7 +5,9 @@
 pub mod breaker;
 pub mod fs;
 pub mod holders;
+pub mod mounts;
 pub mod own;
+pub mod root;
 pub mod state;
 pub mod watch;
 

@@ -5,142 +5,21 @@
 //! "Could not look" is never "absent": a service whose lock paths cannot be
 //! read stays (or becomes) locked with an `unknown` reason, and a lock root
 //! that cannot be watched makes the whole table `blind`; both bind until a
-//! later read succeeds.
+//! later read succeeds. Nor is a directory holdfast does not watch
+//! "unlocked": a service whose container mounts another directory than the
+//! watched one is `misplaced` (kind `unknown`) until the container is made
+//! again (`mounts`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
-
 use crate::names::{AppName, ServiceId};
 
-/// File names that lock a service (both container paths are the same host
-/// directory, so the legacy name sits beside the current one).
-pub const LOCK_FILE_NAMES: [&str; 2] = ["updates.lock", "resin-updates.lock"];
+mod entry;
+mod mounts;
 
-/// Identity of a file: (device, inode).
-pub type FileKey = (u64, u64);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EntryKind {
-    File,
-    Dir,
-    /// Never followed; its existence alone is the lock.
-    Symlink,
-    Other,
-    /// The service directory could not be read.
-    Unknown,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Owner {
-    App,
-    Holdfast,
-}
-
-/// One existing lock path in a service directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LockEntry {
-    pub name: String,
-    pub kind: EntryKind,
-    pub uid: u32,
-    /// Modification time in microseconds since the epoch: when an exclusive
-    /// create made it.
-    pub mtime_usec: u64,
-    pub dev: u64,
-    pub ino: u64,
-    /// The token of holdfast's own-lock tag in its content, if it has one.
-    pub token: Option<String>,
-    /// The token is one holdfast recorded (set by the table, not the reader:
-    /// a tag alone proves nothing).
-    pub own: bool,
-}
-
-#[cfg(test)]
-impl LockEntry {
-    /// An `updates.lock` file for tests: identity `(0, ino)`, an own-lock
-    /// tag when `token` is given.
-    pub fn test_file(ino: u64, token: Option<&str>) -> Self {
-        LockEntry {
-            name: "updates.lock".into(),
-            kind: EntryKind::File,
-            uid: 0,
-            mtime_usec: 0,
-            dev: 0,
-            ino,
-            token: token.map(str::to_owned),
-            own: false,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HoldKind {
-    Open,
-    Flock,
-}
-
-/// A process that has a lock file open or holds a `flock`/POSIX lock on it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub struct Holder {
-    pub pid: u32,
-    pub comm: String,
-    pub how: HoldKind,
-}
-
-/// A locked service as the table reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceLock {
-    /// The lock paths as last read (empty when never read).
-    pub entries: Vec<LockEntry>,
-    /// `None` until a holder scan ran for these files.
-    pub holders: Option<Vec<Holder>>,
-    /// Why the directory could not be read the last time we looked; the
-    /// lock binds until a read succeeds.
-    pub unknown: Option<String>,
-}
-
-impl ServiceLock {
-    pub fn owner(&self) -> Owner {
-        if !self.entries.is_empty() && self.entries.iter().all(|e| e.own) {
-            Owner::Holdfast
-        } else {
-            Owner::App
-        }
-    }
-
-    pub fn kind(&self) -> EntryKind {
-        match (&self.unknown, self.entries.first()) {
-            (None, Some(e)) => e.kind,
-            _ => EntryKind::Unknown,
-        }
-    }
-
-    pub fn since_usec(&self) -> u64 {
-        self.entries.iter().map(|e| e.mtime_usec).min().unwrap_or(0)
-    }
-
-    /// Nothing has it open or locked: typical of `flock(1)` leftovers and
-    /// crashed apps, but also of create-and-close clients like `lockfile(1)`.
-    pub fn stale(&self) -> bool {
-        self.unknown.is_none() && matches!(&self.holders, Some(h) if h.is_empty())
-    }
-
-    pub fn keys(&self) -> Vec<FileKey> {
-        self.entries.iter().map(|e| (e.dev, e.ino)).collect()
-    }
-
-    fn same_files(&self, entries: &[LockEntry]) -> bool {
-        self.entries.len() == entries.len()
-            && self
-                .entries
-                .iter()
-                .zip(entries)
-                .all(|(a, b)| a.name == b.name && a.dev == b.dev && a.ino == b.ino)
-    }
-}
+pub use entry::{
+    EntryKind, FileKey, HoldKind, Holder, LockEntry, Misplaced, Owner, ServiceLock, LOCK_FILE_NAMES,
+};
 
 /// Everything holdfast knows about the lock directories.
 #[derive(Debug, Clone, Default)]
@@ -151,6 +30,9 @@ pub struct LockTable {
     own_tokens: BTreeSet<String>,
     /// Why the lock root cannot be watched right now.
     blind: Option<String>,
+    /// Services whose containers mount another directory than the watched
+    /// one, as the engine last listed them; `None` before the first listing.
+    mounts: Option<BTreeMap<ServiceId, Misplaced>>,
     /// Bumped by every mutation: readers tell "changed" without comparing.
     generation: u64,
 }
@@ -160,6 +42,7 @@ impl PartialEq for LockTable {
         self.services == other.services
             && self.own_tokens == other.own_tokens
             && self.blind == other.blind
+            && self.mounts == other.mounts
     }
 }
 
@@ -196,6 +79,10 @@ pub enum LockEvent {
     /// The tokens holdfast recorded for its own locks (sent before the
     /// files are created, so their events are classified right).
     OwnTokens(BTreeSet<String>),
+    /// Every service whose containers mount another directory than the
+    /// watched one, as the engine lists them now (complete: a service not
+    /// in it is placed right).
+    Mounts(BTreeMap<ServiceId, Misplaced>),
     /// holdfast removed these own lock files (sent before the shorter
     /// token list, so they never read as an app's lock in between).
     OwnRemoved(Vec<(ServiceId, FileKey)>),
@@ -204,11 +91,28 @@ pub enum LockEvent {
 /// What changed, for logs and signals.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    Taken { id: ServiceId, owner: Owner },
-    Released { id: ServiceId },
-    Stale { id: ServiceId },
-    Unknown { id: ServiceId, reason: String },
-    Blind { reason: String },
+    Taken {
+        id: ServiceId,
+        owner: Owner,
+    },
+    Released {
+        id: ServiceId,
+    },
+    Stale {
+        id: ServiceId,
+    },
+    Unknown {
+        id: ServiceId,
+        reason: String,
+    },
+    /// A container of the service mounts another directory (not held).
+    Misplaced {
+        id: ServiceId,
+        reason: String,
+    },
+    Blind {
+        reason: String,
+    },
     Sighted,
 }
 
@@ -276,10 +180,22 @@ impl LockTable {
             .collect()
     }
 
-    /// Services that could not be read, with the reason.
+    /// Services that bind unseen, with the reason: their directory could
+    /// not be read, or a container of theirs mounts another directory.
     pub fn unknown(&self) -> impl Iterator<Item = (&ServiceId, &str)> {
         self.locks()
-            .filter_map(|(id, l)| l.unknown.as_deref().map(|r| (id, r)))
+            .filter_map(|(id, l)| l.unseen().map(|r| (id, r)))
+    }
+
+    /// Whether the engine's containers were listed at all: until then a
+    /// container with a misplaced lock mount may exist unseen.
+    pub fn mounts_known(&self) -> bool {
+        self.mounts.is_some()
+    }
+
+    /// The misplaced mount of a service, held or not.
+    pub fn misplaced(&self, id: &ServiceId) -> Option<&Misplaced> {
+        self.mounts.as_ref()?.get(id)
     }
 
     pub fn apply(&mut self, event: LockEvent) -> Vec<Change> {
@@ -296,11 +212,13 @@ impl LockTable {
         match event {
             LockEvent::ServiceObserved { id, entries } => self.observe(id, entries, changes),
             LockEvent::ServiceUnreadable { id, reason } => {
+                let misplaced = self.misplaced(&id).cloned();
                 let slot = self.services.entry(id.clone()).or_insert(None);
                 let lock = slot.get_or_insert_with(|| ServiceLock {
                     entries: Vec::new(),
                     holders: None,
                     unknown: None,
+                    misplaced,
                 });
                 if lock.unknown.as_ref() == Some(&reason) {
                     return false;
@@ -329,22 +247,20 @@ impl LockTable {
                 }
                 true
             }
-            LockEvent::ServiceRemoved(id) => match self.services.remove(&id) {
-                Some(Some(_)) => {
-                    changes.push(Change::Released { id });
+            LockEvent::ServiceRemoved(id) => match self.services.contains_key(&id) {
+                true => {
+                    self.vacate(id, changes);
                     true
                 }
-                Some(None) => true,
-                None => false,
+                false => false,
             },
             LockEvent::AppRemoved(app) => {
                 let gone: Vec<ServiceId> = self.services_of(&app).cloned().collect();
-                for id in &gone {
-                    if let Some(Some(_)) = self.services.remove(id) {
-                        changes.push(Change::Released { id: id.clone() });
-                    }
+                let mutated = !gone.is_empty();
+                for id in gone {
+                    self.vacate(id, changes);
                 }
-                !gone.is_empty()
+                mutated
             }
             LockEvent::Resync(all) => {
                 let before = (self.services.clone(), self.blind.take());
@@ -359,9 +275,7 @@ impl LockTable {
                     .cloned()
                     .collect();
                 for id in vanished {
-                    if let Some(Some(_)) = self.services.remove(&id) {
-                        changes.push(Change::Released { id });
-                    }
+                    self.vacate(id, changes);
                 }
                 for (id, entries) in all {
                     self.observe(id, entries, changes);
@@ -393,7 +307,7 @@ impl LockTable {
                         continue;
                     }
                     mutated = true;
-                    if lock.entries.is_empty() && lock.unknown.is_none() {
+                    if lock.is_vacant() {
                         *slot = None;
                         changes.push(Change::Released { id });
                     }
@@ -412,6 +326,22 @@ impl LockTable {
                 }
                 true
             }
+            LockEvent::Mounts(now) => self.mounts_listed(now, changes),
+        }
+    }
+
+    /// The watched directory of `id` is gone: what it showed goes, and
+    /// the service is forgotten unless a container still mounts another
+    /// directory for it (then that binds on).
+    fn vacate(&mut self, id: ServiceId, changes: &mut Vec<Change>) {
+        let bare = ServiceLock::bare(self.misplaced(&id).cloned());
+        let was = self.services.remove(&id);
+        match bare {
+            Some(b) => {
+                self.services.insert(id, Some(b));
+            }
+            None if matches!(was, Some(Some(_))) => changes.push(Change::Released { id }),
+            None => {}
         }
     }
 
@@ -426,9 +356,18 @@ impl LockTable {
             e.own = is_own(&self.own_tokens, e);
         }
         let known = self.services.contains_key(&id);
+        let misplaced = self.misplaced(&id).cloned();
         let slot = self.services.entry(id.clone()).or_insert(None);
         match (slot.as_mut(), entries.is_empty()) {
             (None, true) => !known,
+            (Some(lock), true) if lock.misplaced.is_some() => {
+                // Read fine and empty: only the misplaced mount binds.
+                let changed = !lock.entries.is_empty() || lock.unknown.is_some();
+                lock.entries.clear();
+                lock.holders = None;
+                lock.unknown = None;
+                changed
+            }
             (Some(_), true) => {
                 *slot = None;
                 changes.push(Change::Released { id });
@@ -447,6 +386,7 @@ impl LockTable {
                     entries,
                     holders: None,
                     unknown: None,
+                    misplaced,
                 };
                 if !was_locked {
                     changes.push(Change::Taken {

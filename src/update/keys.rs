@@ -90,6 +90,7 @@ impl Host {
             api_port: self.port(Some(device)),
             api_key: None,
             hash_secret: String::new(),
+            lock_root: None,
         })
     }
 

@@ -69,6 +69,10 @@ impl Updates {
             let s = self.settings.borrow_and_update();
             (s.lock_root.clone(), s.state_dir.clone())
         };
+        // A lock root other than the default is in every config hash: the
+        // containers made under another one are made again (locks::mounts).
+        let hashed_root =
+            (lock_root != Settings::default().lock_root).then(|| lock_root.display().to_string());
         let mut engine = self.engine_settings();
         let (exec_tx, exec_rx) = watch::channel(self.executor(&engine, &lock_root, &state_dir));
         // The target with the injected values, as the app tasks see it.
@@ -107,7 +111,11 @@ impl Updates {
                 let new = device
                     .and_then(|d| Some((raw?, host.injected(&d)?, secret.clone()?)))
                     .map(|(t, i, hash_secret)| {
-                        let i = Injected { hash_secret, ..i };
+                        let i = Injected {
+                            hash_secret,
+                            lock_root: hashed_root.clone(),
+                            ..i
+                        };
                         keys::effective(&t, &i, &self.keys.borrow(), &held, prev.as_deref())
                     });
                 retry_at = (!host.known() || !held.is_empty() || secret.is_none())

@@ -442,3 +442,27 @@ fn fleet_hawkbit_settings() {
         assert!(e.contains("holdfast.toml:"), "{e}");
     }
 }
+
+#[test]
+fn a_lock_root_that_is_not_holdfasts_is_refused_with_its_line() {
+    let t = tree("state_dir = \"/var/a\"\n");
+    std::fs::write(t.dirs[1].join("50-root.toml"), "\n\nlock_root = \"/\"\n").unwrap();
+    let e = load(&t.main, true).unwrap_err();
+    assert_eq!(e.file, t.dirs[1].join("50-root.toml"));
+    assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("lock_root")));
+    assert!(e.reason.starts_with("/: / is a system directory"), "{e}");
+    // A populated directory that is not a lock tree.
+    let data = t._t.path().join("data");
+    std::fs::create_dir_all(data.join("tmp/qahx")).unwrap();
+    std::fs::write(data.join("tmp/qahx/key"), b"secret").unwrap();
+    let line = format!("lock_root = {:?}\n", data.display().to_string());
+    std::fs::write(t.dirs[1].join("50-root.toml"), line).unwrap();
+    let e = load(&t.main, true).unwrap_err().to_string();
+    assert!(e.contains(":1: lock_root: "), "{e}");
+    assert!(e.contains("not empty and not holdfast's"), "{e}");
+    // The state dir above it.
+    let line = format!("lock_root = {:?}\n", "/var/a/locks");
+    std::fs::write(t.dirs[1].join("50-root.toml"), line).unwrap();
+    let e = load(&t.main, true).unwrap_err().to_string();
+    assert!(e.contains("inside holdfast's state_dir /var/a"), "{e}");
+}

@@ -114,6 +114,7 @@ fn injected() -> Injected {
         api_port: 48484,
         api_key: Some("k3y".into()),
         hash_secret: "s3cret".into(),
+        lock_root: None,
     }
 }
 

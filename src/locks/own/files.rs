@@ -66,7 +66,7 @@ pub(super) fn remove_held(
 /// no-follow open (a read-only lock root allows it). `ESTALE` when the
 /// name no longer leads to the file `expected`, `EWOULDBLOCK` when another
 /// process holds a flock on it.
-pub(super) fn flock_existing(
+pub(crate) fn flock_existing(
     dir: BorrowedFd<'_>,
     file: &str,
     expected: &nix::sys::stat::FileStat,
@@ -81,7 +81,7 @@ pub(super) fn flock_existing(
 
 /// Exclusive, no-follow create relative to the service directory, `flock`ed,
 /// tagged and handed to uid 65534 through the fd (never through a path).
-pub(super) fn create_own_lock(
+pub(crate) fn create_own_lock(
     dir: BorrowedFd<'_>,
     file: &str,
     token: &str,

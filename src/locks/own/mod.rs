@@ -253,7 +253,7 @@ impl OwnLocks {
     }
 }
 
-mod files;
+pub(crate) mod files;
 mod leftovers;
 mod take;
 

@@ -259,3 +259,103 @@ fn own_files_removed_by_holdfast_never_read_as_an_app_lock() {
     assert!(t.held_by_apps().is_empty());
     assert!(t.apply(observed("a/main", vec![])).is_empty());
 }
+
+fn misplaced(list: &[(&str, bool)]) -> LockEvent {
+    LockEvent::Mounts(
+        list.iter()
+            .map(|(s, held)| {
+                let m = Misplaced {
+                    reason: format!("container of {s} mounts /old/{s}"),
+                    held: *held,
+                };
+                (id(s), m)
+            })
+            .collect(),
+    )
+}
+
+#[test]
+fn a_misplaced_mount_binds_as_unknown_until_listed_right() {
+    let mut t = LockTable::default();
+    assert!(!t.mounts_known());
+    let c = t.apply(misplaced(&[("a/main", false)]));
+    assert!(t.mounts_known());
+    assert_eq!(
+        c,
+        vec![Change::Misplaced {
+            id: id("a/main"),
+            reason: "container of a/main mounts /old/a/main".into()
+        }]
+    );
+    let l = t.get(&id("a/main")).unwrap();
+    assert_eq!((l.owner(), l.kind()), (Owner::App, EntryKind::Unknown));
+    assert!(!l.stale());
+    assert_eq!(t.held_by_apps(), vec![&id("a/main")]);
+    let unknown: Vec<_> = t.unknown().collect();
+    assert_eq!(
+        unknown,
+        vec![(&id("a/main"), "container of a/main mounts /old/a/main")]
+    );
+    // The watched directory shows nothing, then goes, then the whole root
+    // is read again: none of it is "unlocked".
+    assert!(t.apply(observed("a/main", vec![])).is_empty());
+    assert!(t.apply(LockEvent::ServiceRemoved(id("a/main"))).is_empty());
+    assert!(t
+        .apply(LockEvent::AppRemoved(AppName::new("a").unwrap()))
+        .is_empty());
+    assert!(t.apply(LockEvent::Resync(vec![])).is_empty());
+    assert!(t
+        .apply(LockEvent::OwnRemoved(vec![(id("a/main"), (1, 5))]))
+        .is_empty());
+    assert_eq!(t.locked_ids(), vec![&id("a/main")]);
+    // A lock in the watched directory (another container) comes and goes:
+    // still bound by the mount.
+    assert!(t
+        .apply(observed("a/main", vec![entry("updates.lock", 5, false)]))
+        .is_empty());
+    assert!(t.apply(observed("a/main", vec![])).is_empty());
+    assert!(t.get(&id("a/main")).unwrap().unseen().is_some());
+    // Unreadable meanwhile: both reasons, the directory's first.
+    t.apply(LockEvent::ServiceUnreadable {
+        id: id("a/main"),
+        reason: "EMFILE".into(),
+    });
+    assert_eq!(t.get(&id("a/main")).unwrap().unseen(), Some("EMFILE"));
+    t.apply(observed("a/main", vec![]));
+    // Listed right: released.
+    let c = t.apply(misplaced(&[]));
+    assert_eq!(c, vec![Change::Released { id: id("a/main") }]);
+    assert!(!t.is_locked());
+    assert!(t.mounts_known());
+}
+
+#[test]
+fn a_misplaced_mount_held_by_holdfast_is_holdfasts() {
+    let mut t = LockTable::default();
+    t.apply(tokens(&["t1"]));
+    t.apply(misplaced(&[("a/main", false)]));
+    let g = t.generation();
+    // holdfast takes the lock in the directory the container sees.
+    assert!(t.apply(misplaced(&[("a/main", true)])).is_empty());
+    assert!(t.generation() > g);
+    let l = t.get(&id("a/main")).unwrap();
+    assert_eq!((l.owner(), l.kind()), (Owner::Holdfast, EntryKind::File));
+    assert_eq!(l.unseen(), None);
+    assert!(t.held_by_apps().is_empty());
+    assert!(t.is_locked(), "the inhibitor stays");
+    // With holdfast's own locks in the watched directory too (the update).
+    t.apply(observed("a/main", vec![entry("updates.lock", 7, true)]));
+    assert_eq!(t.get(&id("a/main")).unwrap().owner(), Owner::Holdfast);
+    // An app's lock in the watched directory is the app's.
+    t.apply(observed("a/main", vec![entry("updates.lock", 8, false)]));
+    assert_eq!(t.get(&id("a/main")).unwrap().owner(), Owner::App);
+    // Given back before the container was made again: it binds again.
+    t.apply(observed("a/main", vec![]));
+    let c = t.apply(misplaced(&[("a/main", false)]));
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert_eq!(t.held_by_apps(), vec![&id("a/main")]);
+    // The same listing again changes nothing.
+    let g = t.generation();
+    assert!(t.apply(misplaced(&[("a/main", false)])).is_empty());
+    assert_eq!(t.generation(), g);
+}

@@ -137,7 +137,9 @@ impl Watcher {
                     rescan = true;
                 }
                 Node::Root => {
-                    let Some(name) = name else { continue };
+                    let Some(name) = name.filter(|n| n != super::root::MARKER) else {
+                        continue;
+                    };
                     if appeared {
                         appeared_apps.push(name);
                     } else if vanished {

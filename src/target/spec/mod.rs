@@ -84,6 +84,11 @@ pub struct Injected {
     /// config hashes are in container names and labels, which anyone who
     /// can list containers sees, so the key is never hashed alone.
     pub hash_secret: String,
+    /// The lock root, when it is not the default: every container
+    /// bind-mounts its service's directory of it, so a changed lock root
+    /// makes them all again (under their locks). The default is not
+    /// hashed, so the hashes of devices that keep it stay as they were.
+    pub lock_root: Option<String>,
 }
 
 impl std::fmt::Debug for Injected {
@@ -96,6 +101,7 @@ impl std::fmt::Debug for Injected {
             .field("api_port", &self.api_port)
             .field("api_key", &self.api_key.as_ref().map(|_| "(set)"))
             .field("hash_secret", &"(hidden)")
+            .field("lock_root", &self.lock_root)
             .finish()
     }
 }
@@ -281,7 +287,14 @@ impl AppTarget {
         // Without shared namespaces nor injected values, the form every
         // earlier hash had.
         let injected = self.injected.as_deref().map(|i| i.hashed(spec));
+        let lock_root = self
+            .injected
+            .as_deref()
+            .and_then(|i| i.lock_root.as_deref());
         let json = match injected {
+            Some(i) if lock_root.is_some() => {
+                serde_json::to_vec(&(own, nets, shared, i, lock_root))
+            }
             Some(i) => serde_json::to_vec(&(own, nets, shared, i)),
             None if shared.is_empty() => serde_json::to_vec(&(own, nets)),
             None => serde_json::to_vec(&(own, nets, shared)),

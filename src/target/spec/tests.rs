@@ -44,3 +44,29 @@ fn the_key_is_hashed_only_through_the_secret() {
     assert_ne!(hash_of(&rotated), hash_of(&i));
     assert_eq!(hash_of(&i.clone()), hash_of(&i));
 }
+
+#[test]
+fn a_lock_root_other_than_the_default_is_hashed() {
+    let t = crate::target::parse(
+        r#"{"version": 1, "apps": {"a": {"release": "r", "services": {"main": {"image": "i"}}}}}"#,
+        "t.json",
+    )
+    .unwrap();
+    let mut app = t.apps.values().next().unwrap().clone();
+    let main = ServiceName::new("main").unwrap();
+    let with = |root: Option<&str>| {
+        let mut a = app.clone();
+        a.injected = Some(std::sync::Arc::new(Injected {
+            device_uuid: "u".into(),
+            lock_root: root.map(str::to_owned),
+            ..Injected::default()
+        }));
+        a.config_hash(&main)
+    };
+    // The default is not hashed: the hash every earlier version gave.
+    assert_eq!(with(None), "9305da7b5074ad2f");
+    assert_ne!(with(Some("/L2")), with(None));
+    assert_ne!(with(Some("/L2")), with(Some("/L3")));
+    app.injected = None;
+    assert_eq!(app.config_hash(&main).len(), 16);
+}

@@ -1,0 +1,303 @@
+//! holdfast's own locks in the directories containers see instead of the
+//! watched ones (a lock root changed under them): taken as the keeper takes
+//! an app's locks (exclusive, no-follow create, tagged, `flock`ed, uid
+//! 65534, all-or-nothing), recorded durably before the files exist
+//! (`<state_dir>/mount-locks.json`), so a crash leaves files that the next
+//! start recognises by their token and removes. Blocking: run it on the
+//! blocking pool.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, Flock};
+use nix::sys::stat::{fstatat, Mode};
+use nix::unistd::{unlinkat, UnlinkatFlags};
+use serde::{Deserialize, Serialize};
+
+use crate::fsutil::{atomic_write, random_token};
+use crate::locks::fs::{file_key, read_own_tag, DIR_FLAGS};
+use crate::locks::own::files::{create_own_lock, flock_existing};
+use crate::locks::state::{FileKey, LOCK_FILE_NAMES};
+use crate::names::AppName;
+
+const RECORD_FILE: &str = "mount-locks.json";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Entry {
+    app: AppName,
+    dir: PathBuf,
+    file: String,
+    token: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Record {
+    locks: Vec<Entry>,
+}
+
+#[derive(Debug)]
+struct Held {
+    entry: Entry,
+    key: FileKey,
+    /// Kept for as long as we hold it: `flock(1)` fails against it too.
+    _flock: Flock<File>,
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TakeError {
+    /// Someone (the app) holds it there: nothing was taken.
+    #[error("{0} exists")]
+    Held(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+pub struct OldLocks {
+    record_path: PathBuf,
+    held: BTreeMap<AppName, Vec<Held>>,
+    /// Recorded files of ours not removed yet (a previous run's, or a
+    /// removal that failed): removed when they can be, never forgotten.
+    leftovers: Vec<Entry>,
+}
+
+/// The directory itself opened without following it (its parents are the
+/// engine's path as given).
+fn open_dir(dir: &Path) -> Result<OwnedFd, Errno> {
+    nix::fcntl::open(dir, DIR_FLAGS, Mode::empty())
+}
+
+impl OldLocks {
+    pub fn new(state_dir: &Path) -> Self {
+        Self {
+            record_path: state_dir.join(RECORD_FILE),
+            held: BTreeMap::new(),
+            leftovers: Vec::new(),
+        }
+    }
+
+    /// Start-up: what a previous run recorded becomes leftovers to remove.
+    /// A record that cannot be read or parsed is an error: nothing is
+    /// removed on a guess.
+    pub fn load(&mut self) -> Result<(), String> {
+        match std::fs::read(&self.record_path) {
+            Ok(bytes) => {
+                let r: Record = serde_json::from_slice(&bytes).map_err(|e| {
+                    format!(
+                        "{} is damaged ({e}); fix or remove it",
+                        self.record_path.display()
+                    )
+                })?;
+                self.leftovers = r.locks;
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(format!("{}: {e}", self.record_path.display())),
+        }
+    }
+
+    pub fn holds(&self, app: &AppName) -> bool {
+        self.held.contains_key(app)
+    }
+
+    pub fn held_apps(&self) -> Vec<AppName> {
+        self.held.keys().cloned().collect()
+    }
+
+    /// The directories holdfast holds the lock in for `app`.
+    pub fn held_dirs(&self, app: &AppName) -> BTreeSet<PathBuf> {
+        self.held
+            .get(app)
+            .into_iter()
+            .flatten()
+            .map(|h| h.entry.dir.clone())
+            .collect()
+    }
+
+    fn write_record(&self, pending: &[Entry]) -> Result<(), String> {
+        let mut locks: Vec<Entry> = self.leftovers.clone();
+        locks.extend(self.held.values().flatten().map(|h| h.entry.clone()));
+        locks.extend_from_slice(pending);
+        let bytes = serde_json::to_vec_pretty(&Record { locks }).expect("record serializes");
+        atomic_write(&self.record_path, &bytes)
+            .map_err(|e| format!("cannot record locks in {}: {e}", self.record_path.display()))
+    }
+
+    /// Every lock name in each of `dirs`, all or nothing.
+    pub fn take(&mut self, app: &AppName, dirs: &BTreeSet<PathBuf>) -> Result<(), TakeError> {
+        let token = random_token().map_err(|e| TakeError::Failed(e.to_string()))?;
+        let intents: Vec<Entry> = dirs
+            .iter()
+            .flat_map(|d| {
+                LOCK_FILE_NAMES.map(|f| Entry {
+                    app: app.clone(),
+                    dir: d.clone(),
+                    file: f.to_owned(),
+                    token: token.clone(),
+                })
+            })
+            .collect();
+        // Durable intent first: what a crash leaves carries this token.
+        self.write_record(&intents).map_err(TakeError::Failed)?;
+        let mut taken: Vec<Held> = Vec::new();
+        let mut failure = None;
+        'dirs: for dir in dirs {
+            let fd = match open_dir(dir) {
+                Ok(fd) => fd,
+                Err(e) => {
+                    failure = Some(TakeError::Failed(format!("{}: {e}", dir.display())));
+                    break;
+                }
+            };
+            for e in intents.iter().filter(|e| &e.dir == dir) {
+                match create_own_lock(fd.as_fd(), &e.file, &token, dir) {
+                    Ok((dev, ino, flock)) => taken.push(Held {
+                        entry: e.clone(),
+                        key: (dev, ino),
+                        _flock: flock,
+                    }),
+                    Err(Errno::EEXIST | Errno::EWOULDBLOCK) => {
+                        failure = Some(TakeError::Held(dir.join(&e.file).display().to_string()));
+                        break 'dirs;
+                    }
+                    Err(err) => {
+                        failure = Some(TakeError::Failed(format!(
+                            "{}: {err}",
+                            dir.join(&e.file).display()
+                        )));
+                        break 'dirs;
+                    }
+                }
+            }
+        }
+        let Some(failure) = failure else {
+            self.held.insert(app.clone(), taken);
+            return Ok(());
+        };
+        for h in taken {
+            if remove(&h.entry, Some(h.key)).is_err() {
+                self.leftovers.push(h.entry);
+            }
+        }
+        if let Err(e) = self.write_record(&[]) {
+            tracing::error!(error = %e, "after a failed take: {e}");
+        }
+        Err(failure)
+    }
+
+    /// Removes what holdfast holds for `app`; a file that cannot be removed
+    /// stays recorded and is retried (`retry`). Returns the failures.
+    pub fn release(&mut self, app: &AppName) -> Vec<String> {
+        let mut failures = Vec::new();
+        for h in self.held.remove(app).into_iter().flatten() {
+            if let Err(e) = remove(&h.entry, Some(h.key)) {
+                failures.push(format!(
+                    "{}: {e}",
+                    h.entry.dir.join(&h.entry.file).display()
+                ));
+                self.leftovers.push(h.entry);
+            }
+        }
+        if let Err(e) = self.write_record(&[]) {
+            failures.push(e);
+        }
+        failures
+    }
+
+    /// Removes the leftovers that can go now; returns those done with
+    /// (removed, gone, or someone else's now).
+    pub fn retry(&mut self) -> Vec<String> {
+        if self.leftovers.is_empty() {
+            return Vec::new();
+        }
+        let mut removed = Vec::new();
+        let mut kept = Vec::new();
+        for e in std::mem::take(&mut self.leftovers) {
+            let shown = e.dir.join(&e.file).display().to_string();
+            match remove(&e, None) {
+                Ok(()) => removed.push(shown),
+                Err(err) => {
+                    tracing::debug!(path = %shown, error = %err, "holdfast's leftover lock stays for now");
+                    kept.push(e);
+                }
+            }
+        }
+        self.leftovers = kept;
+        if let Err(e) = self.write_record(&[]) {
+            tracing::error!(error = %e, "{e}");
+        }
+        removed
+    }
+
+    pub fn has_leftovers(&self) -> bool {
+        !self.leftovers.is_empty()
+    }
+}
+
+/// holdfastd stopping (its tasks dropped): what it holds goes, so an app
+/// is not locked out until the next start. A crash leaves the files, and
+/// the record that lets the next start remove them.
+impl Drop for OldLocks {
+    fn drop(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        for app in self.held_apps() {
+            for failure in self.release(&app) {
+                tracing::warn!(error = %failure, "cannot remove holdfast's lock at stop: {failure}; removed at the next start");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+impl OldLocks {
+    /// What a crash does: the flocks go with the process, the files and
+    /// the record stay.
+    pub fn crash(mut self) {
+        drop(std::mem::take(&mut self.held));
+        std::mem::forget(self);
+    }
+}
+
+/// Removes one of our files if it is still ours: the file we created
+/// (`key`), or for a leftover one that carries our token and that nobody
+/// has flocked since (then it is theirs). Gone already is done.
+fn remove(e: &Entry, key: Option<FileKey>) -> Result<(), Errno> {
+    let dir = match open_dir(&e.dir) {
+        Ok(d) => d,
+        Err(Errno::ENOENT) => return Ok(()),
+        Err(err) => return Err(err),
+    };
+    let st = match fstatat(&dir, e.file.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(Errno::ENOENT) => return Ok(()),
+        Err(err) => return Err(err),
+    };
+    // Held until the file is gone.
+    let _flock = match key {
+        Some(k) if file_key(&st) != k => return Ok(()), // someone else's now
+        Some(_) => None,
+        None => {
+            if !ours(dir.as_fd(), e, &st)? {
+                return Ok(());
+            }
+            match flock_existing(dir.as_fd(), &e.file, &st) {
+                Ok(f) => Some(f),
+                // Flocked by someone since: theirs now.
+                Err(Errno::EWOULDBLOCK | Errno::ESTALE) => return Ok(()),
+                Err(err) => return Err(err),
+            }
+        }
+    };
+    unlinkat(&dir, e.file.as_str(), UnlinkatFlags::NoRemoveDir)
+}
+
+fn ours(dir: BorrowedFd<'_>, e: &Entry, st: &nix::sys::stat::FileStat) -> Result<bool, Errno> {
+    Ok(read_own_tag(dir, &e.file, st)?.as_deref() == Some(e.token.as_str()))
+}
+
+#[cfg(test)]
+mod tests;
