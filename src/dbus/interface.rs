@@ -369,7 +369,9 @@ impl Supervisor {
 
     #[zbus(property)]
     fn locks(&self) -> Vec<LockInfo> {
-        LockInfo::from_table(&self.handle.views.snapshot.borrow().table)
+        // The table's Arc, not a borrow held: the core waits for one.
+        let table = self.handle.views.snapshot.borrow().table.clone();
+        LockInfo::from_table(&table)
     }
 
     #[zbus(property)]
@@ -389,18 +391,16 @@ impl Supervisor {
 
     #[zbus(property)]
     fn status(&self) -> String {
-        full_summary(
-            &self.handle.views.snapshot.borrow(),
-            &self.handle.views.inhibitor.borrow(),
-            &self.handle.views.apps.borrow(),
-        )
+        let snapshot = self.handle.views.snapshot.borrow().clone();
+        let inhibitor = self.handle.views.inhibitor.borrow().clone();
+        full_summary(&snapshot, &inhibitor, &self.handle.views.apps.borrow())
     }
 
     /// Lock directories that could not be read, and why: `app/service`, or
     /// the lock root's path when it cannot be watched. They count as locked.
     #[zbus(property)]
     fn unreadable_locks(&self) -> HashMap<String, String> {
-        let snap = self.handle.views.snapshot.borrow();
+        let snap = self.handle.views.snapshot.borrow().clone();
         let mut out: HashMap<String, String> = snap
             .table
             .unknown()
