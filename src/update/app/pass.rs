@@ -15,7 +15,7 @@ use crate::names::ServiceName;
 use crate::target::AppTarget;
 use crate::update::exec::{ExecError, Executor, Pass};
 use crate::update::machine::Machine;
-use crate::update::plan::{plan, volume_conflict, Step};
+use crate::update::plan::{plan_blocking, volume_conflict, Step};
 
 impl AppTask {
     pub(super) async fn pass(
@@ -55,7 +55,7 @@ impl AppTask {
             Ok(p) => p,
             Err(e) => return engine_outcome(e.into()),
         };
-        let mut steps = plan(&self.app, target, &current, &present, &objects);
+        let mut steps = plan_blocking(&self.app, target, &current, &present, &objects).await;
         // A forced retry of a release that was not healthy judges every
         // service again, changed or not.
         if verify_all
