@@ -187,7 +187,7 @@ impl TargetStore {
 
     fn save(&self, target: Target) -> Result<Arc<Target>, StoreError> {
         let target = Arc::new(target);
-        let pretty = serde_json::to_vec_pretty(&*target).expect("target serializes");
+        let pretty = file_bytes(&target, &self.file)?;
         atomic_write(&self.file, &pretty).map_err(|source| StoreError::Save {
             path: self.file.clone(),
             source,
@@ -227,12 +227,34 @@ impl TargetStore {
     }
 
     fn save_last_good(&self, t: &Target) -> Result<(), StoreError> {
-        let data = serde_json::to_vec_pretty(t).expect("target serializes");
+        let data = file_bytes(t, &self.last_good)?;
         atomic_write(&self.last_good, &data).map_err(|source| StoreError::Save {
             path: self.last_good.clone(),
             source,
         })
     }
+}
+
+/// A target as its file holds it: indented, or compact when indented it
+/// would be over the bound a file is read with (it must read back at the
+/// next start); refused when even that is over.
+fn file_bytes(t: &Target, path: &Path) -> Result<Vec<u8>, StoreError> {
+    let pretty = serde_json::to_vec_pretty(t).expect("target serializes");
+    if pretty.len() as u64 <= MAX_TARGET_BYTES {
+        return Ok(pretty);
+    }
+    let compact = serde_json::to_vec(t).expect("target serializes");
+    if compact.len() as u64 <= MAX_TARGET_BYTES {
+        return Ok(compact);
+    }
+    Err(StoreError::Invalid(TargetError::Invalid {
+        source_name: path.display().to_string(),
+        path: "(top)".into(),
+        reason: format!(
+            "{} bytes as the target file would hold it; a target file is at most {MAX_TARGET_BYTES} bytes (4 MiB)",
+            compact.len()
+        ),
+    }))
 }
 
 fn read(path: &Path) -> Result<Option<Target>, TargetError> {
@@ -258,6 +280,36 @@ mod tests {
 
     const T1: &str =
         r#"{"version": 1, "apps": {"a": {"release": "1", "services": {"s": {"image": "i:1"}}}}}"#;
+
+    /// A target of many short values: compact, 1 MB, under the 4 MiB
+    /// bound; indented, as the file is written, over it.
+    fn wide_target() -> String {
+        let command = vec!["a"; 2500];
+        let services: serde_json::Map<String, serde_json::Value> = (0..100)
+            .map(|i| {
+                (
+                    format!("s{i:04}"),
+                    serde_json::json!({"image": "i", "command": command}),
+                )
+            })
+            .collect();
+        serde_json::json!({"version": 1, "apps": {"a": {"release": "1", "services": services}}})
+            .to_string()
+    }
+
+    #[test]
+    fn an_accepted_target_reads_back_at_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("target.json");
+        let (store, _rx) = TargetStore::load(&file, dir.path());
+        let text = wide_target();
+        assert!(text.len() < MAX_TARGET_BYTES as usize, "{}", text.len());
+        store.accept(&text, "test").unwrap();
+        assert!(store.reload_file().is_ok());
+        let (_store, rx) = TargetStore::load(&file, dir.path());
+        let t = rx.borrow().clone().unwrap();
+        assert_eq!(t.apps.values().next().unwrap().services.len(), 100);
+    }
 
     #[test]
     fn bad_input_keeps_the_last_good_target() {
