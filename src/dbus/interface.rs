@@ -9,7 +9,7 @@ use zbus::object_server::SignalEmitter;
 use zbus::{interface, Connection};
 
 use super::error::printable;
-use super::{require_root, BusError, Supervisor};
+use super::{document, require_root, BusError, Supervisor};
 use crate::command::{Command, CommandError, LockInfo, PowerAction};
 use crate::model::PendingReboot;
 use crate::names::{AppName, ServiceName};
@@ -107,14 +107,20 @@ impl Supervisor {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String, BusError> {
         require_root(conn, &hdr).await?;
-        Ok(self
+        let source = "D-Bus SetTarget";
+        document::within_bound(&json, source)?;
+        let len = json.len();
+        // The target task parses it on the blocking pool.
+        let r = self
             .handle
             .request(|reply| Command::SetTarget {
                 json,
-                source: "D-Bus SetTarget".into(),
+                source: source.into(),
                 reply,
             })
-            .await??)
+            .await;
+        document::handled(len);
+        Ok(r??)
     }
 
     /// Sets the target of one app (JSON: what `apps.<app>` holds in a
@@ -133,8 +139,7 @@ impl Supervisor {
         require_root(conn, &hdr).await?;
         let app = AppName::new(app).map_err(CommandError::from)?;
         let source = "D-Bus SetAppTarget";
-        let target = crate::target::parse_app(&json, &app, source)
-            .map_err(|e| CommandError::InvalidTarget(e.to_string()))?;
+        let target = document::parse_app(json, app.clone(), source).await?;
         Ok(self
             .handle
             .request(|reply| Command::SetApp {

@@ -73,7 +73,8 @@ impl AppTask {
             return Outcome::Done { gone: false };
         }
         let release = target.map(|t| t.release.clone()).unwrap_or_default();
-        tracing::info!(app = %self.app, release = %release, steps = ?steps, "applying app {}", self.app);
+        // The steps name every service: counted, not listed, in one line.
+        tracing::info!(app = %self.app, release = %crate::text::shown(&release), steps = steps.len(), "applying app {}", self.app);
         let pass = Pass {
             app: &self.app,
             target,
@@ -343,7 +344,8 @@ impl AppTask {
         machine: &mut Machine,
         images: &mut BTreeMap<String, u8>,
     ) -> Result<(), EngineError> {
-        tracing::info!(app = %self.app, image, "pulling {image}");
+        let shown = crate::text::shown(image);
+        tracing::info!(app = %self.app, image = %shown, "pulling {shown}");
         for i in all {
             images.entry((*i).to_owned()).or_insert(0);
         }
