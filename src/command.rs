@@ -207,6 +207,14 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// The command as a log line shows it, cut: one may carry a whole
+    /// target document.
+    pub fn shown(&self) -> String {
+        crate::text::shown(&format!("{self:?}"))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PowerAction {
     Reboot,

@@ -13,6 +13,9 @@
 //! pages it touches (MADV_RANDOM turns fault-around off for them), a minor
 //! fault each, no I/O while the page cache has them.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
 /// Returns free heap pages to the kernel and unmaps idle code pages.
 /// Costs a walk of the heap and of /proc/self/maps (well under a
 /// millisecond at holdfastd's size); call it when a burst of work ends,
@@ -26,6 +29,31 @@ pub fn give_back() {
     #[cfg(target_os = "linux")]
     drop_code_pages();
 }
+
+/// An input at least this big (a target document) leaves enough freed
+/// heap behind to be worth a [`give_back_soon`] once it is handled.
+pub const BIG_INPUT: usize = 64 << 10;
+
+/// A give-back is on its way: a burst of big inputs asks for one.
+static PENDING: AtomicBool = AtomicBool::new(false);
+
+/// [`give_back`] shortly, on the blocking pool: for the adapter that
+/// handled or refused a big input. The short wait lets the buffers still
+/// held while the answer goes out (the D-Bus message) be freed first.
+/// Needs a tokio runtime (it is called from async code).
+pub fn give_back_soon() {
+    if PENDING.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    tokio::spawn(async {
+        tokio::time::sleep(SETTLE).await;
+        PENDING.store(false, Ordering::Release);
+        let _ = tokio::task::spawn_blocking(give_back).await;
+    });
+}
+
+/// How long after a big input its buffers are expected to be gone.
+const SETTLE: Duration = Duration::from_millis(200);
 
 /// The executable file mappings (ours and the shared libraries'), unmapped
 /// from this process; their content is the file's, so nothing is lost.

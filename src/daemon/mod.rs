@@ -3,6 +3,7 @@
 //! set, and any of them ending is fatal (logged, then systemd restarts us).
 
 mod fleet;
+mod lockpath;
 mod reload;
 mod window;
 
@@ -33,6 +34,7 @@ use crate::status::full_summary;
 use crate::system::System;
 use crate::target::store::{TargetStore, TargetTask};
 use crate::update::Updates;
+use lockpath::LockPath;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -42,6 +44,8 @@ pub enum DaemonError {
     OwnLocks(#[from] OwnLockError),
     #[error("cannot set up signal handling: {0}")]
     Signals(std::io::Error),
+    #[error("cannot start the lock path's thread: {0}")]
+    LockPath(std::io::Error),
     #[error("the {0} task stopped unexpectedly")]
     TaskDied(&'static str),
 }
@@ -70,6 +74,22 @@ impl Tasks {
             f.await;
             name
         })
+    }
+
+    /// Spawns on another runtime (the lock path's), still in this set.
+    fn spawn_on(
+        &mut self,
+        name: &'static str,
+        f: impl std::future::Future<Output = ()> + Send + 'static,
+        rt: &tokio::runtime::Handle,
+    ) {
+        self.0.spawn_on(
+            async move {
+                f.await;
+                name
+            },
+            rt,
+        );
     }
 }
 
@@ -108,20 +128,25 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
 
     // config::load accepted the lock root: from now on it is holdfast's.
     crate::locks::root::mark(&lock_root);
+    let lock_path = LockPath::start().map_err(DaemonError::LockPath)?;
     // Own leftovers go before the scan, so the table never shows them.
     let keeper = Keeper::start(OwnLocks::new(&lock_root, &state_dir), events_tx.clone()).await?;
     let (target_store, target_rx) = TargetStore::load(&settings.target_file, &state_dir);
     target_store.report_to(apps_tx.clone());
     let scan_started = Instant::now();
-    let watcher = Watcher::start(
-        &lock_root,
-        events_tx.clone(),
-        holders_tx,
-        liveness.beat("lock watcher"),
-    )
-    .await;
-    let mut core = Core::new(snapshot_tx, lock_root.clone(), liveness.beat("core"));
-    core.prime(&mut events_rx);
+    // Made on the lock path's thread: its inotify fd is that runtime's.
+    let (watcher, core, events_rx) = {
+        let (root, events) = (lock_root.clone(), events_tx.clone());
+        let beats = (liveness.beat("lock watcher"), liveness.beat("core"));
+        lock_path
+            .run(async move {
+                let watcher = Watcher::start(&root, events, holders_tx, beats.0).await;
+                let mut core = Core::new(snapshot_tx, root, beats.1);
+                core.prime(&mut events_rx);
+                (watcher, core, events_rx)
+            })
+            .await
+    };
     {
         let s = snapshot_rx.borrow();
         tracing::info!(
@@ -148,7 +173,9 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     let (system_tx, system_rx) = mpsc::channel(4);
     let (ready_tx, mut ready_rx) = oneshot::channel();
     let mut tasks = Tasks::default();
-    tasks.spawn("lock watcher", watcher.run());
+    let lp = lock_path.handle();
+    tasks.spawn_on("lock watcher", watcher.run(), lp);
+    // On the main runtime: it talks to the engine, and only adds locks.
     tasks.spawn(
         "lock mounts",
         MountWatch {
@@ -160,11 +187,9 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         }
         .run(),
     );
-    tasks.spawn(
-        "holder scan",
-        holders::run(PathBuf::from("/proc"), holders_rx, events_tx),
-    );
-    tasks.spawn("core", core.run(events_rx, inboxes.core));
+    let holders = holders::run(PathBuf::from("/proc"), holders_rx, events_tx);
+    tasks.spawn_on("holder scan", holders, lp);
+    tasks.spawn_on("core", core.run(events_rx, inboxes.core), lp);
     tasks.spawn("own locks", keeper.run(inboxes.keeper));
     tasks.spawn(
         "target",
@@ -184,19 +209,17 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         }
         .run(),
     );
-    tasks.spawn(
-        "system",
-        System {
-            snapshot: snapshot_rx.clone(),
-            settings: settings_rx.clone(),
-            target: target_rx.clone(),
-            status: inhibitor_tx,
-            requests: system_rx,
-            handle: handle.clone(),
-            beat: liveness.beat("system"),
-        }
-        .run(),
-    );
+    // Its bus connection is made inside, on the lock path's runtime.
+    let system = System {
+        snapshot: snapshot_rx.clone(),
+        settings: settings_rx.clone(),
+        target: target_rx.clone(),
+        status: inhibitor_tx,
+        requests: system_rx,
+        handle: handle.clone(),
+        beat: liveness.beat("system"),
+    };
+    tasks.spawn_on("system", system.run(), lp);
     // Kept for the daemon's life: the D-Bus side follows this channel.
     let _fleet_tx = fleet_tx.clone();
     fleet::start_hawkbit(
@@ -355,11 +378,10 @@ async fn serve_api(api: api::Api, mut settings: watch::Receiver<Arc<Settings>>) 
 async fn status_lines(mut v: Views) {
     let mut last = String::new();
     loop {
-        let line = full_summary(
-            &v.snapshot.borrow_and_update(),
-            &v.inhibitor.borrow_and_update(),
-            &v.apps.borrow_and_update(),
-        );
+        // Copies first: the lock path's writers wait for a borrow.
+        let snapshot = v.snapshot.borrow_and_update().clone();
+        let inhibitor = v.inhibitor.borrow_and_update().clone();
+        let line = full_summary(&snapshot, &inhibitor, &v.apps.borrow_and_update());
         if line != last {
             notify(&[NotifyState::Status(&line)]);
             last = line;

@@ -3,6 +3,7 @@
 
 use crate::command::CommandError;
 use crate::locks::own::OwnLockError;
+use crate::text::clip;
 
 /// Errors as D-Bus error names; the only place they are mapped.
 #[derive(Debug, zbus::DBusError)]
@@ -23,16 +24,22 @@ pub enum BusError {
     Failed(String),
 }
 
+/// How much of a failure's text a reply carries: a reason may quote what
+/// the caller sent (a long name, a value of a document).
+pub(super) const REASON_MAX: usize = 1000;
+
 impl From<CommandError> for BusError {
     fn from(e: CommandError) -> Self {
-        let msg = printable(&e.to_string());
+        let msg = printable(&clip(&e.to_string(), REASON_MAX));
         match e {
             CommandError::OwnLock(OwnLockError::Contended { .. }) | CommandError::Locked { .. } => {
                 BusError::Locked(msg)
             }
             CommandError::OwnLock(OwnLockError::NotHeld(_)) => BusError::NotHeld(msg),
             CommandError::InvalidName(_) => BusError::InvalidName(msg),
-            CommandError::InvalidTarget(m) => BusError::InvalidTarget(printable(&m)),
+            CommandError::InvalidTarget(m) => {
+                BusError::InvalidTarget(printable(&clip(&m, REASON_MAX)))
+            }
             CommandError::NotFound(_) => BusError::NotFound(msg),
             CommandError::Conflict(_) => BusError::Conflict(msg),
             _ => BusError::Failed(msg),

@@ -9,7 +9,7 @@ use zbus::object_server::SignalEmitter;
 use zbus::{interface, Connection};
 
 use super::error::printable;
-use super::{require_root, BusError, Supervisor};
+use super::{document, require_root, BusError, Supervisor};
 use crate::command::{Command, CommandError, LockInfo, PowerAction};
 use crate::model::PendingReboot;
 use crate::names::{AppName, ServiceName};
@@ -107,14 +107,20 @@ impl Supervisor {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String, BusError> {
         require_root(conn, &hdr).await?;
-        Ok(self
+        let source = "D-Bus SetTarget";
+        document::within_bound(&json, source)?;
+        let len = json.len();
+        // The target task parses it on the blocking pool.
+        let r = self
             .handle
             .request(|reply| Command::SetTarget {
                 json,
-                source: "D-Bus SetTarget".into(),
+                source: source.into(),
                 reply,
             })
-            .await??)
+            .await;
+        document::handled(len);
+        Ok(r??)
     }
 
     /// Sets the target of one app (JSON: what `apps.<app>` holds in a
@@ -133,8 +139,7 @@ impl Supervisor {
         require_root(conn, &hdr).await?;
         let app = AppName::new(app).map_err(CommandError::from)?;
         let source = "D-Bus SetAppTarget";
-        let target = crate::target::parse_app(&json, &app, source)
-            .map_err(|e| CommandError::InvalidTarget(e.to_string()))?;
+        let target = document::parse_app(json, app.clone(), source).await?;
         Ok(self
             .handle
             .request(|reply| Command::SetApp {
@@ -369,7 +374,9 @@ impl Supervisor {
 
     #[zbus(property)]
     fn locks(&self) -> Vec<LockInfo> {
-        LockInfo::from_table(&self.handle.views.snapshot.borrow().table)
+        // The table's Arc, not a borrow held: the core waits for one.
+        let table = self.handle.views.snapshot.borrow().table.clone();
+        LockInfo::from_table(&table)
     }
 
     #[zbus(property)]
@@ -389,11 +396,9 @@ impl Supervisor {
 
     #[zbus(property)]
     fn status(&self) -> String {
-        full_summary(
-            &self.handle.views.snapshot.borrow(),
-            &self.handle.views.inhibitor.borrow(),
-            &self.handle.views.apps.borrow(),
-        )
+        let snapshot = self.handle.views.snapshot.borrow().clone();
+        let inhibitor = self.handle.views.inhibitor.borrow().clone();
+        full_summary(&snapshot, &inhibitor, &self.handle.views.apps.borrow())
     }
 
     /// Locks holdfast cannot see, and why: `app/service` (a directory that
@@ -401,7 +406,7 @@ impl Supervisor {
     /// the lock root's path when it cannot be watched. They count as locked.
     #[zbus(property)]
     fn unreadable_locks(&self) -> HashMap<String, String> {
-        let snap = self.handle.views.snapshot.borrow();
+        let snap = self.handle.views.snapshot.borrow().clone();
         let mut out: HashMap<String, String> = snap
             .table
             .unknown()

@@ -7,6 +7,7 @@ use zbus::{fdo, Connection};
 
 use crate::command::{Command, Handle, PowerAction};
 
+mod document;
 mod error;
 mod interface;
 mod proxy;

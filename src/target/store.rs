@@ -266,10 +266,7 @@ impl TargetStore {
     /// refused at the next start.
     fn save(&self, target: Target, source: &str) -> Result<Arc<Target>, StoreError> {
         let target = Arc::new(target);
-        let pretty = serde_json::to_vec_pretty(&*target).expect("target serializes");
-        if pretty.len() as u64 > MAX_TARGET_BYTES {
-            return Err(too_big(source, pretty.len()));
-        }
+        let pretty = file_bytes(&target, source)?;
         atomic_write(&self.file, &pretty).map_err(|source| StoreError::Save {
             path: self.file.clone(),
             source,
@@ -314,12 +311,22 @@ impl TargetStore {
     }
 
     fn save_last_good(&self, t: &Target) -> Result<(), StoreError> {
-        let data = serde_json::to_vec_pretty(t).expect("target serializes");
+        let data = file_bytes(t, &self.last_good.display().to_string())?;
         atomic_write(&self.last_good, &data).map_err(|source| StoreError::Save {
             path: self.last_good.clone(),
             source,
         })
     }
+}
+
+/// A target as its file holds it (indented); refused when that is over
+/// the bound a file is read with: it must read back at the next start.
+fn file_bytes(t: &Target, source: &str) -> Result<Vec<u8>, StoreError> {
+    let pretty = serde_json::to_vec_pretty(t).expect("target serializes");
+    if pretty.len() as u64 > MAX_TARGET_BYTES {
+        return Err(too_big(source, pretty.len()));
+    }
+    Ok(pretty)
 }
 
 /// A target bigger than the store reads back.

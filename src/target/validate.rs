@@ -11,6 +11,7 @@
 mod app;
 mod engine_names;
 mod fields;
+mod limits;
 mod logging;
 mod net;
 mod service;
@@ -42,6 +43,7 @@ pub(super) fn validate(t: &Target) -> Result<(), Invalid> {
             ),
         ));
     }
+    limits::counts(t)?;
     for (key, value) in &t.config {
         let at = format!("config.{}", escape(key));
         if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {

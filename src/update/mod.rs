@@ -358,7 +358,7 @@ impl Updates {
                             let _ = reply.send(n);
                         });
                     }
-                    Some(other) => tracing::error!(command = ?other, "command sent to the updater by mistake; dropped"),
+                    Some(other) => tracing::error!(command = %other.shown(), "command sent to the updater by mistake; dropped"),
                 },
             }
         }

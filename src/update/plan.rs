@@ -10,6 +10,10 @@ pub use crate::engine::{AppNetwork, AppVolume, Container, RunState};
 use crate::names::{AppName, ServiceName};
 use crate::target::{scoped_name, AppTarget, Strategy};
 
+mod objects;
+use objects::NetworkPlan;
+pub use objects::{volume_conflict, wanted_volumes};
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "step", rename_all = "snake_case")]
 pub enum Step {
@@ -99,6 +103,29 @@ impl Step {
 /// container by it.
 pub use crate::engine::container_name;
 
+/// [`plan`] on the blocking pool, for the app tasks: it hashes every
+/// service's config (up to 1,000 services; validation bounds what the
+/// hashes cover), which is a pass's heaviest work and would otherwise hold
+/// the runtime thread that serves D-Bus, HTTP and every other app. The
+/// inputs are copied for it (cheap beside the hashing).
+pub async fn plan_blocking(
+    app: &AppName,
+    target: Option<&AppTarget>,
+    current: &[Container],
+    images: &BTreeSet<String>,
+    objects: &Objects,
+) -> Vec<Step> {
+    let (app, target) = (app.clone(), target.cloned());
+    let (current, images, objects) = (current.to_vec(), images.clone(), objects.clone());
+    let planned = tokio::task::spawn_blocking(move || {
+        plan(&app, target.as_ref(), &current, &images, &objects)
+    });
+    match planned.await {
+        Ok(steps) => steps,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
 pub fn plan(
     app: &AppName,
     target: Option<&AppTarget>,
@@ -177,12 +204,15 @@ pub fn plan(
     let mutate = !removed.is_empty() || svcs.iter().any(changed) || !remove_volumes.is_empty();
 
     let mut steps = Vec::new();
-    let pull = |steps: &mut Vec<Step>, image: &str| {
-        let step = Step::Pull {
-            image: image.to_owned(),
-        };
-        if !images.contains(image) && !steps.contains(&step) {
-            steps.push(step);
+    // Each image once: a set, not a search of the steps (linear work for
+    // an app of many services).
+    let mut pulled: BTreeSet<String> = BTreeSet::new();
+    let mut pull = |steps: &mut Vec<Step>, image: &str| {
+        if !images.contains(image) && !pulled.contains(image) {
+            pulled.insert(image.to_owned());
+            steps.push(Step::Pull {
+                image: image.to_owned(),
+            });
         }
     };
     // Before the lock gate: downloads, and the new containers created (not
@@ -339,84 +369,6 @@ pub fn plan(
         steps.push(Step::VerifyHealthy { services: started });
     }
     steps
-}
-
-/// The app's networks: which the target's services need and the engine
-/// lacks, which it has with another definition, which nothing needs.
-struct NetworkPlan {
-    missing: Vec<String>,
-    changed: Vec<String>,
-    /// Engine names.
-    unused: Vec<String>,
-}
-
-impl NetworkPlan {
-    fn new(app: &AppName, target: &AppTarget, have: &[AppNetwork]) -> Self {
-        let wanted: BTreeSet<&str> = target
-            .services
-            .values()
-            .flat_map(|s| s.joined_networks().into_iter().map(|(n, _)| n))
-            .collect();
-        let mut plan = NetworkPlan {
-            missing: Vec::new(),
-            changed: Vec::new(),
-            unused: Vec::new(),
-        };
-        for n in &wanted {
-            let hash = target
-                .networks
-                .get(*n)
-                .cloned()
-                .unwrap_or_default()
-                .config_hash();
-            match have.iter().find(|h| h.name == scoped_name(app, n)) {
-                None => plan.missing.push((*n).to_owned()),
-                Some(h) if h.hash != hash => plan.changed.push((*n).to_owned()),
-                Some(_) => {}
-            }
-        }
-        for h in have {
-            if !wanted.iter().any(|n| scoped_name(app, n) == h.name) {
-                plan.unused.push(h.name.clone());
-            }
-        }
-        plan
-    }
-}
-
-/// A volume the target defines that the engine has with another driver
-/// or options: refused, since making it again would destroy its data.
-pub fn volume_conflict(app: &AppName, target: &AppTarget, have: &[AppVolume]) -> Option<String> {
-    for (name, spec) in &target.volumes {
-        let engine_name = scoped_name(app, name);
-        let Some(v) = have.iter().find(|v| v.name == engine_name) else {
-            continue;
-        };
-        let driver = spec.driver.as_deref().unwrap_or("local");
-        if v.driver != driver || (v.app.is_some() && v.options != spec.driver_opts) {
-            return Some(format!(
-                "volume {engine_name} exists with driver {} and options {:?}, but the target asks for driver {driver} and options {:?}; holdfast does not make a volume again (its data would be lost): put the definition back, or remove the volume yourself",
-                v.driver, v.options, spec.driver_opts
-            ));
-        }
-    }
-    None
-}
-
-/// The app volumes the target names: declared ones and those services
-/// mount by name (a name not declared is an app volume with defaults).
-pub fn wanted_volumes(target: &AppTarget) -> BTreeSet<String> {
-    let mut names: BTreeSet<String> = target.volumes.keys().cloned().collect();
-    for spec in target.services.values() {
-        for v in &spec.volumes {
-            if let Some((source, _)) = v.split_once(':') {
-                if !source.starts_with('/') {
-                    names.insert(source.to_owned());
-                }
-            }
-        }
-    }
-    names
 }
 
 #[cfg(test)]

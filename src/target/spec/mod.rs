@@ -9,7 +9,7 @@ pub use service::{
     Condition, Dependency, Healthcheck, Logging, RestartPolicy, ServiceNetwork, ServiceSpec, Ulimit,
 };
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -324,36 +324,54 @@ impl AppTarget {
     pub fn start_order(&self) -> Vec<ServiceName> {
         self.dependency_order().unwrap_or_else(|(mut order, _)| {
             // Unreachable for parsed targets: the rest in name order.
-            let rest: Vec<ServiceName> = self
-                .services
-                .keys()
-                .filter(|n| !order.contains(n))
-                .cloned()
-                .collect();
-            order.extend(rest);
+            let taken: BTreeSet<ServiceName> = order.iter().cloned().collect();
+            let rest = self.services.keys().filter(|n| !taken.contains(*n));
+            order.extend(rest.cloned());
             order
         })
     }
 
     /// Dependencies first, ties by name; on a cycle (or a dependency on an
     /// unknown service) the orderable part and the first service left out.
+    /// The order is that of passes over the services in name order, each
+    /// taking those whose dependencies are taken; found in one walk (linear,
+    /// not a pass per level), as a service's pass is the latest of its
+    /// dependencies' passes, one later for a dependency named after it.
     pub fn dependency_order(&self) -> Result<Vec<ServiceName>, (Vec<ServiceName>, ServiceName)> {
-        let mut order: Vec<ServiceName> = Vec::new();
-        while order.len() < self.services.len() {
-            let before = order.len();
-            for name in self.services.keys() {
-                if !order.contains(name)
-                    && self.dependencies(name).iter().all(|d| order.contains(d))
-                {
-                    order.push(name.clone());
-                }
+        let mut untaken: BTreeMap<&ServiceName, usize> = BTreeMap::new();
+        let mut dependants: BTreeMap<ServiceName, Vec<&ServiceName>> = BTreeMap::new();
+        let mut ready = Vec::new();
+        for name in self.services.keys() {
+            let deps = self.dependencies(name);
+            if deps.is_empty() {
+                ready.push(name);
             }
-            if order.len() == before {
-                let stuck = self.services.keys().find(|n| !order.contains(n)).cloned();
-                return Err((order, stuck.expect("some service is unordered")));
+            untaken.insert(name, deps.len());
+            for d in deps {
+                dependants.entry(d).or_default().push(name);
             }
         }
-        Ok(order)
+        let mut pass: BTreeMap<&ServiceName, usize> = BTreeMap::new();
+        let mut taken: Vec<(usize, &ServiceName)> = Vec::new();
+        while let Some(name) = ready.pop() {
+            let p = pass.get(name).copied().unwrap_or(0);
+            taken.push((p, name));
+            for &d in dependants.get(name).into_iter().flatten() {
+                let at = pass.entry(d).or_insert(0);
+                *at = (*at).max(p + usize::from(name > d));
+                let left = untaken.get_mut(d).expect("a service of the app");
+                *left -= 1;
+                if *left == 0 {
+                    ready.push(d);
+                }
+            }
+        }
+        taken.sort();
+        let order: Vec<ServiceName> = taken.into_iter().map(|(_, n)| n.clone()).collect();
+        match untaken.into_iter().find(|(_, left)| *left > 0) {
+            None => Ok(order),
+            Some((stuck, _)) => Err((order, stuck.clone())),
+        }
     }
 }
 

@@ -14,6 +14,11 @@ use crate::command::{Command, CommandError, FleetApplied, Handle};
 use crate::config::{LocalTarget, Settings};
 use crate::inotify::NamesWatch;
 use crate::target::Target;
+use crate::text::{clip, shown};
+
+/// How much of a refusal's reason a log line or an answer carries: a
+/// reason may quote the document, and a message is one line.
+const REASON_MAX: usize = 1000;
 
 /// The target store's task.
 pub struct TargetTask {
@@ -53,7 +58,7 @@ impl TargetTask {
                         let _ = reply.send(r.map(|summary| FleetApplied { summary, previous }));
                     }
                     Some(Command::ReloadTarget) => self.reload().await,
-                    Some(other) => tracing::error!(command = ?other, "command sent to the target store by mistake; dropped"),
+                    Some(other) => tracing::error!(command = %other.shown(), "command sent to the target store by mistake; dropped"),
                     None => return,
                 },
                 r = watch.changed() => match r {
@@ -93,13 +98,14 @@ impl TargetTask {
                 Ok(summary)
             }
             Err(e) => {
-                tracing::warn!(error = %e, "target rejected; the previous one stays in force");
+                // A reason may quote the document: bounded in the log and
+                // the answer alike.
+                let why = clip(&e.to_string(), REASON_MAX);
+                tracing::warn!(error = %why, "target rejected; the previous one stays in force");
                 Err(match e {
-                    StoreError::Invalid(e) => CommandError::InvalidTarget(e.to_string()),
-                    StoreError::Owned(why) | StoreError::Unreadable(why) => {
-                        CommandError::Conflict(why)
-                    }
-                    other => CommandError::Failed(other.to_string()),
+                    StoreError::Invalid(_) => CommandError::InvalidTarget(why),
+                    StoreError::Owned(_) | StoreError::Unreadable(_) => CommandError::Conflict(why),
+                    _ => CommandError::Failed(why),
                 })
             }
         }
@@ -116,7 +122,10 @@ impl TargetTask {
     async fn reload(&self) {
         let store = self.store.clone();
         let file = store.file.display().to_string();
-        match blocking(move || store.reload_file()).await {
+        let r = blocking(move || store.reload_file()).await;
+        // Reading it (up to 4 MiB) leaves its parse's heap behind.
+        crate::memory::give_back_soon();
+        match r {
             Ok(Reloaded::Changed(t)) => {
                 tracing::info!(file = %file, "target file read: {}", summary(&t));
                 self.take_device_config(&t).await;
@@ -126,7 +135,8 @@ impl TargetTask {
                 tracing::warn!(file = %file, "target file is gone; the target in force stays")
             }
             Err(e) => {
-                tracing::error!(error = %e, "target file rejected; the previous target stays in force")
+                let why = clip(&e.to_string(), REASON_MAX);
+                tracing::error!(error = %why, "target file rejected; the previous target stays in force")
             }
         }
     }
@@ -168,21 +178,53 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
         .expect("target file work does not panic")
 }
 
+/// Apps a summary names; the rest are counted.
+const SUMMARY_APPS: usize = 10;
+
+/// One line of bounded length: the answer to the caller and the log line.
 fn summary(t: &Target) -> String {
-    let apps: Vec<String> = t
+    let mut apps: Vec<String> = t
         .apps
         .iter()
+        .take(SUMMARY_APPS)
         .map(|(name, a)| {
             format!(
                 "{name} release {} ({} services)",
-                a.release,
+                shown(&a.release),
                 a.services.len()
             )
         })
         .collect();
+    if t.apps.len() > SUMMARY_APPS {
+        apps.push(format!("and {} more apps", t.apps.len() - SUMMARY_APPS));
+    }
     if apps.is_empty() {
         "no apps".into()
     } else {
         apps.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_summary_of_many_apps_and_long_releases_is_one_short_line() {
+        let apps: serde_json::Map<String, serde_json::Value> = (0..500)
+            .map(|i| {
+                (
+                    format!("a{i:03}"),
+                    serde_json::json!({"release": "r".repeat(10_000), "services": {}}),
+                )
+            })
+            .collect();
+        let t: Target =
+            serde_json::from_value(serde_json::json!({"version": 1, "apps": apps})).unwrap();
+        let s = summary(&t);
+        assert!(s.len() < 3000, "{} bytes", s.len());
+        assert!(s.starts_with("a000 release rrr"), "{s}");
+        assert!(s.ends_with("and 490 more apps"), "{s}");
+        assert!(s.contains("(10000 bytes in all) (0 services)"), "{s}");
     }
 }

@@ -71,7 +71,8 @@ pub(super) fn validate_app(
              network_mode, ipc or pid)"
                 .to_owned(),
         )
-    })
+    })?;
+    super::limits::hashing(app, a)
 }
 
 /// Errors carry the path below the network (`""`: the name itself).

@@ -15,7 +15,7 @@ use crate::names::ServiceName;
 use crate::target::AppTarget;
 use crate::update::exec::{ExecError, Executor, Pass};
 use crate::update::machine::Machine;
-use crate::update::plan::{plan, volume_conflict, Step};
+use crate::update::plan::{plan_blocking, volume_conflict, Step};
 
 impl AppTask {
     pub(super) async fn pass(
@@ -55,7 +55,7 @@ impl AppTask {
             Ok(p) => p,
             Err(e) => return engine_outcome(e.into()),
         };
-        let mut steps = plan(&self.app, target, &current, &present, &objects);
+        let mut steps = plan_blocking(&self.app, target, &current, &present, &objects).await;
         // A forced retry of a release that was not healthy judges every
         // service again, changed or not.
         if verify_all
@@ -73,7 +73,8 @@ impl AppTask {
             return Outcome::Done { gone: false };
         }
         let release = target.map(|t| t.release.clone()).unwrap_or_default();
-        tracing::info!(app = %self.app, release = %release, steps = ?steps, "applying app {}", self.app);
+        // The steps name every service: counted, not listed, in one line.
+        tracing::info!(app = %self.app, release = %crate::text::shown(&release), steps = steps.len(), "applying app {}", self.app);
         let pass = Pass {
             app: &self.app,
             target,
@@ -351,7 +352,8 @@ impl AppTask {
         machine: &mut Machine,
         images: &mut BTreeMap<String, u8>,
     ) -> Result<(), EngineError> {
-        tracing::info!(app = %self.app, image, "pulling {image}");
+        let shown = crate::text::shown(image);
+        tracing::info!(app = %self.app, image = %shown, "pulling {shown}");
         for i in all {
             images.entry((*i).to_owned()).or_insert(0);
         }
