@@ -187,7 +187,7 @@ impl JournalHandle {
     pub fn reading(&self, id: &str, hash: &str, on: bool) -> Result<(), String> {
         let mut j = self.journal.lock().unwrap();
         let Some(a) = j.action.as_mut().filter(|a| a.id == id && a.hash == hash) else {
-            return Err(format!("action {id} is no longer the journal's"));
+            return Err(format!("action {} is no longer the journal's", shown(id)));
         };
         a.reading = on;
         try_save(&self.dir, &j)
