@@ -159,11 +159,59 @@ async fn an_entry_name_that_forges_a_log_line_is_shown_escaped() {
 /// What a start that died while reading action `id`'s release leaves:
 /// the journal marked, the artifact verified and kept.
 fn crashed_read(env: &Env, id: &str, swu: &[u8]) {
+    cut_read(env, id, swu, None)
+}
+
+/// The same, with the read begun in boot `boot` (the kernel's boot id).
+fn cut_read(env: &Env, id: &str, swu: &[u8], boot: Option<&str>) {
     let hb = env.state().join("hawkbit");
+    std::fs::create_dir_all(&hb).unwrap();
+    std::fs::set_permissions(&hb, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     let hash = fake::sha256(swu);
     std::fs::write(hb.join(format!("{hash}.swu")), swu).unwrap();
-    let j = json!({"action": {"id": id, "hash": hash, "version": "1.0.0", "reading": true}});
-    std::fs::write(hb.join("journal.json"), j.to_string()).unwrap();
+    let mut a = json!({"id": id, "hash": hash, "version": "1.0.0", "reading": true});
+    if let Some(b) = boot {
+        a["boot"] = json!(b);
+    }
+    std::fs::write(hb.join("journal.json"), json!({ "action": a }).to_string()).unwrap();
+}
+
+/// A power cut while a good release was read: the device comes back in
+/// another boot, and the release is read again (once) and applied, not
+/// quarantined for good (the same bytes could never be deployed again).
+#[tokio::test]
+async fn a_release_whose_read_a_power_cut_stopped_is_read_again() {
+    let mut env = Env::new();
+    let fake = Fake::start(None).await;
+    let good = swu::target_release(br#"{"version": 1, "apps": {}}"#);
+    cut_read(
+        &env,
+        "53",
+        &good,
+        Some("00000000-0000-4000-8000-000000000000"),
+    );
+    fake.set(|s| s.offer = Some(Offer::new("53", good)));
+    start(&mut env, &fake, "").await;
+    fake.wait(Duration::from_secs(30), "the result", |f| {
+        !f.closed("53").is_empty()
+    })
+    .await;
+    let closed = fake.closed("53");
+    assert_eq!(
+        closed[0]["status"]["result"]["finished"], "success",
+        "{closed:?}"
+    );
+    let log = env.log();
+    assert!(
+        log.contains("the device restarted while its release was read"),
+        "{log}"
+    );
+    assert!(
+        log.contains("hawkBit action 53: reading its release"),
+        "{log}"
+    );
+    // Verified before the cut: not downloaded again.
+    assert_eq!(fake.count("/dl/"), 0);
 }
 
 #[tokio::test]

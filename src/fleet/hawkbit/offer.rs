@@ -178,6 +178,7 @@ mod tests {
                 reported: true,
             }),
             reading: false,
+            boot: None,
         }
     }
 
