@@ -242,7 +242,17 @@ impl JournalHandle {
             // Read to its end: a later cut is the first again.
             j.interrupted.retain(|h| h != hash);
         }
-        try_save(&self.dir, &j)
+        let saved = try_save(&self.dir, &j);
+        if saved.is_err() && on {
+            // Not begun: a later save (the disk back) must not record a
+            // read that never ran, which the next start would take for
+            // a crash on this release.
+            if let Some(a) = j.action.as_mut() {
+                a.reading = false;
+                a.boot = None;
+            }
+        }
+        saved
     }
 
     /// The apps are in force (app, release).
@@ -391,6 +401,36 @@ mod tests {
         assert!(saved.interrupted.is_empty(), "{saved:?}");
         assert!(!saved.action.as_ref().unwrap().reading);
         assert!(saved.action.unwrap().boot.is_none());
+    }
+
+    /// A beginning that could not be saved is no beginning: the read does
+    /// not start, and nothing records it.
+    #[test]
+    fn a_read_whose_mark_cannot_be_saved_is_not_marked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, "x").unwrap();
+        let j = Journal {
+            action: Some(Action {
+                id: "31".into(),
+                hash: "ab".into(),
+                version: "1.0.1".into(),
+                applied: None,
+                closed: None,
+                reading: false,
+                boot: None,
+            }),
+            ..Default::default()
+        };
+        let h = JournalHandle {
+            journal: Arc::new(Mutex::new(j)),
+            // Under a file: no journal can be written there.
+            dir: file.join("hawkbit"),
+        };
+        assert!(h.reading("31", "ab", true).is_err());
+        let j = h.journal.lock().unwrap();
+        let a = j.action.as_ref().unwrap();
+        assert!(!a.reading && a.boot.is_none(), "{a:?}");
     }
 
     #[test]
