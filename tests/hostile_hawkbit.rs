@@ -159,11 +159,59 @@ async fn an_entry_name_that_forges_a_log_line_is_shown_escaped() {
 /// What a start that died while reading action `id`'s release leaves:
 /// the journal marked, the artifact verified and kept.
 fn crashed_read(env: &Env, id: &str, swu: &[u8]) {
+    cut_read(env, id, swu, None)
+}
+
+/// The same, with the read begun in boot `boot` (the kernel's boot id).
+fn cut_read(env: &Env, id: &str, swu: &[u8], boot: Option<&str>) {
     let hb = env.state().join("hawkbit");
+    std::fs::create_dir_all(&hb).unwrap();
+    std::fs::set_permissions(&hb, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     let hash = fake::sha256(swu);
     std::fs::write(hb.join(format!("{hash}.swu")), swu).unwrap();
-    let j = json!({"action": {"id": id, "hash": hash, "version": "1.0.0", "reading": true}});
-    std::fs::write(hb.join("journal.json"), j.to_string()).unwrap();
+    let mut a = json!({"id": id, "hash": hash, "version": "1.0.0", "reading": true});
+    if let Some(b) = boot {
+        a["boot"] = json!(b);
+    }
+    std::fs::write(hb.join("journal.json"), json!({ "action": a }).to_string()).unwrap();
+}
+
+/// A power cut while a good release was read: the device comes back in
+/// another boot, and the release is read again (once) and applied, not
+/// quarantined for good (the same bytes could never be deployed again).
+#[tokio::test]
+async fn a_release_whose_read_a_power_cut_stopped_is_read_again() {
+    let mut env = Env::new();
+    let fake = Fake::start(None).await;
+    let good = swu::target_release(br#"{"version": 1, "apps": {}}"#);
+    cut_read(
+        &env,
+        "53",
+        &good,
+        Some("00000000-0000-4000-8000-000000000000"),
+    );
+    fake.set(|s| s.offer = Some(Offer::new("53", good)));
+    start(&mut env, &fake, "").await;
+    fake.wait(Duration::from_secs(30), "the result", |f| {
+        !f.closed("53").is_empty()
+    })
+    .await;
+    let closed = fake.closed("53");
+    assert_eq!(
+        closed[0]["status"]["result"]["finished"], "success",
+        "{closed:?}"
+    );
+    let log = env.log();
+    assert!(
+        log.contains("the device restarted while its release was read"),
+        "{log}"
+    );
+    assert!(
+        log.contains("hawkBit action 53: reading its release"),
+        "{log}"
+    );
+    // Verified before the cut: not downloaded again.
+    assert_eq!(fake.count("/dl/"), 0);
 }
 
 #[tokio::test]
@@ -316,4 +364,61 @@ async fn a_new_lock_gets_the_inhibitor_in_the_usual_time_while_a_release_is_pars
         "the read",
     )
     .await;
+}
+
+/// A read on the blocking pool cannot be stopped: a deployment
+/// superseded (or canceled) while its release is read leaves the read
+/// running. The next release is read once that read has ended, never
+/// beside it (a server offering a new action at every poll piled up a
+/// read per poll, each seconds of CPU and its memory).
+#[tokio::test]
+async fn a_superseded_release_read_ends_before_the_next_one_is_read() {
+    let mut env = Env::new();
+    let fake = Fake::start(None).await;
+    // Action 81: a release with a 192 MiB image, hashed as it is read
+    // (seconds on a debug build), verified and kept already, as its
+    // download left it.
+    let hb = env.state().join("hawkbit");
+    std::fs::create_dir_all(&hb).unwrap();
+    std::fs::set_permissions(&hb, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let hash = swu::image_release(&hb, 192 << 20);
+    let j = json!({"action": {"id": "81", "hash": hash, "version": "1.0.0"}});
+    std::fs::write(hb.join("journal.json"), j.to_string()).unwrap();
+    let mut big = Offer::new("81", b"served from the cache".to_vec());
+    big.sha256 = hash;
+    fake.set(|s| s.offer = Some(big));
+    start(&mut env, &fake, "").await;
+    env.wait_log(
+        "hawkBit action 81: reading its release",
+        Duration::from_secs(30),
+        "the read",
+    )
+    .await;
+    // Action 82 supersedes it at the next poll, within about a second.
+    let small = swu::target_release(br#"{"version": 1, "apps": {}}"#);
+    fake.set(|s| s.offer = Some(Offer::new("82", small)));
+    env.wait_log(
+        "hawkBit action 82: reading its release",
+        Duration::from_secs(90),
+        "the next read",
+    )
+    .await;
+    let log = env.log();
+    for l in log.lines().filter(|l| l.contains("hawkBit action 8")) {
+        eprintln!("{l}");
+    }
+    let ended = log.find("hawkBit action 81: release read");
+    let next = log.find("hawkBit action 82: reading its release").unwrap();
+    assert!(
+        ended.is_some_and(|e| e < next),
+        "82's release was read while 81's read went on\n{log}"
+    );
+    assert!(
+        log.contains("hawkBit action 82: waiting for the read of an earlier release to end"),
+        "81's read ended before 82 came: the test proves nothing; make it slower\n{log}"
+    );
+    assert!(
+        log.contains("hawkBit action 81: superseded by action 82"),
+        "{log}"
+    );
 }

@@ -295,9 +295,13 @@ fn request(
     if target.is_empty() {
         target.push('/');
     }
-    let uri: hyper::Uri = target
-        .parse()
-        .map_err(|_| format!("{at}: {target:?} is not a path to request"))?;
+    // The path may be a server's link (a hawkBit href): quoted cut.
+    let uri: hyper::Uri = target.parse().map_err(|_| {
+        format!(
+            "{at}: \"{}\" is not a path to request",
+            crate::text::shown(&target)
+        )
+    })?;
     let mut req = Request::builder()
         .method(method)
         .uri(uri)

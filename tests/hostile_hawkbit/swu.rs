@@ -74,3 +74,55 @@ pub fn noise(len: usize, seed: u32) -> Vec<u8> {
         })
         .collect()
 }
+
+/// Writes `<sha256>.swu` into `dir`: a release of no apps whose first
+/// entry is an image of `len` zero bytes (hashed by holdfast as it reads it), built
+/// on disk, never whole in memory. Answers the artifact's sha256.
+pub fn image_release(dir: &std::path::Path, len: usize) -> String {
+    use std::io::Write;
+    let sha = |cmd: &str| -> String {
+        let out = std::process::Command::new("sh")
+            .args(["-c", cmd])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{cmd}");
+        String::from_utf8(out.stdout).unwrap()[..64].to_owned()
+    };
+    let image = sha(&format!("head -c {len} /dev/zero | sha256sum"));
+    let target = br#"{"version": 1, "apps": {}}"#;
+    let d = format!(
+        "software = {{ version = \"1.0.0\"; images: ( {{ filename = \"app.tar\"; \
+         type = \"holdfast-image\"; sha256 = \"{image}\"; }}, {{ filename = \"t.json\"; \
+         type = \"holdfast-target\"; sha256 = \"{}\"; }} ); }};",
+        sha256(target)
+    );
+    let tmp = dir.join("release.tmp");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp).unwrap());
+    let mut head = Vec::new();
+    entry(&mut head, "sw-description", d.as_bytes());
+    // The image's header: an entry with no data, its size set after.
+    let at = head.len();
+    entry(&mut head, "app.tar", b"");
+    let size = at + 6 + 6 * 8;
+    head[size..size + 8].copy_from_slice(format!("{len:08X}").as_bytes());
+    f.write_all(&head).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(zeros.len());
+        f.write_all(&zeros[..n]).unwrap();
+        left -= n;
+    }
+    let mut tail = vec![0u8; (4 - (head.len() + len) % 4) % 4];
+    let mut trailer = Vec::new();
+    entry(&mut trailer, "t.json", target);
+    entry(&mut trailer, "TRAILER!!!", b"");
+    tail.extend_from_slice(&trailer);
+    let total = head.len() + len + tail.len();
+    tail.resize(tail.len() + (512 - total % 512) % 512, 0);
+    f.write_all(&tail).unwrap();
+    f.into_inner().unwrap().sync_all().unwrap();
+    let hash = sha(&format!("sha256sum {}", tmp.display()));
+    std::fs::rename(&tmp, dir.join(format!("{hash}.swu"))).unwrap();
+    hash
+}

@@ -9,7 +9,7 @@ use super::task::{HawkbitTask, Running};
 use super::verdict::started;
 use super::Server;
 use crate::command::Command;
-use crate::text::shown;
+use crate::text::{no_controls, shown};
 
 impl HawkbitTask {
     /// hawkBit's cancelAction. A deployment still downloading stops; one
@@ -28,11 +28,13 @@ impl HawkbitTask {
         let r = server.call("GET", href, None).await?;
         let (cancel_id, stop_id) = ddi::parse_cancel(&r.body).map_err(|e| e.to_string())?;
         let path = format!("/cancelAction/{}/feedback", super::encode(&cancel_id));
+        // The server's ids, as messages and the log show them.
+        let stop = shown(&stop_id);
         let (execution, finished, detail) = match running.as_ref().filter(|r| r.id == stop_id) {
             None => (
                 Execution::Closed,
                 Finished::Success,
-                format!("action {stop_id} is not running here"),
+                format!("action {stop} is not running here"),
             ),
             Some(r) => {
                 let in_force = r.in_force.lock().unwrap().clone();
@@ -50,7 +52,7 @@ impl HawkbitTask {
                     Some(why) => (
                         Execution::Rejected,
                         Finished::Failure,
-                        format!("action {stop_id} cannot be canceled: {why}; deploy another release to change it"),
+                        format!("action {stop} cannot be canceled: {why}; deploy another release to change it"),
                     ),
                     None => {
                         let r = running.take().expect("matched above");
@@ -60,12 +62,12 @@ impl HawkbitTask {
                                 .request(|reply| Command::SetFleetApps {
                                     owner: OWNER.into(),
                                     apps: previous,
-                                    source: format!("hawkBit cancel of action {stop_id}"),
+                                    source: format!("hawkBit cancel of action {stop}"),
                                     reply,
                                 })
                                 .await
                                 .and_then(|r| r)
-                                .map_err(|e| format!("cancel of action {stop_id}: putting the previous apps back: {e}"))?;
+                                .map_err(|e| format!("cancel of action {stop}: putting the previous apps back: {e}"))?;
                         }
                         let mut j = journal.lock().unwrap();
                         if j.action.as_ref().is_some_and(|a| a.id == stop_id) {
@@ -73,18 +75,18 @@ impl HawkbitTask {
                         }
                         save_journal(&self.dir, &j);
                         drop(j);
-                        self.set(|h| h.state = format!("action {} canceled", shown(&stop_id)));
+                        self.set(|h| h.state = format!("action {stop} canceled"));
                         self.show_owned();
                         (
                             Execution::Closed,
                             Finished::Success,
-                            format!("action {stop_id} canceled before its apps changed"),
+                            format!("action {stop} canceled before its apps changed"),
                         )
                     }
                 }
             }
         };
-        tracing::info!(action = %shown(&stop_id), "hawkBit cancel {}: {}", shown(&cancel_id), shown(&detail));
+        tracing::info!(action = %stop, "hawkBit cancel {}: {}", shown(&cancel_id), no_controls(&detail));
         let body = ddi::feedback(execution, finished, None, &[detail]);
         server.call("POST", &path, Some(body)).await.map(|_| ())
     }

@@ -14,10 +14,12 @@ pub struct DdiError {
     pub reason: String,
 }
 
+/// The reason quotes the server's text (an artifact's name; serde's
+/// "unknown variant" quotes a value raw): shown escaped and cut.
 fn bad(what: &'static str, reason: impl ToString) -> DdiError {
     DdiError {
         what,
-        reason: reason.to_string(),
+        reason: crate::text::shown(&reason.to_string()),
     }
 }
 

@@ -26,6 +26,16 @@ use crate::text::shown;
 /// Who owns the apps a deployment brings (the target store's owners).
 pub const OWNER: &str = "hawkBit";
 
+/// One release is read at a time. A read on the blocking pool cannot be
+/// stopped: a deployment aborted while its release is read (superseded
+/// by another action, canceled) leaves the read running, and the next
+/// deployment waits for it to end instead of starting a second one
+/// beside it. Otherwise a server offering a new action (or a cancel and
+/// the offer again) at every poll would pile up a read per poll, each
+/// seconds of CPU and its memory; and the journal's `reading` mark of the
+/// new release would take the blame for a crash of the old one's read.
+static READING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// The action is over: `closed` with this result.
@@ -198,21 +208,35 @@ impl Deploy {
         let board = self.board.clone();
         let max = self.server.max_download;
         let source = format!("hawkBit action {}", shown(id));
+        let one = match READING.try_lock() {
+            Ok(g) => g,
+            Err(_) => {
+                tracing::info!(action = %shown(id),
+                    "hawkBit action {}: waiting for the read of an earlier release to end", shown(id));
+                READING.lock().await
+            }
+        };
         self.journal
             .reading(id, hash, true)
             .map_err(|e| Unpack::Later(format!("not reading the release: {e}")))?;
         tracing::info!(action = %shown(id), "hawkBit action {}: reading its release", shown(id));
         let dir2 = dir.clone();
-        let read =
-            tokio::task::spawn_blocking(move || read_release(&file, &dir2, board, max, &source))
-                .await
-                .unwrap_or_else(|e| Err(format!("reading the release failed: {e}")));
+        let shown_id = shown(id);
+        let read = tokio::task::spawn_blocking(move || {
+            // Held until the read ends, even when this deployment is
+            // aborted meanwhile (READING).
+            let _one = one;
+            let r = read_release(&file, &dir2, board, max, &source);
+            tracing::info!(action = %shown_id, ok = r.is_ok(), "hawkBit action {shown_id}: release read");
+            r
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("reading the release failed: {e}")));
         // Ended, whichever way: a restart may read it again (or not, if
         // it was refused: the action is closed then).
         if let Err(e) = self.journal.reading(id, hash, false) {
             tracing::warn!(error = %e, "{e}");
         }
-        tracing::info!(action = %shown(id), ok = read.is_ok(), "hawkBit action {}: release read", shown(id));
         let (apps, images) = read.map_err(Unpack::Rejected)?;
         if !images.is_empty() {
             self.proceeding(id, "loading images", None).await;

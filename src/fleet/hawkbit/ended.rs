@@ -154,6 +154,7 @@ impl HawkbitTask {
                     reported: false,
                 }),
                 reading: false,
+                boot: None,
             });
             save_journal(&self.dir, &j);
             sweep(&self.dir, &[], &j);

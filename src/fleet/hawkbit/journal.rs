@@ -26,9 +26,25 @@ pub struct Journal {
     /// [`MAX_CRASHED`]: never read again, whatever action offers them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub crashed: Vec<String>,
+    /// Artifacts whose read a restart of the device cut once (a power
+    /// cut, a reboot), newest last, at most [`MAX_CRASHED`]: read once
+    /// more; cut again, they are taken for ones that crash holdfast.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interrupted: Vec<String>,
 }
 
 pub const MAX_CRASHED: usize = 16;
+
+/// The kernel's id of this boot: a read begun under another one was cut
+/// by a restart of the device, not (as far as holdfast can tell) by a
+/// crash of holdfast on the release.
+const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
+
+pub fn boot_id() -> Option<String> {
+    let b = read_regular(Path::new(BOOT_ID), 64).ok()??;
+    let id = String::from_utf8(b).ok()?.trim().to_owned();
+    (!id.is_empty()).then_some(id)
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Action {
@@ -46,6 +62,9 @@ pub struct Action {
     /// is not read again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reading: bool,
+    /// The boot ([`boot_id`]) the read began in, while `reading`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,12 +165,35 @@ fn try_save(dir: &Path, j: &Journal) -> Result<(), String> {
     })
 }
 
-/// What a crashed read leaves: an action whose release was being read
-/// when holdfast stopped. It is closed as failed (reported at the next
-/// poll) and never read again. Answers the action's id when it did.
-pub fn quarantine_unfinished_read(j: &mut Journal) -> Option<String> {
+/// What a read that never ended leaves at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unfinished {
+    /// holdfast died while reading action `.0`'s release, in this boot: a
+    /// crash on it, as far as holdfast can tell. The action is closed as
+    /// failed (reported at the next poll) and its artifact never read
+    /// again.
+    Crashed(String),
+    /// The device restarted while it was read (a power cut, a reboot):
+    /// the release is read once more, when the server still offers it.
+    Interrupted(String),
+}
+
+/// What a read that never ended leaves: an action whose release was
+/// being read when holdfast stopped. `boot` is this boot's id
+/// ([`boot_id`]). A read cut by a restart of the device is given one
+/// more try (a power cut during an update is common, and the same bytes
+/// could never be deployed again otherwise); cut again, or cut in this
+/// boot, the artifact is quarantined.
+pub fn quarantine_unfinished_read(j: &mut Journal, boot: Option<&str>) -> Option<Unfinished> {
     let a = j.action.as_mut().filter(|a| a.reading)?;
     a.reading = false;
+    let began = a.boot.take();
+    let (id, hash) = (a.id.clone(), a.hash.clone());
+    let rebooted = matches!((began.as_deref(), boot), (Some(then), Some(now)) if then != now);
+    if rebooted && !j.interrupted.contains(&hash) {
+        push_bounded(&mut j.interrupted, hash);
+        return Some(Unfinished::Interrupted(id));
+    }
     if a.closed.is_none() {
         a.closed = Some(Closed {
             success: false,
@@ -164,13 +206,18 @@ pub fn quarantine_unfinished_read(j: &mut Journal) -> Option<String> {
             reported: false,
         });
     }
-    let (id, hash) = (a.id.clone(), a.hash.clone());
     // The same bytes would do the same under another action id.
-    j.crashed.retain(|h| *h != hash);
-    j.crashed.push(hash);
-    let over = j.crashed.len().saturating_sub(MAX_CRASHED);
-    j.crashed.drain(..over);
-    Some(id)
+    j.interrupted.retain(|h| *h != hash);
+    push_bounded(&mut j.crashed, hash);
+    Some(Unfinished::Crashed(id))
+}
+
+/// `hash` last in `list`, once, which keeps at most [`MAX_CRASHED`].
+fn push_bounded(list: &mut Vec<String>, hash: String) {
+    list.retain(|h| *h != hash);
+    list.push(hash);
+    let over = list.len().saturating_sub(MAX_CRASHED);
+    list.drain(..over);
 }
 
 /// The journal as a deployment writes it.
@@ -187,10 +234,25 @@ impl JournalHandle {
     pub fn reading(&self, id: &str, hash: &str, on: bool) -> Result<(), String> {
         let mut j = self.journal.lock().unwrap();
         let Some(a) = j.action.as_mut().filter(|a| a.id == id && a.hash == hash) else {
-            return Err(format!("action {id} is no longer the journal's"));
+            return Err(format!("action {} is no longer the journal's", shown(id)));
         };
         a.reading = on;
-        try_save(&self.dir, &j)
+        a.boot = if on { boot_id() } else { None };
+        if !on {
+            // Read to its end: a later cut is the first again.
+            j.interrupted.retain(|h| h != hash);
+        }
+        let saved = try_save(&self.dir, &j);
+        if saved.is_err() && on {
+            // Not begun: a later save (the disk back) must not record a
+            // read that never ran, which the next start would take for
+            // a crash on this release.
+            if let Some(a) = j.action.as_mut() {
+                a.reading = false;
+                a.boot = None;
+            }
+        }
+        saved
     }
 
     /// The apps are in force (app, release).
@@ -219,8 +281,10 @@ mod tests {
                 applied: Some(vec![("app1".into(), "r2".into())]),
                 closed: None,
                 reading: false,
+                boot: None,
             }),
             crashed: vec!["cd".into()],
+            interrupted: vec!["ef".into()],
         };
         save_journal(dir.path(), &j);
         assert_eq!(load_journal(dir.path()), j);
@@ -239,17 +303,23 @@ mod tests {
                 applied: None,
                 closed: None,
                 reading: true,
+                boot: Some("b1".into()),
             }),
             crashed: Vec::new(),
+            interrupted: Vec::new(),
         };
-        assert_eq!(quarantine_unfinished_read(&mut j), Some("31".into()));
+        // Died in this boot: a crash on it.
+        assert_eq!(
+            quarantine_unfinished_read(&mut j, Some("b1")),
+            Some(Unfinished::Crashed("31".into()))
+        );
         assert_eq!(j.crashed, ["ab"]);
         let a = j.action.as_ref().unwrap();
         let c = a.closed.as_ref().unwrap();
         assert!(!a.reading && !c.success && !c.reported);
         assert!(c.details[0].contains("not read again"), "{c:?}");
         // Nothing more to do the next time.
-        assert_eq!(quarantine_unfinished_read(&mut j), None);
+        assert_eq!(quarantine_unfinished_read(&mut j, Some("b1")), None);
         // The list of crashed artifacts stays short.
         for i in 0..40 {
             j.action = Some(Action {
@@ -257,7 +327,7 @@ mod tests {
                 reading: true,
                 ..j.action.clone().unwrap()
             });
-            quarantine_unfinished_read(&mut j);
+            quarantine_unfinished_read(&mut j, None);
         }
         assert_eq!(j.crashed.len(), MAX_CRASHED);
         assert_eq!(j.crashed.last().unwrap(), "h39");
@@ -266,6 +336,107 @@ mod tests {
         j.action.as_mut().unwrap().reading = true;
         save_journal(dir.path(), &j);
         assert!(load_journal(dir.path()).action.unwrap().reading);
+    }
+
+    /// A power cut (or a reboot) during a read is not taken for a crash
+    /// on the release the first time: the same artifact is read once
+    /// more; cut again, it is quarantined like a crash.
+    #[test]
+    fn a_read_cut_by_a_restart_of_the_device_is_read_once_more() {
+        let reading = |hash: &str, boot: Option<&str>| Action {
+            id: "31".into(),
+            hash: hash.into(),
+            version: "1.0.1".into(),
+            applied: None,
+            closed: None,
+            reading: true,
+            boot: boot.map(str::to_owned),
+        };
+        let mut j = Journal {
+            action: Some(reading("ab", Some("b1"))),
+            ..Default::default()
+        };
+        assert_eq!(
+            quarantine_unfinished_read(&mut j, Some("b2")),
+            Some(Unfinished::Interrupted("31".into()))
+        );
+        let a = j.action.as_ref().unwrap();
+        assert!(
+            !a.reading && a.boot.is_none() && a.closed.is_none(),
+            "{a:?}"
+        );
+        assert!(j.crashed.is_empty());
+        assert_eq!(j.interrupted, ["ab"]);
+        // Cut again, by another restart: quarantined.
+        j.action = Some(reading("ab", Some("b2")));
+        assert_eq!(
+            quarantine_unfinished_read(&mut j, Some("b3")),
+            Some(Unfinished::Crashed("31".into()))
+        );
+        assert_eq!(j.crashed, ["ab"]);
+        assert!(j.interrupted.is_empty());
+        // No boot id to compare (then or now): taken for a crash.
+        for (then, now) in [(None, Some("b1")), (Some("b1"), None)] {
+            j.action = Some(reading("cd", then));
+            assert_eq!(
+                quarantine_unfinished_read(&mut j, now),
+                Some(Unfinished::Crashed("31".into()))
+            );
+        }
+        // A read that ends forgets the cut: the next cut is a first one.
+        let dir = tempfile::tempdir().unwrap();
+        j.action = Some(reading("ef", Some("b1")));
+        assert!(quarantine_unfinished_read(&mut j, Some("b2")).is_some());
+        assert_eq!(j.interrupted, ["ef"]);
+        let h = JournalHandle {
+            journal: Arc::new(Mutex::new(j)),
+            dir: dir.path().to_owned(),
+        };
+        h.reading("31", "ef", true).unwrap();
+        let saved = load_journal(dir.path()).action.unwrap();
+        assert!(saved.reading, "{saved:?}");
+        assert_eq!(saved.boot, boot_id());
+        h.reading("31", "ef", false).unwrap();
+        let saved = load_journal(dir.path());
+        assert!(saved.interrupted.is_empty(), "{saved:?}");
+        assert!(!saved.action.as_ref().unwrap().reading);
+        assert!(saved.action.unwrap().boot.is_none());
+    }
+
+    /// A beginning that could not be saved is no beginning: the read does
+    /// not start, and nothing records it.
+    #[test]
+    fn a_read_whose_mark_cannot_be_saved_is_not_marked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, "x").unwrap();
+        let j = Journal {
+            action: Some(Action {
+                id: "31".into(),
+                hash: "ab".into(),
+                version: "1.0.1".into(),
+                applied: None,
+                closed: None,
+                reading: false,
+                boot: None,
+            }),
+            ..Default::default()
+        };
+        let h = JournalHandle {
+            journal: Arc::new(Mutex::new(j)),
+            // Under a file: no journal can be written there.
+            dir: file.join("hawkbit"),
+        };
+        assert!(h.reading("31", "ab", true).is_err());
+        let j = h.journal.lock().unwrap();
+        let a = j.action.as_ref().unwrap();
+        assert!(!a.reading && a.boot.is_none(), "{a:?}");
+    }
+
+    #[test]
+    fn this_boot_has_an_id() {
+        let id = boot_id().expect("a boot id");
+        assert_eq!(id.len(), 36, "{id}");
     }
 
     #[test]

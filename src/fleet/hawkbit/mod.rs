@@ -155,9 +155,10 @@ impl Server {
             )
             .await?;
         if !(200..300).contains(&r.status) {
+            // The path may be the server's link: up to 64 KiB.
             return Err(format!(
-                "{method} {}{path}: HTTP {}{}",
-                url.prefix,
+                "{method} {}: HTTP {}{}",
+                shown(&format!("{}{path}", url.prefix)),
                 r.status,
                 excerpt(&r.body)
             ));
@@ -268,6 +269,36 @@ mod tests {
         let mut s = Server::new(&settings, "d", &dir).unwrap();
         s.auth = Some(("authorization".into(), "TargetToken t".into()));
         s
+    }
+
+    /// A refused link of the server's own (up to 64 KiB of path) is
+    /// quoted cut in the error the log and status show.
+    #[tokio::test]
+    async fn an_error_quotes_a_long_link_cut() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut b = [0u8; 4096];
+            while !head.ends_with(b"\r\n\r\n") {
+                let n = s.read(&mut b).await.unwrap();
+                assert!(n > 0);
+                head.extend_from_slice(&b[..n]);
+            }
+            let _ = s
+                .write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
+                .await;
+        });
+        let s = server(&url);
+        let href = format!("{url}/{}", "a".repeat(60_000));
+        let e = s.call("GET", &href, None).await.unwrap_err();
+        assert!(
+            e.contains("HTTP 404") && e.len() < 400,
+            "{} bytes: {e}",
+            e.len()
+        );
     }
 
     #[test]

@@ -67,7 +67,7 @@ pub fn decide(
             // read: the same action and artifact would end the same way.
             return Decision::Wait(format!(
                 "action {} failed and is not tried again until the server offers another",
-                a.id
+                crate::text::shown(&a.id)
             ));
         }
     }
@@ -178,6 +178,7 @@ mod tests {
                 reported: true,
             }),
             reading: false,
+            boot: None,
         }
     }
 

@@ -16,8 +16,8 @@ use tokio::time::{sleep_until, Instant};
 use super::ddi::{self, Deployment, Execution, Finished};
 use super::deploy::{Deploy, InForce, Outcome, OWNER};
 use super::journal::{
-    files_of, load_journal, prepare_dir, quarantine_unfinished_read, save_journal, sweep, Action,
-    Journal, JournalHandle,
+    boot_id, files_of, load_journal, prepare_dir, quarantine_unfinished_read, save_journal, sweep,
+    Action, Journal, JournalHandle, Unfinished,
 };
 use super::offer::{self, Decision, Held};
 use super::Server;
@@ -97,10 +97,16 @@ impl HawkbitTask {
         self.show_owned();
         let journal = {
             let mut j = load_journal(&self.dir);
-            if let Some(id) = quarantine_unfinished_read(&mut j) {
-                tracing::error!(action = %shown(&id),
-                    "hawkBit action {}: holdfast stopped while reading its release (a crash?); \
-                     it is not read again and is reported as failed", shown(&id));
+            if let Some(u) = quarantine_unfinished_read(&mut j, boot_id().as_deref()) {
+                match u {
+                    Unfinished::Crashed(id) => tracing::error!(action = %shown(&id),
+                        "hawkBit action {}: holdfast stopped while reading its release (a crash?); \
+                         it is not read again and is reported as failed", shown(&id)),
+                    Unfinished::Interrupted(id) => tracing::warn!(action = %shown(&id),
+                        "hawkBit action {}: the device restarted while its release was read \
+                         (a power cut?); it is read once more if the server still offers it \
+                         (cut again, it is reported as failed)", shown(&id)),
+                }
                 save_journal(&self.dir, &j);
             }
             // Nothing but the action in hand's files survives a restart.
@@ -318,6 +324,7 @@ impl HawkbitTask {
                     applied: None,
                     closed: None,
                     reading: false,
+                    boot: None,
                 });
             }
             save_journal(&self.dir, &j);

@@ -344,3 +344,19 @@ async fn https_without_any_trusted_ca_says_so() {
     assert!(e.starts_with(&format!("{}: TLS: ", url.authority)), "{e}");
     server.await.unwrap();
 }
+
+/// A link that is no path to request (a hawkBit server's href of 1 MiB,
+/// or with characters HTTP does not carry) is quoted cut and escaped.
+#[test]
+fn a_path_that_cannot_be_requested_is_quoted_cut() {
+    let url = HttpUrl::parse("http://127.0.0.1:1").unwrap();
+    for path in [
+        format!("/{}", "a".repeat(1 << 20)),
+        "/a\u{202e}b\u{1b}[31m".to_owned(),
+    ] {
+        let e = request("GET", &url, &path, &[], None).unwrap_err();
+        assert!(e.contains("is not a path to request"), "{e}");
+        assert!(e.len() < 400, "{} bytes", e.len());
+        assert!(!e.contains('\u{202e}') && !e.contains('\u{1b}'), "{e}");
+    }
+}

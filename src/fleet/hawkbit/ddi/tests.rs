@@ -110,6 +110,32 @@ fn deployments_holdfast_cannot_take_are_refused_with_the_reason() {
     }
 }
 
+/// The server's text in an error (an artifact name, a value serde quotes
+/// raw) reaches the log and `holdfast status` escaped and cut.
+#[test]
+fn the_servers_text_in_an_error_is_shown_escaped() {
+    let forged = "a\\nERROR holdfastd: FORGED\\u001b[31m";
+    let long = "x".repeat(100_000);
+    for body in [
+        format!(
+            r#"{{"id":"1","deployment":{{"download":"forced","update":"forced","chunks":[{{"version":"1","artifacts":[{{"filename":"{forged}.swu","hashes":{{}},"_links":{{}}}}]}}]}}}}"#
+        ),
+        format!(r#"{{"id":"1","deployment":{{"download":"{forged}","update":"forced"}}}}"#),
+        format!(r#"{{"id":"1","deployment":{{"download":"{long}","update":"forced"}}}}"#),
+    ] {
+        let e = parse_deployment(body.as_bytes()).unwrap_err().to_string();
+        assert!(!e.contains('\n') && !e.contains('\x1b'), "{e}");
+        assert!(e.len() < 600, "{} bytes", e.len());
+    }
+    let e = parse_deployment(
+        format!(r#"{{"id":"1","deployment":{{"download":"{forged}","update":"forced"}}}}"#)
+            .as_bytes(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("a\\nERROR holdfastd: FORGED\\u{1b}[31m"), "{e}");
+}
+
 #[test]
 fn cancel_and_feedback_bodies() {
     assert_eq!(
