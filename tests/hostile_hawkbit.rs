@@ -295,9 +295,15 @@ async fn a_release_that_was_being_read_when_holdfast_died_is_failed_not_read_aga
 /// A compose file holdfast accepts but takes long to parse: 1 MiB (the
 /// bound of a content entry) of environment entries with nested defaults.
 fn slow_compose() -> Vec<u8> {
-    let mut y = String::from("services:\n  main:\n    image: busybox\n    environment:\n");
-    let mut i = 0;
-    while y.len() < (1 << 20) - 64 {
+    // Many services, each with interpolated values: what costs the most
+    // to read while staying within the bounds (1 MiB, 1,000 services).
+    let mut y = String::from("services:\n");
+    let (mut s, mut i) = (0, 0);
+    while y.len() < (1 << 20) - 256 {
+        if i % 24 == 0 && s < 999 {
+            y.push_str(&format!("  s{s}:\n    image: busybox\n    environment:\n"));
+            s += 1;
+        }
         y.push_str(&format!("      K{i}: \"${{X:-${{Y:-${{Z:-v}}}}}}\"\n"));
         i += 1;
     }
@@ -364,6 +370,9 @@ async fn a_new_lock_gets_the_inhibitor_in_the_usual_time_while_a_release_is_pars
         "the read",
     )
     .await;
+    for l in env.log().lines().filter(|l| l.contains("action 61: re")) {
+        eprintln!("{l}");
+    }
 }
 
 /// A read on the blocking pool cannot be stopped: a deployment
