@@ -569,8 +569,7 @@ fn many_services_are_planned_at_once_and_each_image_pulled_once() {
         })
         .collect();
     let a: AppTarget =
-        serde_json::from_value(serde_json::json!({"release": "r", "services": services}))
-            .unwrap();
+        serde_json::from_value(serde_json::json!({"release": "r", "services": services})).unwrap();
     let start = std::time::Instant::now();
     let steps = plan(Some(&a), &[], &BTreeSet::new());
     let took = start.elapsed();
