@@ -69,12 +69,26 @@ pub fn create_body(cx: &ServiceContext<'_>) -> ContainerCreateBody {
             exposed.insert(format!("{container}/{proto}"), HashMap::new());
         }
     }
-    for e in &spec.expose {
-        if let Ok((start, end, proto)) = parse_expose(e) {
-            for port in start..=end {
-                exposed.insert(format!("{port}/{proto}"), HashMap::new());
-            }
+    // Each port once: an item per port of 1-65535 would otherwise spell
+    // the whole range out again for every item.
+    let mut ranges: Vec<(&str, u16, u16)> = spec
+        .expose
+        .iter()
+        .filter_map(|e| parse_expose(e).ok())
+        .map(|(start, end, proto)| (proto, start, end))
+        .collect();
+    ranges.sort_unstable();
+    let mut done: Option<(&str, u16)> = None;
+    for (proto, start, end) in ranges {
+        let from = match done {
+            Some((p, last)) if p == proto && last >= end => continue,
+            Some((p, last)) if p == proto && last >= start => last + 1,
+            _ => start,
+        };
+        for port in from..=end {
+            exposed.insert(format!("{port}/{proto}"), HashMap::new());
         }
+        done = Some((proto, end));
     }
 
     ContainerCreateBody {
