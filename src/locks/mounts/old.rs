@@ -61,6 +61,10 @@ pub struct OldLocks {
     /// Recorded files of ours not removed yet (a previous run's, or a
     /// removal that failed): removed when they can be, never forgotten.
     leftovers: Vec<Entry>,
+    /// Why the record could not be read at start: nothing is written over
+    /// it (its leftovers would be forgotten), so nothing is taken, until it
+    /// reads.
+    unreadable: Option<String>,
 }
 
 /// The directory itself opened without following it (its parents are the
@@ -75,13 +79,21 @@ impl OldLocks {
             record_path: state_dir.join(RECORD_FILE),
             held: BTreeMap::new(),
             leftovers: Vec::new(),
+            unreadable: None,
         }
     }
 
     /// Start-up: what a previous run recorded becomes leftovers to remove.
     /// A record that cannot be read or parsed is an error: nothing is
-    /// removed on a guess.
+    /// removed on a guess, and nothing is written over it (no take) until
+    /// it reads (`take` tries again).
     pub fn load(&mut self) -> Result<(), String> {
+        let r = self.read_record();
+        self.unreadable = r.as_ref().err().cloned();
+        r
+    }
+
+    fn read_record(&mut self) -> Result<(), String> {
         match std::fs::read(&self.record_path) {
             Ok(bytes) => {
                 let r: Record = serde_json::from_slice(&bytes).map_err(|e| {
@@ -117,6 +129,9 @@ impl OldLocks {
     }
 
     fn write_record(&self, pending: &[Entry]) -> Result<(), String> {
+        if let Some(why) = &self.unreadable {
+            return Err(format!("{why}; holdfast writes nothing over it"));
+        }
         let mut locks: Vec<Entry> = self.leftovers.clone();
         locks.extend(self.held.values().flatten().map(|h| h.entry.clone()));
         locks.extend_from_slice(pending);
@@ -127,6 +142,13 @@ impl OldLocks {
 
     /// Every lock name in each of `dirs`, all or nothing.
     pub fn take(&mut self, app: &AppName, dirs: &BTreeSet<PathBuf>) -> Result<(), TakeError> {
+        if self.unreadable.is_some() {
+            // Fixed or removed since? Its leftovers are removed first.
+            self.load().map_err(TakeError::Failed)?;
+            for p in self.retry() {
+                tracing::info!(path = %p, "removed holdfast's leftover lock {p}");
+            }
+        }
         let token = random_token().map_err(|e| TakeError::Failed(e.to_string()))?;
         let intents: Vec<Entry> = dirs
             .iter()
@@ -217,7 +239,10 @@ impl OldLocks {
         for e in std::mem::take(&mut self.leftovers) {
             let shown = e.dir.join(&e.file).display().to_string();
             match remove(&e, None) {
-                Ok(()) => removed.push(shown),
+                Ok(Removed::Yes) => removed.push(shown),
+                Ok(Removed::Gone) => {}
+                Ok(Removed::Theirs) => tracing::info!(path = %shown,
+                    "holdfast's leftover lock {shown} was flocked or replaced since: it is that process's lock now, left to it"),
                 Err(err) => {
                     tracing::debug!(path = %shown, error = %err, "holdfast's leftover lock stays for now");
                     kept.push(e);
@@ -262,37 +287,47 @@ impl OldLocks {
     }
 }
 
+/// What became of one of our files: done with, either way.
+#[derive(Debug, PartialEq, Eq)]
+enum Removed {
+    Yes,
+    /// Gone already (or its directory is).
+    Gone,
+    /// Replaced, or flocked by someone since: theirs now, left to them.
+    Theirs,
+}
+
 /// Removes one of our files if it is still ours: the file we created
 /// (`key`), or for a leftover one that carries our token and that nobody
 /// has flocked since (then it is theirs). Gone already is done.
-fn remove(e: &Entry, key: Option<FileKey>) -> Result<(), Errno> {
+fn remove(e: &Entry, key: Option<FileKey>) -> Result<Removed, Errno> {
     let dir = match open_dir(&e.dir) {
         Ok(d) => d,
-        Err(Errno::ENOENT) => return Ok(()),
+        Err(Errno::ENOENT) => return Ok(Removed::Gone),
         Err(err) => return Err(err),
     };
     let st = match fstatat(&dir, e.file.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
         Ok(st) => st,
-        Err(Errno::ENOENT) => return Ok(()),
+        Err(Errno::ENOENT) => return Ok(Removed::Gone),
         Err(err) => return Err(err),
     };
     // Held until the file is gone.
     let _flock = match key {
-        Some(k) if file_key(&st) != k => return Ok(()), // someone else's now
+        Some(k) if file_key(&st) != k => return Ok(Removed::Theirs),
         Some(_) => None,
         None => {
             if !ours(dir.as_fd(), e, &st)? {
-                return Ok(());
+                return Ok(Removed::Theirs);
             }
             match flock_existing(dir.as_fd(), &e.file, &st) {
                 Ok(f) => Some(f),
                 // Flocked by someone since: theirs now.
-                Err(Errno::EWOULDBLOCK | Errno::ESTALE) => return Ok(()),
+                Err(Errno::EWOULDBLOCK | Errno::ESTALE) => return Ok(Removed::Theirs),
                 Err(err) => return Err(err),
             }
         }
     };
-    unlinkat(&dir, e.file.as_str(), UnlinkatFlags::NoRemoveDir)
+    unlinkat(&dir, e.file.as_str(), UnlinkatFlags::NoRemoveDir).map(|()| Removed::Yes)
 }
 
 fn ours(dir: BorrowedFd<'_>, e: &Entry, st: &nix::sys::stat::FileStat) -> Result<bool, Errno> {
