@@ -22,6 +22,8 @@
 mod apps;
 mod check;
 mod old;
+#[cfg(test)]
+mod tests;
 mod wake;
 
 use std::collections::BTreeMap;
@@ -202,17 +204,29 @@ impl MountWatch {
         let status = self.apps.borrow().clone();
         seen.apps = relevant(&status, &findings, &old);
         let by_app = by_app(&findings);
-        // Give back what no app is being made again under.
+        // Give back what no app is being made again under: the table hears
+        // first that those services bind again, then the files go (never a
+        // moment in which an app's lock there would read as holdfast's).
+        let mut giving_back = Vec::new();
         for app in old.held_apps() {
             let services = by_app.get(&app);
             if services.is_some_and(|s| busy(status.apps.get(app.as_str()), s)) {
                 continue;
             }
             let dirs = old.held_dirs(&app);
+            old.detach(&app);
+            giving_back.push((app, services.is_some(), dirs));
+        }
+        if !giving_back.is_empty() {
+            seen.findings = findings.clone();
+            // The table gone is the daemon stopping: the files go anyway.
+            let _ = self.publish(&old, seen).await;
+        }
+        for (app, still, dirs) in giving_back {
             let failures;
-            (old, failures) = blocking_with(old, move |o| o.release(&app)).await;
+            (old, failures) = blocking_with(old, move |o| o.remove_detached(&app)).await;
             let shown: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
-            match (services.is_some(), failures.is_empty()) {
+            match (still, failures.is_empty()) {
                 (false, true) => tracing::info!(dirs = ?shown,
                     "the containers were made again; holdfast gave back its locks in {}", shown.join(", ")),
                 (true, true) => tracing::info!(dirs = ?shown,

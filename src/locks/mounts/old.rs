@@ -58,6 +58,9 @@ pub enum TakeError {
 pub struct OldLocks {
     record_path: PathBuf,
     held: BTreeMap<AppName, Vec<Held>>,
+    /// Given up but not removed yet ([`OldLocks::detach`]): they no longer
+    /// count as held, and the table hears so before the files go.
+    releasing: BTreeMap<AppName, Vec<Held>>,
     /// Recorded files of ours not removed yet (a previous run's, or a
     /// removal that failed): removed when they can be, never forgotten.
     leftovers: Vec<Entry>,
@@ -78,6 +81,7 @@ impl OldLocks {
         Self {
             record_path: state_dir.join(RECORD_FILE),
             held: BTreeMap::new(),
+            releasing: BTreeMap::new(),
             leftovers: Vec::new(),
             unreadable: None,
         }
@@ -133,7 +137,8 @@ impl OldLocks {
             return Err(format!("{why}; holdfast writes nothing over it"));
         }
         let mut locks: Vec<Entry> = self.leftovers.clone();
-        locks.extend(self.held.values().flatten().map(|h| h.entry.clone()));
+        let held = self.held.values().chain(self.releasing.values());
+        locks.extend(held.flatten().map(|h| h.entry.clone()));
         locks.extend_from_slice(pending);
         let bytes = serde_json::to_vec_pretty(&Record { locks }).expect("record serializes");
         atomic_write(&self.record_path, &bytes)
@@ -212,8 +217,25 @@ impl OldLocks {
     /// Removes what holdfast holds for `app`; a file that cannot be removed
     /// stays recorded and is retried (`retry`). Returns the failures.
     pub fn release(&mut self, app: &AppName) -> Vec<String> {
+        self.detach(app);
+        self.remove_detached(app)
+    }
+
+    /// Gives up `app`'s locks without removing them yet: they no longer
+    /// count as held ([`OldLocks::holds`]), so the table can be told that
+    /// the services bind again before the files go
+    /// ([`OldLocks::remove_detached`]).
+    pub fn detach(&mut self, app: &AppName) {
+        if let Some(h) = self.held.remove(app) {
+            self.releasing.entry(app.clone()).or_default().extend(h);
+        }
+    }
+
+    /// Removes what [`OldLocks::detach`] gave up for `app`; a file that
+    /// cannot be removed stays recorded and is retried. Returns the failures.
+    pub fn remove_detached(&mut self, app: &AppName) -> Vec<String> {
         let mut failures = Vec::new();
-        for h in self.held.remove(app).into_iter().flatten() {
+        for h in self.releasing.remove(app).into_iter().flatten() {
             if let Err(e) = remove(&h.entry, Some(h.key)) {
                 failures.push(format!(
                     "{}: {e}",
@@ -266,10 +288,16 @@ impl OldLocks {
 /// the record that lets the next start remove them.
 impl Drop for OldLocks {
     fn drop(&mut self) {
-        if self.held.is_empty() {
+        if self.held.is_empty() && self.releasing.is_empty() {
             return;
         }
-        for app in self.held_apps() {
+        let apps: BTreeSet<AppName> = self
+            .held
+            .keys()
+            .chain(self.releasing.keys())
+            .cloned()
+            .collect();
+        for app in apps {
             for failure in self.release(&app) {
                 tracing::warn!(error = %failure, "cannot remove holdfast's lock at stop: {failure}; removed at the next start");
             }
@@ -283,6 +311,7 @@ impl OldLocks {
     /// the record stay.
     pub fn crash(mut self) {
         drop(std::mem::take(&mut self.held));
+        drop(std::mem::take(&mut self.releasing));
         std::mem::forget(self);
     }
 }
