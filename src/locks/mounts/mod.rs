@@ -45,7 +45,7 @@ use crate::timer::sleep_until;
 use apps::{busy, by_app, relevant, takeable, waits_only_on};
 pub use check::{misplaced, Finding};
 use old::{OldLocks, TakeError};
-use wake::Wake;
+use wake::Wakes;
 
 /// A burst of creations and removals (an update) is listed once.
 const SETTLE: Duration = Duration::from_millis(100);
@@ -76,7 +76,7 @@ struct Seen {
     /// The last "the app holds its lock there", said once per app.
     contended: BTreeMap<AppName, String>,
     /// Where an app's lock stopped a take: looked at again when it goes.
-    wakes: BTreeMap<AppName, Wake>,
+    wakes: Wakes,
 }
 
 impl MountWatch {
@@ -103,7 +103,7 @@ impl MountWatch {
             apps: BTreeMap::new(),
             failing: None,
             contended: BTreeMap::new(),
-            wakes: BTreeMap::new(),
+            wakes: Wakes::default(),
         };
         loop {
             tokio::select! {
@@ -158,7 +158,7 @@ impl MountWatch {
                     retry_at = None;
                     look_at = Some(Instant::now());
                 }
-                _ = any_gone(&mut seen.wakes) => {
+                _ = seen.wakes.gone() => {
                     seen.wakes.clear();
                     look_at = Some(Instant::now());
                 }
@@ -257,13 +257,10 @@ impl MountWatch {
                 }
                 Err(e) => {
                     let mut wait = RETRY_MAX;
+                    // Gone before it could be watched: soon.
                     if let TakeError::Held(path) = &e {
-                        match Wake::on_removal(Path::new(path)) {
-                            Some(w) => {
-                                seen.wakes.insert(app.clone(), w);
-                            }
-                            // Gone before it could be watched: soon.
-                            None => wait = RETRY_MIN,
+                        if !seen.wakes.on_removal(Path::new(path)) {
+                            wait = RETRY_MIN;
                         }
                     }
                     again = Some(again.map_or(wait, |a: Duration| a.min(wait)));
@@ -326,15 +323,6 @@ impl EngineSlot for Option<Engine> {
         }
         Ok(self.as_ref().expect("just made"))
     }
-}
-
-/// Resolves when one of the contended lock files went.
-async fn any_gone(wakes: &mut BTreeMap<AppName, Wake>) {
-    if wakes.is_empty() {
-        return std::future::pending().await;
-    }
-    let all: Vec<_> = wakes.values_mut().map(|w| Box::pin(w.gone())).collect();
-    futures_util::future::select_all(all).await;
 }
 
 fn soonest(a: Option<Instant>, b: Instant) -> Option<Instant> {

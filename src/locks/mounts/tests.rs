@@ -12,7 +12,7 @@ fn seen() -> Seen {
         apps: BTreeMap::new(),
         failing: None,
         contended: BTreeMap::new(),
-        wakes: BTreeMap::new(),
+        wakes: Wakes::default(),
     }
 }
 
