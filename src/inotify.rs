@@ -25,6 +25,12 @@ impl AsRawFd for InotifyFd {
 
 pub struct AsyncInotify(AsyncFd<InotifyFd>);
 
+impl AsRawFd for AsyncInotify {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0.get_ref().as_raw_fd()
+    }
+}
+
 impl AsyncInotify {
     pub fn new() -> io::Result<Self> {
         let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;

@@ -22,6 +22,8 @@
 mod apps;
 mod check;
 mod old;
+#[cfg(test)]
+mod tests;
 mod wake;
 
 use std::collections::BTreeMap;
@@ -43,7 +45,7 @@ use crate::timer::sleep_until;
 use apps::{busy, by_app, relevant, takeable, waits_only_on};
 pub use check::{misplaced, Finding};
 use old::{OldLocks, TakeError};
-use wake::Wake;
+use wake::Wakes;
 
 /// A burst of creations and removals (an update) is listed once.
 const SETTLE: Duration = Duration::from_millis(100);
@@ -74,7 +76,7 @@ struct Seen {
     /// The last "the app holds its lock there", said once per app.
     contended: BTreeMap<AppName, String>,
     /// Where an app's lock stopped a take: looked at again when it goes.
-    wakes: BTreeMap<AppName, Wake>,
+    wakes: Wakes,
 }
 
 impl MountWatch {
@@ -101,7 +103,7 @@ impl MountWatch {
             apps: BTreeMap::new(),
             failing: None,
             contended: BTreeMap::new(),
-            wakes: BTreeMap::new(),
+            wakes: Wakes::default(),
         };
         loop {
             tokio::select! {
@@ -156,7 +158,7 @@ impl MountWatch {
                     retry_at = None;
                     look_at = Some(Instant::now());
                 }
-                _ = any_gone(&mut seen.wakes) => {
+                _ = seen.wakes.gone() => {
                     seen.wakes.clear();
                     look_at = Some(Instant::now());
                 }
@@ -202,17 +204,29 @@ impl MountWatch {
         let status = self.apps.borrow().clone();
         seen.apps = relevant(&status, &findings, &old);
         let by_app = by_app(&findings);
-        // Give back what no app is being made again under.
+        // Give back what no app is being made again under: the table hears
+        // first that those services bind again, then the files go (never a
+        // moment in which an app's lock there would read as holdfast's).
+        let mut giving_back = Vec::new();
         for app in old.held_apps() {
             let services = by_app.get(&app);
             if services.is_some_and(|s| busy(status.apps.get(app.as_str()), s)) {
                 continue;
             }
             let dirs = old.held_dirs(&app);
+            old.detach(&app);
+            giving_back.push((app, services.is_some(), dirs));
+        }
+        if !giving_back.is_empty() {
+            seen.findings = findings.clone();
+            // The table gone is the daemon stopping: the files go anyway.
+            let _ = self.publish(&old, seen).await;
+        }
+        for (app, still, dirs) in giving_back {
             let failures;
-            (old, failures) = blocking_with(old, move |o| o.release(&app)).await;
+            (old, failures) = blocking_with(old, move |o| o.remove_detached(&app)).await;
             let shown: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
-            match (services.is_some(), failures.is_empty()) {
+            match (still, failures.is_empty()) {
                 (false, true) => tracing::info!(dirs = ?shown,
                     "the containers were made again; holdfast gave back its locks in {}", shown.join(", ")),
                 (true, true) => tracing::info!(dirs = ?shown,
@@ -243,13 +257,10 @@ impl MountWatch {
                 }
                 Err(e) => {
                     let mut wait = RETRY_MAX;
+                    // Gone before it could be watched: soon.
                     if let TakeError::Held(path) = &e {
-                        match Wake::on_removal(Path::new(path)) {
-                            Some(w) => {
-                                seen.wakes.insert(app.clone(), w);
-                            }
-                            // Gone before it could be watched: soon.
-                            None => wait = RETRY_MIN,
+                        if !seen.wakes.on_removal(Path::new(path)) {
+                            wait = RETRY_MIN;
                         }
                     }
                     again = Some(again.map_or(wait, |a: Duration| a.min(wait)));
@@ -312,15 +323,6 @@ impl EngineSlot for Option<Engine> {
         }
         Ok(self.as_ref().expect("just made"))
     }
-}
-
-/// Resolves when one of the contended lock files went.
-async fn any_gone(wakes: &mut BTreeMap<AppName, Wake>) {
-    if wakes.is_empty() {
-        return std::future::pending().await;
-    }
-    let all: Vec<_> = wakes.values_mut().map(|w| Box::pin(w.gone())).collect();
-    futures_util::future::select_all(all).await;
 }
 
 fn soonest(a: Option<Instant>, b: Instant) -> Option<Instant> {

@@ -58,9 +58,16 @@ pub enum TakeError {
 pub struct OldLocks {
     record_path: PathBuf,
     held: BTreeMap<AppName, Vec<Held>>,
+    /// Given up but not removed yet ([`OldLocks::detach`]): they no longer
+    /// count as held, and the table hears so before the files go.
+    releasing: BTreeMap<AppName, Vec<Held>>,
     /// Recorded files of ours not removed yet (a previous run's, or a
     /// removal that failed): removed when they can be, never forgotten.
     leftovers: Vec<Entry>,
+    /// Why the record could not be read at start: nothing is written over
+    /// it (its leftovers would be forgotten), so nothing is taken, until it
+    /// reads.
+    unreadable: Option<String>,
 }
 
 /// The directory itself opened without following it (its parents are the
@@ -74,14 +81,23 @@ impl OldLocks {
         Self {
             record_path: state_dir.join(RECORD_FILE),
             held: BTreeMap::new(),
+            releasing: BTreeMap::new(),
             leftovers: Vec::new(),
+            unreadable: None,
         }
     }
 
     /// Start-up: what a previous run recorded becomes leftovers to remove.
     /// A record that cannot be read or parsed is an error: nothing is
-    /// removed on a guess.
+    /// removed on a guess, and nothing is written over it (no take) until
+    /// it reads (`take` tries again).
     pub fn load(&mut self) -> Result<(), String> {
+        let r = self.read_record();
+        self.unreadable = r.as_ref().err().cloned();
+        r
+    }
+
+    fn read_record(&mut self) -> Result<(), String> {
         match std::fs::read(&self.record_path) {
             Ok(bytes) => {
                 let r: Record = serde_json::from_slice(&bytes).map_err(|e| {
@@ -117,8 +133,12 @@ impl OldLocks {
     }
 
     fn write_record(&self, pending: &[Entry]) -> Result<(), String> {
+        if let Some(why) = &self.unreadable {
+            return Err(format!("{why}; holdfast writes nothing over it"));
+        }
         let mut locks: Vec<Entry> = self.leftovers.clone();
-        locks.extend(self.held.values().flatten().map(|h| h.entry.clone()));
+        let held = self.held.values().chain(self.releasing.values());
+        locks.extend(held.flatten().map(|h| h.entry.clone()));
         locks.extend_from_slice(pending);
         let bytes = serde_json::to_vec_pretty(&Record { locks }).expect("record serializes");
         atomic_write(&self.record_path, &bytes)
@@ -127,6 +147,13 @@ impl OldLocks {
 
     /// Every lock name in each of `dirs`, all or nothing.
     pub fn take(&mut self, app: &AppName, dirs: &BTreeSet<PathBuf>) -> Result<(), TakeError> {
+        if self.unreadable.is_some() {
+            // Fixed or removed since? Its leftovers are removed first.
+            self.load().map_err(TakeError::Failed)?;
+            for p in self.retry() {
+                tracing::info!(path = %p, "removed holdfast's leftover lock {p}");
+            }
+        }
         let token = random_token().map_err(|e| TakeError::Failed(e.to_string()))?;
         let intents: Vec<Entry> = dirs
             .iter()
@@ -190,8 +217,25 @@ impl OldLocks {
     /// Removes what holdfast holds for `app`; a file that cannot be removed
     /// stays recorded and is retried (`retry`). Returns the failures.
     pub fn release(&mut self, app: &AppName) -> Vec<String> {
+        self.detach(app);
+        self.remove_detached(app)
+    }
+
+    /// Gives up `app`'s locks without removing them yet: they no longer
+    /// count as held ([`OldLocks::holds`]), so the table can be told that
+    /// the services bind again before the files go
+    /// ([`OldLocks::remove_detached`]).
+    pub fn detach(&mut self, app: &AppName) {
+        if let Some(h) = self.held.remove(app) {
+            self.releasing.entry(app.clone()).or_default().extend(h);
+        }
+    }
+
+    /// Removes what [`OldLocks::detach`] gave up for `app`; a file that
+    /// cannot be removed stays recorded and is retried. Returns the failures.
+    pub fn remove_detached(&mut self, app: &AppName) -> Vec<String> {
         let mut failures = Vec::new();
-        for h in self.held.remove(app).into_iter().flatten() {
+        for h in self.releasing.remove(app).into_iter().flatten() {
             if let Err(e) = remove(&h.entry, Some(h.key)) {
                 failures.push(format!(
                     "{}: {e}",
@@ -217,7 +261,10 @@ impl OldLocks {
         for e in std::mem::take(&mut self.leftovers) {
             let shown = e.dir.join(&e.file).display().to_string();
             match remove(&e, None) {
-                Ok(()) => removed.push(shown),
+                Ok(Removed::Yes) => removed.push(shown),
+                Ok(Removed::Gone) => {}
+                Ok(Removed::Theirs) => tracing::info!(path = %shown,
+                    "holdfast's leftover lock {shown} was flocked or replaced since: it is that process's lock now, left to it"),
                 Err(err) => {
                     tracing::debug!(path = %shown, error = %err, "holdfast's leftover lock stays for now");
                     kept.push(e);
@@ -241,10 +288,16 @@ impl OldLocks {
 /// the record that lets the next start remove them.
 impl Drop for OldLocks {
     fn drop(&mut self) {
-        if self.held.is_empty() {
+        if self.held.is_empty() && self.releasing.is_empty() {
             return;
         }
-        for app in self.held_apps() {
+        let apps: BTreeSet<AppName> = self
+            .held
+            .keys()
+            .chain(self.releasing.keys())
+            .cloned()
+            .collect();
+        for app in apps {
             for failure in self.release(&app) {
                 tracing::warn!(error = %failure, "cannot remove holdfast's lock at stop: {failure}; removed at the next start");
             }
@@ -258,41 +311,52 @@ impl OldLocks {
     /// the record stay.
     pub fn crash(mut self) {
         drop(std::mem::take(&mut self.held));
+        drop(std::mem::take(&mut self.releasing));
         std::mem::forget(self);
     }
+}
+
+/// What became of one of our files: done with, either way.
+#[derive(Debug, PartialEq, Eq)]
+enum Removed {
+    Yes,
+    /// Gone already (or its directory is).
+    Gone,
+    /// Replaced, or flocked by someone since: theirs now, left to them.
+    Theirs,
 }
 
 /// Removes one of our files if it is still ours: the file we created
 /// (`key`), or for a leftover one that carries our token and that nobody
 /// has flocked since (then it is theirs). Gone already is done.
-fn remove(e: &Entry, key: Option<FileKey>) -> Result<(), Errno> {
+fn remove(e: &Entry, key: Option<FileKey>) -> Result<Removed, Errno> {
     let dir = match open_dir(&e.dir) {
         Ok(d) => d,
-        Err(Errno::ENOENT) => return Ok(()),
+        Err(Errno::ENOENT) => return Ok(Removed::Gone),
         Err(err) => return Err(err),
     };
     let st = match fstatat(&dir, e.file.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
         Ok(st) => st,
-        Err(Errno::ENOENT) => return Ok(()),
+        Err(Errno::ENOENT) => return Ok(Removed::Gone),
         Err(err) => return Err(err),
     };
     // Held until the file is gone.
     let _flock = match key {
-        Some(k) if file_key(&st) != k => return Ok(()), // someone else's now
+        Some(k) if file_key(&st) != k => return Ok(Removed::Theirs),
         Some(_) => None,
         None => {
             if !ours(dir.as_fd(), e, &st)? {
-                return Ok(());
+                return Ok(Removed::Theirs);
             }
             match flock_existing(dir.as_fd(), &e.file, &st) {
                 Ok(f) => Some(f),
                 // Flocked by someone since: theirs now.
-                Err(Errno::EWOULDBLOCK | Errno::ESTALE) => return Ok(()),
+                Err(Errno::EWOULDBLOCK | Errno::ESTALE) => return Ok(Removed::Theirs),
                 Err(err) => return Err(err),
             }
         }
     };
-    unlinkat(&dir, e.file.as_str(), UnlinkatFlags::NoRemoveDir)
+    unlinkat(&dir, e.file.as_str(), UnlinkatFlags::NoRemoveDir).map(|()| Removed::Yes)
 }
 
 fn ours(dir: BorrowedFd<'_>, e: &Entry, st: &nix::sys::stat::FileStat) -> Result<bool, Errno> {

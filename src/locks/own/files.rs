@@ -87,9 +87,22 @@ pub(crate) fn create_own_lock(
     token: &str,
     shown: &Path,
 ) -> Result<(u64, u64, Flock<File>), Errno> {
+    create_own_lock_then(dir, file, token, shown, || {})
+}
+
+/// [`create_own_lock`], with `created` run right after the exclusive
+/// create (tests: what another process does in that moment).
+fn create_own_lock_then(
+    dir: BorrowedFd<'_>,
+    file: &str,
+    token: &str,
+    shown: &Path,
+    created: impl FnOnce(),
+) -> Result<(u64, u64, Flock<File>), Errno> {
     let flags =
         OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let fd: OwnedFd = openat(dir, file, flags, Mode::from_bits_truncate(0o644))?;
+    created();
     let undo = |e: Errno| {
         let _ = unlinkat(dir, file, UnlinkatFlags::NoRemoveDir);
         e
@@ -106,11 +119,14 @@ pub(crate) fn create_own_lock(
     )
     .map_err(undo)?;
     if file_key(&nix::sys::stat::fstat(&reader).map_err(undo)?) != created {
-        return Err(undo(Errno::EEXIST));
+        // Ours was removed and the name is someone else's file now: not
+        // ours to remove.
+        return Err(Errno::EEXIST);
     }
     // Someone's flock(1) opened our fresh file first: theirs, not ours.
-    let held = Flock::lock(File::from(reader), FlockArg::LockExclusiveNonblock)
-        .map_err(|(_, e)| undo(e))?;
+    // It stays: removed, their flock would hold a file no one can see.
+    let held =
+        Flock::lock(File::from(reader), FlockArg::LockExclusiveNonblock).map_err(|(_, e)| e)?;
     let content = format!("{OWN_TAG}{token}\n");
     if let Err(e) = writer.write_all(content.as_bytes()) {
         return Err(undo(Errno::from_raw(
@@ -127,4 +143,60 @@ pub(crate) fn create_own_lock(
     }
     drop(writer);
     Ok((created.0, created.1, held))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir() -> (tempfile::TempDir, OwnedFd) {
+        let t = tempfile::tempdir().unwrap();
+        let fd = nix::fcntl::open(
+            t.path(),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+            Mode::empty(),
+        )
+        .unwrap();
+        (t, fd)
+    }
+
+    /// flock(1) of the app opens the name the moment holdfast made it,
+    /// before holdfast's flock: the file is the app's lock now and stays.
+    #[test]
+    fn a_fresh_file_another_process_flocked_first_stays() {
+        let (t, fd) = dir();
+        let path = t.path().join("updates.lock");
+        let mut theirs = None;
+        let r = create_own_lock_then(fd.as_fd(), "updates.lock", "tok", t.path(), || {
+            let f = File::open(&path).unwrap();
+            theirs = Some(Flock::lock(f, FlockArg::LockExclusiveNonblock).unwrap());
+        });
+        assert_eq!(r.unwrap_err(), Errno::EWOULDBLOCK);
+        assert!(path.exists(), "the app's flocked lock was removed");
+        assert!(theirs.is_some());
+    }
+
+    /// Ours removed and the name made again by someone else in between:
+    /// their file stays.
+    #[test]
+    fn a_file_put_in_place_of_ours_stays() {
+        let (t, fd) = dir();
+        let path = t.path().join("updates.lock");
+        let r = create_own_lock_then(fd.as_fd(), "updates.lock", "tok", t.path(), || {
+            std::fs::remove_file(&path).unwrap();
+            std::fs::write(&path, b"mine").unwrap();
+        });
+        assert_eq!(r.unwrap_err(), Errno::EEXIST);
+        assert_eq!(std::fs::read(&path).unwrap(), b"mine");
+    }
+
+    #[test]
+    fn made_tagged_and_flocked() {
+        let (t, fd) = dir();
+        let (_, _, _held) = create_own_lock(fd.as_fd(), "updates.lock", "tok", t.path()).unwrap();
+        let text = std::fs::read_to_string(t.path().join("updates.lock")).unwrap();
+        assert_eq!(text, format!("{OWN_TAG}tok\n"));
+        let f = File::open(t.path().join("updates.lock")).unwrap();
+        assert!(Flock::lock(f, FlockArg::LockExclusiveNonblock).is_err());
+    }
 }

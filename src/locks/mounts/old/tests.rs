@@ -104,7 +104,12 @@ fn a_crash_leaves_files_the_next_start_removes_unless_flocked_since() {
     l.load().unwrap();
     assert!(l.has_leftovers());
     let removed = l.retry();
-    assert_eq!(removed.len(), 4, "{removed:?}");
+    // Only what was removed is said to be: the app's files stay theirs.
+    let want: Vec<String> = [a.join("updates.lock"), b.join("resin-updates.lock")]
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    assert_eq!(removed, want);
     assert!(!a.join("updates.lock").exists());
     assert!(
         a.join("resin-updates.lock").exists(),
@@ -119,4 +124,44 @@ fn a_crash_leaves_files_the_next_start_removes_unless_flocked_since() {
         .load()
         .unwrap_err()
         .contains("damaged"));
+}
+
+#[test]
+fn a_record_that_cannot_be_read_is_not_written_over() {
+    let t = tempfile::tempdir().unwrap();
+    let state = t.path().join("state");
+    let a = t.path().join("a");
+    std::fs::create_dir(&a).unwrap();
+    // A crash left holdfast's files in `a`, and its record got damaged.
+    let mut l = OldLocks::new(&state);
+    l.take(&app(), &dirs(&[&a])).unwrap();
+    l.crash();
+    let record = state.join("mount-locks.json");
+    let good = std::fs::read(&record).unwrap();
+    std::fs::write(&record, b"{").unwrap();
+
+    let mut l = OldLocks::new(&state);
+    assert!(l.load().unwrap_err().contains("damaged"));
+    // A take elsewhere would record over it and forget the leftovers.
+    let b = t.path().join("b");
+    std::fs::create_dir(&b).unwrap();
+    let e = l.take(&app(), &dirs(&[&b])).unwrap_err();
+    assert!(
+        matches!(&e, TakeError::Failed(m) if m.contains("damaged")),
+        "{e:?}"
+    );
+    assert_eq!(std::fs::read(&record).unwrap(), b"{", "written over");
+    assert!(!b.join("updates.lock").exists());
+    assert!(
+        a.join("updates.lock").exists(),
+        "nothing removed on a guess"
+    );
+
+    // Repaired: the leftovers go first, then the take goes through.
+    std::fs::write(&record, &good).unwrap();
+    l.take(&app(), &dirs(&[&b])).unwrap();
+    assert!(!a.join("updates.lock").exists(), "the leftover is removed");
+    assert!(b.join("updates.lock").exists());
+    let now = std::fs::read_to_string(&record).unwrap();
+    assert!(!now.contains(&*a.display().to_string()), "{now}");
 }
