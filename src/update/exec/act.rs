@@ -35,11 +35,12 @@ impl Executor {
 
     /// Stops the new containers a failed apply started, then starts the old
     /// ones it stopped again. Answers why old ones could not be started
+    /// again, one entry per container of `stopped` that does not run
     /// again (then the app is down, whatever the pass's own error says).
     pub async fn put_back(&self, started: &[String], stopped: &[String]) -> Vec<String> {
         let engine = match self.engine().await {
             Ok(e) => e,
-            Err(e) => return vec![e.to_string()],
+            Err(e) => return stopped.iter().map(|id| format!("{id}: {e}")).collect(),
         };
         for id in started {
             if let Err(e) = engine.stop(id).await {
