@@ -356,3 +356,27 @@ async fn a_release_whose_put_back_fails_too_is_retried_while_nothing_runs() {
     assert_eq!(seen, Vec::<String>::new(), "{}", env.log());
     assert_eq!(env.container_of("app1", "main"), c1);
 }
+
+/// The engine's refusal quotes the target's command raw (`stat
+/// /bin/x<ESC>[31m: no such file`): a new app whose container cannot
+/// start is failed with that text, which reached the status, `holdfast
+/// status` and the journal line with the escape sequence in it.
+#[tokio::test]
+async fn an_engine_refusal_quoting_the_target_is_shown_escaped() {
+    let mut env = Env::with_docker();
+    let image = env.busybox_image();
+    env.start_daemon().await;
+    let mut r1 = release(&image, 1);
+    r1["apps"]["app1"]["services"]["main"]["command"] = json!(["/bin/x\u{1b}[31mred"]);
+    ok(&env.apply(&r1));
+    let st = env.wait_release("app1", "failed", "r1").await;
+    let error = st["error"].as_str().unwrap();
+    assert!(error.contains("/bin/x\\u{1b}[31mred"), "{st}");
+    assert!(!error.contains('\u{1b}'), "{st}");
+    let status = ok(&env.cli(&["status"]));
+    assert!(status.contains("app app1 failed release r1"), "{status}");
+    assert!(!status.contains('\u{1b}'), "{status}");
+    let log = env.log();
+    assert!(log.contains("update of app app1 failed"), "{log}");
+    assert!(!log.contains("\u{1b}[31m"), "{log}");
+}

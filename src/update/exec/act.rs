@@ -44,12 +44,15 @@ impl Executor {
         };
         for id in started {
             if let Err(e) = engine.stop(id).await {
+                // The engine's words may quote the target (a command).
+                let e = crate::text::no_controls(&e.to_string());
                 tracing::error!(container = %id, error = %e, "cannot stop the new container again");
             }
         }
         let mut failed = Vec::new();
         for id in stopped {
             if let Err(e) = engine.start(id).await {
+                let e = crate::text::no_controls(&e.to_string());
                 tracing::error!(container = %id, error = %e, "cannot start the previous container again");
                 failed.push(format!("{id}: {e}"));
             }
