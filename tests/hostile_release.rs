@@ -297,3 +297,86 @@ async fn a_dependency_that_never_comes_up_is_not_retried_against_the_running_app
     assert_eq!(env.container_of("app1", "worker"), w1);
     assert_eq!(env.log().matches(FAILED_LINE).count(), 1, "{}", env.log());
 }
+
+/// r1 runs a program from its lock directory, removed since it started:
+/// when r2 cannot start and the pass starts r1 again, r1 cannot start
+/// either, and nothing of the app runs. A retry stops nothing then, so r2
+/// stays on the back-off (it used to be "not retried", leaving the app
+/// down until someone came); once r1 can start again, the next retry puts
+/// it back, and from then on r2 is not retried.
+#[tokio::test]
+async fn a_release_whose_put_back_fails_too_is_retried_while_nothing_runs() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut env = Env::with_docker();
+    let image = env.busybox_image();
+    env.start_daemon().await;
+    let program = env.service_dir("app1/main").join("run");
+    let put = || {
+        std::fs::write(
+            &program,
+            "#!/bin/sh\ntrap 'exit 0' TERM\nwhile :; do sleep 0.2; done\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    put();
+    let with = |n: u32, command: &str| {
+        let mut r = release(&image, n);
+        r["apps"]["app1"]["services"]["main"]["command"] = json!([command]);
+        r
+    };
+    ok(&env.apply(&with(1, "/tmp/balena/run")));
+    env.wait_release("app1", "applied", "r1").await;
+    let c1 = env.container_of("app1", "main");
+    std::fs::remove_file(&program).unwrap();
+
+    ok(&env.apply(&with(2, "/bin/sleeep")));
+    let st = env.wait_release("app1", "failed", "r2").await;
+    let error = st["error"].as_str().unwrap();
+    assert!(
+        error.contains("the previous containers could not be started again"),
+        "{st}"
+    );
+    assert!(!error.ends_with(NOT_RETRIED), "{st}");
+    assert!(st.get("retry_at").is_some(), "a retry stops nothing: {st}");
+
+    // r1 can start again: a retry fails on r2 and puts r1 back for good.
+    put();
+    wait_for(Duration::from_secs(90), || async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let st = env.apps().await;
+        let error = st["app1"]["error"].as_str().unwrap_or_default().to_owned();
+        st["app1"]["state"] == "failed" && error.ends_with(NOT_RETRIED)
+    })
+    .await
+    .unwrap_or_else(|_| panic!("r1 was not put back:\n{}", env.log()));
+    assert_eq!(env.container_of("app1", "main"), c1, "r1 runs again");
+    let since = now();
+    let seen = deaths(&env, &c1, since, since + RETRY_MIN.as_secs_f64() + 3.0);
+    assert_eq!(seen, Vec::<String>::new(), "{}", env.log());
+    assert_eq!(env.container_of("app1", "main"), c1);
+}
+
+/// The engine's refusal quotes the target's command raw (`stat
+/// /bin/x<ESC>[31m: no such file`): a new app whose container cannot
+/// start is failed with that text, which reached the status, `holdfast
+/// status` and the journal line with the escape sequence in it.
+#[tokio::test]
+async fn an_engine_refusal_quoting_the_target_is_shown_escaped() {
+    let mut env = Env::with_docker();
+    let image = env.busybox_image();
+    env.start_daemon().await;
+    let mut r1 = release(&image, 1);
+    r1["apps"]["app1"]["services"]["main"]["command"] = json!(["/bin/x\u{1b}[31mred"]);
+    ok(&env.apply(&r1));
+    let st = env.wait_release("app1", "failed", "r1").await;
+    let error = st["error"].as_str().unwrap();
+    assert!(error.contains("/bin/x\\u{1b}[31mred"), "{st}");
+    assert!(!error.contains('\u{1b}'), "{st}");
+    let status = ok(&env.cli(&["status"]));
+    assert!(status.contains("app app1 failed release r1"), "{status}");
+    assert!(!status.contains('\u{1b}'), "{status}");
+    let log = env.log();
+    assert!(log.contains("update of app app1 failed"), "{log}");
+    assert!(!log.contains("\u{1b}[31m"), "{log}");
+}

@@ -316,3 +316,29 @@ async fn a_nul_byte_in_a_target_file_is_bad_input_named_by_offset() {
     // Nothing reached holdfastd.
     assert!(!env.log().contains("target accepted"), "{}", env.log());
 }
+
+/// Until holdfast knows the device's values (config.json does not parse at
+/// start), no app of the target is in force and none has a task; an app of
+/// the target as set is still in the target: a prune of it removes none of
+/// its volumes (it used to remove them all).
+#[tokio::test]
+async fn a_prune_of_an_app_of_the_target_not_yet_in_force_removes_nothing() {
+    let mut env = Env::with_docker();
+    env.write_config("");
+    let image = env.busybox_image();
+    std::fs::create_dir_all(env.dir.join("boot")).unwrap();
+    std::fs::write(env.dir.join("boot/config.json"), "{ not json").unwrap();
+    // app1's volume as an earlier start made it, with its data.
+    docker(&env, "volume create --label io.holdfast.app=app1 app1_data");
+    env.start_daemon().await;
+    let mut s = service(&image);
+    s["volumes"] = json!(["data:/d"]);
+    ok(&env.apply(&target(
+        json!({"app1": {"release": "r1", "services": {"main": s}}}),
+    )));
+    let out = env.cli(&["volumes", "prune", "app1"]);
+    assert!(!out.status.success(), "{out:?}\n{}", env.log());
+    let err = stderr(&out);
+    assert!(err.contains("app app1 is in the target"), "{err}");
+    ok(&env.docker(&["volume", "inspect", "app1_data"]));
+}

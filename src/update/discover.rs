@@ -30,17 +30,21 @@ pub(super) async fn discover(
 }
 
 /// `holdfast volumes prune APP`: only for an app out of the target and
-/// gone from the engine, and through the gate like an update.
+/// gone from the engine, and through the gate like an update. `targets`:
+/// the target as set and the one in force (with the injected values),
+/// which lacks an app, or is none, until the device's values and the
+/// app's key are known: an app of either is in the target.
 pub(super) fn prune_volumes(
     exec: Executor,
     snapshot: &Snapshot,
-    target: Option<&Target>,
+    targets: [Option<&Target>; 2],
     leaving: bool,
     (app, force, who): (AppName, bool, String),
     status: watch::Sender<UpdateStatus>,
     reply: tokio::sync::oneshot::Sender<Result<Vec<String>, CommandError>>,
 ) {
-    if target.is_some_and(|t| t.apps.contains_key(&app)) {
+    let targets = targets.into_iter().flatten();
+    if targets.clone().any(|t| t.apps.contains_key(&app)) {
         let _ = reply.send(Err(CommandError::Failed(format!(
             "app {app} is in the target and its services use its volumes; take it out of the target first"
         ))));
@@ -73,8 +77,7 @@ pub(super) fn prune_volumes(
     tracing::info!(app = %app, who = %who, "removing the volumes of app {app}, asked by {who}");
     // Engine volume names the other apps' targets use: never removed as
     // this app's (two apps' names can meet at '_').
-    let used_by: BTreeMap<String, AppName> = target
-        .iter()
+    let used_by: BTreeMap<String, AppName> = targets
         .flat_map(|t| &t.apps)
         .filter(|(other, _)| **other != app)
         .flat_map(|(other, t)| {

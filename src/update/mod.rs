@@ -325,7 +325,9 @@ impl Updates {
                         let exec = exec_rx.borrow().clone();
                         let snap = self.snapshot.borrow().clone();
                         let leaving = apps.contains_key(&app);
-                        discover::prune_volumes(exec, &snap, target.as_deref(), leaving,
+                        let set = self.target.borrow().clone();
+                        let targets = [set.as_deref(), target.as_deref()];
+                        discover::prune_volumes(exec, &snap, targets, leaving,
                             (app, force, who), self.status.clone(), reply);
                     }
                     Some(Command::RotateApiKey { app, who, reply }) => {

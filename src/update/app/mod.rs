@@ -47,6 +47,20 @@ enum Outcome {
     PutBack(String),
 }
 
+impl Outcome {
+    /// The outcome with its text as it is shown (`record::shown_reason`).
+    fn shown(self) -> Self {
+        let shown = |e: String| record::shown_reason(&e);
+        match self {
+            Outcome::EngineDown(e) => Outcome::EngineDown(shown(e)),
+            Outcome::Failed(e) => Outcome::Failed(shown(e)),
+            Outcome::Unhealthy(e) => Outcome::Unhealthy(shown(e)),
+            Outcome::PutBack(e) => Outcome::PutBack(shown(e)),
+            other => other,
+        }
+    }
+}
+
 /// A release that came up unhealthy, or failed after the running
 /// containers were stopped: not tried again until a new target or a forced
 /// update; meanwhile the app runs `fallback` (its last healthy release),
@@ -154,6 +168,9 @@ impl AppTask {
                     .await,
                 )
             };
+            // Its text quotes the engine, which quotes the target (a
+            // command, a path): escaped and bounded for the status and log.
+            let outcome = outcome.map(Outcome::shown);
             if let Some((reply, r)) = purged.take() {
                 let _ = reply.send(r.and_then(|v| match &outcome {
                     Some(Outcome::Done { gone: false }) => Ok(v),
@@ -225,7 +242,6 @@ impl AppTask {
                         machine.unhealthy(e, None);
                     }
                     Outcome::PutBack(e) => {
-                        let e = record::shown_reason(&e);
                         let release = machine.release().to_owned();
                         tracing::error!(message_id = msgid::UPDATE_FAILED, app = %self.app, release = %release, error = %e,
                             "release {release} of app {} failed after the pass stopped its running containers; \

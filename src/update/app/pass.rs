@@ -108,10 +108,14 @@ impl AppTask {
                 .collect(),
             _ => Vec::new(),
         };
+        // A container the pass stopped runs again: a retry would stop it
+        // again.
+        let mut runs_again = false;
         if !done && (!undo.stopped.is_empty() || !undo.started.is_empty()) {
             // Put back what ran before: the new ones stop, the old ones start.
             tracing::warn!(app = %self.app, "apply failed midway; starting the previous containers again");
             let down = exec.put_back(&undo.started, &undo.stopped).await;
+            runs_again = down.len() < undo.stopped.len();
             if !down.is_empty() && !undo.stopped.is_empty() {
                 outcome = match outcome {
                     Outcome::Failed(e) => Outcome::Failed(previous_down(&e, &down)),
@@ -120,7 +124,7 @@ impl AppTask {
                 };
             }
         }
-        outcome = after_put_back(outcome, !undo.stopped.is_empty());
+        outcome = after_put_back(outcome, runs_again);
         if undo.locked {
             if let Err(e) = self.release_locks().await {
                 if done {
@@ -398,13 +402,16 @@ fn engine_outcome(e: ExecError) -> Outcome {
     exec_outcome(e)
 }
 
-/// A pass that failed after it had stopped running containers (which it
-/// started again): retrying it would stop them again, every time, so it is
-/// not retried on a timer. The engine gone midway stays an outage, retried
+/// A pass that failed after it had stopped running containers, and started
+/// (some of) them again (`runs_again`): retrying it would stop them again,
+/// every time, so it is not retried on a timer. When none of them could be
+/// started again, nothing of them runs for a retry to stop: it stays a
+/// failure retried on the back-off, which may bring the app back (as the
+/// put back did not). The engine gone midway stays an outage, retried
 /// soon: nothing says the release is at fault.
-fn after_put_back(outcome: Outcome, stopped: bool) -> Outcome {
+fn after_put_back(outcome: Outcome, runs_again: bool) -> Outcome {
     match outcome {
-        Outcome::Failed(e) | Outcome::Unhealthy(e) if stopped => Outcome::PutBack(e),
+        Outcome::Failed(e) | Outcome::Unhealthy(e) if runs_again => Outcome::PutBack(e),
         other => other,
     }
 }

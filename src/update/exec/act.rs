@@ -35,20 +35,24 @@ impl Executor {
 
     /// Stops the new containers a failed apply started, then starts the old
     /// ones it stopped again. Answers why old ones could not be started
+    /// again, one entry per container of `stopped` that does not run
     /// again (then the app is down, whatever the pass's own error says).
     pub async fn put_back(&self, started: &[String], stopped: &[String]) -> Vec<String> {
         let engine = match self.engine().await {
             Ok(e) => e,
-            Err(e) => return vec![e.to_string()],
+            Err(e) => return stopped.iter().map(|id| format!("{id}: {e}")).collect(),
         };
         for id in started {
             if let Err(e) = engine.stop(id).await {
+                // The engine's words may quote the target (a command).
+                let e = crate::text::no_controls(&e.to_string());
                 tracing::error!(container = %id, error = %e, "cannot stop the new container again");
             }
         }
         let mut failed = Vec::new();
         for id in stopped {
             if let Err(e) = engine.start(id).await {
+                let e = crate::text::no_controls(&e.to_string());
                 tracing::error!(container = %id, error = %e, "cannot start the previous container again");
                 failed.push(format!("{id}: {e}"));
             }

@@ -1,7 +1,7 @@
 //! The executor: turns planned steps into engine calls. The only code that
 //! calls the engine; the per-app tasks decide, this does.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,6 +13,7 @@ mod act;
 mod api;
 mod objects;
 mod watch;
+mod waves;
 
 use super::health::Want;
 use super::plan::{container_name, Step};
@@ -252,31 +253,24 @@ impl Executor {
     /// order: nothing runs yet).
     pub async fn wave(&self, pass: Pass<'_>, steps: &[Step]) -> Result<(), ExecError> {
         let mut units: Vec<(ServiceName, Vec<&Step>)> = Vec::new();
+        let mut at: BTreeMap<&ServiceName, usize> = BTreeMap::new();
         for step in steps {
             let (Step::Create { service } | Step::Start { service }) = step else {
                 unreachable!("waves hold creates and starts only")
             };
-            match units.iter_mut().find(|(s, _)| s == service) {
-                Some((_, v)) => v.push(step),
-                None => units.push((service.clone(), vec![step])),
+            match at.get(service) {
+                Some(&i) => units[i].1.push(step),
+                None => {
+                    at.insert(service, units.len());
+                    units.push((service.clone(), vec![step]));
+                }
             }
         }
         let deps = |s: &ServiceName| -> Vec<ServiceName> {
             pass.target.map(|t| t.dependencies(s)).unwrap_or_default()
         };
-        while !units.is_empty() {
-            let starting: Vec<ServiceName> = units
-                .iter()
-                .filter(|(_, v)| v.iter().any(|s| matches!(s, Step::Start { .. })))
-                .map(|(s, _)| s.clone())
-                .collect();
-            let (mut wave, mut rest): (Vec<_>, Vec<_>) = units
-                .into_iter()
-                .partition(|(s, _)| !deps(s).iter().any(|d| d != s && starting.contains(d)));
-            // A cycle cannot pass the parser; never spin on one anyway.
-            if wave.is_empty() {
-                wave = std::mem::take(&mut rest);
-            }
+        let starts = |unit: &Vec<&Step>| unit.iter().any(|s| matches!(s, Step::Start { .. }));
+        for wave in waves::waves(units, starts, deps) {
             let runs = wave.iter().map(|(_, unit)| async move {
                 for step in unit {
                     self.step(pass, step).await?;
@@ -286,7 +280,6 @@ impl Executor {
             for r in futures_util::future::join_all(runs).await {
                 r?;
             }
-            units = rest;
         }
         Ok(())
     }

@@ -3,7 +3,7 @@ use super::*;
 #[test]
 fn only_a_failure_after_a_stop_is_a_put_back() {
     let e = || "x".to_string();
-    // (outcome, containers were stopped and started again, a put back)
+    // (outcome, a container the pass stopped runs again, a put back)
     let rows: [(Outcome, bool, bool); 10] = [
         (Outcome::Failed(e()), true, true),
         (Outcome::Unhealthy(e()), true, true),
@@ -16,8 +16,8 @@ fn only_a_failure_after_a_stop_is_a_put_back() {
         (Outcome::Done { gone: false }, false, false),
         (Outcome::PutBack(e()), false, true),
     ];
-    for (i, (o, stopped, put_back)) in rows.into_iter().enumerate() {
-        let got = matches!(after_put_back(o, stopped), Outcome::PutBack(_));
+    for (i, (o, runs_again, put_back)) in rows.into_iter().enumerate() {
+        let got = matches!(after_put_back(o, runs_again), Outcome::PutBack(_));
         assert_eq!(got, put_back, "row {i}");
     }
 }
